@@ -1,0 +1,119 @@
+//! Bytes <-> frames. One WebSocket binary message carries one frame.
+//!
+//! Decoding checks the size before parsing and the body sizes after, and
+//! returns a `DecodeError` for any input: it never panics.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::frame::{ClientFrame, ErrorCode, Limits, ServerFrame};
+
+/// The protocol version this crate speaks. Bump it when a frame's meaning
+/// changes; adding a variant at the end of an enum does not need a bump.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The relay's default limits: 64 KiB frames, 16 KiB message bodies.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    max_frame_bytes: 64 * 1024,
+    max_body_bytes: 16 * 1024,
+};
+
+/// Why bytes could not become a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame of {len} bytes is over the limit of {max}")]
+    FrameTooLarge { len: usize, max: u32 },
+    #[error("body of {len} bytes is over the limit of {max}")]
+    BodyTooLarge { len: usize, max: u32 },
+    #[error("not a frame: {0}")]
+    Malformed(#[from] postcard::Error),
+    #[error("not a frame: {0} bytes left over after it")]
+    TrailingBytes(usize),
+}
+
+impl DecodeError {
+    /// The error code to send back to the peer.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            DecodeError::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            DecodeError::Malformed(_) | DecodeError::TrailingBytes(_) => ErrorCode::Malformed,
+        }
+    }
+}
+
+/// A frame type of this protocol.
+pub trait Frame: Serialize + DeserializeOwned + sealed::Sealed {
+    /// The largest user text (message body or draft) the frame carries.
+    fn largest_text(&self) -> usize;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ClientFrame {}
+    impl Sealed for super::ServerFrame {}
+}
+
+impl Frame for ClientFrame {
+    fn largest_text(&self) -> usize {
+        match self {
+            ClientFrame::Send(send) => send.body.len_bytes(),
+            ClientFrame::Typing(typing) => typing.draft.as_ref().map_or(0, String::len),
+            ClientFrame::Hello(_)
+            | ClientFrame::Join(_)
+            | ClientFrame::Ack(_)
+            | ClientFrame::Ping(_)
+            | ClientFrame::Pong(_) => 0,
+        }
+    }
+}
+
+impl Frame for ServerFrame {
+    fn largest_text(&self) -> usize {
+        match self {
+            ServerFrame::Message(message) => message.body.len_bytes(),
+            ServerFrame::Typing(typing) => typing.draft.as_ref().map_or(0, String::len),
+            _ => 0,
+        }
+    }
+}
+
+/// Encodes a frame. Never fails for this crate's frames.
+pub fn encode<F: Frame>(frame: &F) -> Vec<u8> {
+    // postcard only fails for maps of unknown length or a full buffer;
+    // frames have neither and the buffer grows.
+    postcard::to_allocvec(frame).unwrap_or_default()
+}
+
+/// Decodes one frame, enforcing `limits`.
+pub fn decode<F: Frame>(bytes: &[u8], limits: &Limits) -> Result<F, DecodeError> {
+    if bytes.len() > limits.max_frame_bytes as usize {
+        return Err(DecodeError::FrameTooLarge {
+            len: bytes.len(),
+            max: limits.max_frame_bytes,
+        });
+    }
+    let (frame, rest) = postcard::take_from_bytes::<F>(bytes)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    let text = frame.largest_text();
+    if text > limits.max_body_bytes as usize {
+        return Err(DecodeError::BodyTooLarge {
+            len: text,
+            max: limits.max_body_bytes,
+        });
+    }
+    Ok(frame)
+}
+
+/// Reads the protocol version from the start of an encoded `Hello`, even
+/// when the rest of it does not decode with this crate's types, so a relay
+/// can answer "unsupported version" rather than "malformed".
+pub fn peek_hello_version(bytes: &[u8]) -> Option<u16> {
+    let (variant, rest) = postcard::take_from_bytes::<u32>(bytes).ok()?;
+    if variant != 0 {
+        return None; // not ClientFrame::Hello
+    }
+    postcard::take_from_bytes::<u16>(rest).ok().map(|(v, _)| v)
+}

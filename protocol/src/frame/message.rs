@@ -1,0 +1,74 @@
+//! Chat messages: sending one, its acknowledgement, and its delivery.
+
+use std::string::String;
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::ErrorCode;
+use crate::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, Timestamp, VisitorId};
+
+/// Client -> relay: store this message. Resending with the same
+/// `client_id` is safe: it is stored once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Send {
+    pub conversation: ConversationId,
+    pub client_id: ClientMessageId,
+    pub body: Body,
+}
+
+/// Relay -> sender: the message is durably stored with this seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub conversation: ConversationId,
+    pub client_id: ClientMessageId,
+    pub id: MessageId,
+    pub seq: Seq,
+    pub sent_at: Timestamp,
+}
+
+/// Relay -> sender: the message will never be stored (the sender may not
+/// write there, or the body is invalid). Resending will not help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub conversation: ConversationId,
+    pub client_id: ClientMessageId,
+    pub code: ErrorCode,
+    pub text: String,
+}
+
+/// Relay -> participants: a stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub conversation: ConversationId,
+    pub seq: Seq,
+    pub id: MessageId,
+    /// The sender's id for it; `None` for messages the relay wrote itself.
+    pub client_id: Option<ClientMessageId>,
+    pub author: Author,
+    pub body: Body,
+    pub sent_at: Timestamp,
+}
+
+/// Who wrote a message, is typing, or read something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Author {
+    Visitor(VisitorId),
+    Agent(AgentId),
+    /// The relay itself: assignment, transfer, close and similar lines.
+    System,
+}
+
+/// What a message carries. Shown as text, never as HTML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    Text(String),
+}
+
+impl Body {
+    /// The size that counts against `Limits::max_body_bytes`.
+    pub fn len_bytes(&self) -> usize {
+        match self {
+            Body::Text(text) => text.len(),
+        }
+    }
+}

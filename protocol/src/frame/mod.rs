@@ -1,0 +1,52 @@
+//! The frames of the protocol, one module per family.
+//!
+//! `ClientFrame` and `ServerFrame` only dispatch. postcard numbers enum
+//! variants by position, so new variants go at the end and existing ones
+//! never move; `codec`'s tests pin the bytes of every frame.
+
+mod conversation;
+mod error;
+mod heartbeat;
+mod hello;
+mod message;
+mod receipt;
+mod typing;
+
+use serde::{Deserialize, Serialize};
+
+pub use conversation::{ConversationStatus, ConversationUpdate, Join, ReplayComplete};
+pub use error::{CloseReason, Closing, ErrorCode, ErrorFrame};
+pub use heartbeat::{Ping, Pong};
+pub use hello::{Credentials, Cursor, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome};
+pub use message::{Accepted, Author, Body, Message, Rejected, Send};
+pub use receipt::{Ack, Receipt, ReceiptKind};
+pub use typing::{Typing, TypingNotice};
+
+/// Everything a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    Hello(Hello),
+    Send(Send),
+    Join(Join),
+    Ack(Ack),
+    Typing(Typing),
+    Ping(Ping),
+    Pong(Pong),
+}
+
+/// Everything the relay sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    Welcome(Welcome),
+    Accepted(Accepted),
+    Rejected(Rejected),
+    Message(Message),
+    ReplayComplete(ReplayComplete),
+    Receipt(Receipt),
+    Typing(TypingNotice),
+    Ping(Ping),
+    Pong(Pong),
+    Error(ErrorFrame),
+    Closing(Closing),
+    Conversation(ConversationUpdate),
+}

@@ -1,0 +1,32 @@
+//! Kefu's relay: one binary that stores every message and fans it out.
+//!
+//! # Layout
+//!
+//! Data flows from a socket to the store and back out to every participant:
+//!
+//! - [`ws`]: the `/ws` endpoint. `ws::socket` is the only place that turns
+//!   bytes into frames and back; `ws::connection` runs one client's
+//!   connection (hello, replay, live traffic, heartbeats).
+//! - [`store`]: the SQLite file. A message gets its seq in the transaction
+//!   that stores it; a group-commit writer batches many per fsync.
+//! - [`hub`]: in-process fan-out to the connections following a
+//!   conversation or a site, each through a bounded queue.
+//! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap.
+//! - [`http`]: the HTTP API (`/api/login`, `/healthz`).
+//! - [`config`]: flags and environment variables.
+//! - [`server`]: `run(listener, config, shutdown)` ties it together;
+//!   `main.rs` only parses the config and calls it.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+pub use config::Config;
+pub use server::{app, run};
+pub use state::AppState;
