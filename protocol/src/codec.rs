@@ -13,20 +13,22 @@ use crate::frame::{ClientFrame, ErrorCode, Limits, ServerFrame};
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// The relay's default limits: 64 KiB frames, 16 KiB message bodies.
-pub const DEFAULT_LIMITS: Limits = Limits {
-    max_frame_bytes: 64 * 1024,
-    max_body_bytes: 16 * 1024,
-};
+pub const DEFAULT_LIMITS: Limits = Limits { max_frame_bytes: 64 * 1024, max_body_bytes: 16 * 1024 };
 
 /// Why bytes could not become a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// Refused before parsing, so an oversized frame costs no allocation.
     #[error("frame of {len} bytes is over the limit of {max}")]
     FrameTooLarge { len: usize, max: u32 },
+    /// A message body or typing draft is over `Limits::max_body_bytes`.
     #[error("body of {len} bytes is over the limit of {max}")]
     BodyTooLarge { len: usize, max: u32 },
+    /// The bytes do not parse as a frame: truncated, an unknown variant,
+    /// invalid UTF-8, an invalid key or token, ...
     #[error("not a frame: {0}")]
     Malformed(#[from] postcard::Error),
+    /// A whole frame parsed but bytes follow it; one message is one frame.
     #[error("not a frame: {0} bytes left over after it")]
     TrailingBytes(usize),
 }
@@ -88,10 +90,7 @@ pub fn encode<F: Frame>(frame: &F) -> Vec<u8> {
 /// Decodes one frame, enforcing `limits`.
 pub fn decode<F: Frame>(bytes: &[u8], limits: &Limits) -> Result<F, DecodeError> {
     if bytes.len() > limits.max_frame_bytes as usize {
-        return Err(DecodeError::FrameTooLarge {
-            len: bytes.len(),
-            max: limits.max_frame_bytes,
-        });
+        return Err(DecodeError::FrameTooLarge { len: bytes.len(), max: limits.max_frame_bytes });
     }
     let (frame, rest) = postcard::take_from_bytes::<F>(bytes)?;
     if !rest.is_empty() {
@@ -99,10 +98,7 @@ pub fn decode<F: Frame>(bytes: &[u8], limits: &Limits) -> Result<F, DecodeError>
     }
     let text = frame.largest_text();
     if text > limits.max_body_bytes as usize {
-        return Err(DecodeError::BodyTooLarge {
-            len: text,
-            max: limits.max_body_bytes,
-        });
+        return Err(DecodeError::BodyTooLarge { len: text, max: limits.max_body_bytes });
     }
     Ok(frame)
 }

@@ -121,9 +121,7 @@ pub struct InvalidKey {
 fn validate(what: &'static str, max: usize, value: &str) -> Result<(), InvalidKey> {
     let ok = !value.is_empty()
         && value.len() <= max
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok { Ok(()) } else { Err(InvalidKey { what, max }) }
 }
 

@@ -16,6 +16,7 @@
 pub mod codec;
 pub mod frame;
 pub mod ids;
+pub mod session;
 
 pub use codec::{DEFAULT_LIMITS, DecodeError, PROTOCOL_VERSION, decode, encode};
 pub use frame::{ClientFrame, ServerFrame};

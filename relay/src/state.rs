@@ -1,1 +1,68 @@
-//! TODO
+//! What every request handler and connection shares.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kefu_protocol::ids::SessionId;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::store::Store;
+
+/// The relay's shared state. Cloning is shallow (one `Arc`).
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of the shared state.
+#[derive(Debug)]
+pub struct Inner {
+    /// How this relay was started.
+    pub config: Config,
+    /// Durable storage.
+    pub store: Store,
+    /// Fan-out to connections.
+    pub hub: Hub,
+    /// Cancelled when the relay starts draining; connections then tell
+    /// their clients to reconnect and close.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket connection, so shutdown can wait for them.
+    pub connections: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl AppState {
+    /// State for a relay with an open store.
+    pub fn new(config: Config, store: Store) -> AppState {
+        AppState(Arc::new(Inner {
+            config,
+            store,
+            hub: Hub::default(),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        }))
+    }
+
+    /// A fresh id for a new connection.
+    pub fn next_session(&self) -> SessionId {
+        SessionId(self.0.next_session.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Milliseconds since the Unix epoch, the relay's clock for the wire.
+pub fn now() -> kefu_protocol::ids::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    kefu_protocol::ids::Timestamp(ms)
+}

@@ -1,1 +1,199 @@
+//! A native async client for Kefu, for bots, tests and Rust apps.
+//!
+//! It runs the protocol's I/O-free [`Session`] over a real WebSocket: the
+//! session decides (backoff, heartbeats, outbox, replay cursors) and this
+//! crate carries the decisions out. Messages survive disconnects: a send
+//! stays in the outbox until the relay acknowledges it, and is resent with
+//! the same client id after every reconnect.
+//!
+//! # Layout
+//!
+//! - [`Client`]: the handle an application holds (send, join, ack, typing).
+//! - [`Events`]: what arrives, in order, deduplicated.
+//! - `driver`: the task that owns the socket and the session.
+//! - [`login`]: `POST /api/login` for agents.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kefu_sdk::Error> {
+//! use kefu_sdk::{Client, Body, Event};
+//! let (visitor, mut events) = Client::visitor("ws://127.0.0.1:8080/ws", "demo")?;
+//! let conversation = visitor.conversation().await?;
+//! visitor.send(conversation, Body::Text("hello".into())).await?;
+//! while let Some(event) = events.next().await {
+//!     if let Event::Message(message) = event { println!("{message:?}") }
+//! }
+//! # Ok(()) }
+//! ```
 
+mod driver;
+
+use kefu_protocol::frame::{Credentials, Identity, ReceiptKind};
+use kefu_protocol::ids::{AgentToken, ConversationId, Seq, SiteKey};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use kefu_protocol;
+pub use kefu_protocol::frame::{Accepted, Body, Message, Rejected};
+pub use kefu_protocol::session::{Event, LinkState, SessionConfig};
+
+/// What can go wrong for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid key or token: {0}")]
+    InvalidKey(#[from] kefu_protocol::ids::InvalidKey),
+    #[error("the relay refused the message: {0:?}")]
+    Rejected(Rejected),
+    #[error("the client was stopped")]
+    Stopped,
+    #[error("login failed: {0}")]
+    Login(String),
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// A connection to a relay that keeps itself alive. Cloning is cheap; all
+/// clones drive the same connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::UnboundedSender<driver::Command>,
+    identity: watch::Receiver<Option<Identity>>,
+    link: watch::Receiver<LinkState>,
+    /// A visitor's site, to build returning credentials.
+    site: Option<SiteKey>,
+}
+
+/// Everything the relay sends, after the session deduplicated and ordered
+/// it. Read it: it is unbounded, so an application that never reads it
+/// grows it.
+#[derive(Debug)]
+pub struct Events {
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the client stopped for good.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+}
+
+impl Client {
+    /// Connects with `credentials` to the relay's WebSocket `url`
+    /// (`ws://host:port/ws`), in the background.
+    pub fn connect(url: impl Into<String>, credentials: Credentials, config: SessionConfig) -> (Client, Events) {
+        let site = match &credentials {
+            Credentials::Visitor { site, .. } => Some(site.clone()),
+            Credentials::Agent { .. } => None,
+        };
+        let (commands, identity, link, events) = driver::spawn(url.into(), credentials, config);
+        (Client { commands, identity, link, site }, Events { events })
+    }
+
+    /// A new visitor of the site with key `site`.
+    pub fn visitor(url: impl Into<String>, site: &str) -> Result<(Client, Events), Error> {
+        let credentials = Credentials::Visitor { site: SiteKey::new(site)?, returning: None };
+        Ok(Client::connect(url, credentials, SessionConfig::default()))
+    }
+
+    /// An agent with a token from [`login`]. Follows every conversation
+    /// of its site, as a bot or console would.
+    pub fn agent(url: impl Into<String>, token: &str) -> Result<(Client, Events), Error> {
+        let credentials = Credentials::Agent { token: AgentToken::new(token)? };
+        let config = SessionConfig { auto_join: true, ..SessionConfig::default() };
+        Ok(Client::connect(url, credentials, config))
+    }
+
+    /// Sends a message and returns once the relay has stored it. Survives
+    /// reconnects: it is resent until acknowledged.
+    pub async fn send(&self, conversation: ConversationId, body: Body) -> Result<Accepted, Error> {
+        let (reply, accepted) = oneshot::channel();
+        self.command(driver::Command::Send { conversation, body, reply })?;
+        accepted.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Follows a conversation: its history after the last held seq, then
+    /// live messages.
+    pub fn join(&self, conversation: ConversationId) -> Result<(), Error> {
+        self.command(driver::Command::Join(conversation))
+    }
+
+    /// Marks messages up to `up_to` delivered or read.
+    pub fn ack(&self, conversation: ConversationId, kind: ReceiptKind, up_to: Seq) -> Result<(), Error> {
+        self.command(driver::Command::Ack { conversation, kind, up_to })
+    }
+
+    /// Tells the others that this side is typing (with a visitor's draft).
+    pub fn typing(&self, conversation: ConversationId, active: bool, draft: Option<String>) -> Result<(), Error> {
+        self.command(driver::Command::Typing { conversation, active, draft })
+    }
+
+    /// Who the relay says this client is; waits for the first welcome.
+    pub async fn identity(&self) -> Result<Identity, Error> {
+        let mut identity = self.identity.clone();
+        let found = identity.wait_for(Option::is_some).await.map_err(|_| Error::Stopped)?;
+        found.clone().ok_or(Error::Stopped)
+    }
+
+    /// A visitor's conversation; waits for the first welcome.
+    pub async fn conversation(&self) -> Result<ConversationId, Error> {
+        match self.identity().await? {
+            Identity::Visitor { conversation, .. } => Ok(conversation),
+            Identity::Agent { .. } => Err(Error::Stopped),
+        }
+    }
+
+    /// The credentials to come back as the same visitor later (after a
+    /// "reload"); waits for the first welcome.
+    pub async fn returning_credentials(&self) -> Result<Credentials, Error> {
+        match self.identity().await? {
+            Identity::Visitor { visitor, token, .. } => {
+                let site = self.site.clone().ok_or(Error::Stopped)?;
+                Ok(Credentials::Visitor {
+                    site,
+                    returning: Some(kefu_protocol::frame::ReturningVisitor { visitor, token }),
+                })
+            }
+            Identity::Agent { .. } => Err(Error::Stopped),
+        }
+    }
+
+    /// The link's state now.
+    pub fn link(&self) -> LinkState {
+        *self.link.borrow()
+    }
+
+    /// Waits until the link is in a state that `pred` accepts.
+    pub async fn wait_link(&self, pred: impl FnMut(&LinkState) -> bool) -> Result<LinkState, Error> {
+        let mut link = self.link.clone();
+        let state = *link.wait_for(pred).await.map_err(|_| Error::Stopped)?;
+        Ok(state)
+    }
+
+    /// Closes the connection for good. Unacknowledged sends fail.
+    pub fn stop(&self) {
+        let _ = self.commands.send(driver::Command::Stop);
+    }
+
+    fn command(&self, command: driver::Command) -> Result<(), Error> {
+        self.commands.send(command).map_err(|_| Error::Stopped)
+    }
+}
+
+/// An agent's session from `POST /api/login`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Login {
+    /// The token for [`Client::agent`].
+    pub token: String,
+}
+
+/// Logs an agent in at the relay's HTTP base (`http://host:port`).
+pub async fn login(base: &str, email: &str, password: &str) -> Result<Login, Error> {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/login", base.trim_end_matches('/')))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        return Err(Error::Login(format!("{}: {}", response.status(), response.text().await.unwrap_or_default())));
+    }
+    Ok(response.json().await?)
+}

@@ -1,1 +1,279 @@
+//! Support for Kefu's end-to-end tests: a real relay process on a real
+//! SQLite file, a TCP proxy that can cut or refuse connections, and small
+//! helpers around the SDK.
+//!
+//! # Layout
+//!
+//! - [`Relay`]: the `kefu-relay` binary as a child process, so tests can
+//!   `kill -9`, stop and continue it, and restart it on the same data dir.
+//! - [`Proxy`]: sits between clients and the relay; cuts every connection
+//!   at once, refuses new ones while "offline", and follows the relay to a
+//!   new port after a restart.
+//! - [`raw`]: a bare WebSocket speaking frames by hand, for hostile input.
 
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kefu_sdk::{Event, Events, Message};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::task::AbortHandle;
+
+/// The admin every test relay starts with.
+pub const ADMIN_EMAIL: &str = "admin@kefu.test";
+/// Their password.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// How long a test waits for something that should happen "soon" before
+/// it fails. Generous: CI machines are shared and slow.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Where cargo put the relay binary: next to this test's own executable.
+fn relay_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/kefu-relay
+    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent dir")?;
+    let binary = dir.join(format!("kefu-relay{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        bail!("{} is missing: build it first (`cargo build -p kefu-relay`; `cargo xtask test` does)", binary.display());
+    }
+    Ok(binary)
+}
+
+/// A relay child process with its own data dir.
+#[derive(Debug)]
+pub struct Relay {
+    child: Child,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    args: Vec<String>,
+    /// Keeps the data dir alive as long as the relay value.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Relay {
+    /// A relay on a fresh data dir with default settings.
+    pub async fn start() -> Result<Relay> {
+        Relay::start_with(&[]).await
+    }
+
+    /// A relay on a fresh data dir with extra flags, e.g.
+    /// `["--heartbeat-interval-ms", "300"]`.
+    pub async fn start_with(args: &[&str]) -> Result<Relay> {
+        let dir = tempfile::tempdir()?;
+        let args: Vec<String> = args.iter().map(ToString::to_string).collect();
+        let (child, addr) = spawn(dir.path(), &args).await?;
+        Ok(Relay { child, addr, data_dir: dir.path().to_owned(), args, _dir: Some(dir) })
+    }
+
+    /// Its HTTP and WebSocket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://addr/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// The SQLite data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// `kill -9`: no shutdown, no flush, nothing.
+    pub async fn kill9(&mut self) -> Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
+    /// Starts the relay again on the same data dir (on a new port).
+    pub async fn restart(&mut self) -> Result<()> {
+        let (child, addr) = spawn(&self.data_dir, &self.args).await?;
+        self.child = child;
+        self.addr = addr;
+        Ok(())
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT, SIGTERM) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status =
+            std::process::Command::new("kill").args([format!("-{signal}"), self.pid().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -{signal} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit by itself (after SIGTERM).
+    pub async fn wait_exit(&mut self) -> Result<std::process::ExitStatus> {
+        Ok(tokio::time::timeout(PATIENCE, self.child.wait()).await??)
+    }
+
+    /// Logs the admin in and returns an agent token.
+    pub async fn admin_token(&self) -> Result<String> {
+        Ok(kefu_sdk::login(&self.http_url(), ADMIN_EMAIL, ADMIN_PASSWORD).await?.token)
+    }
+}
+
+async fn spawn(data_dir: &Path, args: &[String]) -> Result<(Child, SocketAddr)> {
+    let mut child = Command::new(relay_binary()?)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--admin-email", ADMIN_EMAIL, "--admin-password", ADMIN_PASSWORD])
+        .args(args)
+        .env("RUST_LOG", std::env::var("KEFU_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawning kefu-relay")?;
+    let stdout = child.stdout.take().context("relay stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(addr) = line.strip_prefix("kefu-relay listening on http://") {
+                return Ok::<_, anyhow::Error>(addr.trim().parse::<SocketAddr>()?);
+            }
+        }
+        bail!("relay exited before listening")
+    })
+    .await
+    .context("relay did not start in time")??;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
+}
+
+/// A TCP proxy in front of the relay that can cut every connection,
+/// refuse new ones ("offline") and switch to a restarted relay.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Mutex<ProxyState>>,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    upstream: SocketAddr,
+    offline: bool,
+    links: Vec<AbortHandle>,
+}
+
+impl Proxy {
+    /// A proxy forwarding to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let proxy = Proxy {
+            addr: listener.local_addr()?,
+            shared: Arc::new(Mutex::new(ProxyState { upstream, offline: false, links: Vec::new() })),
+        };
+        let shared = Arc::clone(&proxy.shared);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, offline) = {
+                    let state = lock(&shared);
+                    (state.upstream, state.offline)
+                };
+                if offline {
+                    drop(client);
+                    continue;
+                }
+                let link = tokio::spawn(forward(client, upstream));
+                lock(&shared).links.push(link.abort_handle());
+            }
+        });
+        Ok(proxy)
+    }
+
+    /// `ws://proxy/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Cuts every open connection, both directions, at once.
+    pub fn cut(&self) {
+        for link in lock(&self.shared).links.drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Refuses (and cuts) connections until [`Proxy::online`].
+    pub fn offline(&self) {
+        lock(&self.shared).offline = true;
+        self.cut();
+    }
+
+    /// Accepts connections again.
+    pub fn online(&self) {
+        lock(&self.shared).offline = false;
+    }
+
+    /// Forwards new connections to `upstream` (a restarted relay).
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        lock(&self.shared).upstream = upstream;
+    }
+}
+
+fn lock(shared: &Mutex<ProxyState>) -> std::sync::MutexGuard<'_, ProxyState> {
+    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn forward(mut client: TcpStream, upstream: SocketAddr) {
+    if let Ok(mut server) = TcpStream::connect(upstream).await {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    }
+}
+
+/// Reads events until `pick` has returned `Some` for `count` of them;
+/// fails after [`PATIENCE`].
+pub async fn collect<T>(events: &mut Events, count: usize, mut pick: impl FnMut(Event) -> Option<T>) -> Result<Vec<T>> {
+    let mut found = Vec::with_capacity(count);
+    tokio::time::timeout(PATIENCE, async {
+        while found.len() < count {
+            let event = events.next().await.context("client stopped")?;
+            if let Some(item) = pick(event) {
+                found.push(item);
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .with_context(|| format!("waited {PATIENCE:?} for {count} events, got {}", found.len()))??;
+    Ok(found)
+}
+
+/// Picks chat messages out of an event stream.
+pub fn message(event: Event) -> Option<Message> {
+    match event {
+        Event::Message(message) => Some(message),
+        _ => None,
+    }
+}
+
+/// The text of a message.
+pub fn text(message: &Message) -> &str {
+    match &message.body {
+        kefu_sdk::Body::Text(text) => text,
+    }
+}

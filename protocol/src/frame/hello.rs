@@ -6,8 +6,7 @@ use std::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    AgentId, AgentToken, ConversationId, Seq, SessionId, SiteId, SiteKey, Timestamp, VisitorId,
-    VisitorToken,
+    AgentId, AgentToken, ConversationId, Seq, SessionId, SiteId, SiteKey, Timestamp, VisitorId, VisitorToken,
 };
 
 /// The first frame on every connection.
@@ -30,10 +29,7 @@ pub struct Hello {
 pub enum Credentials {
     /// A website visitor. New visitors send `returning: None` and get an id
     /// and token in the welcome; returning ones send them back.
-    Visitor {
-        site: SiteKey,
-        returning: Option<ReturningVisitor>,
-    },
+    Visitor { site: SiteKey, returning: Option<ReturningVisitor> },
     /// An agent with a token from `POST /api/login`.
     Agent { token: AgentToken },
 }
@@ -73,18 +69,9 @@ pub struct Welcome {
 pub enum Identity {
     /// A visitor and the one open conversation it chats in. The token is
     /// what the client must store to come back as the same visitor.
-    Visitor {
-        visitor: VisitorId,
-        token: VisitorToken,
-        site: SiteId,
-        conversation: ConversationId,
-    },
+    Visitor { visitor: VisitorId, token: VisitorToken, site: SiteId, conversation: ConversationId },
     /// An agent of one site.
-    Agent {
-        agent: AgentId,
-        site: SiteId,
-        name: String,
-    },
+    Agent { agent: AgentId, site: SiteId, name: String },
 }
 
 /// The relay pings every `interval_ms`; a side that hears nothing for

@@ -1,0 +1,543 @@
+//! The promise, checked against random histories: a session talks to a
+//! small in-memory relay over a network that loses, duplicates and reorders
+//! frames, drops links, and lets time jump past every deadline. Whatever
+//! happens:
+//!
+//! - every message sent and not yet accepted is in the outbox, once;
+//! - each conversation's messages reach the application as 1, 2, 3, ...
+//!   with no gap and no duplicate, each the one the relay stored;
+//! - the cursor is the last of them;
+//!
+//! and once the network behaves, everything sent is accepted and every
+//! stored message is delivered.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use kefu_protocol::frame::{
+    Accepted, Author, Body, CloseReason, Closing, Credentials, Heartbeat, Identity, Message, Ping, ReplayComplete,
+    ReturningVisitor, Welcome,
+};
+use kefu_protocol::ids::{
+    AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
+    VisitorId, VisitorToken,
+};
+use kefu_protocol::session::{Action, Event, LinkState, Millis, Session, SessionConfig};
+use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+const CONVERSATIONS: [ConversationId; 3] = [ConversationId(10), ConversationId(11), ConversationId(12)];
+const VISITOR: VisitorId = VisitorId(7);
+
+fn visitor_token() -> VisitorToken {
+    VisitorToken::new("visitor-token").expect("a valid token")
+}
+
+/// The relay, reduced to what the promise depends on: it stores a client id
+/// once, numbers each conversation's messages without gaps, replays after a
+/// cursor, and fans out to the conversations the link follows.
+#[derive(Debug, Default)]
+struct Relay {
+    logs: BTreeMap<ConversationId, Vec<Message>>,
+    stored: HashMap<ClientMessageId, (ConversationId, Seq, Body)>,
+    /// The conversations the current link receives live messages of.
+    subscribed: BTreeSet<ConversationId>,
+    /// Frames on their way to the client.
+    down: VecDeque<ServerFrame>,
+    visitor_mode: bool,
+    /// The client has had a welcome, so it knows who it is.
+    client_was_welcomed: bool,
+}
+
+impl Relay {
+    fn log(&self, conversation: ConversationId) -> &[Message] {
+        self.logs.get(&conversation).map_or(&[], Vec::as_slice)
+    }
+
+    /// Stores a message, and sends it to the link if it follows the conversation.
+    fn store(
+        &mut self,
+        conversation: ConversationId,
+        client_id: Option<ClientMessageId>,
+        author: Author,
+        body: Body,
+    ) -> Seq {
+        let log = self.logs.entry(conversation).or_default();
+        let seq = Seq(log.len() as u64 + 1);
+        let message = Message {
+            conversation,
+            seq,
+            id: MessageId(conversation.0 * 1_000_000 + seq.0),
+            client_id,
+            author,
+            body,
+            sent_at: Timestamp(seq.0),
+        };
+        log.push(message.clone());
+        if self.subscribed.contains(&conversation) {
+            self.down.push_back(ServerFrame::Message(message));
+        }
+        seq
+    }
+
+    fn replay(&mut self, conversation: ConversationId, after: Seq) {
+        self.subscribed.insert(conversation);
+        let log = self.log(conversation).to_vec();
+        for message in log.iter().filter(|m| m.seq > after) {
+            self.down.push_back(ServerFrame::Message(message.clone()));
+        }
+        let last_seq = Seq(log.len() as u64);
+        self.down.push_back(ServerFrame::ReplayComplete(ReplayComplete { conversation, last_seq }));
+    }
+
+    fn handle(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Hello(hello) => {
+                let identity = if self.visitor_mode {
+                    let Credentials::Visitor { returning, .. } = &hello.credentials else {
+                        panic!("a visitor sent {:?}", hello.credentials);
+                    };
+                    let expected = ReturningVisitor { visitor: VISITOR, token: visitor_token() };
+                    if self.client_was_welcomed {
+                        assert_eq!(returning.as_ref(), Some(&expected), "a welcomed visitor must come back as itself");
+                    } else {
+                        assert!(returning.is_none() || returning.as_ref() == Some(&expected));
+                    }
+                    Identity::Visitor {
+                        visitor: VISITOR,
+                        token: visitor_token(),
+                        site: SiteId(1),
+                        conversation: CONVERSATIONS[0],
+                    }
+                } else {
+                    Identity::Agent { agent: AgentId(5), site: SiteId(1), name: "Ann".into() }
+                };
+                self.down.push_back(ServerFrame::Welcome(Welcome {
+                    session: SessionId(1),
+                    identity,
+                    heartbeat: Heartbeat { interval_ms: 25_000, grace_ms: 5_000 },
+                    server_time: Timestamp(0),
+                    limits: DEFAULT_LIMITS,
+                }));
+                if self.visitor_mode {
+                    // Like the real relay: a visitor always gets its own
+                    // conversation replayed, from its cursor or from the start.
+                    let own = CONVERSATIONS[0];
+                    let after = hello.resume.iter().find(|c| c.conversation == own).map_or(Seq::ZERO, |c| c.seq);
+                    self.replay(own, after);
+                }
+                for cursor in hello.resume {
+                    if !self.subscribed.contains(&cursor.conversation) {
+                        self.replay(cursor.conversation, cursor.seq);
+                    }
+                }
+            }
+            ClientFrame::Send(send) => {
+                let author = if self.visitor_mode { Author::Visitor(VISITOR) } else { Author::Agent(AgentId(5)) };
+                let seq = match self.stored.get(&send.client_id) {
+                    Some((conversation, seq, body)) => {
+                        assert_eq!((*conversation, body), (send.conversation, &send.body), "one id, two messages");
+                        *seq
+                    }
+                    None => {
+                        let seq = self.store(send.conversation, Some(send.client_id), author, send.body.clone());
+                        self.stored.insert(send.client_id, (send.conversation, seq, send.body));
+                        seq
+                    }
+                };
+                self.down.push_back(ServerFrame::Accepted(Accepted {
+                    conversation: send.conversation,
+                    client_id: send.client_id,
+                    id: MessageId(send.conversation.0 * 1_000_000 + seq.0),
+                    seq,
+                    sent_at: Timestamp(seq.0),
+                }));
+            }
+            ClientFrame::Join(join) => self.replay(join.conversation, join.after),
+            ClientFrame::Ack(_) | ClientFrame::Typing(_) | ClientFrame::Pong(_) => {}
+            ClientFrame::Ping(ping) => {
+                self.down.push_back(ServerFrame::Pong(kefu_protocol::frame::Pong { nonce: ping.nonce }))
+            }
+        }
+    }
+
+    fn link_closed(&mut self) {
+        self.subscribed.clear();
+        self.down.clear();
+    }
+}
+
+/// The host: carries out actions over the fake network and checks every
+/// event against the relay as it arrives.
+#[derive(Debug)]
+struct Host {
+    session: Session,
+    relay: Relay,
+    now: Millis,
+    /// A transport is open (connected and not yet closed).
+    open: bool,
+    /// Frames on their way to the relay.
+    up: VecDeque<ClientFrame>,
+    /// Every message frame the client was given, to give again.
+    seen: Vec<Message>,
+    /// What the application got, per conversation.
+    delivered: BTreeMap<ConversationId, Vec<Seq>>,
+    /// Every id `send` returned, in order, and those accepted.
+    sent: Vec<ClientMessageId>,
+    accepted: BTreeSet<ClientMessageId>,
+    /// The open transport lost a frame that only a new link recovers.
+    lossy: bool,
+}
+
+impl Host {
+    fn new(visitor: bool, seed: u64) -> Host {
+        let credentials = if visitor {
+            Credentials::Visitor { site: SiteKey::new("demo").expect("a valid key"), returning: None }
+        } else {
+            Credentials::Agent { token: AgentToken::new("agent").expect("a valid token") }
+        };
+        let mut session = Session::new(credentials, SessionConfig::default(), seed);
+        if !visitor {
+            session.join(Millis(0), CONVERSATIONS[0]);
+        }
+        let mut host = Host {
+            session,
+            relay: Relay { visitor_mode: visitor, ..Relay::default() },
+            now: Millis(0),
+            open: false,
+            up: VecDeque::new(),
+            seen: Vec::new(),
+            delivered: BTreeMap::new(),
+            sent: Vec::new(),
+            accepted: BTreeSet::new(),
+            lossy: false,
+        };
+        let actions = host.session.start(Millis(0));
+        host.apply(actions);
+        host
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        let mut work: VecDeque<Action> = actions.into();
+        while let Some(action) = work.pop_front() {
+            match action {
+                Action::Connect => {
+                    assert!(!self.open, "Connect while a transport is open");
+                    self.open = true;
+                    work.extend(self.session.connected(self.now));
+                }
+                Action::Transmit(frame) => {
+                    assert!(self.open, "Transmit without a transport: {frame:?}");
+                    self.up.push_back(frame);
+                }
+                Action::Disconnect => {
+                    assert!(self.open, "Disconnect without a transport");
+                    self.close_transport();
+                }
+                Action::Emit(event) => self.check_event(event),
+            }
+        }
+    }
+
+    fn check_event(&mut self, event: Event) {
+        match event {
+            Event::Message(message) => {
+                let got = self.delivered.entry(message.conversation).or_default();
+                assert_eq!(
+                    message.seq,
+                    Seq(got.len() as u64 + 1),
+                    "out of order or duplicate: {got:?} then {message:?}"
+                );
+                let stored = &self.relay.log(message.conversation)[got.len()];
+                assert_eq!(&message, stored, "not the message the relay stored");
+                got.push(message.seq);
+            }
+            Event::Accepted(accepted) => {
+                assert!(self.sent.contains(&accepted.client_id), "accepted a message never sent");
+                assert!(self.accepted.insert(accepted.client_id), "accepted twice");
+            }
+            Event::Rejected(rejected) => panic!("the model relay rejects nothing: {rejected:?}"),
+            Event::Welcome(_) => self.relay.client_was_welcomed = true,
+            _ => {}
+        }
+    }
+
+    fn close_transport(&mut self) {
+        self.open = false;
+        self.lossy = false;
+        self.up.clear();
+        self.relay.link_closed();
+    }
+
+    fn run(&mut self, op: &Op) {
+        match *op {
+            Op::Send(i) => {
+                let conversation = self.conversation(i);
+                let (id, actions) =
+                    self.session.send(self.now, conversation, Body::Text(format!("{}", self.sent.len())));
+                self.sent.push(id);
+                self.apply(actions);
+            }
+            Op::Post(i) => {
+                let conversation = self.conversation(i);
+                self.relay.store(conversation, None, Author::Agent(AgentId(6)), Body::Text("hello".into()));
+            }
+            Op::Join(i) => {
+                let actions = self.session.join(self.now, self.conversation(i));
+                self.apply(actions);
+            }
+            Op::ToRelay => {
+                if let Some(frame) = self.up.pop_front() {
+                    self.relay.handle(frame);
+                }
+            }
+            Op::ToClient => self.deliver_one(),
+            Op::Flush => self.flush(),
+            Op::LoseUp => {
+                // A lost pong costs nothing; anything else waits for the next link.
+                self.lossy |= self.up.pop_front().is_some_and(|f| !matches!(f, ClientFrame::Pong(_)));
+            }
+            Op::LoseDown => {
+                // A lost message is a hole the next message reveals; a lost
+                // acknowledgement or end of replay waits for the next link.
+                self.lossy |= self.relay.down.pop_front().is_some_and(|f| !matches!(f, ServerFrame::Message(_)));
+            }
+            Op::Swap => {
+                if self.relay.down.len() >= 2 {
+                    self.relay.down.swap(0, 1);
+                    // Frames overtaking the welcome are ignored, as if lost.
+                    self.lossy |= matches!(self.relay.down[1], ServerFrame::Welcome(_));
+                }
+            }
+            Op::Duplicate(index) => {
+                if self.session.link() == LinkState::Live && !self.seen.is_empty() {
+                    let message = self.seen[index.index(self.seen.len())].clone();
+                    let actions = self.session.receive(self.now, ServerFrame::Message(message));
+                    self.apply(actions);
+                }
+            }
+            Op::Drop => {
+                if self.open {
+                    self.close_transport();
+                    let actions = self.session.disconnected(self.now);
+                    self.apply(actions);
+                }
+            }
+            Op::Advance(ms) => self.advance(ms),
+            Op::Wake => {
+                let actions = self.session.wake(self.now);
+                self.apply(actions);
+            }
+            Op::Ping => {
+                if self.open {
+                    self.relay.down.push_back(ServerFrame::Ping(Ping { nonce: self.now.0 }));
+                }
+            }
+            Op::Close(ms) => {
+                if self.open {
+                    let closing = Closing { reason: CloseReason::ShuttingDown, reconnect_after_ms: Some(ms) };
+                    self.relay.down.push_back(ServerFrame::Closing(closing));
+                }
+            }
+        }
+    }
+
+    /// In visitor mode only the visitor's own conversation is writable.
+    fn conversation(&self, i: usize) -> ConversationId {
+        if self.relay.visitor_mode { CONVERSATIONS[0] } else { CONVERSATIONS[i] }
+    }
+
+    fn deliver_one(&mut self) {
+        if let Some(frame) = self.relay.down.pop_front() {
+            if let ServerFrame::Message(message) = &frame {
+                self.seen.push(message.clone());
+            }
+            let actions = self.session.receive(self.now, frame);
+            self.apply(actions);
+        }
+    }
+
+    fn flush(&mut self) {
+        for _ in 0..10_000 {
+            if let Some(frame) = self.up.pop_front() {
+                self.relay.handle(frame);
+            } else if !self.relay.down.is_empty() {
+                self.deliver_one();
+            } else {
+                return;
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    /// Time passes as on a real host: each timer fires when it is due.
+    fn advance(&mut self, ms: u64) {
+        let end = self.now.add_ms(ms);
+        for _ in 0..1_000 {
+            match self.session.next_wakeup() {
+                Some(at) if at <= end => {
+                    self.now = self.now.max(at);
+                    let actions = self.session.tick(self.now);
+                    self.apply(actions);
+                }
+                _ => {
+                    self.now = end;
+                    return;
+                }
+            }
+        }
+        panic!("timers fire in a loop");
+    }
+
+    /// What must hold at every moment.
+    fn check_invariants(&self) {
+        let unaccepted: Vec<_> = self.sent.iter().filter(|id| !self.accepted.contains(id)).copied().collect();
+        let pending: Vec<_> = self.session.pending().map(|p| p.client_id).collect();
+        assert_eq!(pending, unaccepted, "the outbox is every unaccepted send, once, in order");
+        for conversation in CONVERSATIONS {
+            let got = self.delivered.get(&conversation).map_or(0, Vec::len);
+            assert_eq!(self.session.cursor(conversation), Seq(got as u64), "cursor of {conversation:?}");
+        }
+    }
+
+    /// The network behaves from now on: break the link, let the timers
+    /// reconnect, and deliver everything.
+    fn settle(&mut self) {
+        if self.open && !self.lossy {
+            // A link that lost nothing but messages needs no reconnect to
+            // catch up: the next message of each conversation reveals any
+            // hole, and the replay it asks for fills it.
+            self.flush();
+            if self.session.link() == LinkState::Live {
+                for i in 0..CONVERSATIONS.len() {
+                    self.run(&Op::Post(i));
+                }
+                self.flush();
+                self.check_caught_up();
+            }
+        }
+        if self.open {
+            self.close_transport();
+            let actions = self.session.disconnected(self.now);
+            self.apply(actions);
+        }
+        for _ in 0..10 {
+            self.flush();
+            if self.session.link() == LinkState::Live {
+                break;
+            }
+            let at = self.session.next_wakeup().expect("a timer while not live");
+            self.advance(at.since(self.now));
+        }
+        assert_eq!(self.session.link(), LinkState::Live);
+        self.check_caught_up();
+    }
+
+    fn check_caught_up(&self) {
+        self.check_invariants();
+        assert_eq!(self.session.pending().count(), 0, "everything sent was accepted");
+        for conversation in CONVERSATIONS {
+            if self.session.is_following(conversation) {
+                let got = self.delivered.get(&conversation).map_or(0, Vec::len);
+                assert_eq!(got, self.relay.log(conversation).len(), "all of {conversation:?} delivered");
+            }
+        }
+        for id in &self.sent {
+            assert!(self.relay.stored.contains_key(id), "stored once");
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// The user sends to conversation `i`.
+    Send(usize),
+    /// Someone else writes in conversation `i`.
+    Post(usize),
+    /// The user opens conversation `i`.
+    Join(usize),
+    ToRelay,
+    ToClient,
+    Flush,
+    LoseUp,
+    LoseDown,
+    Swap,
+    /// A message the client already got comes again.
+    Duplicate(Index),
+    /// The transport dies.
+    Drop,
+    Advance(u64),
+    Wake,
+    Ping,
+    /// The relay drains and asks the client to come back after this long.
+    Close(u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize).prop_map(Op::Send),
+        3 => (0..3usize).prop_map(Op::Post),
+        1 => (0..3usize).prop_map(Op::Join),
+        6 => Just(Op::ToRelay),
+        8 => Just(Op::ToClient),
+        2 => Just(Op::Flush),
+        1 => Just(Op::LoseUp),
+        1 => Just(Op::LoseDown),
+        1 => Just(Op::Swap),
+        2 => any::<Index>().prop_map(Op::Duplicate),
+        1 => Just(Op::Drop),
+        2 => prop_oneof![0..2_000u64, 0..60_000u64].prop_map(Op::Advance),
+        1 => Just(Op::Wake),
+        1 => Just(Op::Ping),
+        1 => (0..5_000u32).prop_map(Op::Close),
+    ]
+}
+
+proptest! {
+    // No regression files: integration tests have no lib.rs to put them by.
+    #![proptest_config(ProptestConfig { cases: 1_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_loss_no_duplicates_order_kept(
+        visitor in any::<bool>(),
+        seed in any::<u64>(),
+        ops in proptest::collection::vec(op(), 0..300),
+    ) {
+        let mut host = Host::new(visitor, seed);
+        for op in &ops {
+            host.run(op);
+            host.check_invariants();
+        }
+        host.settle();
+    }
+}
+
+#[test]
+fn the_model_reaches_every_state() {
+    // Guards the test above against a model that is too polite to matter:
+    // a fixed rough history must see gaps repaired, resends and timeouts.
+    let mut host = Host::new(false, 1);
+    let script = [
+        Op::Flush,
+        Op::Send(0),
+        Op::Post(0),
+        Op::Post(0),
+        Op::LoseDown,
+        Op::Post(0),
+        Op::Flush,
+        Op::Send(1),
+        Op::Drop,
+        Op::Send(0),
+        Op::Advance(60_000),
+        Op::Flush,
+        Op::Advance(60_000),
+        Op::Wake,
+        Op::Flush,
+    ];
+    for op in &script {
+        host.run(op);
+        host.check_invariants();
+    }
+    assert_eq!(host.delivered[&CONVERSATIONS[0]].len(), 5);
+    host.settle();
+}

@@ -1,0 +1,218 @@
+//! Visitors, conversations and receipt marks.
+
+use kefu_protocol::frame::{Author, ConversationStatus, ReceiptKind};
+use kefu_protocol::ids::{ConversationId, Seq, SiteId, Timestamp, VisitorId};
+
+use super::{Conversation, Error, Store, clock, constraint, int, undecodable};
+
+#[derive(sqlx::FromRow)]
+struct ConversationRow {
+    id: u64,
+    site_id: u64,
+    visitor_id: u64,
+    status: String,
+    last_seq: u64,
+    updated_at: u64,
+}
+
+const CONVERSATION_COLUMNS: &str = "id, site_id, visitor_id, status, last_seq, updated_at";
+
+impl TryFrom<ConversationRow> for Conversation {
+    type Error = sqlx::Error;
+
+    fn try_from(row: ConversationRow) -> Result<Conversation, sqlx::Error> {
+        let status = match row.status.as_str() {
+            "open" => ConversationStatus::Open,
+            "closed" => ConversationStatus::Closed,
+            other => return Err(undecodable("conversation status", other)),
+        };
+        Ok(Conversation {
+            id: ConversationId(row.id),
+            site: SiteId(row.site_id),
+            visitor: VisitorId(row.visitor_id),
+            status,
+            last_seq: Seq(row.last_seq),
+            updated_at: Timestamp(row.updated_at),
+        })
+    }
+}
+
+/// Opening a conversation retries when it loses a race against a close;
+/// two rounds always suffice unless someone closes in a tight loop.
+const OPEN_ATTEMPTS: usize = 3;
+
+impl Store {
+    /// Creates a visitor of `site` whose token hashes to `token_hash`.
+    /// [`Error::NotFound`] if the site does not exist.
+    pub async fn create_visitor(&self, site: SiteId, token_hash: &str) -> Result<VisitorId, Error> {
+        let now = clock();
+        let id: u64 = sqlx::query_scalar(
+            "INSERT INTO visitors (site_id, token_hash, created_at, last_seen_at) \
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(int(site.0))
+        .bind(token_hash)
+        .bind(int(now.0))
+        .bind(int(now.0))
+        .fetch_one(self.pool())
+        .await
+        .map_err(|error| constraint(error, "visitor"))?;
+        Ok(VisitorId(id))
+    }
+
+    /// The token hash of `visitor`, if it is a visitor of `site`: a token
+    /// for one site must never open a conversation on another.
+    pub async fn visitor_token_hash(&self, site: SiteId, visitor: VisitorId) -> Result<Option<String>, Error> {
+        let hash = sqlx::query_scalar("SELECT token_hash FROM visitors WHERE id = ? AND site_id = ?")
+            .bind(int(visitor.0))
+            .bind(int(site.0))
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(hash)
+    }
+
+    /// Notes that the visitor came back now.
+    pub async fn touch_visitor(&self, visitor: VisitorId) -> Result<(), Error> {
+        let done = sqlx::query("UPDATE visitors SET last_seen_at = ? WHERE id = ?")
+            .bind(int(clock().0))
+            .bind(int(visitor.0))
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The visitor's open conversation, created if it has none.
+    /// [`Error::NotFound`] if the visitor is not one of `site`'s.
+    ///
+    /// Two connections of one visitor may call this at once; the unique
+    /// index on open conversations lets exactly one insert win, and the
+    /// other then finds the winner's.
+    pub async fn open_conversation(&self, site: SiteId, visitor: VisitorId) -> Result<Conversation, Error> {
+        let find = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE visitor_id = ? AND site_id = ? AND status = 'open'"
+        );
+        // INSERT ... SELECT from visitors so that a visitor of another site
+        // inserts nothing. The WHERE before ON CONFLICT is what SQLite needs
+        // to parse an upsert after a SELECT.
+        let create = format!(
+            "INSERT INTO conversations (site_id, visitor_id, status, created_at, updated_at) \
+             SELECT site_id, id, 'open', ?1, ?1 FROM visitors WHERE id = ?2 AND site_id = ?3 \
+             ON CONFLICT (visitor_id) WHERE status = 'open' DO NOTHING \
+             RETURNING {CONVERSATION_COLUMNS}"
+        );
+        for _ in 0..OPEN_ATTEMPTS {
+            let existing: Option<ConversationRow> =
+                sqlx::query_as(&find).bind(int(visitor.0)).bind(int(site.0)).fetch_optional(self.pool()).await?;
+            if let Some(row) = existing {
+                return Ok(row.try_into()?);
+            }
+            let created: Option<ConversationRow> = sqlx::query_as(&create)
+                .bind(int(clock().0))
+                .bind(int(visitor.0))
+                .bind(int(site.0))
+                .fetch_optional(self.pool())
+                .await?;
+            if let Some(row) = created {
+                return Ok(row.try_into()?);
+            }
+            // Nothing inserted: another connection won the race (look
+            // again), or the visitor is not one of this site's.
+            if self.visitor_token_hash(site, visitor).await?.is_none() {
+                return Err(Error::NotFound);
+            }
+        }
+        Err(Error::Conflict("open conversation"))
+    }
+
+    /// Closes a conversation (idempotent) and returns its new state; the
+    /// visitor's next `open_conversation` starts a new one. Messages may
+    /// still be appended to a closed conversation, so a send that was in
+    /// flight when it closed is not lost.
+    pub async fn close_conversation(&self, id: ConversationId) -> Result<Conversation, Error> {
+        let close = format!(
+            "UPDATE conversations SET status = 'closed', updated_at = ? \
+             WHERE id = ? AND status = 'open' RETURNING {CONVERSATION_COLUMNS}"
+        );
+        let closed: Option<ConversationRow> =
+            sqlx::query_as(&close).bind(int(clock().0)).bind(int(id.0)).fetch_optional(self.pool()).await?;
+        match closed {
+            Some(row) => Ok(row.try_into()?),
+            None => self.conversation(id).await?.ok_or(Error::NotFound),
+        }
+    }
+
+    /// The conversation with that id.
+    pub async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, Error> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?");
+        let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(id.0)).fetch_optional(self.pool()).await?;
+        Ok(row.map(Conversation::try_from).transpose()?)
+    }
+
+    /// The site's open conversations, oldest first.
+    pub async fn open_conversations(&self, site: SiteId) -> Result<Vec<Conversation>, Error> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE site_id = ? AND status = 'open' ORDER BY id"
+        );
+        let rows: Vec<ConversationRow> = sqlx::query_as(&sql).bind(int(site.0)).fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(Conversation::try_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Moves `by`'s side's `kind` mark up to `up_to`, clamped to the last
+    /// message. `Some(new mark)` if it grew, `None` if it was already there
+    /// (or `by` is the relay itself, which keeps no marks).
+    ///
+    /// The visitor has its own marks; the site's agents share one pair, as
+    /// the visitor sees them as one team. [`Error::NotFound`] if the
+    /// conversation does not exist or is not `by`'s (another visitor's, or
+    /// another site's for an agent).
+    pub async fn record_receipt(
+        &self,
+        conversation: ConversationId,
+        by: Author,
+        kind: ReceiptKind,
+        up_to: Seq,
+    ) -> Result<Option<Seq>, Error> {
+        // Column names come from these closed matches, never from input.
+        let (side, scope, participant) = match by {
+            Author::Visitor(visitor) => ("visitor", "visitor_id = ?3", visitor.0),
+            Author::Agent(agent) => ("agent", "site_id = (SELECT site_id FROM agents WHERE id = ?3)", agent.0),
+            Author::System => return Ok(None),
+        };
+        let mark = match kind {
+            ReceiptKind::Delivered => "delivered",
+            ReceiptKind::Read => "read",
+        };
+        let column = format!("{side}_{mark}");
+        let grow = format!(
+            "UPDATE conversations SET {column} = MIN(?1, last_seq) \
+             WHERE id = ?2 AND {scope} AND {column} < MIN(?1, last_seq) \
+             RETURNING {column}"
+        );
+        let grown: Option<u64> = sqlx::query_scalar(&grow)
+            .bind(int(up_to.0))
+            .bind(int(conversation.0))
+            .bind(int(participant))
+            .fetch_optional(self.pool())
+            .await?;
+        if let Some(mark) = grown {
+            return Ok(Some(Seq(mark)));
+        }
+        // Not grown: tell "already there" from "not yours".
+        let exists = format!("SELECT 1 FROM conversations WHERE id = ?2 AND {scope}");
+        let found: Option<i64> = sqlx::query_scalar(&exists)
+            .bind(int(up_to.0))
+            .bind(int(conversation.0))
+            .bind(int(participant))
+            .fetch_optional(self.pool())
+            .await?;
+        match found {
+            Some(_) => Ok(None),
+            None => Err(Error::NotFound),
+        }
+    }
+}

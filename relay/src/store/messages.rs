@@ -1,0 +1,129 @@
+//! Appending and reading messages, and how a message maps to a row.
+
+use kefu_protocol::frame::{Author, Body, Message};
+use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, Timestamp, VisitorId};
+
+use super::{AppendTicket, Appended, Error, NewMessage, Store, int, undecodable};
+
+/// A `messages` row as the writer and the readers select it.
+#[derive(sqlx::FromRow)]
+pub(super) struct MessageRow {
+    id: u64,
+    conversation_id: u64,
+    seq: u64,
+    author_kind: String,
+    author_id: u64,
+    client_id: Option<Vec<u8>>,
+    body: String,
+    created_at: u64,
+}
+
+/// The columns of a [`MessageRow`], as a literal so queries can `concat!`
+/// it into a `&'static str`.
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, seq, author_kind, author_id, client_id, body, created_at"
+    };
+}
+pub(super) use message_columns;
+
+impl TryFrom<MessageRow> for Message {
+    type Error = sqlx::Error;
+
+    fn try_from(row: MessageRow) -> Result<Message, sqlx::Error> {
+        let author = match (row.author_kind.as_str(), row.author_id) {
+            ("visitor", id) => Author::Visitor(VisitorId(id)),
+            ("agent", id) => Author::Agent(AgentId(id)),
+            ("system", _) => Author::System,
+            (other, _) => return Err(undecodable("author kind", other)),
+        };
+        let client_id = row
+            .client_id
+            .map(|bytes| {
+                let bytes: [u8; 16] =
+                    bytes.try_into().map_err(|bytes: Vec<u8>| undecodable("client id length", bytes.len()))?;
+                Ok::<_, sqlx::Error>(ClientMessageId(u128::from_be_bytes(bytes)))
+            })
+            .transpose()?;
+        Ok(Message {
+            conversation: ConversationId(row.conversation_id),
+            seq: Seq(row.seq),
+            id: MessageId(row.id),
+            client_id,
+            author,
+            body: Body::Text(row.body),
+            sent_at: Timestamp(row.created_at),
+        })
+    }
+}
+
+/// `(author_kind, author_id)` columns; the relay itself is author 0.
+pub(super) fn author_columns(author: Author) -> (&'static str, i64) {
+    match author {
+        Author::Visitor(visitor) => ("visitor", int(visitor.0)),
+        Author::Agent(agent) => ("agent", int(agent.0)),
+        Author::System => ("system", 0),
+    }
+}
+
+/// The `client_id` column: 16 big-endian bytes, so ids sort as numbers.
+pub(super) fn client_id_column(client_id: Option<ClientMessageId>) -> Option<Vec<u8>> {
+    client_id.map(|id| id.0.to_be_bytes().to_vec())
+}
+
+/// The `body` column. Every body is text today; a new kind of body will
+/// need a column saying which it is.
+pub(super) fn body_column(body: &Body) -> &str {
+    match body {
+        Body::Text(text) => text,
+    }
+}
+
+impl Store {
+    /// Stores a message and gives it the next seq of its conversation;
+    /// returns only once the message is durably committed.
+    ///
+    /// Idempotent per `(conversation, author, client_id)`: a resend is
+    /// not stored again and gets the original back with `fresh: false`.
+    /// [`Error::NotFound`] if the conversation does not exist or is not
+    /// the author's (another visitor's, another site's for an agent).
+    /// Appending to a closed conversation is allowed, so a send in flight
+    /// when it closed is not lost.
+    pub async fn append(&self, message: NewMessage) -> Result<Appended, Error> {
+        self.submit(message).await?.await
+    }
+
+    /// Queues a message for [`Store::append`] and returns as soon as it is
+    /// in the writer's queue (waiting only if the queue is full); the
+    /// ticket resolves to the outcome after the commit.
+    ///
+    /// Messages are stored in the order they were queued, so a connection
+    /// can pipeline: submit each send as it arrives and acknowledge the
+    /// tickets in order (a `FuturesOrdered`), and its sends get seqs in
+    /// the order the client made them.
+    pub async fn submit(&self, message: NewMessage) -> Result<AppendTicket, Error> {
+        self.inner.writer.submit(message).await
+    }
+
+    /// Up to `limit` messages of `conversation` with a seq above `after`,
+    /// lowest seq first: the replay after a reconnect, one page at a time.
+    pub async fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        );
+        let rows: Vec<MessageRow> = sqlx::query_as(sql)
+            .bind(int(conversation.0))
+            .bind(int(after.0))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?)
+    }
+}

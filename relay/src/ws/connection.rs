@@ -1,0 +1,453 @@
+//! One client's connection after the handshake: replay, live traffic,
+//! heartbeats and closing.
+//!
+//! Replay and live fan-out meet here. Following a conversation registers in
+//! the hub first and reads the store second, so nothing committed in between
+//! is missed; `sent` remembers the last seq this connection delivered per
+//! conversation, so what arrives both ways is sent once, and a live message
+//! that jumps ahead of `sent` makes the connection read the gap from the
+//! store first. The client sees every conversation as 1, 2, 3, ...
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocket;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use kefu_protocol::frame::{
+    Accepted, Ack, Body, CloseReason, Closing, ConversationStatus, ConversationUpdate, Cursor, ErrorCode, ErrorFrame,
+    Join, Limits, Message, Ping, Pong, Receipt, Rejected, ReplayComplete, Send, Typing, TypingNotice,
+};
+use kefu_protocol::ids::{ConversationId, Seq, SiteId, VisitorId};
+use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
+use tokio::time::Instant;
+
+use super::handshake::{self, Established, Peer};
+use super::socket::{self, Incoming};
+use crate::hub::Mailbox;
+use crate::state::AppState;
+use crate::store::{self, AppendTicket, NewMessage};
+
+/// Messages read from the store per query while replaying.
+const REPLAY_PAGE: u32 = 256;
+
+/// Sends waiting for their commit, per connection. Past this the relay
+/// stops reading the socket until commits catch up (back pressure).
+const MAX_APPENDS_IN_FLIGHT: usize = 256;
+
+/// WebSocket close codes (RFC 6455).
+mod close_code {
+    pub(super) const POLICY: u16 = 1008;
+    pub(super) const TOO_BIG: u16 = 1009;
+    pub(super) const ERROR: u16 = 1011;
+    pub(super) const RESTART: u16 = 1012;
+    pub(super) const TRY_LATER: u16 = 1013;
+}
+
+/// Serves one WebSocket from hello to close.
+pub(super) async fn serve(mut socket: WebSocket, state: AppState) {
+    let session = state.next_session();
+    // Bodies are checked by the connection rather than the codec, so an
+    // oversized send is answered with `Rejected` for its client id.
+    let limits = Limits { max_body_bytes: DEFAULT_LIMITS.max_frame_bytes, ..DEFAULT_LIMITS };
+    let established = match handshake::handshake(&mut socket, &state, session, &limits).await {
+        Ok(established) => established,
+        Err(handshake::Refused(error)) => {
+            if let Some(error) = error {
+                tracing::debug!(?session, code = ?error.code, "handshake refused");
+                let code =
+                    if error.code == ErrorCode::FrameTooLarge { close_code::TOO_BIG } else { close_code::POLICY };
+                let _ = socket::write_frame(&mut socket, &ServerFrame::Error(error)).await;
+                socket::close(&mut socket, code, "refused").await;
+            }
+            return;
+        }
+    };
+    let Established { peer, resume } = established;
+    tracing::debug!(?session, ?peer, ?resume, "connected");
+    let mailbox = state.hub.mailbox(session, state.config.outbound_queue);
+    let mut connection = Connection {
+        state,
+        socket,
+        limits,
+        peer,
+        mailbox,
+        sent: HashMap::new(),
+        conversations: HashMap::new(),
+        appends: FuturesOrdered::new(),
+        last_heard: Instant::now(),
+        nonce: 0,
+    };
+    let end = match connection.start(resume).await {
+        Ok(()) => connection.run().await,
+        Err(end) => end,
+    };
+    connection.finish(end).await;
+    tracing::debug!(?session, "disconnected");
+}
+
+/// What a conversation means to this connection, cached after the first
+/// access check.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    site: SiteId,
+    visitor: VisitorId,
+}
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum End {
+    /// The client closed or the transport broke: nothing more to say.
+    Gone,
+    /// Tell the client why, then close.
+    Close(Closing, u16, &'static str),
+    /// Report the error, then close.
+    Fail(ErrorFrame, Closing, u16),
+}
+
+impl End {
+    fn protocol(code: ErrorCode, text: impl Into<String>) -> End {
+        let close = if code == ErrorCode::FrameTooLarge { close_code::TOO_BIG } else { close_code::POLICY };
+        End::Fail(
+            ErrorFrame { code, text: text.into(), reconnect: false },
+            Closing { reason: CloseReason::ProtocolViolation, reconnect_after_ms: None },
+            close,
+        )
+    }
+
+    fn store(error: &store::Error) -> End {
+        tracing::error!(%error, "store failed; closing the connection so the client resends");
+        End::Fail(
+            ErrorFrame {
+                code: ErrorCode::Internal,
+                text: "the relay could not store or read messages; reconnect and resend".into(),
+                reconnect: true,
+            },
+            Closing { reason: CloseReason::ShuttingDown, reconnect_after_ms: Some(1_000) },
+            close_code::ERROR,
+        )
+    }
+}
+
+impl From<socket::WriteFailed> for End {
+    fn from(_: socket::WriteFailed) -> End {
+        End::Gone
+    }
+}
+
+struct Connection {
+    state: AppState,
+    socket: WebSocket,
+    limits: Limits,
+    peer: Peer,
+    mailbox: Mailbox,
+    /// Per followed conversation, the last seq this connection sent.
+    sent: HashMap<ConversationId, Seq>,
+    /// Conversations this peer may use, with what the checks need.
+    conversations: HashMap<ConversationId, Access>,
+    /// Sends handed to the store, answered in the order they were made.
+    appends: FuturesOrdered<AppendTicket>,
+    last_heard: Instant,
+    nonce: u64,
+}
+
+impl Connection {
+    /// Replays what the client asked for in its hello and, for agents,
+    /// lists the site's open conversations.
+    async fn start(&mut self, resume: Vec<Cursor>) -> Result<(), End> {
+        match self.peer.clone() {
+            Peer::Visitor { visitor, site, conversation } => {
+                self.conversations.insert(conversation, Access { site, visitor });
+                let after = resume
+                    .iter()
+                    .find(|cursor| cursor.conversation == conversation)
+                    .map_or(Seq::ZERO, |cursor| cursor.seq);
+                self.follow(conversation, after).await?;
+            }
+            Peer::Agent(agent) => {
+                // Register before listing, so a conversation opened in
+                // between is announced rather than missed.
+                self.mailbox.follow_site(agent.site);
+            }
+        }
+        for cursor in resume {
+            if !self.mailbox.follows(cursor.conversation) {
+                self.join(Join { conversation: cursor.conversation, after: cursor.seq }).await?;
+            }
+        }
+        if let Peer::Agent(agent) = &self.peer {
+            let open = self.state.store.open_conversations(agent.site).await.map_err(|e| End::store(&e))?;
+            for conversation in open {
+                self.write(&ServerFrame::Conversation(conversation.update())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self) -> End {
+        let heartbeat = Duration::from_millis(u64::from(self.state.config.heartbeat_interval_ms));
+        let deadline = heartbeat + Duration::from_millis(u64::from(self.state.config.heartbeat_grace_ms));
+        let mut pings = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        let shutdown = self.state.shutdown.clone();
+        let too_slow = self.mailbox.too_slow();
+        loop {
+            let result = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return End::Close(
+                    Closing { reason: CloseReason::ShuttingDown, reconnect_after_ms: Some(0) },
+                    close_code::RESTART,
+                    "relay restarting",
+                ),
+                () = too_slow.cancelled() => return End::Close(
+                    Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
+                    close_code::TRY_LATER,
+                    "too slow",
+                ),
+                () = tokio::time::sleep_until(self.last_heard + deadline) => return End::Close(
+                    Closing { reason: CloseReason::HeartbeatTimeout, reconnect_after_ms: Some(0) },
+                    close_code::POLICY,
+                    "heartbeat timeout",
+                ),
+                Some(appended) = self.appends.next(), if !self.appends.is_empty() => {
+                    self.on_appended(appended).await
+                }
+                Some(frame) = self.mailbox.recv() => self.deliver(&frame).await,
+                incoming = socket::read_frame(&mut self.socket, &self.limits),
+                    if self.appends.len() < MAX_APPENDS_IN_FLIGHT => {
+                    self.last_heard = Instant::now();
+                    self.on_incoming(incoming).await
+                }
+                _ = pings.tick() => {
+                    self.nonce += 1;
+                    self.write(&ServerFrame::Ping(Ping { nonce: self.nonce })).await
+                }
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    async fn finish(&mut self, end: End) {
+        match end {
+            End::Gone => {}
+            End::Close(closing, code, reason) => {
+                let _ = self.write(&ServerFrame::Closing(closing)).await;
+                socket::close(&mut self.socket, code, reason).await;
+            }
+            End::Fail(error, closing, code) => {
+                let _ = self.write(&ServerFrame::Error(error)).await;
+                let _ = self.write(&ServerFrame::Closing(closing)).await;
+                socket::close(&mut self.socket, code, "error").await;
+            }
+        }
+    }
+
+    async fn write(&mut self, frame: &ServerFrame) -> Result<(), End> {
+        Ok(socket::write_frame(&mut self.socket, frame).await?)
+    }
+
+    async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), End> {
+        let frame = match incoming {
+            Incoming::Frame(frame) => frame,
+            Incoming::Closed => return Err(End::Gone),
+            Incoming::Text => {
+                return Err(End::protocol(ErrorCode::Malformed, "frames are binary (postcard), not text"));
+            }
+            Incoming::Invalid(error, _) => return Err(End::protocol(error.code(), error.to_string())),
+        };
+        match frame {
+            ClientFrame::Send(send) => self.on_send(send).await,
+            ClientFrame::Join(join) => self.join(join).await,
+            ClientFrame::Ack(ack) => self.on_ack(ack).await,
+            ClientFrame::Typing(typing) => self.on_typing(typing).await,
+            ClientFrame::Ping(Ping { nonce }) => self.write(&ServerFrame::Pong(Pong { nonce })).await,
+            ClientFrame::Pong(_) => Ok(()),
+            ClientFrame::Hello(_) => Err(End::protocol(ErrorCode::HelloExpected, "hello was already said")),
+        }
+    }
+
+    /// Checks that this peer may use `conversation`, caching the answer.
+    async fn access(&mut self, conversation: ConversationId) -> Result<Option<Access>, End> {
+        if let Some(access) = self.conversations.get(&conversation) {
+            return Ok(Some(*access));
+        }
+        let Some(found) = self.state.store.conversation(conversation).await.map_err(|e| End::store(&e))? else {
+            return Ok(None);
+        };
+        let allowed = match &self.peer {
+            Peer::Visitor { visitor, site, .. } => found.visitor == *visitor && found.site == *site,
+            Peer::Agent(agent) => found.site == agent.site,
+        };
+        if !allowed {
+            return Ok(None);
+        }
+        let access = Access { site: found.site, visitor: found.visitor };
+        self.conversations.insert(conversation, access);
+        Ok(Some(access))
+    }
+
+    async fn forbidden(&mut self, conversation: ConversationId) -> Result<(), End> {
+        self.write(&ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Forbidden,
+            text: format!("conversation {conversation} does not exist or is not yours"),
+            reconnect: true,
+        }))
+        .await
+    }
+
+    async fn on_send(&mut self, send: Send) -> Result<(), End> {
+        let Send { conversation, client_id, body } = send;
+        let refusal = if body.len_bytes() > DEFAULT_LIMITS.max_body_bytes as usize {
+            Some((ErrorCode::BodyTooLarge, format!("messages are limited to {} bytes", DEFAULT_LIMITS.max_body_bytes)))
+        } else if is_blank(&body) {
+            Some((ErrorCode::Malformed, "empty message".to_owned()))
+        } else if self.access(conversation).await?.is_none() {
+            Some((ErrorCode::Forbidden, format!("conversation {conversation} does not exist or is not yours")))
+        } else {
+            None
+        };
+        if let Some((code, text)) = refusal {
+            return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
+        }
+        let message = NewMessage { conversation, client_id: Some(client_id), author: self.peer.author(), body };
+        let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
+        self.appends.push_back(ticket);
+        Ok(())
+    }
+
+    async fn on_appended(&mut self, appended: Result<store::Appended, store::Error>) -> Result<(), End> {
+        let appended = appended.map_err(|e| End::store(&e))?;
+        let message = appended.message;
+        let conversation = message.conversation;
+        if appended.fresh {
+            let access = self.conversations.get(&conversation).copied();
+            self.state.hub.publish(conversation, ServerFrame::Message(message.clone()));
+            if let Some(access) = access {
+                let update = ConversationUpdate {
+                    conversation,
+                    visitor: access.visitor,
+                    status: ConversationStatus::Open,
+                    last_seq: message.seq,
+                    updated_at: message.sent_at,
+                };
+                self.state.hub.publish_site(access.site, ServerFrame::Conversation(update));
+            }
+        }
+        let Some(client_id) = message.client_id else {
+            return Ok(());
+        };
+        self.write(&ServerFrame::Accepted(Accepted {
+            conversation,
+            client_id,
+            id: message.id,
+            seq: message.seq,
+            sent_at: message.sent_at,
+        }))
+        .await
+    }
+
+    /// Follows a conversation from `after`: also how a client repairs a gap.
+    async fn join(&mut self, join: Join) -> Result<(), End> {
+        if self.access(join.conversation).await?.is_none() {
+            return self.forbidden(join.conversation).await;
+        }
+        self.follow(join.conversation, join.after).await
+    }
+
+    async fn follow(&mut self, conversation: ConversationId, after: Seq) -> Result<(), End> {
+        // Register first, read second: see the module comment.
+        self.mailbox.follow(conversation);
+        self.sent.insert(conversation, after);
+        self.catch_up(conversation, None).await?;
+        let last_seq = self.sent.get(&conversation).copied().unwrap_or(after);
+        self.write(&ServerFrame::ReplayComplete(ReplayComplete { conversation, last_seq })).await
+    }
+
+    /// Sends stored messages after the last one sent, up to `until` (or
+    /// to the end of the conversation).
+    async fn catch_up(&mut self, conversation: ConversationId, until: Option<Seq>) -> Result<(), End> {
+        loop {
+            let after = self.sent.get(&conversation).copied().unwrap_or(Seq::ZERO);
+            if until.is_some_and(|until| after >= until) {
+                return Ok(());
+            }
+            let page =
+                self.state.store.messages_after(conversation, after, REPLAY_PAGE).await.map_err(|e| End::store(&e))?;
+            let full = page.len() == REPLAY_PAGE as usize;
+            for message in page {
+                self.sent.insert(conversation, message.seq);
+                self.write(&ServerFrame::Message(message)).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Passes on what the hub published, in order and once.
+    async fn deliver(&mut self, frame: &Arc<ServerFrame>) -> Result<(), End> {
+        match &**frame {
+            ServerFrame::Message(message) => self.deliver_message(message).await,
+            ServerFrame::Typing(TypingNotice { by, .. }) if *by == self.peer.author() => Ok(()),
+            other => self.write(other).await,
+        }
+    }
+
+    async fn deliver_message(&mut self, message: &Message) -> Result<(), End> {
+        let Some(&sent) = self.sent.get(&message.conversation) else {
+            return Ok(()); // followed through the site only
+        };
+        if message.seq <= sent {
+            return Ok(()); // already sent by replay
+        }
+        if message.seq > sent.next() {
+            // Commits of one conversation can be published out of order
+            // by different connections; the store has them all.
+            return self.catch_up(message.conversation, Some(message.seq)).await;
+        }
+        self.sent.insert(message.conversation, message.seq);
+        self.write(&ServerFrame::Message(message.clone())).await
+    }
+
+    async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
+        if self.access(ack.conversation).await?.is_none() {
+            return self.forbidden(ack.conversation).await;
+        }
+        let by = self.peer.author();
+        let recorded = self
+            .state
+            .store
+            .record_receipt(ack.conversation, by, ack.kind, ack.up_to)
+            .await
+            .map_err(|e| End::store(&e))?;
+        if let Some(up_to) = recorded {
+            let receipt = Receipt { conversation: ack.conversation, by, kind: ack.kind, up_to };
+            self.state.hub.publish(ack.conversation, ServerFrame::Receipt(receipt));
+        }
+        Ok(())
+    }
+
+    async fn on_typing(&mut self, typing: Typing) -> Result<(), End> {
+        let Typing { conversation, active, draft } = typing;
+        if self.access(conversation).await?.is_none() {
+            return self.forbidden(conversation).await;
+        }
+        let draft = match self.peer {
+            // Only visitors' drafts are previewed, and only to agents:
+            // visitors never follow other visitors' conversations.
+            Peer::Visitor { .. } if active => draft.filter(|d| d.len() <= DEFAULT_LIMITS.max_body_bytes as usize),
+            _ => None,
+        };
+        let notice = TypingNotice { conversation, by: self.peer.author(), active, draft };
+        self.state.hub.publish(conversation, ServerFrame::Typing(notice));
+        Ok(())
+    }
+}
+
+fn is_blank(body: &Body) -> bool {
+    match body {
+        Body::Text(text) => text.trim().is_empty(),
+    }
+}

@@ -1,0 +1,146 @@
+//! The start of a connection: a hello in, who the client is, a welcome out.
+
+use std::time::Duration;
+
+use axum::extract::ws::WebSocket;
+use kefu_protocol::codec::DecodeError;
+use kefu_protocol::frame::{
+    Credentials, Cursor, ErrorCode, ErrorFrame, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome,
+};
+use kefu_protocol::ids::{ConversationId, SessionId, SiteId, VisitorId, VisitorToken};
+use kefu_protocol::{ClientFrame, PROTOCOL_VERSION, codec, frame::Author};
+
+use super::socket::{self, Incoming};
+use crate::auth;
+use crate::state::{AppState, now};
+use crate::store;
+
+/// A client that has not said hello by then is dropped.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is on the other end of an established connection.
+#[derive(Debug, Clone)]
+pub(crate) enum Peer {
+    Visitor { visitor: VisitorId, site: SiteId, conversation: ConversationId },
+    Agent(store::Agent),
+}
+
+impl Peer {
+    pub(crate) fn author(&self) -> Author {
+        match self {
+            Peer::Visitor { visitor, .. } => Author::Visitor(*visitor),
+            Peer::Agent(agent) => Author::Agent(agent.id),
+        }
+    }
+}
+
+/// A client that said a valid hello and was welcomed.
+#[derive(Debug)]
+pub(crate) struct Established {
+    pub(crate) peer: Peer,
+    pub(crate) resume: Vec<Cursor>,
+}
+
+/// Why a handshake ended without a connection. `Some` error is sent to the
+/// client before closing.
+#[derive(Debug)]
+pub(crate) struct Refused(pub(crate) Option<ErrorFrame>);
+
+fn refuse(code: ErrorCode, text: impl Into<String>) -> Refused {
+    Refused(Some(ErrorFrame { code, text: text.into(), reconnect: matches!(code, ErrorCode::Internal) }))
+}
+
+impl From<store::Error> for Refused {
+    fn from(error: store::Error) -> Refused {
+        tracing::error!(%error, "store failed during handshake");
+        refuse(ErrorCode::Internal, "the relay could not reach its store; try again")
+    }
+}
+
+/// Reads the hello, authenticates it and sends the welcome.
+pub(crate) async fn handshake(
+    socket: &mut WebSocket,
+    state: &AppState,
+    session: SessionId,
+    limits: &Limits,
+) -> Result<Established, Refused> {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket::read_frame(socket, limits)).await {
+        Err(_) | Ok(Incoming::Closed) => return Err(Refused(None)),
+        Ok(Incoming::Frame(ClientFrame::Hello(hello))) => hello,
+        Ok(Incoming::Frame(_)) => return Err(refuse(ErrorCode::HelloExpected, "the first frame must be a hello")),
+        Ok(Incoming::Text) => return Err(refuse(ErrorCode::Malformed, "frames are binary (postcard), not text")),
+        Ok(Incoming::Invalid(error, bytes)) => {
+            // A hello of another version may not parse with these types;
+            // name the version rather than calling it garbage.
+            let version = match error {
+                DecodeError::Malformed(_) | DecodeError::TrailingBytes(_) => codec::peek_hello_version(&bytes),
+                DecodeError::FrameTooLarge { .. } | DecodeError::BodyTooLarge { .. } => None,
+            };
+            return Err(match version {
+                Some(version) if version != PROTOCOL_VERSION => unsupported(version),
+                _ => refuse(error.code(), error.to_string()),
+            });
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        return Err(unsupported(hello.version));
+    }
+    let Hello { credentials, resume, .. } = hello;
+    let (peer, identity) = authenticate(state, credentials).await?;
+    let config = &state.config;
+    let welcome = Welcome {
+        session,
+        identity,
+        heartbeat: Heartbeat { interval_ms: config.heartbeat_interval_ms, grace_ms: config.heartbeat_grace_ms },
+        server_time: now(),
+        limits: kefu_protocol::DEFAULT_LIMITS,
+    };
+    socket::write_frame(socket, &kefu_protocol::ServerFrame::Welcome(welcome)).await.map_err(|_| Refused(None))?;
+    Ok(Established { peer, resume })
+}
+
+fn unsupported(version: u16) -> Refused {
+    refuse(
+        ErrorCode::UnsupportedVersion,
+        format!("protocol version {version} is not supported; this relay speaks {PROTOCOL_VERSION}"),
+    )
+}
+
+async fn authenticate(state: &AppState, credentials: Credentials) -> Result<(Peer, Identity), Refused> {
+    let store = &state.store;
+    match credentials {
+        Credentials::Agent { token } => {
+            let Some(agent) = store.agent_by_session(&auth::token_hash(token.as_str()), now()).await? else {
+                return Err(refuse(ErrorCode::Unauthorized, "unknown or expired agent token; log in again"));
+            };
+            let identity = Identity::Agent { agent: agent.id, site: agent.site, name: agent.name.clone() };
+            Ok((Peer::Agent(agent), identity))
+        }
+        Credentials::Visitor { site, returning } => {
+            let Some(site) = store.site_by_key(&site).await? else {
+                return Err(refuse(ErrorCode::Unauthorized, format!("no site with key {:?}", site.as_str())));
+            };
+            let (visitor, token) = match returning {
+                Some(ReturningVisitor { visitor, token }) => {
+                    let stored = store.visitor_token_hash(site.id, visitor).await?;
+                    if stored.as_deref() != Some(auth::token_hash(token.as_str()).as_str()) {
+                        return Err(refuse(ErrorCode::Unauthorized, "unknown visitor or wrong visitor token"));
+                    }
+                    store.touch_visitor(visitor).await?;
+                    (visitor, token)
+                }
+                None => {
+                    let token = auth::new_token();
+                    let visitor = store.create_visitor(site.id, &auth::token_hash(&token)).await?;
+                    let token = VisitorToken::new(token)
+                        .map_err(|_| refuse(ErrorCode::Internal, "generated an invalid token"))?;
+                    (visitor, token)
+                }
+            };
+            let conversation = store.open_conversation(site.id, visitor).await?;
+            let peer = Peer::Visitor { visitor, site: site.id, conversation: conversation.id };
+            let identity = Identity::Visitor { visitor, token, site: site.id, conversation: conversation.id };
+            Ok((peer, identity))
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! A bare WebSocket client that speaks frames by hand: for hostile input
+//! and for looking at exactly what the relay sends.
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use kefu_protocol::frame::{Credentials, Hello, Welcome};
+use kefu_protocol::ids::SiteKey;
+use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, PROTOCOL_VERSION, ServerFrame, codec};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::PATIENCE;
+
+/// One raw connection.
+#[derive(Debug)]
+pub struct Raw {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the relay did next.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    Frame(ServerFrame),
+    /// A WebSocket close, with its code if any.
+    Closed(Option<u16>),
+}
+
+impl Raw {
+    /// Opens a WebSocket to `url` without saying anything.
+    pub async fn connect(url: &str) -> Result<Raw> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Raw { ws })
+    }
+
+    /// Connects as a new visitor of `site` and reads the welcome.
+    pub async fn visitor(url: &str, site: &str) -> Result<(Raw, Welcome)> {
+        let mut raw = Raw::connect(url).await?;
+        raw.send(&hello(Credentials::Visitor { site: SiteKey::new(site)?, returning: None })).await?;
+        match raw.next().await? {
+            Next::Frame(ServerFrame::Welcome(welcome)) => Ok((raw, welcome)),
+            other => bail!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: &ClientFrame) -> Result<()> {
+        self.send_bytes(codec::encode(frame)).await
+    }
+
+    /// Sends any bytes as one binary message.
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.ws.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
+    /// Sends a text message (the protocol is binary only).
+    pub async fn send_text(&mut self, text: &str) -> Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// The next frame or the close; fails after [`PATIENCE`].
+    pub async fn next(&mut self) -> Result<Next> {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                match self.ws.next().await {
+                    None => return Ok(Next::Closed(None)),
+                    Some(Err(_)) => return Ok(Next::Closed(None)),
+                    Some(Ok(Message::Binary(bytes))) => {
+                        return Ok(Next::Frame(codec::decode(&bytes, &DEFAULT_LIMITS)?));
+                    }
+                    Some(Ok(Message::Close(frame))) => return Ok(Next::Closed(frame.map(|f| u16::from(f.code)))),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .context("no frame from the relay in time")?
+    }
+
+    /// Reads until a frame `pick` accepts; fails on close or timeout.
+    pub async fn until<T>(&mut self, mut pick: impl FnMut(&ServerFrame) -> Option<T>) -> Result<T> {
+        loop {
+            match self.next().await? {
+                Next::Frame(frame) => {
+                    if let Some(found) = pick(&frame) {
+                        return Ok(found);
+                    }
+                }
+                Next::Closed(code) => bail!("closed ({code:?}) before the expected frame"),
+            }
+        }
+    }
+
+    /// Reads everything up to the close; returns the frames and the code.
+    pub async fn drain_to_close(&mut self) -> Result<(Vec<ServerFrame>, Option<u16>)> {
+        let mut frames = Vec::new();
+        loop {
+            match self.next().await? {
+                Next::Frame(frame) => frames.push(frame),
+                Next::Closed(code) => return Ok((frames, code)),
+            }
+        }
+    }
+}
+
+/// A hello of this protocol version with no resume cursors.
+pub fn hello(credentials: Credentials) -> ClientFrame {
+    ClientFrame::Hello(Hello { version: PROTOCOL_VERSION, credentials, resume: Vec::new() })
+}
