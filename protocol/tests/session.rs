@@ -668,3 +668,42 @@ fn a_replay_asked_for_on_a_dead_link_does_not_block_the_next() {
     // Only the hello's replay was outstanding on this link; a hole now is new.
     assert_eq!(frames(&session.receive(retry_at, ServerFrame::Message(message(C, 3)))), [join(C, 1)]);
 }
+
+#[test]
+fn an_oversized_message_is_rejected_at_once_and_never_queued() {
+    let mut session = live_agent(SessionConfig::default(), 1);
+    let max = DEFAULT_LIMITS.max_body_bytes as usize;
+    let (id, actions) = session.send(t(0), C, Body::Text("a".repeat(max + 1)));
+    let [Action::Emit(Event::Rejected(rejected))] = &actions[..] else { panic!("{actions:?}") };
+    assert_eq!((rejected.client_id, rejected.code), (id, ErrorCode::BodyTooLarge));
+    assert_eq!(session.pending().count(), 0);
+
+    let (_, actions) = session.send(t(0), C, Body::Text("a".repeat(max)));
+    assert_eq!(frames(&actions).len(), 1, "exactly at the limit is fine");
+}
+
+#[test]
+fn a_welcome_with_smaller_limits_rejects_what_no_longer_fits() {
+    let mut session = Session::new(agent(), SessionConfig::default(), 1);
+    let (long, _) = session.send(t(0), C, text("a long message"));
+    let (short, _) = session.send(t(0), C, text("short"));
+    session.start(t(0));
+    session.connected(t(0));
+    let ServerFrame::Welcome(mut frame) = agent_welcome() else { unreachable!() };
+    frame.limits.max_body_bytes = 8;
+    let actions = session.receive(t(0), ServerFrame::Welcome(frame));
+    assert!(matches!(&events(&actions)[2], Event::Rejected(r) if r.client_id == long));
+    assert_eq!(frames(&actions), [ClientFrame::Send(Send { conversation: C, client_id: short, body: text("short") })]);
+    let pending: Vec<_> = session.pending().map(|p| p.client_id).collect();
+    assert_eq!(pending, [short]);
+}
+
+#[test]
+fn a_draft_too_long_to_send_is_left_out() {
+    let mut session = live_agent(SessionConfig::default(), 1);
+    let draft = "a".repeat(DEFAULT_LIMITS.max_body_bytes as usize + 1);
+    assert_eq!(
+        frames(&session.typing(C, true, Some(draft))),
+        [ClientFrame::Typing(Typing { conversation: C, active: true, draft: None })]
+    );
+}

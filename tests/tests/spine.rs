@@ -287,3 +287,53 @@ async fn assert_no_more_messages(events: &mut Events) {
     .await;
     assert!(extra.is_err(), "unexpected extra message: {extra:?}");
 }
+
+#[tokio::test]
+async fn sigterm_drains_clients_who_resume_on_the_restarted_relay() -> Result<()> {
+    let mut relay = Relay::start().await?;
+    let proxy = Proxy::start(relay.addr()).await?;
+    let (visitor, mut events) = Client::visitor(proxy.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, body("before the restart")).await?;
+
+    relay.signal("TERM")?;
+    let closing = collect(&mut events, 1, |event| match event {
+        Event::Closing(closing) => Some(closing),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(closing[0].reason, kefu_protocol::frame::CloseReason::ShuttingDown);
+    assert!(closing[0].reconnect_after_ms.is_some(), "told to come back");
+    let status = relay.wait_exit().await?;
+    assert!(status.success(), "graceful exit: {status}");
+
+    relay.restart().await?;
+    proxy.set_upstream(relay.addr());
+    visitor.send(conversation, body("after the restart")).await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let got = collect(&mut agent_events, 2, in_conversation(conversation)).await?;
+    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), ["before the restart", "after the restart"]);
+    drop(agent);
+    Ok(())
+}
+
+#[tokio::test]
+async fn healthz_reports_the_store() -> Result<()> {
+    let relay = Relay::start().await?;
+    let response = reqwest::get(format!("{}/healthz", relay.http_url())).await?;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await?;
+    assert_eq!(body["store"], "ok");
+    Ok(())
+}
+
+#[tokio::test]
+async fn login_refuses_a_wrong_password_and_an_unknown_email() -> Result<()> {
+    let relay = Relay::start().await?;
+    for (email, password) in [(kefu_tests::ADMIN_EMAIL, "wrong"), ("nobody@kefu.test", kefu_tests::ADMIN_PASSWORD)] {
+        let error = kefu_sdk::login(&relay.http_url(), email, password).await.expect_err("must be refused");
+        assert!(error.to_string().contains("401"), "{error}");
+    }
+    assert!(!relay.admin_token().await?.is_empty());
+    Ok(())
+}

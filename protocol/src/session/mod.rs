@@ -581,7 +581,8 @@ impl Session {
             if let Credentials::Visitor { returning, .. } = &mut self.credentials {
                 *returning = Some(ReturningVisitor { visitor: *visitor, token: token.clone() });
             }
-            // The relay subscribes a visitor to its conversation itself.
+            // The relay subscribes a visitor to its own conversation and
+            // replays it from the resumed cursor (or the start), unasked.
             self.cursors.follow(*conversation);
         }
         self.identity = Some(welcome.identity.clone());
