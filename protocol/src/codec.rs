@@ -61,6 +61,9 @@ impl Frame for ClientFrame {
         match self {
             ClientFrame::Send(send) => send.body.len_bytes(),
             ClientFrame::Typing(typing) => typing.draft.as_ref().map_or(0, String::len),
+            ClientFrame::Visit(visit) => visit.url.len().max(visit.title.len()),
+            ClientFrame::Identify(identify) => identify.user_id.len(),
+            ClientFrame::Attributes(attributes) => attributes.set.iter().map(|a| a.value.len()).max().unwrap_or(0),
             ClientFrame::Hello(_)
             | ClientFrame::Join(_)
             | ClientFrame::Ack(_)

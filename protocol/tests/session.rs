@@ -3,9 +3,10 @@
 
 use kefu_protocol::PROTOCOL_VERSION;
 use kefu_protocol::frame::{
-    Accepted, Ack, Author, Body, CloseReason, Closing, ConversationStatus, ConversationUpdate, Credentials, Cursor,
-    ErrorCode, ErrorFrame, Heartbeat, Hello, Identity, Join, Message, Ping, Pong, ReceiptKind, Rejected,
-    ReplayComplete, ReturningVisitor, Send, Typing, Welcome,
+    Accepted, Ack, Attribute, Attributes, Author, Availability, Body, CloseReason, Closing, ConversationStatus,
+    ConversationUpdate, Credentials, Cursor, ErrorCode, ErrorFrame, Heartbeat, Hello, Identify, Identity, Join,
+    Message, Ping, Pong, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Send, Typing, Visit, VisitorProfile,
+    Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -706,4 +707,202 @@ fn a_draft_too_long_to_send_is_left_out() {
         frames(&session.typing(C, true, Some(draft))),
         [ClientFrame::Typing(Typing { conversation: C, active: true, draft: None })]
     );
+}
+
+// ---- what a visitor's host says about its visitor ----
+
+fn page(url: &str) -> Visit {
+    Visit { url: url.to_owned(), title: format!("title of {url}"), referrer: None }
+}
+
+fn user(user_id: &str) -> Identify {
+    Identify { user_id: user_id.to_owned(), name: Some("Ann".into()), email: None, hash: Some("ab12".into()) }
+}
+
+fn attribute(key: &str, value: &str) -> Attribute {
+    Attribute { key: key.to_owned(), value: value.to_owned() }
+}
+
+/// A visitor session, live since `t(0)` in conversation `C`.
+fn live_visitor(seed: u64) -> Session {
+    let mut session = Session::new(new_visitor(), SessionConfig::default(), seed);
+    session.start(t(0));
+    session.connected(t(0));
+    session.receive(t(0), visitor_welcome(C));
+    assert_eq!(session.link(), LinkState::Live);
+    session
+}
+
+/// Drops the link and brings it back; returns what the welcome sent.
+fn reconnect(session: &mut Session, now: Millis) -> Vec<ClientFrame> {
+    let retry_at = drop_link(session, now);
+    session.tick(retry_at);
+    session.connected(retry_at);
+    frames(&session.receive(retry_at, visitor_welcome(C)))
+}
+
+#[test]
+fn profile_frames_go_out_at_once_while_live() {
+    let mut session = live_visitor(1);
+    assert_eq!(session.visit(page("/pricing")), [Action::Transmit(ClientFrame::Visit(page("/pricing")))]);
+    assert_eq!(session.identify(user("u1")), [Action::Transmit(ClientFrame::Identify(user("u1")))]);
+    // Sent as given, even a key twice; the relay applies them in order.
+    let set = vec![attribute("plan", "free"), attribute("plan", "pro")];
+    assert_eq!(session.set_attributes(set.clone()), [Action::Transmit(ClientFrame::Attributes(Attributes { set }))]);
+}
+
+#[test]
+fn profile_frames_go_out_only_on_a_live_link() {
+    let mut session = Session::new(new_visitor(), SessionConfig::default(), 1);
+    let say_everything = |session: &mut Session| {
+        let mut actions = session.visit(page("/"));
+        actions.extend(session.identify(user("u1")));
+        actions.extend(session.set_attributes(vec![attribute("plan", "pro")]));
+        actions
+    };
+    assert!(say_everything(&mut session).is_empty(), "stopped");
+    session.start(t(0));
+    assert!(say_everything(&mut session).is_empty(), "connecting");
+    session.connected(t(0));
+    assert!(say_everything(&mut session).is_empty(), "waiting for the welcome");
+    session.receive(t(0), visitor_welcome(C));
+    session.disconnected(t(0));
+    assert!(say_everything(&mut session).is_empty(), "waiting to reconnect");
+}
+
+#[test]
+fn a_profile_set_before_the_first_welcome_follows_it() {
+    let mut session = Session::new(new_visitor(), SessionConfig::default(), 1);
+    session.visit(page("/"));
+    session.start(t(0));
+    session.connected(t(0));
+    let actions = session.receive(t(0), visitor_welcome(C));
+    assert!(matches!(&events(&actions)[..], [Event::Link(LinkState::Live), Event::Welcome(_)]));
+    assert_eq!(frames(&actions), [ClientFrame::Visit(page("/"))]);
+}
+
+#[test]
+fn the_latest_profile_follows_every_welcome_after_the_resends() {
+    let mut session = live_visitor(2);
+    session.visit(page("/"));
+    session.identify(user("u1"));
+    session.set_attributes(vec![attribute("plan", "free"), attribute("seats", "1")]);
+
+    // Offline: a navigation, a login and an upgrade, and a message.
+    let retry_at = drop_link(&mut session, t(1_000));
+    assert!(session.visit(page("/checkout")).is_empty());
+    assert!(session.identify(user("u2")).is_empty());
+    assert!(session.set_attributes(vec![attribute("plan", "pro"), attribute("coupon", "x")]).is_empty());
+    let (id, _) = session.send(retry_at, C, text("I upgraded"));
+
+    session.tick(retry_at);
+    session.connected(retry_at);
+    let sent = frames(&session.receive(retry_at, visitor_welcome(C)));
+    let [
+        ClientFrame::Send(send),
+        ClientFrame::Visit(visit),
+        ClientFrame::Identify(identify),
+        ClientFrame::Attributes(Attributes { set }),
+    ] = &sent[..]
+    else {
+        panic!("expected the resend, then visit, identify and attributes: {sent:?}");
+    };
+    assert_eq!(send.client_id, id);
+    assert_eq!((visit, identify), (&page("/checkout"), &user("u2")));
+    let mut merged: Vec<_> = set.iter().map(|a| (a.key.as_str(), a.value.as_str())).collect();
+    merged.sort_unstable();
+    assert_eq!(merged, [("coupon", "x"), ("plan", "pro"), ("seats", "1")], "one value per key, the latest");
+
+    // And again on the next link, acknowledged message or not.
+    session.receive(retry_at, accepted(C, id, 1));
+    let again = reconnect(&mut session, retry_at);
+    assert_eq!(again[..2], [ClientFrame::Visit(page("/checkout")), ClientFrame::Identify(user("u2"))]);
+    assert!(matches!(&again[2..], [ClientFrame::Attributes(a)] if a.set.len() == 3));
+}
+
+#[test]
+fn a_session_told_nothing_sends_no_profile() {
+    let mut session = live_visitor(3);
+    assert!(reconnect(&mut session, t(1_000)).is_empty());
+    assert!(session.set_attributes(vec![]).is_empty(), "nothing to set");
+}
+
+#[test]
+fn profile_text_over_the_limit_is_never_sent() {
+    let mut session = live_visitor(4);
+    let long = "a".repeat(DEFAULT_LIMITS.max_body_bytes as usize + 1);
+
+    // The relay would close the link for good over these.
+    assert!(session.visit(Visit { url: long.clone(), title: String::new(), referrer: None }).is_empty());
+    assert!(session.identify(Identify { user_id: long.clone(), name: None, email: None, hash: None }).is_empty());
+    // An oversized value is left out; the rest still goes.
+    assert_eq!(
+        frames(&session.set_attributes(vec![attribute("notes", &long), attribute("plan", "pro")])),
+        [ClientFrame::Attributes(Attributes { set: vec![attribute("plan", "pro")] })]
+    );
+    assert!(session.set_attributes(vec![attribute("notes", &long)]).is_empty());
+    assert_eq!(
+        reconnect(&mut session, t(1_000)),
+        [ClientFrame::Attributes(Attributes { set: vec![attribute("plan", "pro")] })],
+        "nor resent after a welcome"
+    );
+
+    // Exactly at the limit is fine.
+    let max = "a".repeat(DEFAULT_LIMITS.max_body_bytes as usize);
+    let at_limit = Visit { url: max, title: String::new(), referrer: None };
+    assert_eq!(frames(&session.visit(at_limit.clone())), [ClientFrame::Visit(at_limit)]);
+}
+
+#[test]
+fn a_welcome_with_smaller_limits_holds_back_what_no_longer_fits() {
+    let mut session = Session::new(new_visitor(), SessionConfig::default(), 1);
+    session.visit(page("/a-rather-long-path"));
+    session.identify(user("u1"));
+    session.start(t(0));
+    session.connected(t(0));
+    let ServerFrame::Welcome(mut frame) = visitor_welcome(C) else { unreachable!() };
+    frame.limits.max_body_bytes = 8;
+    let sent = frames(&session.receive(t(0), ServerFrame::Welcome(frame)));
+    assert_eq!(sent, [ClientFrame::Identify(user("u1"))]);
+}
+
+#[test]
+fn visitor_profiles_and_availability_are_reported() {
+    let profile = VisitorProfile {
+        visitor: VisitorId(7),
+        verified: true,
+        user_id: Some("u1".into()),
+        name: Some("Ann".into()),
+        email: None,
+        attributes: vec![attribute("plan", "pro")],
+        page: Some(page("/pricing")),
+        page_since: Some(Timestamp(1_700_000_000_000)),
+    };
+    let mut agent = live_agent(SessionConfig::default(), 1);
+    assert_eq!(
+        agent.receive(t(0), ServerFrame::Visitor(profile.clone())),
+        [Action::Emit(Event::Visitor(profile.clone()))]
+    );
+    assert!(!agent.is_following(D), "a profile follows no conversation");
+
+    let mut visitor = live_visitor(1);
+    assert_eq!(visitor.receive(t(0), ServerFrame::Visitor(profile.clone())), [Action::Emit(Event::Visitor(profile))]);
+    for agents_online in [0, 3] {
+        let availability = Availability { agents_online };
+        assert_eq!(
+            visitor.receive(t(0), ServerFrame::Availability(availability)),
+            [Action::Emit(Event::Availability(availability))]
+        );
+    }
+    // Like every frame, a sign of life.
+    visitor.receive(t(29_000), ServerFrame::Availability(Availability { agents_online: 1 }));
+    assert!(visitor.tick(t(30_000)).is_empty());
+}
+
+#[test]
+fn availability_before_the_welcome_is_ignored() {
+    let mut session = Session::new(new_visitor(), SessionConfig::default(), 1);
+    session.start(t(0));
+    session.connected(t(0));
+    assert!(session.receive(t(0), ServerFrame::Availability(Availability { agents_online: 1 })).is_empty());
 }

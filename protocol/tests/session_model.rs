@@ -154,7 +154,12 @@ impl Relay {
                 }));
             }
             ClientFrame::Join(join) => self.replay(join.conversation, join.after),
-            ClientFrame::Ack(_) | ClientFrame::Typing(_) | ClientFrame::Pong(_) => {}
+            ClientFrame::Ack(_)
+            | ClientFrame::Typing(_)
+            | ClientFrame::Pong(_)
+            | ClientFrame::Visit(_)
+            | ClientFrame::Identify(_)
+            | ClientFrame::Attributes(_) => {}
             ClientFrame::Ping(ping) => {
                 self.down.push_back(ServerFrame::Pong(kefu_protocol::frame::Pong { nonce: ping.nonce }))
             }

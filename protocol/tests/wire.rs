@@ -14,9 +14,10 @@
 
 use kefu_protocol::codec::peek_hello_version;
 use kefu_protocol::frame::{
-    Accepted, Ack, Author, Body, CloseReason, Closing, ConversationStatus, ConversationUpdate, Credentials, Cursor,
-    ErrorCode, ErrorFrame, Heartbeat, Hello, Identity, Join, Limits, Message, Ping, Pong, Receipt, ReceiptKind,
-    Rejected, ReplayComplete, ReturningVisitor, Send, Typing, TypingNotice, Welcome,
+    Accepted, Ack, Attribute, Attributes, Author, Availability, Body, CloseReason, Closing, ConversationStatus,
+    ConversationUpdate, Credentials, Cursor, ErrorCode, ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits,
+    Message, Ping, Pong, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Send, Typing, TypingNotice,
+    Visit, VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -46,6 +47,10 @@ fn text(s: &str) -> Body {
     Body::Text(s.to_owned())
 }
 
+fn attribute(key: &str, value: &str) -> Attribute {
+    Attribute { key: key.to_owned(), value: value.to_owned() }
+}
+
 /// The variant index each `ClientFrame` must have. Adding a variant breaks
 /// this match, which is the reminder to pin its bytes below.
 fn client_index(frame: &ClientFrame) -> u8 {
@@ -57,9 +62,12 @@ fn client_index(frame: &ClientFrame) -> u8 {
         ClientFrame::Typing(_) => 4,
         ClientFrame::Ping(_) => 5,
         ClientFrame::Pong(_) => 6,
+        ClientFrame::Visit(_) => 7,
+        ClientFrame::Identify(_) => 8,
+        ClientFrame::Attributes(_) => 9,
     }
 }
-const CLIENT_VARIANTS: u8 = 7;
+const CLIENT_VARIANTS: u8 = 10;
 
 fn server_index(frame: &ServerFrame) -> u8 {
     match frame {
@@ -75,9 +83,11 @@ fn server_index(frame: &ServerFrame) -> u8 {
         ServerFrame::Error(_) => 9,
         ServerFrame::Closing(_) => 10,
         ServerFrame::Conversation(_) => 11,
+        ServerFrame::Visitor(_) => 12,
+        ServerFrame::Availability(_) => 13,
     }
 }
-const SERVER_VARIANTS: u8 = 12;
+const SERVER_VARIANTS: u8 = 14;
 
 fn error_code_index(code: ErrorCode) -> u8 {
     match code {
@@ -207,6 +217,62 @@ fn client_fixtures() -> Vec<(&'static str, ClientFrame, Vec<u8>)> {
             [&[0x05][..], &[0xFF; 9], &[0x01]].concat(),
         ),
         ("pong", ClientFrame::Pong(Pong { nonce: 42 }), vec![0x06, 0x2A]),
+        (
+            "visit from a link",
+            ClientFrame::Visit(Visit { url: "/a".into(), title: "A".into(), referrer: Some("b".into()) }),
+            [
+                &[0x07, 0x02][..], // Visit, url of 2 bytes
+                b"/a",
+                &[0x01], // title of 1
+                b"A",
+                &[0x01, 0x01], // referrer: Some, of 1
+                b"b",
+            ]
+            .concat(),
+        ),
+        (
+            "visit typed in",
+            ClientFrame::Visit(Visit { url: "/".into(), title: String::new(), referrer: None }),
+            [&[0x07, 0x01][..], b"/", &[0x00, 0x00]].concat(), // empty title, referrer: None
+        ),
+        (
+            "identify with a name and a hash",
+            ClientFrame::Identify(Identify {
+                user_id: "u1".into(),
+                name: Some("Ann".into()),
+                email: None,
+                hash: Some("ab".into()),
+            }),
+            [
+                &[0x08, 0x02][..], // Identify, user id of 2
+                b"u1",
+                &[0x01, 0x03], // name: Some, of 3
+                b"Ann",
+                &[0x00, 0x01, 0x02], // email: None, hash: Some, of 2
+                b"ab",
+            ]
+            .concat(),
+        ),
+        (
+            "identify with an email only",
+            ClientFrame::Identify(Identify { user_id: "u".into(), name: None, email: Some("a@b".into()), hash: None }),
+            [&[0x08, 0x01][..], b"u", &[0x00, 0x01, 0x03], b"a@b", &[0x00]].concat(),
+        ),
+        (
+            "attributes",
+            ClientFrame::Attributes(Attributes { set: vec![attribute("plan", "pro"), attribute("n", "")] }),
+            [
+                &[0x09, 0x02, 0x04][..], // Attributes, 2 of them, key of 4
+                b"plan",
+                &[0x03], // value of 3
+                b"pro",
+                &[0x01], // key of 1
+                b"n",
+                &[0x00], // empty value
+            ]
+            .concat(),
+        ),
+        ("no attributes", ClientFrame::Attributes(Attributes { set: vec![] }), vec![0x09, 0x00]),
     ]
 }
 
@@ -364,6 +430,55 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
             }),
             vec![0x0B, 0x03, 0x07, 0x01, 0x00, 0x00],
         ),
+        (
+            "profile of an identified visitor",
+            ServerFrame::Visitor(VisitorProfile {
+                visitor: VisitorId(7),
+                verified: true,
+                user_id: Some("u1".into()),
+                name: Some("Ann".into()),
+                email: Some("a@b".into()),
+                attributes: vec![attribute("plan", "pro")],
+                page: Some(Visit { url: "/a".into(), title: "A".into(), referrer: None }),
+                page_since: Some(TIME),
+            }),
+            [
+                &[0x0C, 0x07, 0x01, 0x01, 0x02][..], // Visitor, visitor 7, verified, user id: Some, of 2
+                b"u1",
+                &[0x01, 0x03], // name: Some, of 3
+                b"Ann",
+                &[0x01, 0x03], // email: Some, of 3
+                b"a@b",
+                &[0x01, 0x04], // 1 attribute, key of 4
+                b"plan",
+                &[0x03], // value of 3
+                b"pro",
+                &[0x01, 0x02], // page: Some, url of 2
+                b"/a",
+                &[0x01], // title of 1
+                b"A",
+                &[0x00, 0x01], // referrer: None; page_since: Some
+                TS,
+            ]
+            .concat(),
+        ),
+        (
+            "profile of an anonymous visitor",
+            ServerFrame::Visitor(VisitorProfile {
+                visitor: VisitorId(300),
+                verified: false,
+                user_id: None,
+                name: None,
+                email: None,
+                attributes: vec![],
+                page: None,
+                page_since: None,
+            }),
+            // Not verified, three Nones, no attributes, two Nones.
+            [&[0x0C][..], V300, &[0x00; 7]].concat(),
+        ),
+        ("no agent online", ServerFrame::Availability(Availability { agents_online: 0 }), vec![0x0D, 0x00]),
+        ("agents online", ServerFrame::Availability(Availability { agents_online: 300 }), [&[0x0D][..], V300].concat()),
     ]
 }
 
@@ -524,7 +639,7 @@ fn a_frame_over_the_limit_is_refused_before_parsing() {
 }
 
 #[test]
-fn a_body_or_draft_over_the_limit_is_refused() {
+fn a_body_draft_or_visitor_text_over_the_limit_is_refused() {
     let max = DEFAULT_LIMITS.max_body_bytes as usize;
     let too_long = BodyTooLarge(max + 1);
     let send = |len: usize| {
@@ -552,7 +667,19 @@ fn a_body_or_draft_over_the_limit_is_refused() {
             draft: Some("a".repeat(len)),
         })
     };
-    let client: [fn(usize) -> ClientFrame; 2] = [send, typing];
+    let visit_url =
+        |len: usize| ClientFrame::Visit(Visit { url: "a".repeat(len), title: String::new(), referrer: None });
+    let visit_title =
+        |len: usize| ClientFrame::Visit(Visit { url: "/".into(), title: "a".repeat(len), referrer: None });
+    let identify =
+        |len: usize| ClientFrame::Identify(Identify { user_id: "a".repeat(len), name: None, email: None, hash: None });
+    // The longest value counts, wherever it is in the list.
+    let attributes = |len: usize| {
+        ClientFrame::Attributes(Attributes {
+            set: vec![attribute("plan", "pro"), attribute("notes", &"a".repeat(len)), attribute("n", "")],
+        })
+    };
+    let client: [fn(usize) -> ClientFrame; 6] = [send, typing, visit_url, visit_title, identify, attributes];
     for make in client {
         assert_eq!(decode(&encode(&make(max)), &DEFAULT_LIMITS), Ok(make(max)));
         too_long.check(decode::<ClientFrame>(&encode(&make(max + 1)), &DEFAULT_LIMITS));
@@ -584,6 +711,9 @@ fn invalid_utf8_in_a_text_is_malformed() {
     assert!(malformed(decode::<ClientFrame>(&[0x04, 0x03, 0x01, 0x01, 0x01, 0xFF], &DEFAULT_LIMITS)));
     let welcome = [&[0x00, 0x01, 0x01, 0x05, 0x02, 0x01, 0x80][..], &[0x01, 0x00], TS, LIMITS].concat();
     assert!(malformed(decode::<ServerFrame>(&welcome, &DEFAULT_LIMITS)));
+    // A visit url and an attribute key.
+    assert!(malformed(decode::<ClientFrame>(&[0x07, 0x01, 0xFF, 0x00, 0x00], &DEFAULT_LIMITS)));
+    assert!(malformed(decode::<ClientFrame>(&[0x09, 0x01, 0x01, 0xFF, 0x00], &DEFAULT_LIMITS)));
 }
 
 #[test]
@@ -612,6 +742,10 @@ fn out_of_range_bools_and_options_are_malformed() {
     assert!(malformed(decode::<ClientFrame>(&[0x04, 0x03, 0x01, 0x02], &DEFAULT_LIMITS)));
     // Ack with a receipt kind past Read.
     assert!(malformed(decode::<ClientFrame>(&[0x03, 0x03, 0x02, 0x05], &DEFAULT_LIMITS)));
+    // Visit whose referrer option tag is 2.
+    assert!(malformed(decode::<ClientFrame>(&[0x07, 0x01, b'/', 0x00, 0x02], &DEFAULT_LIMITS)));
+    // A visitor profile with verified = 2.
+    assert!(malformed(decode::<ServerFrame>(&[0x0C, 0x07, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00], &DEFAULT_LIMITS)));
 }
 
 #[test]
@@ -743,6 +877,47 @@ prop_compose! {
     }
 }
 
+fn attribute_strategy() -> impl Strategy<Value = Attribute> {
+    (any::<String>(), any::<String>()).prop_map(|(key, value)| Attribute { key, value })
+}
+
+fn attribute_list() -> impl Strategy<Value = Vec<Attribute>> {
+    proptest::collection::vec(attribute_strategy(), 0..4)
+}
+
+fn visit() -> impl Strategy<Value = Visit> {
+    (any::<String>(), any::<String>(), proptest::option::of(any::<String>())).prop_map(|(url, title, referrer)| Visit {
+        url,
+        title,
+        referrer,
+    })
+}
+
+fn identify() -> impl Strategy<Value = Identify> {
+    let text = || proptest::option::of(any::<String>());
+    (any::<String>(), text(), text(), text()).prop_map(|(user_id, name, email, hash)| Identify {
+        user_id,
+        name,
+        email,
+        hash,
+    })
+}
+
+prop_compose! {
+    fn visitor_profile()(
+        visitor in any::<u64>(),
+        verified in any::<bool>(),
+        user_id in proptest::option::of(any::<String>()),
+        name in proptest::option::of(any::<String>()),
+        email in proptest::option::of(any::<String>()),
+        attributes in attribute_list(),
+        page in proptest::option::of(visit()),
+        page_since in proptest::option::of(timestamp()),
+    ) -> VisitorProfile {
+        VisitorProfile { visitor: VisitorId(visitor), verified, user_id, name, email, attributes, page, page_since }
+    }
+}
+
 fn client_frame() -> impl Strategy<Value = ClientFrame> {
     prop_oneof![
         hello().prop_map(ClientFrame::Hello),
@@ -755,6 +930,9 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             .prop_map(|(conversation, active, draft)| { ClientFrame::Typing(Typing { conversation, active, draft }) }),
         any::<u64>().prop_map(|nonce| ClientFrame::Ping(Ping { nonce })),
         any::<u64>().prop_map(|nonce| ClientFrame::Pong(Pong { nonce })),
+        visit().prop_map(ClientFrame::Visit),
+        identify().prop_map(ClientFrame::Identify),
+        attribute_list().prop_map(|set| ClientFrame::Attributes(Attributes { set })),
     ]
 }
 
@@ -803,6 +981,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 })
             }
         ),
+        visitor_profile().prop_map(ServerFrame::Visitor),
+        any::<u32>().prop_map(|agents_online| ServerFrame::Availability(Availability { agents_online })),
     ]
 }
 

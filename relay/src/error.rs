@@ -16,6 +16,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("wrong email or password")]
     BadLogin,
+    #[error("log in first: missing, unknown or expired token")]
+    Unauthenticated,
     #[error("{0}")]
     Internal(String),
 }
@@ -23,7 +25,7 @@ pub enum Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, text) = match &self {
-            Error::BadLogin => (StatusCode::UNAUTHORIZED, self.to_string()),
+            Error::BadLogin | Error::Unauthenticated => (StatusCode::UNAUTHORIZED, self.to_string()),
             Error::Store(_) | Error::Io(_) | Error::Internal(_) => {
                 // The detail goes to the log, not to the client.
                 tracing::error!(error = %self, "request failed");

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kefu_protocol::ServerFrame;
+use kefu_protocol::frame::Availability;
 use kefu_protocol::ids::{ConversationId, SessionId, SiteId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,35 @@ pub struct Hub {
 #[derive(Debug, Default)]
 struct Routes {
     conversations: HashMap<ConversationId, Vec<Subscriber>>,
-    sites: HashMap<SiteId, Vec<Subscriber>>,
+    sites: HashMap<(SiteId, Audience), Vec<Subscriber>>,
+}
+
+/// Who of a site a site-wide frame is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// Agent connections: the queue, visitor profiles.
+    Agents,
+    /// Visitor connections: whether an agent is online.
+    Visitors,
+}
+
+impl Routes {
+    fn offer_site(&self, site: SiteId, audience: Audience, frame: &Arc<ServerFrame>) {
+        for subscriber in self.sites.get(&(site, audience)).into_iter().flatten() {
+            subscriber.offer(frame);
+        }
+    }
+
+    fn agents_online(&self, site: SiteId) -> u32 {
+        let count = self.sites.get(&(site, Audience::Agents)).map_or(0, Vec::len);
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    /// Tells the site's visitors how many agents are connected now.
+    fn announce_availability(&self, site: SiteId) {
+        let frame = Arc::new(ServerFrame::Availability(Availability { agents_online: self.agents_online(site) }));
+        self.offer_site(site, Audience::Visitors, &frame);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +82,7 @@ pub struct Mailbox {
     me: Subscriber,
     queue: mpsc::Receiver<Arc<ServerFrame>>,
     conversations: Vec<ConversationId>,
-    sites: Vec<SiteId>,
+    sites: Vec<(SiteId, Audience)>,
 }
 
 impl Hub {
@@ -78,13 +107,14 @@ impl Hub {
         }
     }
 
-    /// Offers `frame` to every agent connection of `site`.
-    pub fn publish_site(&self, site: SiteId, frame: ServerFrame) {
-        let frame = Arc::new(frame);
-        let routes = self.lock();
-        for subscriber in routes.sites.get(&site).into_iter().flatten() {
-            subscriber.offer(&frame);
-        }
+    /// Offers `frame` to every connection of `site` in `audience`.
+    pub fn publish_site(&self, site: SiteId, audience: Audience, frame: ServerFrame) {
+        self.lock().offer_site(site, audience, &Arc::new(frame));
+    }
+
+    /// How many agent connections `site` has now.
+    pub fn agents_online(&self, site: SiteId) -> u32 {
+        self.lock().agents_online(site)
     }
 
     /// Connections currently registered for `conversation`.
@@ -111,14 +141,19 @@ impl Mailbox {
         routes.conversations.entry(conversation).or_default().push(self.me.clone());
     }
 
-    /// Starts receiving what is published to the whole `site`. Idempotent.
-    pub fn follow_site(&mut self, site: SiteId) {
-        if self.sites.contains(&site) {
+    /// Starts receiving what is published to `audience` of `site`. An
+    /// agent joining changes the site's availability, which its visitors
+    /// are told. Idempotent.
+    pub fn follow_site(&mut self, site: SiteId, audience: Audience) {
+        if self.sites.contains(&(site, audience)) {
             return;
         }
-        self.sites.push(site);
+        self.sites.push((site, audience));
         let mut routes = self.hub.lock();
-        routes.sites.entry(site).or_default().push(self.me.clone());
+        routes.sites.entry((site, audience)).or_default().push(self.me.clone());
+        if audience == Audience::Agents {
+            routes.announce_availability(site);
+        }
     }
 
     /// Whether this connection follows `conversation`.
@@ -150,12 +185,15 @@ impl Drop for Mailbox {
                 }
             }
         }
-        for site in &self.sites {
-            if let Some(list) = routes.sites.get_mut(site) {
+        for &(site, audience) in &self.sites {
+            if let Some(list) = routes.sites.get_mut(&(site, audience)) {
                 list.retain(|s| s.session != session);
                 if list.is_empty() {
-                    routes.sites.remove(site);
+                    routes.sites.remove(&(site, audience));
                 }
+            }
+            if audience == Audience::Agents {
+                routes.announce_availability(site);
             }
         }
     }
@@ -204,10 +242,28 @@ mod tests {
         let hub = Hub::default();
         let mut a = hub.mailbox(SessionId(1), 8);
         a.follow(ConversationId(1));
-        a.follow_site(SiteId(1));
+        a.follow_site(SiteId(1), Audience::Agents);
         assert_eq!(hub.followers(ConversationId(1)), 1);
         drop(a);
         assert_eq!(hub.followers(ConversationId(1)), 0);
         assert!(hub.lock().sites.is_empty());
+    }
+
+    #[tokio::test]
+    async fn visitors_learn_when_agents_come_and_go() {
+        let hub = Hub::default();
+        let mut visitor = hub.mailbox(SessionId(1), 8);
+        visitor.follow_site(SiteId(1), Audience::Visitors);
+        let availability = |n| ServerFrame::Availability(Availability { agents_online: n });
+        let mut agent = hub.mailbox(SessionId(2), 8);
+        agent.follow_site(SiteId(1), Audience::Agents);
+        assert_eq!(hub.agents_online(SiteId(1)), 1);
+        assert_eq!(*visitor.recv().await.unwrap(), availability(1));
+        drop(agent);
+        assert_eq!(hub.agents_online(SiteId(1)), 0);
+        assert_eq!(*visitor.recv().await.unwrap(), availability(0));
+        let mut other_site = hub.mailbox(SessionId(3), 8);
+        other_site.follow_site(SiteId(2), Audience::Agents);
+        assert!(visitor.queue.try_recv().is_err(), "another site's agents do not count");
     }
 }

@@ -18,6 +18,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/api/login", post(http::login))
+        .route("/api/site", get(http::site))
         .route("/healthz", get(http::healthz))
         .with_state(state)
 }

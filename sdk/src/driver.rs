@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use kefu_protocol::frame::{Accepted, Body, Credentials, Identity, ReceiptKind};
+use kefu_protocol::frame::{Accepted, Attribute, Body, Credentials, Identify, Identity, ReceiptKind, Visit};
 use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq};
 use kefu_protocol::session::{Action, Event, LinkState, Millis, Session, SessionConfig};
 use kefu_protocol::{DEFAULT_LIMITS, ServerFrame, codec};
@@ -34,6 +34,9 @@ pub(crate) enum Command {
     Join(ConversationId),
     Ack { conversation: ConversationId, kind: ReceiptKind, up_to: Seq },
     Typing { conversation: ConversationId, active: bool, draft: Option<String> },
+    Visit(Visit),
+    Identify(Identify),
+    Attributes(Vec<Attribute>),
     Stop,
 }
 
@@ -128,6 +131,9 @@ impl Driver {
             Command::Join(conversation) => self.session.join(self.now(), conversation),
             Command::Ack { conversation, kind, up_to } => self.session.ack(conversation, kind, up_to),
             Command::Typing { conversation, active, draft } => self.session.typing(conversation, active, draft),
+            Command::Visit(visit) => self.session.visit(visit),
+            Command::Identify(identify) => self.session.identify(identify),
+            Command::Attributes(set) => self.session.set_attributes(set),
             Command::Stop => self.session.stop(),
         }
     }

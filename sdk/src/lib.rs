@@ -27,7 +27,7 @@
 
 mod driver;
 
-use kefu_protocol::frame::{Credentials, Identity, ReceiptKind};
+use kefu_protocol::frame::{Attribute, Credentials, Identify, Identity, ReceiptKind, Visit};
 use kefu_protocol::ids::{AgentToken, ConversationId, Seq, SiteKey};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -124,6 +124,22 @@ impl Client {
     /// Tells the others that this side is typing (with a visitor's draft).
     pub fn typing(&self, conversation: ConversationId, active: bool, draft: Option<String>) -> Result<(), Error> {
         self.command(driver::Command::Typing { conversation, active, draft })
+    }
+
+    /// Reports the page a visitor is on (kept and re-sent after reconnects).
+    pub fn visit(&self, visit: Visit) -> Result<(), Error> {
+        self.command(driver::Command::Visit(visit))
+    }
+
+    /// Tells the relay who the visitor is, with the site backend's HMAC
+    /// of the user id as `hash` to have it marked verified.
+    pub fn identify(&self, identify: Identify) -> Result<(), Error> {
+        self.command(driver::Command::Identify(identify))
+    }
+
+    /// Sets custom attributes of the visitor.
+    pub fn set_attributes(&self, set: Vec<Attribute>) -> Result<(), Error> {
+        self.command(driver::Command::Attributes(set))
     }
 
     /// Who the relay says this client is; waits for the first welcome.

@@ -38,8 +38,10 @@ fn test(filters: &[String]) -> Result<()> {
     install()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    // The end-to-end tests start the relay binary as a child process.
+    // The end-to-end tests start the relay and the examples as child
+    // processes.
     cargo(&["build", "--package", "kefu-relay", "--bin", "kefu-relay"])?;
+    cargo(&["build", "--package", "kefu-examples", "--examples"])?;
     let mut nextest = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
     nextest.extend(filters.iter().map(String::as_str));
     cargo(&nextest)?;

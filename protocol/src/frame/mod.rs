@@ -11,6 +11,7 @@ mod hello;
 mod message;
 mod receipt;
 mod typing;
+mod visitor;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,7 @@ pub use hello::{Credentials, Cursor, Heartbeat, Hello, Identity, Limits, Returni
 pub use message::{Accepted, Author, Body, Message, Rejected, Send};
 pub use receipt::{Ack, Receipt, ReceiptKind};
 pub use typing::{Typing, TypingNotice};
+pub use visitor::{Attribute, Attributes, Availability, Identify, Visit, VisitorProfile};
 
 /// Everything a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +34,9 @@ pub enum ClientFrame {
     Typing(Typing),
     Ping(Ping),
     Pong(Pong),
+    Visit(Visit),
+    Identify(Identify),
+    Attributes(Attributes),
 }
 
 /// Everything the relay sends.
@@ -49,4 +54,6 @@ pub enum ServerFrame {
     Error(ErrorFrame),
     Closing(Closing),
     Conversation(ConversationUpdate),
+    Visitor(VisitorProfile),
+    Availability(Availability),
 }

@@ -36,12 +36,13 @@ mod rng;
 
 use std::collections::BTreeSet;
 
-use crate::codec::{self, DEFAULT_LIMITS, PROTOCOL_VERSION};
+use crate::codec::{self, DEFAULT_LIMITS, Frame, PROTOCOL_VERSION};
 use crate::frame::{
     Accepted, Ack, Body, ClientFrame, Closing, ConversationUpdate, Credentials, ErrorCode, ErrorFrame, Hello, Identity,
     Join, Limits, Message, Pong, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, ServerFrame, Typing,
     TypingNotice, Welcome,
 };
+use crate::frame::{Attribute, Attributes, Availability, Identify, Visit, VisitorProfile};
 use crate::ids::{ClientMessageId, ConversationId, Seq};
 
 use backoff::Backoff;
@@ -162,6 +163,10 @@ pub enum Event {
     Error(ErrorFrame),
     /// The relay is closing the link.
     Closing(Closing),
+    /// What is known of a visitor changed (agents; a visitor gets its own).
+    Visitor(VisitorProfile),
+    /// How many agents can answer now (visitors).
+    Availability(Availability),
 }
 
 /// Where the connection stands; `LinkState` is its public face.
@@ -202,6 +207,29 @@ pub struct Session {
     /// Followed after this link's hello went out, so its resume missed them;
     /// they are joined once the welcome arrives.
     joined_during_handshake: BTreeSet<ConversationId>,
+    /// What a visitor's host said about its visitor, repeated after every
+    /// welcome so a page view or `setUser` made offline still arrives.
+    profile: ProfileFrames,
+}
+
+/// The latest page, identity and attributes a visitor's host reported.
+#[derive(Debug, Clone, Default)]
+struct ProfileFrames {
+    visit: Option<Visit>,
+    identify: Option<Identify>,
+    attributes: Vec<Attribute>,
+}
+
+impl ProfileFrames {
+    fn frames(&self) -> impl Iterator<Item = ClientFrame> + '_ {
+        let attributes = (!self.attributes.is_empty()).then(|| Attributes { set: self.attributes.clone() });
+        self.visit
+            .clone()
+            .map(ClientFrame::Visit)
+            .into_iter()
+            .chain(self.identify.clone().map(ClientFrame::Identify))
+            .chain(attributes.map(ClientFrame::Attributes))
+    }
 }
 
 impl Session {
@@ -224,6 +252,7 @@ impl Session {
             identity: None,
             limits: DEFAULT_LIMITS,
             joined_during_handshake: BTreeSet::new(),
+            profile: ProfileFrames::default(),
         }
     }
 
@@ -321,6 +350,8 @@ impl Session {
                 out.push(Action::Transmit(ClientFrame::Pong(Pong { nonce: ping.nonce })));
             }
             ServerFrame::Pong(_) => {}
+            ServerFrame::Visitor(profile) => out.push(Action::Emit(Event::Visitor(profile))),
+            ServerFrame::Availability(availability) => out.push(Action::Emit(Event::Availability(availability))),
             ServerFrame::Error(error) => {
                 let fatal = !error.reconnect;
                 out.push(Action::Emit(Event::Error(error)));
@@ -442,6 +473,39 @@ impl Session {
         self.transmit_if_live(ClientFrame::Typing(Typing { conversation, active, draft }))
     }
 
+    /// The visitor is on a new page. Kept and sent again after every
+    /// reconnect, so the relay always ends up with the latest.
+    ///
+    /// Profile frames over the relay's limits are never sent: the relay
+    /// would close the link for good, and they would go out again after
+    /// every welcome.
+    pub fn visit(&mut self, visit: Visit) -> Vec<Action> {
+        self.profile.visit = Some(visit.clone());
+        self.transmit_profile(ClientFrame::Visit(visit))
+    }
+
+    /// The site says who the visitor is (`setUser`). Kept like `visit`.
+    pub fn identify(&mut self, identify: Identify) -> Vec<Action> {
+        self.profile.identify = Some(identify.clone());
+        self.transmit_profile(ClientFrame::Identify(identify))
+    }
+
+    /// Sets custom attributes (`setAttributes`); later values of a key
+    /// replace earlier ones. Kept like `visit`; a value over the body limit
+    /// is left out, like a typing draft, so the others still arrive.
+    pub fn set_attributes(&mut self, mut set: Vec<Attribute>) -> Vec<Action> {
+        let max = self.limits.max_body_bytes as usize;
+        set.retain(|attribute| attribute.value.len() <= max);
+        if set.is_empty() {
+            return Vec::new();
+        }
+        for attribute in &set {
+            self.profile.attributes.retain(|kept| kept.key != attribute.key);
+            self.profile.attributes.push(attribute.clone());
+        }
+        self.transmit_profile(ClientFrame::Attributes(Attributes { set }))
+    }
+
     /// The user closed the chat: disconnect and do not reconnect. The
     /// outbox is kept; `pending` still lists what never got through.
     pub fn stop(&mut self) -> Vec<Action> {
@@ -520,6 +584,16 @@ impl Session {
 
     fn transmit_if_live(&self, frame: ClientFrame) -> Vec<Action> {
         if self.is_live() { vec![Action::Transmit(frame)] } else { Vec::new() }
+    }
+
+    fn transmit_profile(&self, frame: ClientFrame) -> Vec<Action> {
+        if self.fits(&frame) { self.transmit_if_live(frame) } else { Vec::new() }
+    }
+
+    /// Whether the relay's decoder takes `frame` under the last limits.
+    fn fits(&self, frame: &ClientFrame) -> bool {
+        frame.largest_text() <= self.limits.max_body_bytes as usize
+            && codec::encode(frame).len() <= self.limits.max_frame_bytes as usize
     }
 
     fn set_phase(&mut self, phase: Phase, out: &mut Vec<Action>) {
@@ -604,6 +678,8 @@ impl Session {
         for pending in self.outbox.iter() {
             out.push(Action::Transmit(ClientFrame::Send(pending.to_send())));
         }
+        // Limits may have shrunk here too.
+        out.extend(self.profile.frames().filter(|frame| self.fits(frame)).map(Action::Transmit));
     }
 
     fn on_message(&mut self, message: Message, out: &mut Vec<Action>) {

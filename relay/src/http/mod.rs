@@ -1,8 +1,9 @@
 //! The HTTP API: agent login and health.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kefu_protocol::ids::{AgentId, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth;
 use crate::error::Error;
 use crate::state::{AppState, now};
-use crate::store::Role;
+use crate::store::{self, Role};
 
 /// Agent sessions last this long; the console logs in again after.
 const SESSION_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
@@ -74,6 +75,45 @@ pub async fn login(
             admin: matches!(agent.role, Role::Admin),
         },
     }))
+}
+
+/// The agent a request is made by, from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct CurrentAgent(pub store::Agent);
+
+impl FromRequestParts<AppState> for CurrentAgent {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<CurrentAgent, Error> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(Error::Unauthenticated)?;
+        let agent = state.store.agent_by_session(&auth::token_hash(token.trim()), now()).await?;
+        agent.map(CurrentAgent).ok_or(Error::Unauthenticated)
+    }
+}
+
+/// `GET /api/site` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SiteView {
+    pub id: SiteId,
+    pub key: String,
+    pub name: String,
+    /// For signing visitor identities (HMAC-SHA256 of the user id); admins only.
+    pub identity_secret: Option<String>,
+}
+
+/// The site of the agent making the request.
+pub async fn site(State(state): State<AppState>, CurrentAgent(agent): CurrentAgent) -> Result<Json<SiteView>, Error> {
+    let site = state.store.site(agent.site).await?.ok_or(Error::Unauthenticated)?;
+    let identity_secret = match agent.role {
+        Role::Admin => Some(state.store.identity_secret(site.id).await?),
+        Role::Agent => None,
+    };
+    Ok(Json(SiteView { id: site.id, key: site.key.as_str().to_owned(), name: site.name, identity_secret }))
 }
 
 /// `GET /healthz`: 200 when the store answers, 503 when it does not.

@@ -25,6 +25,7 @@
 mod conversations;
 mod messages;
 mod sites;
+mod visitors;
 mod writer;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+pub use visitors::Identity;
 pub use writer::{AppendTicket, WriterStats};
 
 /// The database file inside the data folder.

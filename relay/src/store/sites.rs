@@ -76,6 +76,15 @@ impl Store {
         insert_site(&mut connection, key, name, clock()).await
     }
 
+    /// The site with that id.
+    pub async fn site(&self, id: SiteId) -> Result<Option<Site>, Error> {
+        let row: Option<SiteRow> = sqlx::query_as("SELECT id, key, name FROM sites WHERE id = ?")
+            .bind(int(id.0))
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(Site::try_from).transpose()?)
+    }
+
     /// The site with that public key.
     pub async fn site_by_key(&self, key: &SiteKey) -> Result<Option<Site>, Error> {
         let row: Option<SiteRow> = sqlx::query_as("SELECT id, key, name FROM sites WHERE key = ?")

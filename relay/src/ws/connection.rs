@@ -16,8 +16,9 @@ use axum::extract::ws::WebSocket;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
-    Accepted, Ack, Body, CloseReason, Closing, ConversationStatus, ConversationUpdate, Cursor, ErrorCode, ErrorFrame,
-    Join, Limits, Message, Ping, Pong, Receipt, Rejected, ReplayComplete, Send, Typing, TypingNotice,
+    Accepted, Ack, Attribute, Attributes, Availability, Body, CloseReason, Closing, ConversationStatus,
+    ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected,
+    ReplayComplete, Send, Typing, TypingNotice, Visit,
 };
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, VisitorId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
@@ -25,7 +26,8 @@ use tokio::time::Instant;
 
 use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
-use crate::hub::Mailbox;
+use crate::auth;
+use crate::hub::{Audience, Mailbox};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket, NewMessage};
 
@@ -158,6 +160,9 @@ impl Connection {
     async fn start(&mut self, resume: Vec<Cursor>) -> Result<(), End> {
         match self.peer.clone() {
             Peer::Visitor { visitor, site, conversation } => {
+                self.mailbox.follow_site(site, Audience::Visitors);
+                let availability = Availability { agents_online: self.state.hub.agents_online(site) };
+                self.write(&ServerFrame::Availability(availability)).await?;
                 self.conversations.insert(conversation, Access { site, visitor });
                 let after = resume
                     .iter()
@@ -168,7 +173,7 @@ impl Connection {
             Peer::Agent(agent) => {
                 // Register before listing, so a conversation opened in
                 // between is announced rather than missed.
-                self.mailbox.follow_site(agent.site);
+                self.mailbox.follow_site(agent.site, Audience::Agents);
             }
         }
         for cursor in resume {
@@ -264,6 +269,9 @@ impl Connection {
             ClientFrame::Typing(typing) => self.on_typing(typing).await,
             ClientFrame::Ping(Ping { nonce }) => self.write(&ServerFrame::Pong(Pong { nonce })).await,
             ClientFrame::Pong(_) => Ok(()),
+            ClientFrame::Visit(visit) => self.on_visit(visit).await,
+            ClientFrame::Identify(identify) => self.on_identify(identify).await,
+            ClientFrame::Attributes(attributes) => self.on_attributes(attributes).await,
             ClientFrame::Hello(_) => Err(End::protocol(ErrorCode::HelloExpected, "hello was already said")),
         }
     }
@@ -332,7 +340,7 @@ impl Connection {
                     last_seq: message.seq,
                     updated_at: message.sent_at,
                 };
-                self.state.hub.publish_site(access.site, ServerFrame::Conversation(update));
+                self.state.hub.publish_site(access.site, Audience::Agents, ServerFrame::Conversation(update));
             }
         }
         let Some(client_id) = message.client_id else {
@@ -443,6 +451,86 @@ impl Connection {
         let notice = TypingNotice { conversation, by: self.peer.author(), active, draft };
         self.state.hub.publish(conversation, ServerFrame::Typing(notice));
         Ok(())
+    }
+}
+
+/// What the relay keeps of visitor-reported text; longer values are cut
+/// (at a character boundary), not refused: a long URL is no attack.
+mod profile_limits {
+    pub(super) const URL: usize = 2048;
+    pub(super) const TITLE: usize = 512;
+    pub(super) const FIELD: usize = 256;
+    pub(super) const VALUE: usize = 1024;
+    pub(super) const ATTRIBUTES: usize = 50;
+}
+
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+impl Connection {
+    /// The visitor sending profile frames, or an error for anyone else.
+    async fn reporting_visitor(&mut self) -> Result<Option<(VisitorId, SiteId)>, End> {
+        if let Peer::Visitor { visitor, site, .. } = self.peer {
+            return Ok(Some((visitor, site)));
+        }
+        self.write(&ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Forbidden,
+            text: "only visitors report pages, identity and attributes".into(),
+            reconnect: true,
+        }))
+        .await?;
+        Ok(None)
+    }
+
+    /// Tells the site's agents, and this visitor, what is known of it now.
+    async fn publish_profile(&mut self, visitor: VisitorId, site: SiteId) -> Result<(), End> {
+        let profile = self.state.store.visitor_profile(visitor).await.map_err(|e| End::store(&e))?;
+        self.state.hub.publish_site(site, Audience::Agents, ServerFrame::Visitor(profile.clone()));
+        self.write(&ServerFrame::Visitor(profile)).await
+    }
+
+    async fn on_visit(&mut self, visit: Visit) -> Result<(), End> {
+        let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
+        let visit = Visit {
+            url: cut(visit.url, profile_limits::URL),
+            title: cut(visit.title, profile_limits::TITLE),
+            referrer: visit.referrer.map(|r| cut(r, profile_limits::URL)),
+        };
+        self.state.store.record_visit(visitor, &visit).await.map_err(|e| End::store(&e))?;
+        self.publish_profile(visitor, site).await
+    }
+
+    async fn on_identify(&mut self, identify: Identify) -> Result<(), End> {
+        let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
+        let secret = self.state.store.identity_secret(site).await.map_err(|e| End::store(&e))?;
+        let verified =
+            identify.hash.as_deref().is_some_and(|hash| auth::identity_hash_matches(&secret, &identify.user_id, hash));
+        let user_id = cut(identify.user_id, profile_limits::FIELD);
+        let name = identify.name.map(|n| cut(n, profile_limits::FIELD));
+        let email = identify.email.map(|e| cut(e, profile_limits::FIELD));
+        let identity = store::Identity { user_id: &user_id, name: name.as_deref(), email: email.as_deref(), verified };
+        self.state.store.identify_visitor(visitor, &identity).await.map_err(|e| End::store(&e))?;
+        self.publish_profile(visitor, site).await
+    }
+
+    async fn on_attributes(&mut self, attributes: Attributes) -> Result<(), End> {
+        let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
+        let set: Vec<_> = attributes
+            .set
+            .into_iter()
+            .take(profile_limits::ATTRIBUTES)
+            .map(|a| Attribute { key: cut(a.key, profile_limits::FIELD), value: cut(a.value, profile_limits::VALUE) })
+            .collect();
+        self.state.store.set_visitor_attributes(visitor, &set).await.map_err(|e| End::store(&e))?;
+        self.publish_profile(visitor, site).await
     }
 }
 

@@ -1,0 +1,172 @@
+//! What is known of a visitor beyond its id: pages, identity, attributes;
+//! and each site's identity secret.
+
+use std::collections::BTreeMap;
+
+use kefu_protocol::frame::{Attribute, Visit, VisitorProfile};
+use kefu_protocol::ids::{SiteId, Timestamp, VisitorId};
+
+use super::{Error, Store, clock, int};
+
+/// A claimed identity, checked by the caller against the site's secret.
+#[derive(Debug, Clone)]
+pub struct Identity<'a> {
+    pub user_id: &'a str,
+    pub name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub verified: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ProfileRow {
+    user_id: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+    verified: bool,
+    attributes: String,
+    page_url: Option<String>,
+    page_title: Option<String>,
+    page_referrer: Option<String>,
+    page_since: Option<u64>,
+}
+
+impl Store {
+    /// The site's identity secret, created on first use.
+    pub async fn identity_secret(&self, site: SiteId) -> Result<String, Error> {
+        sqlx::query(
+            "INSERT INTO site_secrets (site_id, identity_secret) VALUES (?, lower(hex(randomblob(32)))) \
+             ON CONFLICT (site_id) DO NOTHING",
+        )
+        .bind(int(site.0))
+        .execute(self.pool())
+        .await?;
+        let secret = sqlx::query_scalar("SELECT identity_secret FROM site_secrets WHERE site_id = ?")
+            .bind(int(site.0))
+            .fetch_one(self.pool())
+            .await?;
+        Ok(secret)
+    }
+
+    /// The visitor is on `visit.url` now: the current page, and one more
+    /// entry in its history.
+    pub async fn record_visit(&self, visitor: VisitorId, visit: &Visit) -> Result<(), Error> {
+        let now = int(clock().0);
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO visits (visitor_id, url, title, referrer, at) VALUES (?, ?, ?, ?, ?)")
+            .bind(int(visitor.0))
+            .bind(&visit.url)
+            .bind(&visit.title)
+            .bind(&visit.referrer)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO visitor_profiles (visitor_id, page_url, page_title, page_referrer, page_since) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (visitor_id) DO UPDATE SET \
+             page_url = ?2, page_title = ?3, page_referrer = ?4, page_since = ?5",
+        )
+        .bind(int(visitor.0))
+        .bind(&visit.url)
+        .bind(&visit.title)
+        .bind(&visit.referrer)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records who the site says the visitor is. An unverified claim never
+    /// replaces a verified identity.
+    pub async fn identify_visitor(&self, visitor: VisitorId, identity: &Identity<'_>) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (visitor_id) DO UPDATE SET user_id = ?2, name = ?3, email = ?4, verified = ?5 \
+             WHERE ?5 = 1 OR verified = 0",
+        )
+        .bind(int(visitor.0))
+        .bind(identity.user_id)
+        .bind(identity.name)
+        .bind(identity.email)
+        .bind(identity.verified)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Sets custom attributes; other keys are kept.
+    pub async fn set_visitor_attributes(&self, visitor: VisitorId, set: &[Attribute]) -> Result<(), Error> {
+        let mut tx = self.pool().begin().await?;
+        let stored: Option<String> = sqlx::query_scalar("SELECT attributes FROM visitor_profiles WHERE visitor_id = ?")
+            .bind(int(visitor.0))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut attributes: BTreeMap<String, String> =
+            stored.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+        for attribute in set {
+            attributes.insert(attribute.key.clone(), attribute.value.clone());
+        }
+        let json = serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".into());
+        sqlx::query(
+            "INSERT INTO visitor_profiles (visitor_id, attributes) VALUES (?1, ?2) \
+             ON CONFLICT (visitor_id) DO UPDATE SET attributes = ?2",
+        )
+        .bind(int(visitor.0))
+        .bind(json)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Everything known of a visitor (empty for one that reported nothing).
+    pub async fn visitor_profile(&self, visitor: VisitorId) -> Result<VisitorProfile, Error> {
+        let row: Option<ProfileRow> = sqlx::query_as(
+            "SELECT user_id, name, email, verified, attributes, page_url, page_title, page_referrer, page_since \
+             FROM visitor_profiles WHERE visitor_id = ?",
+        )
+        .bind(int(visitor.0))
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(VisitorProfile {
+                visitor,
+                verified: false,
+                user_id: None,
+                name: None,
+                email: None,
+                attributes: Vec::new(),
+                page: None,
+                page_since: None,
+            });
+        };
+        let attributes: BTreeMap<String, String> = serde_json::from_str(&row.attributes).unwrap_or_default();
+        let page = row.page_url.map(|url| Visit {
+            url,
+            title: row.page_title.unwrap_or_default(),
+            referrer: row.page_referrer,
+        });
+        Ok(VisitorProfile {
+            visitor,
+            verified: row.verified,
+            user_id: row.user_id,
+            name: row.name,
+            email: row.email,
+            attributes: attributes.into_iter().map(|(key, value)| Attribute { key, value }).collect(),
+            page,
+            page_since: row.page_since.map(Timestamp),
+        })
+    }
+
+    /// The pages a visitor was seen on, newest first.
+    pub async fn visits(&self, visitor: VisitorId, limit: u32) -> Result<Vec<(Visit, Timestamp)>, Error> {
+        let rows: Vec<(String, String, Option<String>, u64)> = sqlx::query_as(
+            "SELECT url, title, referrer, at FROM visits WHERE visitor_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(int(visitor.0))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(url, title, referrer, at)| (Visit { url, title, referrer }, Timestamp(at))).collect())
+    }
+}
