@@ -41,6 +41,11 @@ pub struct Config {
     #[arg(long, env = "KEFU_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
 
+    /// Folder with the built web apps (`cargo xtask build-web` writes it):
+    /// kefu.js, the widget page and its hashed assets, the demo page.
+    #[arg(long, env = "KEFU_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/web"))]
+    pub web_dir: PathBuf,
+
     /// How long shutdown waits for connections to close, in milliseconds.
     #[arg(long, env = "KEFU_DRAIN_MS", default_value_t = 5_000)]
     pub drain_ms: u64,

@@ -13,6 +13,7 @@
 //!   conversation or a site, each through a bounded queue.
 //! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap.
 //! - [`http`]: the HTTP API (`/api/login`, `/healthz`).
+//! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`.
 //! - [`config`]: flags and environment variables.
 //! - [`server`]: `run(listener, config, shutdown)` ties it together;
 //!   `main.rs` only parses the config and calls it.
@@ -25,6 +26,7 @@ pub mod hub;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod web;
 pub mod ws;
 
 pub use config::Config;

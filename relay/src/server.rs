@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{auth, http, ws};
+use crate::{auth, http, web, ws};
 
 /// The relay's routes over `state`.
 pub fn app(state: AppState) -> Router {
@@ -20,6 +20,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/login", post(http::login))
         .route("/api/site", get(http::site))
         .route("/healthz", get(http::healthz))
+        .merge(web::routes(&state.config.web_dir))
         .with_state(state)
 }
 

@@ -10,7 +10,9 @@
 //!   at once, refuses new ones while "offline", and follows the relay to a
 //!   new port after a restart.
 //! - [`raw`]: a bare WebSocket speaking frames by hand, for hostile input.
+//! - [`browser`]: headless Chromium over the DevTools protocol.
 
+pub mod browser;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -206,6 +208,11 @@ impl Proxy {
         Ok(proxy)
     }
 
+    /// `http://proxy`: pages loaded through it reach the relay through it.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// `ws://proxy/ws`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
@@ -243,6 +250,38 @@ async fn forward(mut client: TcpStream, upstream: SocketAddr) {
     if let Ok(mut server) = TcpStream::connect(upstream).await {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     }
+}
+
+/// Serves one HTML page on its own port (another origin than the relay),
+/// e.g. a host page that embeds the widget; returns its URL.
+pub async fn serve_page(html: String) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let html = Arc::new(html);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let html = Arc::clone(&html);
+            tokio::spawn(async move {
+                // Read the request head; its content does not matter.
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                    html.len(),
+                    html
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Ok(url)
 }
 
 /// Reads events until `pick` has returned `Some` for `count` of them;

@@ -1,14 +1,20 @@
 //! `cargo xtask`: the README's two commands, and what CI runs.
 //!
-//! - `cargo xtask start`: install what is missing, build, and run the relay
-//!   on the embedded store in `./kefu-data`.
+//! - `cargo xtask start`: install what is missing, build the web apps and
+//!   the relay, and run the relay on the embedded store in `./kefu-data`.
 //! - `cargo xtask test`: install what is missing, then every check CI runs:
-//!   formatting, clippy, the whole test suite against real relays, and the
-//!   protocol crate built for `wasm32-unknown-unknown`.
+//!   formatting, clippy, the web apps' build, the whole test suite against
+//!   real relays, and the protocol crate built for `wasm32-unknown-unknown`.
+//! - `cargo xtask build-web`: only the web apps, into `target/web` (see
+//!   [`web`]).
 //!
-//! Installing is idempotent and only touches the Rust toolchain (rustup
-//! targets, cargo-installed tools), so a fresh machine needs nothing else.
+//! Installing is idempotent and touches the Rust toolchain (rustup targets,
+//! cargo-installed tools) and the npm tools in `tools/` (`npm ci`), so a
+//! fresh machine needs nothing beyond rustup, cargo and npm.
 
+mod web;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -19,8 +25,11 @@ fn main() -> Result<()> {
     match task.as_str() {
         "start" => start(&rest),
         "test" => test(&rest),
+        "build-web" => web::build().map(drop),
         _ => {
-            eprintln!("usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...]");
+            eprintln!(
+                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web"
+            );
             bail!("unknown task {task:?}")
         }
     }
@@ -28,8 +37,15 @@ fn main() -> Result<()> {
 
 fn start(relay_args: &[String]) -> Result<()> {
     install()?;
+    let web_dir = web::build()?;
     cargo(&["build", "--release", "--package", "kefu-relay"])?;
     let mut args = vec!["run", "--release", "--quiet", "--package", "kefu-relay", "--"];
+    // The relay's default is <repo>/target/web; say it when CARGO_TARGET_DIR
+    // moved it, unless the caller chose one.
+    let web_dir = web_dir.to_string_lossy();
+    if std::env::var_os("KEFU_WEB_DIR").is_none() && !relay_args.iter().any(|a| a.starts_with("--web-dir")) {
+        args.extend(["--web-dir", &web_dir]);
+    }
     args.extend(relay_args.iter().map(String::as_str));
     cargo(&args)
 }
@@ -38,6 +54,8 @@ fn test(filters: &[String]) -> Result<()> {
     install()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // The relay serves target/web, and the browser tests open it.
+    web::build()?;
     // The end-to-end tests start the relay and the examples as child
     // processes.
     cargo(&["build", "--package", "kefu-relay", "--bin", "kefu-relay"])?;
@@ -54,10 +72,8 @@ fn test(filters: &[String]) -> Result<()> {
 
 /// Installs what the build and the tests need, if it is missing.
 fn install() -> Result<()> {
-    let targets = output("rustup", &["target", "list", "--installed"])?;
-    if !targets.lines().any(|t| t.trim() == "wasm32-unknown-unknown") {
-        run("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
-    }
+    // The wasm32 target and the npm tools in tools/.
+    web::install_tools()?;
     for component in ["rustfmt", "clippy"] {
         let installed = output("rustup", &["component", "list", "--installed"])?;
         if !installed.lines().any(|c| c.starts_with(component)) {
@@ -68,6 +84,12 @@ fn install() -> Result<()> {
         run("cargo", &["install", "cargo-nextest", "--locked"])?;
     }
     Ok(())
+}
+
+/// The workspace root (xtask lives one level below it).
+fn repo_root() -> PathBuf {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().map_or(xtask.clone(), PathBuf::from)
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -1,0 +1,195 @@
+//! The web routes served on port 0 from a folder of fake files, asked with
+//! raw HTTP/1.1 so request targets such as `/assets/../x` reach the server
+//! byte for byte (an HTTP client library would tidy them first).
+
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{NOT_BUILT, routes};
+
+/// A folder laid out as `cargo xtask build-web` lays it out.
+fn fake_web_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    write("kefu.js", b"console.log('loader');\n");
+    write("kefu.js.br", b"BROTLI-LOADER");
+    write("kefu.js.gz", b"GZIP-LOADER");
+    write("widget.html", b"<!doctype html><title>widget</title>");
+    write("widget.html.br", b"BROTLI-WIDGET");
+    write("demo.html", b"<!doctype html><title>demo</title>");
+    write("assets/kefu-widget-0123abcd_bg.wasm", b"\0asm\x01\0\0\0");
+    write("assets/kefu-widget-0123abcd_bg.wasm.br", b"BROTLI-WASM");
+    write("assets/kefu-widget-0123abcd.js", b"export default 1;\n");
+    // Something the traversal attempts aim at, just outside `assets/`.
+    write("secret.txt", b"SECRET");
+    dir
+}
+
+async fn serve(web_dir: &Path) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = routes::<()>(web_dir);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// One answer: the status, the headers (names lowercased) and the body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `GET target` with `extra` header lines and reads the whole answer.
+async fn get(addr: std::net::SocketAddr, target: &str, extra: &[&str]) -> Answer {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("GET {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for line in extra {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+#[tokio::test]
+async fn web_loader_is_precompressed_and_cached_briefly() {
+    let dir = fake_web_dir();
+    let addr = serve(dir.path()).await;
+
+    let br = get(addr, "/kefu.js", &["accept-encoding: gzip, br"]).await;
+    assert_eq!(br.status, 200);
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(br.body, b"BROTLI-LOADER");
+    assert!(br.header("content-type").unwrap().contains("javascript"), "{br:?}");
+    assert_eq!(br.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(br.header("vary"), Some("accept-encoding"));
+
+    let gz = get(addr, "/kefu.js", &["accept-encoding: gzip"]).await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.body, b"GZIP-LOADER");
+
+    let plain = get(addr, "/kefu.js", &[]).await;
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.body, b"console.log('loader');\n");
+}
+
+#[tokio::test]
+async fn web_assets_are_immutable_and_wasm_has_its_type() {
+    let dir = fake_web_dir();
+    let addr = serve(dir.path()).await;
+
+    let wasm = get(addr, "/assets/kefu-widget-0123abcd_bg.wasm", &["accept-encoding: br"]).await;
+    assert_eq!(wasm.status, 200);
+    assert_eq!(wasm.header("content-type"), Some("application/wasm"));
+    assert_eq!(wasm.header("content-encoding"), Some("br"));
+    assert_eq!(wasm.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(wasm.body, b"BROTLI-WASM");
+
+    // No .br sibling: the plain file, still cached for good.
+    let glue = get(addr, "/assets/kefu-widget-0123abcd.js", &["accept-encoding: br"]).await;
+    assert_eq!(glue.status, 200);
+    assert_eq!(glue.header("content-encoding"), None);
+    assert!(glue.header("content-type").unwrap().contains("javascript"));
+
+    // A missing asset is not cached for a year.
+    let missing = get(addr, "/assets/kefu-widget-ffffffff.js", &[]).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("cache-control"), None);
+
+    // No directory listings or index pages.
+    assert_eq!(get(addr, "/assets/", &[]).await.status, 404);
+}
+
+#[tokio::test]
+async fn web_widget_page_is_revalidated_and_framable_from_anywhere() {
+    let dir = fake_web_dir();
+    let addr = serve(dir.path()).await;
+
+    for target in ["/widget?site=demo&embed=1", "/c/demo"] {
+        let page = get(addr, target, &["accept-encoding: br"]).await;
+        assert_eq!(page.status, 200, "{target}");
+        assert_eq!(page.body, b"BROTLI-WIDGET");
+        assert!(page.header("content-type").unwrap().starts_with("text/html"));
+        assert_eq!(page.header("cache-control"), Some("no-cache"));
+        assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(page.header("x-frame-options"), None);
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.contains("frame-ancestors *"), "{csp}");
+        assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval';"), "{csp}");
+    }
+
+    let demo = get(addr, "/demo", &[]).await;
+    assert_eq!(demo.status, 200);
+    assert_eq!(demo.body, b"<!doctype html><title>demo</title>");
+
+    let root = get(addr, "/", &[]).await;
+    assert_eq!(root.status, 307);
+    assert_eq!(root.header("location"), Some("/demo"));
+}
+
+#[tokio::test]
+async fn web_paths_cannot_leave_the_folder() {
+    let dir = fake_web_dir();
+    let addr = serve(dir.path()).await;
+    for target in [
+        "/assets/../../etc/passwd",
+        "/assets/../secret.txt",
+        "/assets/%2e%2e/secret.txt",
+        "/assets/%2E%2E%2Fsecret.txt",
+        "/assets/..%2fsecret.txt",
+        "/assets/..%5csecret.txt",
+        "/assets/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/assets//etc/passwd",
+        "/assets/%2fetc%2fpasswd",
+        "/assets/kefu-widget-0123abcd.js/../../secret.txt",
+    ] {
+        let answer = get(addr, target, &[]).await;
+        assert!(matches!(answer.status, 400 | 404), "{target}: {answer:?}");
+        let body = String::from_utf8_lossy(&answer.body);
+        assert!(!body.contains("SECRET") && !body.contains("root:"), "{target} leaked: {body}");
+    }
+}
+
+#[tokio::test]
+async fn web_apps_not_built_answer_503_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("web");
+    let addr = serve(&missing).await;
+    for target in ["/kefu.js", "/widget", "/c/demo", "/demo", "/assets/x.wasm"] {
+        let answer = get(addr, target, &[]).await;
+        assert_eq!(answer.status, 503, "{target}");
+        assert_eq!(answer.body, NOT_BUILT.as_bytes());
+    }
+
+    // Built after the relay started: served without a restart.
+    std::fs::create_dir_all(&missing).unwrap();
+    std::fs::write(missing.join("kefu.js"), "1").unwrap();
+    assert_eq!(get(addr, "/kefu.js", &[]).await.status, 200);
+}

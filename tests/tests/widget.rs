@@ -1,0 +1,295 @@
+//! The visitor widget in a real headless Chromium against a real relay:
+//! the loader on a host page, the wasm widget in its iframe, an agent on
+//! the SDK at the other end.
+//!
+//! Needs `cargo xtask build-web` (the relay serves `target/web`) and
+//! Debian's chromium; `cargo xtask test` and `.ci/run` provide both.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use kefu_protocol::frame::{Author, Body};
+use kefu_protocol::ids::ConversationId;
+use kefu_sdk::{Client, Event, Events, Message};
+use kefu_tests::browser::Browser;
+use kefu_tests::{Proxy, Relay, collect, message, text};
+use serde_json::Value;
+
+const WIDGET: &str = "/widget";
+
+/// The texts of the chat bubbles in the widget (the greeting included).
+const BUBBLES: &str =
+    "[...document.querySelectorAll('.kefu-row:not(.kefu-from-system) .kefu-bubble')].map(e => e.textContent)";
+
+/// Bubbles of messages still waiting for the relay.
+const PENDING: &str = "document.querySelectorAll('.kefu-mark-sending').length";
+
+async fn agent(relay: &Relay) -> Result<(Client, Events)> {
+    Ok(Client::agent(relay.ws_url(), &relay.admin_token().await?)?)
+}
+
+/// Hovers and clicks the launcher (bottom right, 56 px, 20 px from the
+/// edges), as a visitor would.
+async fn click_launcher(browser: &Browser) -> Result<()> {
+    let (width, height) = browser.viewport().await?;
+    let (x, y) = (width - 48.0, height - 48.0);
+    browser.mouse("mouseMoved", x, y).await?;
+    browser.click(x, y).await
+}
+
+/// Waits for the widget's composer, then types `text` and presses Enter.
+async fn type_message(browser: &Browser, text: &str) -> Result<()> {
+    browser.wait_for(Some(WIDGET), "(() => { const t = document.querySelector('textarea'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
+    browser.type_text(text).await?;
+    browser.press_enter().await
+}
+
+async fn bubbles(browser: &Browser) -> Result<Vec<String>> {
+    let value = browser.eval_in_frame(WIDGET, BUBBLES).await?;
+    Ok(value.as_array().into_iter().flatten().filter_map(Value::as_str).map(ToOwned::to_owned).collect())
+}
+
+/// Waits until the widget shows `expected` (in this order, each once,
+/// among its other bubbles).
+async fn wait_for_bubbles(browser: &Browser, expected: &[&str]) -> Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + kefu_tests::PATIENCE;
+    loop {
+        let shown = bubbles(browser).await.unwrap_or_default();
+        let ours: Vec<&str> = shown.iter().map(String::as_str).filter(|b| expected.contains(b)).collect();
+        if ours == expected {
+            return Ok(shown);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "widget shows {shown:?}, expected {expected:?} in order, once");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn from_visitor(event: Event) -> Option<Message> {
+    message(event).filter(|m| matches!(m.author, Author::Visitor(_)))
+}
+
+async fn say(agent: &Client, conversation: ConversationId, words: &str) -> Result<()> {
+    agent.send(conversation, Body::Text(words.into())).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn demo_page_visitor_and_agent_chat() -> Result<()> {
+    let relay = Relay::start().await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/demo", relay.http_url())).await?;
+    browser.screenshot("demo-closed").await?;
+    click_launcher(&browser).await?;
+
+    type_message(&browser, "Hello from the browser").await?;
+    let got = collect(&mut agent_events, 1, from_visitor).await?;
+    assert_eq!(text(&got[0]), "Hello from the browser");
+
+    say(&agent, got[0].conversation, "Hi! How can I help?").await?;
+    wait_for_bubbles(&browser, &["Hello from the browser", "Hi! How can I help?"]).await?;
+    browser.screenshot("widget-chat").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn offline_visitor_gets_everything_once_and_its_pending_messages_go_out_once() -> Result<()> {
+    let relay = Relay::start().await?;
+    let proxy = Proxy::start(relay.addr()).await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/demo", proxy.http_url())).await?;
+    browser.eval("Kefu.open()").await?;
+    type_message(&browser, "first").await?;
+    let conversation = collect(&mut agent_events, 1, from_visitor).await?[0].conversation;
+    wait_for_bubbles(&browser, &["first"]).await?;
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 0")).await?;
+
+    // Airplane mode: the page hears `offline` and the TCP link is cut.
+    browser.set_offline(true).await?;
+    proxy.offline();
+    for n in 1..=3 {
+        say(&agent, conversation, &format!("agent {n}")).await?;
+    }
+    type_message(&browser, "visitor 1").await?;
+    type_message(&browser, "visitor 2").await?;
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 2")).await.context("both show as pending")?;
+    browser.screenshot("widget-offline").await?;
+
+    proxy.online();
+    browser.set_offline(false).await?;
+    // The agent's three were stored while the visitor was away, the
+    // visitor's two when it came back: that is the conversation's order.
+    wait_for_bubbles(&browser, &["first", "agent 1", "agent 2", "agent 3", "visitor 1", "visitor 2"]).await?;
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 0")).await?;
+
+    let got = collect(&mut agent_events, 2, from_visitor).await?;
+    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), ["visitor 1", "visitor 2"]);
+    let extra = tokio::time::timeout(Duration::from_secs(1), agent_events.next()).await;
+    assert!(
+        !matches!(&extra, Ok(Some(Event::Message(m))) if matches!(m.author, Author::Visitor(_))),
+        "the agent got a pending message twice: {extra:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_visitor_and_the_conversation_with_its_history() -> Result<()> {
+    let relay = Relay::start().await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/demo", relay.http_url())).await?;
+    browser.eval("Kefu.open()").await?;
+    type_message(&browser, "before reload").await?;
+    let conversation = collect(&mut agent_events, 1, from_visitor).await?[0].conversation;
+    say(&agent, conversation, "answer before reload").await?;
+    wait_for_bubbles(&browser, &["before reload", "answer before reload"]).await?;
+
+    browser.reload().await?;
+    browser.eval("Kefu.open()").await?;
+    wait_for_bubbles(&browser, &["before reload", "answer before reload"]).await?;
+    type_message(&browser, "after reload").await?;
+    let after = collect(&mut agent_events, 1, from_visitor).await?;
+    assert_eq!(text(&after[0]), "after reload");
+    assert_eq!(after[0].conversation, conversation, "same conversation after the reload");
+    Ok(())
+}
+
+/// The host page hides every element it can reach, blows up fonts and
+/// squashes iframes, buttons and divs. (A literal `* { display: none }`
+/// also hides `<html>` itself, which blanks the whole page and leaves no
+/// room for any embed: even the top layer does not render under a hidden
+/// root. Everything below the root is fair game and covered here.)
+#[tokio::test]
+async fn hostile_host_css_does_not_break_the_widget_and_markup_stays_text() -> Result<()> {
+    let relay = Relay::start().await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let page = kefu_tests::serve_page(format!(
+        r#"<!doctype html><html><head><title>Hostile shop</title><style>
+          body, body *, html > * {{ display: none !important; }}
+          * {{ font-size: 72px !important; line-height: 9 !important; font-family: fantasy !important; }}
+          iframe, button, div {{ width: 1px !important; height: 1px !important; opacity: 0 !important; }}
+        </style></head><body><h1>Shop</h1>
+        <script src="{}/kefu.js" data-site="demo" async></script></body></html>"#,
+        relay.http_url()
+    ))
+    .await?;
+    let browser = Browser::start().await?;
+    browser.goto(&page).await?;
+    browser.wait_for(None, "typeof window.Kefu === 'object' && typeof Kefu.open === 'function'").await?;
+    browser.eval("Kefu.open()").await?;
+    let visible = "(() => { const t = document.querySelector('textarea'); if (!t) return false; \
+                   const r = t.getBoundingClientRect(); return innerWidth >= 300 && innerHeight >= 300 && r.width > 100 && r.height > 10; })()";
+    browser.wait_for(Some(WIDGET), visible).await.context("the widget is laid out and usable")?;
+    browser.screenshot("widget-hostile-page").await?;
+
+    let markup = r#"<script>document.title="pwned"</script><b>bold?</b>"#;
+    type_message(&browser, markup).await?;
+    let got = collect(&mut agent_events, 1, from_visitor).await?;
+    assert_eq!(text(&got[0]), markup, "sent as typed");
+    let reply = r#"<img src=x onerror="document.title='pwned'"> <i>not italic</i>"#;
+    say(&agent, got[0].conversation, reply).await?;
+    wait_for_bubbles(&browser, &[markup, reply]).await?;
+    let elements = browser
+        .eval_in_frame(
+            WIDGET,
+            "document.querySelectorAll('.kefu-log script, .kefu-log img, .kefu-log b, .kefu-log i').length",
+        )
+        .await?;
+    assert_eq!(elements, 0, "messages are text, never markup");
+    let title = browser.eval_in_frame(WIDGET, "document.title").await?;
+    assert_ne!(title, "pwned");
+    Ok(())
+}
+
+/// `printf '%s' USER | openssl dgst -sha256 -hmac SECRET`, as a site's
+/// backend would compute it with a tool of its own.
+fn hmac_hex(secret: &str, user_id: &str) -> Result<String> {
+    let output = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().map(|mut stdin| stdin.write_all(user_id.as_bytes())).transpose()?;
+            child.wait_with_output()
+        })?;
+    let text = String::from_utf8(output.stdout)?;
+    Ok(text.rsplit(' ').next().context("openssl output")?.trim().to_owned())
+}
+
+#[tokio::test]
+async fn set_user_with_the_right_hash_is_verified_and_with_a_wrong_one_is_not() -> Result<()> {
+    let relay = Relay::start().await?;
+    let token = relay.admin_token().await?;
+    let site: Value = reqwest::Client::new()
+        .get(format!("{}/api/site", relay.http_url()))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let secret = site["identity_secret"].as_str().context("identity secret")?.to_owned();
+    let (_agent, mut agent_events) = Client::agent(relay.ws_url(), &token)?;
+
+    for (user, hash, verified) in
+        [("user-42", hmac_hex(&secret, "user-42")?, true), ("user-7", hmac_hex("guess", "user-7")?, false)]
+    {
+        let browser = Browser::start().await?;
+        browser.goto(&format!("{}/demo", relay.http_url())).await?;
+        browser.eval(&format!("Kefu.setUser({{ id: '{user}', name: 'Test {user}', email: '{user}@example.com', hash: '{hash}' }}); Kefu.open()")).await?;
+        let profile = collect(&mut agent_events, 1, |event| match event {
+            Event::Visitor(profile) if profile.user_id.as_deref() == Some(user) => Some(profile),
+            _ => None,
+        })
+        .await?;
+        assert_eq!(profile[0].verified, verified, "{user}: {:?}", profile[0]);
+        assert_eq!(profile[0].email.as_deref(), Some(format!("{user}@example.com").as_str()));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_loader_fetches_no_wasm_before_intent() -> Result<()> {
+    let relay = Relay::start().await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/demo", relay.http_url())).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = browser.requests();
+    assert!(before.iter().any(|url| url.ends_with("/kefu.js")), "{before:?}");
+    assert!(
+        !before.iter().any(|url| url.ends_with(".wasm") || url.contains("/widget")),
+        "nothing heavy before intent: {before:?}"
+    );
+
+    // Hovering the launcher is intent: the widget starts loading.
+    let (width, height) = browser.viewport().await?;
+    browser.mouse("mouseMoved", width - 48.0, height - 48.0).await?;
+    let deadline = tokio::time::Instant::now() + kefu_tests::PATIENCE;
+    while !browser.requests().iter().any(|url| url.ends_with(".wasm")) {
+        ensure!(tokio::time::Instant::now() < deadline, "no wasm after hovering: {:?}", browser.requests());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_full_page_widget_works_on_a_phone() -> Result<()> {
+    let relay = Relay::start().await?;
+    let (_agent, mut agent_events) = agent(&relay).await?;
+    let browser = Browser::start().await?;
+    browser.phone(390, 844).await?;
+    browser.goto(&format!("{}/c/demo", relay.http_url())).await?;
+    let fits = "(() => { const t = document.querySelector('textarea'); const h = document.querySelector('header'); \
+                if (!t || !h) return false; const r = t.getBoundingClientRect(); const top = h.getBoundingClientRect(); \
+                return r.bottom <= innerHeight && r.width >= 250 && top.top >= 0 && innerWidth === 390; })()";
+    browser.wait_for(None, fits).await.context("composer and header fit the phone screen")?;
+    browser.eval("(() => { const t = document.querySelector('textarea'); t.focus(); return true })()").await?;
+    browser.type_text("from my phone").await?;
+    browser.press_enter().await?;
+    let got = collect(&mut agent_events, 1, from_visitor).await?;
+    assert_eq!(text(&got[0]), "from my phone");
+    browser.screenshot("widget-phone").await?;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The widget's texts in every language it speaks, and how one is chosen.
+
+/// A language of the widget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    /// Simplified Chinese.
+    ZhCn,
+    /// Traditional Chinese (Taiwan, Hong Kong, Macau).
+    ZhTw,
+}
+
+impl Lang {
+    /// The language from the page's `lang` parameter if it names one, else
+    /// from the browser's `navigator.language`; English when neither does.
+    pub fn pick(param: Option<&str>, browser: Option<&str>) -> Lang {
+        param.and_then(Lang::from_tag).or_else(|| browser.and_then(Lang::from_tag)).unwrap_or(Lang::En)
+    }
+
+    /// Understands BCP 47 tags loosely. For Chinese the script decides when
+    /// the tag names one (`zh-Hant`, `zh-Hans-HK`), else the region: Taiwan,
+    /// Hong Kong and Macau write traditional characters, the rest
+    /// simplified.
+    fn from_tag(tag: &str) -> Option<Lang> {
+        let tag = tag.trim().to_ascii_lowercase().replace('_', "-");
+        let mut parts = tag.split('-');
+        match parts.next()? {
+            "en" => Some(Lang::En),
+            "zh" => {
+                let rest: Vec<&str> = parts.collect();
+                let traditional = if rest.contains(&"hant") {
+                    true
+                } else if rest.contains(&"hans") {
+                    false
+                } else {
+                    rest.iter().any(|part| matches!(*part, "tw" | "hk" | "mo"))
+                };
+                Some(if traditional { Lang::ZhTw } else { Lang::ZhCn })
+            }
+            _ => None,
+        }
+    }
+
+    /// The tag for `<html lang>`, so screen readers pronounce it right.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::ZhCn => "zh-CN",
+            Lang::ZhTw => "zh-TW",
+        }
+    }
+
+    /// The texts in this language.
+    pub fn strings(self) -> &'static Strings {
+        match self {
+            Lang::En => &EN,
+            Lang::ZhCn => &ZH_CN,
+            Lang::ZhTw => &ZH_TW,
+        }
+    }
+}
+
+/// Every text the widget shows or reads out.
+#[derive(Debug)]
+pub struct Strings {
+    pub title: &'static str,
+    pub subtitle_online: &'static str,
+    pub subtitle_offline: &'static str,
+    pub greeting: &'static str,
+    pub team: &'static str,
+    pub you: &'static str,
+    pub messages: &'static str,
+    pub placeholder: &'static str,
+    pub send: &'static str,
+    pub emoji: &'static str,
+    pub close: &'static str,
+    pub reconnecting: &'static str,
+    pub unavailable: &'static str,
+    pub sending: &'static str,
+    pub sent: &'static str,
+    pub delivered: &'static str,
+    pub read: &'static str,
+    pub failed: &'static str,
+    pub typing: &'static str,
+}
+
+static EN: Strings = Strings {
+    title: "Chat with us",
+    subtitle_online: "We typically reply in a few minutes",
+    subtitle_offline: "No agent is online right now. Leave a message and we'll reply here.",
+    greeting: "Hi there 👋 How can we help you today?",
+    team: "Support",
+    you: "You",
+    messages: "Messages",
+    placeholder: "Write a message…",
+    send: "Send message",
+    emoji: "Insert emoji",
+    close: "Close chat",
+    reconnecting: "Reconnecting…",
+    unavailable: "The chat cannot connect right now. Please reload the page to try again.",
+    sending: "Sending…",
+    sent: "Sent",
+    delivered: "Delivered",
+    read: "Read",
+    failed: "Not sent",
+    typing: "Typing…",
+};
+
+static ZH_CN: Strings = Strings {
+    title: "在线客服",
+    subtitle_online: "我们通常在几分钟内回复",
+    subtitle_offline: "目前没有客服在线。请留言，我们会在这里回复您。",
+    greeting: "您好 👋 有什么可以帮您？",
+    team: "客服",
+    you: "我",
+    messages: "消息",
+    placeholder: "输入消息…",
+    send: "发送",
+    emoji: "插入表情",
+    close: "关闭聊天",
+    reconnecting: "正在重新连接…",
+    unavailable: "暂时无法连接，请刷新页面重试。",
+    sending: "发送中…",
+    sent: "已发送",
+    delivered: "已送达",
+    read: "已读",
+    failed: "发送失败",
+    typing: "正在输入…",
+};
+
+static ZH_TW: Strings = Strings {
+    title: "線上客服",
+    subtitle_online: "我們通常會在幾分鐘內回覆",
+    subtitle_offline: "目前沒有客服在線。請留言，我們會在這裡回覆您。",
+    greeting: "您好 👋 有什麼可以幫您？",
+    team: "客服",
+    you: "我",
+    messages: "訊息",
+    placeholder: "輸入訊息…",
+    send: "傳送",
+    emoji: "插入表情符號",
+    close: "關閉聊天",
+    reconnecting: "正在重新連線…",
+    unavailable: "暫時無法連線，請重新整理頁面再試一次。",
+    sending: "傳送中…",
+    sent: "已傳送",
+    delivered: "已送達",
+    read: "已讀",
+    failed: "傳送失敗",
+    typing: "正在輸入…",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parameter_wins_over_the_browser() {
+        assert_eq!(Lang::pick(Some("zh-TW"), Some("en-US")), Lang::ZhTw);
+        assert_eq!(Lang::pick(Some("en"), Some("zh-CN")), Lang::En);
+    }
+
+    #[test]
+    fn an_unknown_parameter_falls_back_to_the_browser_then_english() {
+        assert_eq!(Lang::pick(Some("fr"), Some("zh-CN")), Lang::ZhCn);
+        assert_eq!(Lang::pick(Some(""), None), Lang::En);
+        assert_eq!(Lang::pick(None, Some("de-DE")), Lang::En);
+        assert_eq!(Lang::pick(None, None), Lang::En);
+    }
+
+    #[test]
+    fn chinese_variants_map_to_simplified_or_traditional() {
+        for tag in ["zh-TW", "zh-HK", "zh-Hant", "zh-Hant-CN", "zh_hk", "ZH-MO"] {
+            assert_eq!(Lang::pick(Some(tag), None), Lang::ZhTw, "{tag}");
+        }
+        for tag in ["zh", "zh-CN", "zh-Hans", "zh-SG", "zh-Hans-HK"] {
+            assert_eq!(Lang::pick(Some(tag), None), Lang::ZhCn, "{tag}");
+        }
+    }
+
+    #[test]
+    fn every_language_has_every_text() {
+        for lang in [Lang::En, Lang::ZhCn, Lang::ZhTw] {
+            let s = lang.strings();
+            for text in [s.title, s.subtitle_online, s.subtitle_offline, s.greeting, s.placeholder, s.send, s.typing] {
+                assert!(!text.is_empty(), "{lang:?}");
+            }
+        }
+    }
+}

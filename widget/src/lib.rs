@@ -1,0 +1,54 @@
+//! The visitor's chat widget: a Leptos app compiled to WebAssembly, shown
+//! in the loader's iframe (`/widget?site=KEY&embed=1&...`) or as a whole
+//! page for mobile webviews (`/c/KEY`).
+//!
+//! The widget keeps no reliability logic of its own: the protocol's
+//! [`Session`](kefu_protocol::session::Session) resends, deduplicates and
+//! orders; the widget hosts it and shows what it reports.
+//!
+//! # Layout
+//!
+//! - [`config`]: what the page URL says (site, language, colour, embed mode).
+//! - [`connection`]: the WebSocket and the session; the only place that
+//!   touches bytes. Carries out the session's actions and feeds the model.
+//! - [`persist`]: what survives a reload in `localStorage`: the visitor's
+//!   identity, the outbox, the read mark.
+//! - [`model`]: the chat as plain data (messages, marks, link, typing,
+//!   unread), tested on the host.
+//! - [`typing`]: when to tell agents the visitor is typing.
+//! - [`bridge`]: `postMessage` to and from the page that embeds the widget.
+//! - [`i18n`]: the texts in English, 简体中文 and 繁體中文.
+//! - `ui`: the components, which read the model and call the connection.
+//!
+//! `main.rs` only reads the config and mounts [`ui::App`] on `<body>`.
+
+pub mod bridge;
+pub mod config;
+pub mod connection;
+pub mod i18n;
+pub mod model;
+pub mod persist;
+pub mod typing;
+pub mod ui;
+
+/// Reads the config from the page URL and mounts the widget on `<body>`.
+/// Only meaningful in a browser.
+pub fn mount() {
+    use leptos::prelude::*;
+
+    let location = window().location();
+    let search = location.search().unwrap_or_default();
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
+    let path = location.pathname().unwrap_or_default();
+    let browser_lang = window().navigator().language();
+    let config = config::Config::from_url(
+        &path,
+        |name| params.as_ref().and_then(|params| params.get(name)),
+        browser_lang.as_deref(),
+    );
+    if let Some(root) = document().document_element() {
+        let _ = root.set_attribute("lang", config.lang.tag());
+    }
+    document().set_title(config.lang.strings().title);
+    leptos::mount::mount_to_body(move || view! { <ui::App config /> });
+}

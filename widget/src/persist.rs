@@ -1,0 +1,248 @@
+//! What survives a page reload, in `localStorage` under keys named after
+//! the site: the visitor's identity, the outbox, and how far the visitor
+//! has read.
+//!
+//! The formats are small lines of text rather than JSON, so the widget
+//! needs no JSON library. Storage can be missing (blocked third-party
+//! storage, private modes); then nothing survives a reload, and nothing
+//! else changes.
+
+use kefu_protocol::frame::{Body, Identity};
+use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey, VisitorId, VisitorToken};
+
+/// The visitor as the relay welcomed it, enough to come back as it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVisitor {
+    pub visitor: VisitorId,
+    pub token: VisitorToken,
+    pub conversation: ConversationId,
+}
+
+impl StoredVisitor {
+    /// The part of a welcome's identity worth keeping; `None` for agents.
+    pub fn from_identity(identity: &Identity) -> Option<StoredVisitor> {
+        match identity {
+            Identity::Visitor { visitor, token, conversation, .. } => {
+                Some(StoredVisitor { visitor: *visitor, token: token.clone(), conversation: *conversation })
+            }
+            Identity::Agent { .. } => None,
+        }
+    }
+
+    /// `v1 <visitor> <conversation> <token>`: tokens are `[A-Za-z0-9_-]`.
+    pub fn encode(&self) -> String {
+        format!("v1 {} {} {}", self.visitor.0, self.conversation.0, self.token.as_str())
+    }
+
+    pub fn decode(text: &str) -> Option<StoredVisitor> {
+        let mut parts = text.split(' ');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let visitor = VisitorId(parts.next()?.parse().ok()?);
+        let conversation = ConversationId(parts.next()?.parse().ok()?);
+        let token = VisitorToken::new(parts.next()?).ok()?;
+        parts.next().is_none().then_some(StoredVisitor { visitor, token, conversation })
+    }
+}
+
+/// A message not yet acknowledged by the relay. `conversation` is `None`
+/// for one written before the relay first named the visitor's
+/// conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPending {
+    pub client_id: ClientMessageId,
+    pub conversation: Option<ConversationId>,
+    pub text: String,
+}
+
+impl StoredPending {
+    pub fn body(&self) -> Body {
+        Body::Text(self.text.clone())
+    }
+}
+
+/// One line per message: `<client id hex> <conversation or -> <text>`,
+/// with backslash, newline, carriage return and tab escaped in the text.
+pub fn encode_outbox(entries: &[StoredPending]) -> String {
+    let mut out = String::new();
+    for entry in entries {
+        let conversation = entry.conversation.map_or_else(|| "-".to_owned(), |c| c.0.to_string());
+        out.push_str(&format!("{:032x} {conversation} ", entry.client_id.0));
+        for c in entry.text.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c => out.push(c),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads what `encode_outbox` wrote; lines it cannot read are skipped.
+pub fn decode_outbox(text: &str) -> Vec<StoredPending> {
+    text.lines().filter_map(decode_pending).collect()
+}
+
+fn decode_pending(line: &str) -> Option<StoredPending> {
+    let (id, rest) = line.split_once(' ')?;
+    let (conversation, escaped) = rest.split_once(' ')?;
+    let client_id = ClientMessageId(u128::from_str_radix(id, 16).ok()?);
+    let conversation = match conversation {
+        "-" => None,
+        n => Some(ConversationId(n.parse().ok()?)),
+    };
+    let mut text = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        text.push(match chars.next()? {
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            '\\' => '\\',
+            _ => return None,
+        });
+    }
+    Some(StoredPending { client_id, conversation, text })
+}
+
+/// The outbox to store: this page's unsent messages, plus those another
+/// tab of the same visitor stored that this page has not seen settled.
+/// Several tabs share one key, and none may drop another's messages.
+pub fn merge_outbox(
+    stored: Vec<StoredPending>,
+    mine: Vec<StoredPending>,
+    settled: impl Fn(ClientMessageId) -> bool,
+) -> Vec<StoredPending> {
+    let mut merged: Vec<StoredPending> = stored
+        .into_iter()
+        .filter(|entry| !settled(entry.client_id) && !mine.iter().any(|m| m.client_id == entry.client_id))
+        .collect();
+    merged.extend(mine);
+    merged
+}
+
+/// `localStorage` for one site, or nothing where the browser refuses it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    storage: Option<web_sys::Storage>,
+    prefix: String,
+}
+
+impl Store {
+    pub fn open(site: &SiteKey) -> Store {
+        // Reading `localStorage` throws where storage is blocked.
+        let storage = web_sys::window().and_then(|window| window.local_storage().ok().flatten());
+        Store { storage, prefix: format!("kefu:{}:", site.as_str()) }
+    }
+
+    pub fn visitor(&self) -> Option<StoredVisitor> {
+        StoredVisitor::decode(&self.get("visitor")?)
+    }
+
+    pub fn set_visitor(&self, visitor: Option<&StoredVisitor>) {
+        match visitor {
+            Some(visitor) => self.set("visitor", &visitor.encode()),
+            None => self.remove("visitor"),
+        }
+    }
+
+    pub fn outbox(&self) -> Vec<StoredPending> {
+        self.get("outbox").map(|text| decode_outbox(&text)).unwrap_or_default()
+    }
+
+    pub fn set_outbox(&self, entries: &[StoredPending]) {
+        if entries.is_empty() { self.remove("outbox") } else { self.set("outbox", &encode_outbox(entries)) }
+    }
+
+    pub fn read(&self) -> Seq {
+        self.get("read").and_then(|text| text.parse().ok()).map_or(Seq::ZERO, Seq)
+    }
+
+    pub fn set_read(&self, read: Seq) {
+        self.set("read", &read.0.to_string());
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.storage.as_ref()?.get_item(&format!("{}{key}", self.prefix)).ok().flatten()
+    }
+
+    fn set(&self, key: &str, value: &str) {
+        if let Some(storage) = &self.storage {
+            // A full quota loses persistence, not the message: it is still
+            // in the session's outbox.
+            let _ = storage.set_item(&format!("{}{key}", self.prefix), value);
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        if let Some(storage) = &self.storage {
+            let _ = storage.remove_item(&format!("{}{key}", self.prefix));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(id: u128, conversation: Option<u64>, text: &str) -> StoredPending {
+        StoredPending {
+            client_id: ClientMessageId(id),
+            conversation: conversation.map(ConversationId),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn the_visitor_round_trips() {
+        let visitor = StoredVisitor {
+            visitor: VisitorId(42),
+            token: VisitorToken::new("tok_EN-123").unwrap(),
+            conversation: ConversationId(9),
+        };
+        assert_eq!(visitor.encode(), "v1 42 9 tok_EN-123");
+        assert_eq!(StoredVisitor::decode(&visitor.encode()), Some(visitor));
+        for bad in ["", "v2 42 9 tok", "v1 42 9", "v1 x 9 tok", "v1 42 9 bad!token", "v1 42 9 tok extra"] {
+            assert_eq!(StoredVisitor::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_outbox_round_trips_any_text() {
+        let entries = vec![
+            pending(1, Some(3), "plain"),
+            pending(u128::MAX, None, "lines\nand\ttabs\r\nand \\n backslashes\\"),
+            pending(2, Some(3), "  spaces, 中文, emoji 👋 "),
+            pending(3, Some(3), ""),
+        ];
+        let text = encode_outbox(&entries);
+        assert_eq!(text.lines().count(), 4, "one line per message: {text:?}");
+        assert_eq!(decode_outbox(&text), entries);
+    }
+
+    #[test]
+    fn unreadable_lines_are_skipped() {
+        let text = "zz 1 bad id\n00000000000000000000000000000001 1 ok\n2 x text\n3 1 bad escape \\q\n";
+        assert_eq!(decode_outbox(text), [pending(1, Some(1), "ok")]);
+    }
+
+    #[test]
+    fn merging_keeps_other_tabs_messages_and_drops_settled_ones() {
+        let stored =
+            vec![pending(1, Some(1), "other tab"), pending(2, Some(1), "settled here"), pending(3, None, "mine")];
+        let mine = vec![pending(3, Some(1), "mine"), pending(4, Some(1), "new")];
+        let merged = merge_outbox(stored, mine, |id| id == ClientMessageId(2));
+        let ids: Vec<u128> = merged.iter().map(|p| p.client_id.0).collect();
+        assert_eq!(ids, [1, 3, 4]);
+        assert_eq!(merged[1].conversation, Some(ConversationId(1)), "this page's copy wins");
+    }
+}

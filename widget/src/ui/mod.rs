@@ -1,0 +1,152 @@
+//! The components. Each reads the [`Model`] through [`Ctx`] and acts
+//! through the [`Connection`]; none keeps chat state of its own.
+
+pub mod composer;
+pub mod header;
+pub mod icons;
+pub mod messages;
+
+use leptos::ev;
+use leptos::prelude::*;
+use web_sys::{KeyboardEvent, MessageEvent, VisibilityState};
+
+use crate::bridge::{Inbound, Parent};
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::i18n::Strings;
+use crate::model::Model;
+
+use composer::Composer;
+use header::{Banner, Header};
+use messages::MessageList;
+
+/// What every component reaches through context. Copy: all handles.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub model: RwSignal<Model>,
+    /// `None` when the page named no valid site: nothing to connect to.
+    connection: StoredValue<Option<Connection>, LocalStorage>,
+    parent: StoredValue<Parent>,
+    pub text: &'static Strings,
+    /// Inside the loader's iframe (a close button, Escape closes).
+    pub embed: bool,
+    /// Bumped to move the focus to the composer.
+    pub focus_composer: RwSignal<u32>,
+    pub emoji_open: RwSignal<bool>,
+}
+
+impl Ctx {
+    pub fn get() -> Ctx {
+        expect_context::<Ctx>()
+    }
+
+    /// Runs `call` on the connection, if there is one.
+    pub fn connection(self, call: impl FnOnce(&Connection)) {
+        self.connection.with_value(|connection| {
+            if let Some(connection) = connection {
+                call(connection);
+            }
+        });
+    }
+
+    /// Shows or hides the panel; read marks and the unread count follow.
+    pub fn set_open(self, open: bool) {
+        match self.connection.with_value(Option::is_some) {
+            true => self.connection(|c| c.view_changed(|model| model.set_open(open))),
+            false => self.model.update(|model| model.set_open(open)),
+        }
+        if open {
+            self.focus_composer.update(|n| *n += 1);
+        } else {
+            self.emoji_open.set(false);
+        }
+    }
+
+    /// The visitor closed the panel: the parent page hides the iframe.
+    pub fn close(self) {
+        self.set_open(false);
+        self.parent.with_value(Parent::close);
+    }
+}
+
+/// The whole widget.
+#[component]
+pub fn App(config: Config) -> impl IntoView {
+    let visible = document().visibility_state() == VisibilityState::Visible;
+    let model = RwSignal::new(Model::new(config.start_open, visible, kefu_protocol::ids::Seq::ZERO));
+    let parent = Parent::new(config.parent_origin.clone());
+    let ctx = Ctx {
+        model,
+        connection: StoredValue::new_local(None),
+        parent: StoredValue::new(parent.clone()),
+        text: config.lang.strings(),
+        embed: config.embed,
+        focus_composer: RwSignal::new(u32::from(config.start_open && !coarse_pointer())),
+        emoji_open: RwSignal::new(false),
+    };
+    provide_context(ctx);
+    // Listening before saying ready, so the parent's first `open` is heard.
+    listen(ctx);
+    ctx.parent.with_value(Parent::ready);
+    match config.site.clone() {
+        Some(site) => ctx.connection.set_value(Some(Connection::start(site, model, parent))),
+        None => model.update(Model::set_unavailable),
+    }
+
+    let style = format!("--kefu-brand:{};--kefu-on-brand:{}", config.brand.css(), config.brand.text_css());
+    let class = if config.embed { "kefu kefu-embed" } else { "kefu kefu-page" };
+    view! {
+        <div class=class style=style>
+            <Header />
+            <Banner />
+            <MessageList />
+            <Composer />
+        </div>
+    }
+}
+
+/// The window's events: connectivity, visibility, the parent page, keys.
+fn listen(ctx: Ctx) {
+    // The listeners live as long as the page: the widget is never unmounted.
+    let _ = window_event_listener(ev::online, move |_| ctx.connection(Connection::wake));
+    let _ = window_event_listener(ev::pageshow, move |_| ctx.connection(Connection::wake));
+    let _ = window_event_listener_untyped("visibilitychange", move |_| {
+        let visible = document().visibility_state() == VisibilityState::Visible;
+        ctx.connection(|c| {
+            c.view_changed(|model| model.set_visible(visible));
+            if visible {
+                c.wake();
+            }
+        });
+    });
+    let _ = window_event_listener(ev::message, move |event: MessageEvent| {
+        if !ctx.parent.with_value(|parent| parent.sent(&event)) {
+            return;
+        }
+        match Inbound::parse(&event.data()) {
+            Some(Inbound::Open) => ctx.set_open(true),
+            Some(Inbound::Close) => ctx.set_open(false),
+            Some(Inbound::SetUser(identify)) => ctx.connection(|c| c.with_session(|s| s.identify(identify))),
+            Some(Inbound::SetAttributes(set)) => ctx.connection(|c| c.with_session(|s| s.set_attributes(set))),
+            Some(Inbound::Page(visit)) => ctx.connection(|c| c.with_session(|s| s.visit(visit))),
+            None => {}
+        }
+    });
+    let _ = window_event_listener(ev::keydown, move |event: KeyboardEvent| {
+        if event.key() != "Escape" || event.is_composing() {
+            return;
+        }
+        if ctx.emoji_open.get_untracked() {
+            ctx.emoji_open.set(false);
+            ctx.focus_composer.update(|n| *n += 1);
+        } else if ctx.embed {
+            ctx.close();
+        }
+    });
+}
+
+/// A touch screen: focusing the composer there would pop the keyboard up
+/// over the conversation before the visitor asked for it.
+fn coarse_pointer() -> bool {
+    window().match_media("(pointer: coarse)").ok().flatten().is_some_and(|query| query.matches())
+}

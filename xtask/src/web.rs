@@ -1,0 +1,566 @@
+//! `cargo xtask build-web`: the visitor widget, the loader and the demo page,
+//! built into `target/web` for the relay to serve.
+//!
+//! The pipeline, in order:
+//!
+//! 1. `cargo build -p kefu-widget --target wasm32-unknown-unknown --profile
+//!    wasm-release` (cargo keeps this incremental).
+//! 2. wasm-bindgen (`--target web`, no TypeScript), through the
+//!    `wasm-bindgen-cli-support` crate: its version is pinned to the
+//!    `wasm-bindgen` in Cargo.lock, and checked below.
+//! 3. `wasm-opt -Oz` from npm `binaryen` (installed in `tools/` by `npm ci`;
+//!    Debian's binaryen emits wasm that fails at start-up).
+//!
+//!    Steps 2 and 3 are skipped when the wasm from step 1 has not changed.
+//! 4. Content-hashed names under `assets/`, the widget page written from
+//!    `widget/index.html` with those names filled in, `kefu.js` (minified by
+//!    terser from npm, also in `tools/`), `demo.html`; each text and wasm file gets `.br`
+//!    and `.gz` siblings at the best compression, so the relay never
+//!    compresses on the fly.
+//! 5. The transfer sizes, printed and written to `target/web/sizes.json`.
+//!
+//! The new tree is assembled beside the old one and swapped in at the end,
+//! so a running relay never serves half a build.
+//!
+//! Conventions the widget crate follows (see `widget/README.md`): the page
+//! template is `widget/index.html` (a minimal page when it is missing); the
+//! build puts the stylesheet link, the
+//! wasm preload and the module script where the template says
+//! `<!-- kefu:assets -->`, or else just before `</head>`. The glue starts the
+//! app by itself, so the template has no script of its own (which keeps the
+//! page's Content-Security-Policy free of inline scripts). An optional
+//! `widget/style.css` becomes `assets/widget-<hash>.css`.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use sha2::{Digest, Sha256};
+
+use crate::run;
+
+/// The widget's cargo package and the file stem its build produces.
+const WIDGET_PACKAGE: &str = "kefu-widget";
+const WIDGET_STEM: &str = "kefu_widget";
+/// The name the hashed assets carry (`assets/kefu-widget-<hash>.js`).
+const WIDGET_ASSET: &str = "kefu-widget";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const PROFILE: &str = "wasm-release";
+
+/// wasm-opt's flags. The features are the ones rustc enables by default for
+/// wasm32-unknown-unknown; naming them keeps wasm-opt from either refusing
+/// the module or using features browsers lack.
+const WASM_OPT_FLAGS: &[&str] = &[
+    "-Oz",
+    "--enable-bulk-memory",
+    "--enable-multivalue",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-reference-types",
+    "--enable-sign-ext",
+    "--strip-debug",
+    "--strip-producers",
+];
+
+/// The widget page when the crate has no `widget/index.html`: the app
+/// mounts on `<body>` and sets `<html lang>` itself.
+const DEFAULT_TEMPLATE: &str = "<!doctype html>
+<html lang=\"en\">
+<head>
+<meta charset=\"utf-8\">
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1, viewport-fit=cover\">
+<title>Chat</title>
+</head>
+<body></body>
+</html>
+";
+
+/// Where the pipeline reads and writes.
+#[derive(Debug)]
+struct Paths {
+    root: PathBuf,
+    target: PathBuf,
+}
+
+impl Paths {
+    fn new() -> Paths {
+        let root = crate::repo_root();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        Paths { root, target }
+    }
+    fn tools(&self) -> PathBuf {
+        self.root.join("tools")
+    }
+    fn wasm_opt(&self) -> PathBuf {
+        self.tools().join("node_modules/.bin/wasm-opt")
+    }
+    fn terser(&self) -> PathBuf {
+        self.tools().join("node_modules/.bin/terser")
+    }
+    /// Intermediate results kept between builds (bindgen and wasm-opt output).
+    fn cache(&self) -> PathBuf {
+        self.target.join("web-build")
+    }
+    fn web(&self) -> PathBuf {
+        self.target.join("web")
+    }
+}
+
+/// Installs what `build-web` needs beyond cargo: the wasm32 target and the
+/// npm tools. Idempotent and quick when nothing is missing.
+pub(crate) fn install_tools() -> Result<()> {
+    let targets = crate::output("rustup", &["target", "list", "--installed"])
+        .context("rustup is needed to add the wasm32 target (https://rustup.rs)")?;
+    if !targets.lines().any(|t| t.trim() == WASM_TARGET) {
+        run("rustup", &["target", "add", WASM_TARGET])?;
+    }
+    let paths = Paths::new();
+    if npm_tools_current(&paths) {
+        return Ok(());
+    }
+    let npm = Command::new("npm").arg("--version").output();
+    if !npm.is_ok_and(|o| o.status.success()) {
+        bail!(
+            "npm not found: `cargo xtask build-web` installs its tools from npm into tools/ (wasm-opt from \
+             binaryen, terser). Install Node.js and npm first (Debian: apt-get install -y nodejs npm)."
+        );
+    }
+    let tools = paths.tools();
+    eprintln!("$ (cd {}) npm ci", tools.display());
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&tools)
+        .status()
+        .context("running npm ci in tools/")?;
+    ensure!(status.success(), "`npm ci` in {} failed: {status}", tools.display());
+    for tool in [paths.wasm_opt(), paths.terser()] {
+        ensure!(tool.exists(), "npm ci succeeded but {} is missing", tool.display());
+    }
+    Ok(())
+}
+
+/// True when `tools/node_modules` was installed from the current lockfile
+/// (npm writes `node_modules/.package-lock.json` on every install).
+fn npm_tools_current(paths: &Paths) -> bool {
+    let modified = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let tools = paths.tools();
+    match (modified(tools.join("node_modules/.package-lock.json")), modified(tools.join("package-lock.json"))) {
+        (Some(installed), Some(locked)) => installed >= locked && paths.wasm_opt().exists() && paths.terser().exists(),
+        _ => false,
+    }
+}
+
+/// Builds everything `target/web` holds and returns that folder. See the
+/// module docs.
+pub(crate) fn build() -> Result<PathBuf> {
+    let started = Instant::now();
+    let paths = Paths::new();
+    install_tools()?;
+    check_bindgen_version(&paths.root)?;
+
+    let raw_wasm = build_widget()?;
+    let optimized = bindgen_and_optimize(&paths, &raw_wasm)?;
+
+    let staging = paths.target.join("web.new");
+    if staging.exists() {
+        fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
+    }
+    fs::create_dir_all(staging.join("assets"))?;
+    let sizes = assemble(&paths, &optimized, &staging)?;
+    swap_in(&staging, &paths.web())?;
+
+    let sizes_json = serde_json::to_string_pretty(&sizes.to_json())?;
+    fs::write(paths.web().join("sizes.json"), sizes_json + "\n")?;
+    sizes.print();
+    eprintln!("web apps built into {} in {:.1}s", paths.web().display(), started.elapsed().as_secs_f64());
+    Ok(paths.web())
+}
+
+/// `wasm-bindgen-cli-support` must be the very version of `wasm-bindgen`
+/// the widget links, or the generated glue does not match the module.
+fn check_bindgen_version(root: &Path) -> Result<()> {
+    let lock = fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let versions = |name: &str| -> Vec<String> {
+        let header = format!("name = \"{name}\"\n");
+        lock.split("[[package]]\n")
+            .filter_map(|p| p.strip_prefix(&header))
+            .filter_map(|p| p.lines().next()?.strip_prefix("version = \"")?.strip_suffix('"').map(str::to_owned))
+            .collect()
+    };
+    let used = versions("wasm-bindgen");
+    let support = versions("wasm-bindgen-cli-support");
+    match (used.as_slice(), support.as_slice()) {
+        ([used], [support]) if used == support => Ok(()),
+        ([used], [support]) => bail!(
+            "Cargo.lock has wasm-bindgen {used} but the xtask's wasm-bindgen-cli-support is {support}: \
+             set `wasm-bindgen-cli-support = \"={used}\"` in xtask/Cargo.toml (or pin the widget's \
+             wasm-bindgen to {support})"
+        ),
+        _ => bail!(
+            "expected exactly one wasm-bindgen and one wasm-bindgen-cli-support in Cargo.lock, found {used:?} and \
+             {support:?}; pin them to the same version"
+        ),
+    }
+}
+
+/// Builds the widget for wasm32 and returns the wasm file cargo made (the
+/// crate may be a binary, `kefu-widget.wasm`, or a cdylib,
+/// `kefu_widget.wasm`: cargo says which).
+fn build_widget() -> Result<PathBuf> {
+    let args = [
+        "build",
+        "--package",
+        WIDGET_PACKAGE,
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        PROFILE,
+        "--message-format=json-render-diagnostics",
+    ];
+    eprintln!("$ cargo {}", args.join(" "));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo build for the widget")?;
+    ensure!(output.status.success(), "building {WIDGET_PACKAGE} for {WASM_TARGET} failed: {}", output.status);
+    let mut wasm = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let ours = message["reason"] == "compiler-artifact"
+            && message["target"]["name"].as_str().is_some_and(|n| n.replace('-', "_") == WIDGET_STEM);
+        if ours && let Some(files) = message["filenames"].as_array() {
+            wasm.extend(files.iter().filter_map(|f| f.as_str()).filter(|f| f.ends_with(".wasm")).map(PathBuf::from));
+        }
+    }
+    match wasm.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!("expected one .wasm file from building {WIDGET_PACKAGE}, cargo reported {wasm:?}"),
+    }
+}
+
+/// What bindgen and wasm-opt made of one build of the widget.
+#[derive(Debug)]
+struct Optimized {
+    /// The optimized wasm.
+    wasm: PathBuf,
+    /// The JS glue, still naming `kefu_widget_bg.wasm`.
+    glue: PathBuf,
+    /// The `snippets/` folder bindgen writes for inline JS, if any.
+    snippets: Option<PathBuf>,
+}
+
+/// Runs wasm-bindgen then wasm-opt on `raw_wasm`, unless the cache already
+/// holds their output for these exact bytes and flags.
+fn bindgen_and_optimize(paths: &Paths, raw_wasm: &Path) -> Result<Optimized> {
+    let cache = paths.cache();
+    let bindgen_dir = cache.join("bindgen");
+    let result = Optimized {
+        wasm: cache.join(format!("{WIDGET_STEM}_bg.opt.wasm")),
+        glue: bindgen_dir.join(format!("{WIDGET_STEM}.js")),
+        snippets: Some(bindgen_dir.join("snippets")).filter(|s| s.is_dir()),
+    };
+    let input = fs::read(raw_wasm).with_context(|| format!("reading {}", raw_wasm.display()))?;
+    let mut stamp = Sha256::new();
+    stamp.update(&input);
+    stamp.update(WASM_OPT_FLAGS.join(" "));
+    stamp.update(env!("CARGO_PKG_VERSION"));
+    let stamp = hex::encode(stamp.finalize());
+    let stamp_file = cache.join("input.sha256");
+    if fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) && result.wasm.exists() && result.glue.exists() {
+        eprintln!("wasm unchanged since the last build: reusing bindgen and wasm-opt output");
+        return Ok(result);
+    }
+
+    let _ = fs::remove_file(&stamp_file);
+    if bindgen_dir.exists() {
+        fs::remove_dir_all(&bindgen_dir)?;
+    }
+    let started = Instant::now();
+    eprintln!("$ wasm-bindgen --target web --no-typescript {}", raw_wasm.display());
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(raw_wasm)
+        .out_name(WIDGET_STEM)
+        .web(true)?
+        .typescript(false)
+        .remove_name_section(true)
+        .remove_producers_section(true)
+        .generate(&bindgen_dir)
+        .context("wasm-bindgen failed")?;
+    eprintln!("  ({:.1}s)", started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let bindgen_wasm = bindgen_dir.join(format!("{WIDGET_STEM}_bg.wasm"));
+    let wasm_opt = paths.wasm_opt();
+    ensure!(wasm_opt.exists(), "{} is missing: run `npm ci` in tools/ (cargo xtask install does)", wasm_opt.display());
+    let mut args: Vec<&str> = WASM_OPT_FLAGS.to_vec();
+    let (input, output) = (bindgen_wasm.to_string_lossy(), result.wasm.to_string_lossy());
+    args.extend([input.as_ref(), "-o", output.as_ref()]);
+    run(&wasm_opt.to_string_lossy(), &args)?;
+    eprintln!("  ({:.1}s)", started.elapsed().as_secs_f64());
+
+    fs::write(&stamp_file, stamp)?;
+    Ok(Optimized { snippets: Some(bindgen_dir.join("snippets")).filter(|s| s.is_dir()), ..result })
+}
+
+/// Writes the servable tree into `out` and returns its transfer sizes.
+fn assemble(paths: &Paths, optimized: &Optimized, out: &Path) -> Result<Sizes> {
+    let widget = paths.root.join("widget");
+    let wasm = fs::read(&optimized.wasm)?;
+    let glue = fs::read_to_string(&optimized.glue)?;
+    let snippets = match &optimized.snippets {
+        Some(dir) => files_under(dir)?,
+        None => Vec::new(),
+    };
+
+    // One hash for the glue, the wasm and the snippets: they only work
+    // together, so they change names together.
+    let mut hasher = Sha256::new();
+    hasher.update(&wasm);
+    hasher.update(glue.as_bytes());
+    for (name, bytes) in &snippets {
+        hasher.update(name.as_bytes());
+        hasher.update(bytes);
+    }
+    let hash = short_hash(hasher);
+    let base = format!("{WIDGET_ASSET}-{hash}");
+    let assets = out.join("assets");
+
+    let wasm_name = format!("{base}_bg.wasm");
+    let glue_name = format!("{base}.js");
+    let glue = start_glue(&glue, &wasm_name, &format!("./{base}-snippets/"))?;
+    fs::write(assets.join(&wasm_name), &wasm)?;
+    fs::write(assets.join(&glue_name), &glue)?;
+    let mut snippets_br = 0;
+    for (name, bytes) in &snippets {
+        let path = assets.join(format!("{base}-snippets")).join(name);
+        fs::create_dir_all(path.parent().context("snippet path has a parent")?)?;
+        fs::write(&path, bytes)?;
+        snippets_br += precompress(&path)?.br;
+    }
+
+    let mut head = String::new();
+    let css = widget.join("style.css");
+    let css_br = if css.exists() {
+        let bytes = fs::read(&css)?;
+        let name = format!("widget-{}.css", short_hash(Sha256::new_with_prefix(&bytes)));
+        fs::write(assets.join(&name), &bytes)?;
+        head.push_str(&format!("<link rel=\"stylesheet\" href=\"/assets/{name}\">\n"));
+        Some(precompress(&assets.join(&name))?.br)
+    } else {
+        None
+    };
+    // The preload lets the wasm download alongside the glue instead of
+    // after it; `crossorigin` matches the glue's own fetch so the browser
+    // reuses the preloaded response.
+    head.push_str(&format!(
+        "<link rel=\"preload\" href=\"/assets/{wasm_name}\" as=\"fetch\" type=\"application/wasm\" crossorigin>\n\
+         <script type=\"module\" src=\"/assets/{glue_name}\"></script>\n"
+    ));
+    let template_path = widget.join("index.html");
+    let template = if template_path.exists() {
+        fs::read_to_string(&template_path).with_context(|| format!("reading {}", template_path.display()))?
+    } else {
+        DEFAULT_TEMPLATE.to_owned()
+    };
+    let html = fill_template(&template, &head)?;
+    fs::write(out.join("widget.html"), html)?;
+
+    let loader = minify_js(paths, &widget.join("loader/kefu.js"), &out.join("kefu.js"))?;
+    let demo = paths.root.join("web/demo.html");
+    fs::copy(&demo, out.join("demo.html")).with_context(|| format!("copying {}", demo.display()))?;
+    precompress(&out.join("demo.html"))?;
+
+    Ok(Sizes {
+        loader_raw: loader,
+        loader_gz: precompress(&out.join("kefu.js"))?.gz,
+        html_br: precompress(&out.join("widget.html"))?.br,
+        glue_br: precompress(&assets.join(&glue_name))?.br + snippets_br,
+        wasm_raw: wasm.len(),
+        wasm_br: precompress(&assets.join(&wasm_name))?.br,
+        css_br,
+    })
+}
+
+/// Makes bindgen's `--target web` glue start the app when it loads: it
+/// calls its own init function at the end with the hashed wasm file, and
+/// imports its snippets from their hashed folder.
+fn start_glue(glue: &str, wasm_name: &str, snippets_dir: &str) -> Result<String> {
+    ensure!(
+        glue.contains("async function __wbg_init(module_or_path)"),
+        "the wasm-bindgen glue has no `__wbg_init(module_or_path)` function; update start_glue in xtask/src/web.rs"
+    );
+    let glue = glue.replace("'./snippets/", &format!("'{snippets_dir}"));
+    Ok(format!("{glue}\n__wbg_init({{ module_or_path: new URL('{wasm_name}', import.meta.url) }});\n"))
+}
+
+/// Puts `head` where the template marks it, or before `</head>`.
+fn fill_template(template: &str, head: &str) -> Result<String> {
+    const MARK: &str = "<!-- kefu:assets -->";
+    if template.contains(MARK) {
+        return Ok(template.replacen(MARK, head.trim_end(), 1));
+    }
+    let at = template.find("</head>").context("widget/index.html has neither <!-- kefu:assets --> nor </head>")?;
+    Ok(format!("{}{head}{}", &template[..at], &template[at..]))
+}
+
+/// terser, compress and mangle, ASCII only: the host page's charset
+/// decodes the loader. Returns the minified size in bytes.
+fn minify_js(paths: &Paths, source: &Path, out: &Path) -> Result<usize> {
+    ensure!(source.exists(), "{} is missing", source.display());
+    let terser = paths.terser();
+    ensure!(terser.exists(), "{} is missing: run `npm ci` in tools/ (cargo xtask install does)", terser.display());
+    let (source, out_arg) = (source.to_string_lossy(), out.to_string_lossy());
+    run(
+        &terser.to_string_lossy(),
+        &[&source, "--compress", "passes=2", "--mangle", "--format", "ascii_only=true", "--output", &out_arg],
+    )?;
+    Ok(fs::metadata(out)?.len().try_into()?)
+}
+
+fn short_hash(hasher: Sha256) -> String {
+    hex::encode(&hasher.finalize()[..4])
+}
+
+/// Every file under `dir`, as (path relative to `dir` with `/`, bytes).
+fn files_under(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+                files.push((relative, fs::read(&path)?));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Compressed sizes of one file.
+#[derive(Debug, Clone, Copy)]
+struct Compressed {
+    br: usize,
+    gz: usize,
+}
+
+/// Writes `path.br` and `path.gz` at the best compression.
+fn precompress(path: &Path) -> Result<Compressed> {
+    let bytes = fs::read(path)?;
+    let mut br = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 24, ..Default::default() };
+    brotli::BrotliCompress(&mut bytes.as_slice(), &mut br, &params)?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&bytes)?;
+    let gz = gz.finish()?;
+    let sibling = |ext: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    fs::write(sibling(".br"), &br)?;
+    fs::write(sibling(".gz"), &gz)?;
+    Ok(Compressed { br: br.len(), gz: gz.len() })
+}
+
+/// Replaces `web` by `staging`; the old tree lives on as `web.old` for the
+/// moment between the two renames.
+fn swap_in(staging: &Path, web: &Path) -> Result<()> {
+    let old = web.with_extension("old");
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    if web.exists() {
+        fs::rename(web, &old).with_context(|| format!("moving {} aside", web.display()))?;
+    }
+    fs::rename(staging, web).with_context(|| format!("moving {} to {}", staging.display(), web.display()))?;
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// What a visitor downloads, in bytes on the wire.
+#[derive(Debug)]
+struct Sizes {
+    loader_raw: usize,
+    /// kefu.js, gzip: every page view of the host site pays this.
+    loader_gz: usize,
+    /// The widget page, brotli.
+    html_br: usize,
+    /// The wasm-bindgen glue (and snippets), brotli.
+    glue_br: usize,
+    wasm_raw: usize,
+    wasm_br: usize,
+    css_br: Option<usize>,
+}
+
+impl Sizes {
+    /// What the first open of the chat downloads after the loader.
+    fn first_open(&self) -> usize {
+        self.html_br + self.glue_br + self.wasm_br + self.css_br.unwrap_or(0)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "loader_raw": self.loader_raw,
+            "loader_gz": self.loader_gz,
+            "widget_html_br": self.html_br,
+            "glue_br": self.glue_br,
+            "wasm_raw": self.wasm_raw,
+            "wasm_br": self.wasm_br,
+            "css_br": self.css_br,
+            "first_open_br": self.first_open(),
+            "total": self.loader_gz + self.first_open(),
+        })
+    }
+
+    fn print(&self) {
+        let kb = |n: usize| format!("{:>7.1} KB", n as f64 / 1024.0);
+        eprintln!("transfer sizes:");
+        eprintln!("  kefu.js loader (gzip)   {}   (raw {})", kb(self.loader_gz), kb(self.loader_raw).trim());
+        eprintln!("  widget wasm (br)        {}   (raw {})", kb(self.wasm_br), kb(self.wasm_raw).trim());
+        eprintln!("  JS glue (br)            {}", kb(self.glue_br));
+        if let Some(css) = self.css_br {
+            eprintln!("  CSS (br)                {}", kb(css));
+        }
+        eprintln!("  widget page (br)        {}", kb(self.html_br));
+        eprintln!("  first open, after load  {}", kb(self.first_open()));
+        eprintln!("  total at first open     {}   (loader + first open)", kb(self.loader_gz + self.first_open()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_gets_assets_at_the_mark_or_before_head_end() {
+        let head = "<script></script>\n";
+        assert_eq!(fill_template("<head><!-- kefu:assets --></head>", head).unwrap(), "<head><script></script></head>");
+        assert_eq!(
+            fill_template("<head><title>t</title></head>", head).unwrap(),
+            "<head><title>t</title><script></script>\n</head>"
+        );
+        assert!(fill_template("<body></body>", head).is_err());
+    }
+
+    #[test]
+    fn glue_names_hashed_files_and_starts_itself() {
+        let glue = "import x from './snippets/a/inline0.js';\nasync function __wbg_init(module_or_path) {}\nexport default __wbg_init;";
+        let started = start_glue(glue, "kefu-widget-0123abcd_bg.wasm", "./kefu-widget-0123abcd-snippets/").unwrap();
+        assert!(started.contains("'./kefu-widget-0123abcd-snippets/a/inline0.js'"));
+        assert!(started.ends_with(
+            "\n__wbg_init({ module_or_path: new URL('kefu-widget-0123abcd_bg.wasm', import.meta.url) });\n"
+        ));
+        assert!(start_glue("function f() {}", "x", "y").is_err());
+    }
+}
