@@ -179,6 +179,9 @@ pub struct Proxy {
 struct ProxyState {
     upstream: SocketAddr,
     offline: bool,
+    /// Refuse WebSocket upgrades but let plain HTTP through: the page loads,
+    /// its chat link cannot.
+    websockets_blocked: bool,
     links: Vec<AbortHandle>,
 }
 
@@ -188,20 +191,25 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let proxy = Proxy {
             addr: listener.local_addr()?,
-            shared: Arc::new(Mutex::new(ProxyState { upstream, offline: false, links: Vec::new() })),
+            shared: Arc::new(Mutex::new(ProxyState {
+                upstream,
+                offline: false,
+                websockets_blocked: false,
+                links: Vec::new(),
+            })),
         };
         let shared = Arc::clone(&proxy.shared);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, offline) = {
+                let (upstream, offline, websockets_blocked) = {
                     let state = lock(&shared);
-                    (state.upstream, state.offline)
+                    (state.upstream, state.offline, state.websockets_blocked)
                 };
                 if offline {
                     drop(client);
                     continue;
                 }
-                let link = tokio::spawn(forward(client, upstream));
+                let link = tokio::spawn(forward(client, upstream, websockets_blocked));
                 lock(&shared).links.push(link.abort_handle());
             }
         });
@@ -236,6 +244,15 @@ impl Proxy {
         lock(&self.shared).offline = false;
     }
 
+    /// Cuts every connection and refuses WebSocket upgrades (plain HTTP
+    /// still passes) until called with `false`.
+    pub fn block_websockets(&self, blocked: bool) {
+        lock(&self.shared).websockets_blocked = blocked;
+        if blocked {
+            self.cut();
+        }
+    }
+
     /// Forwards new connections to `upstream` (a restarted relay).
     pub fn set_upstream(&self, upstream: SocketAddr) {
         lock(&self.shared).upstream = upstream;
@@ -246,7 +263,14 @@ fn lock(shared: &Mutex<ProxyState>) -> std::sync::MutexGuard<'_, ProxyState> {
     shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn forward(mut client: TcpStream, upstream: SocketAddr) {
+async fn forward(mut client: TcpStream, upstream: SocketAddr, websockets_blocked: bool) {
+    if websockets_blocked {
+        let mut head = [0u8; 2048];
+        let Ok(n) = client.peek(&mut head).await else { return };
+        if String::from_utf8_lossy(&head[..n]).to_ascii_lowercase().contains("upgrade: websocket") {
+            return;
+        }
+    }
     if let Ok(mut server) = TcpStream::connect(upstream).await {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     }

@@ -293,3 +293,38 @@ async fn the_full_page_widget_works_on_a_phone() -> Result<()> {
     browser.screenshot("widget-phone").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_message_typed_offline_survives_a_reload_and_is_stored_once() -> Result<()> {
+    let relay = Relay::start().await?;
+    let proxy = Proxy::start(relay.addr()).await?;
+    let (_agent, mut agent_events) = agent(&relay).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/demo", proxy.http_url())).await?;
+    browser.eval("Kefu.open()").await?;
+    type_message(&browser, "first").await?;
+    collect(&mut agent_events, 1, from_visitor).await?;
+
+    // The chat link is down (pages still load): the message waits.
+    proxy.block_websockets(true);
+    type_message(&browser, "typed while the link was down").await?;
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 1")).await?;
+    // Reloaded while the link is still down, the page shows it as pending
+    // again: it came back from the widget's storage, not from the relay.
+    browser.reload().await?;
+    browser.eval("Kefu.open()").await?;
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 1")).await.context("pending after the reload")?;
+    browser.screenshot("widget-pending-after-reload").await?;
+    proxy.block_websockets(false);
+    wait_for_bubbles(&browser, &["first", "typed while the link was down"]).await?;
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 0")).await?;
+
+    let got = collect(&mut agent_events, 1, from_visitor).await?;
+    assert_eq!(text(&got[0]), "typed while the link was down");
+    let extra = tokio::time::timeout(Duration::from_secs(1), agent_events.next()).await;
+    assert!(
+        !matches!(&extra, Ok(Some(Event::Message(m))) if matches!(m.author, Author::Visitor(_))),
+        "stored twice: {extra:?}"
+    );
+    Ok(())
+}
