@@ -106,6 +106,19 @@ pub fn decode<F: Frame>(bytes: &[u8], limits: &Limits) -> Result<F, DecodeError>
     Ok(frame)
 }
 
+/// `text` cut to at most `max_bytes` bytes at a character boundary: how
+/// clients and the relay shorten user text that would not fit a limit.
+pub fn clip(mut text: String, max_bytes: usize) -> String {
+    if text.len() > max_bytes {
+        let mut end = max_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// Reads the protocol version from the start of an encoded `Hello`, even
 /// when the rest of it does not decode with this crate's types, so a relay
 /// can answer "unsupported version" rather than "malformed".
@@ -115,4 +128,18 @@ pub fn peek_hello_version(bytes: &[u8]) -> Option<u16> {
         return None; // not ClientFrame::Hello
     }
     postcard::take_from_bytes::<u16>(rest).ok().map(|(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_never_splits_a_character() {
+        assert_eq!(clip("hello".into(), 10), "hello");
+        assert_eq!(clip("hello".into(), 3), "hel");
+        assert_eq!(clip("中文字".into(), 4), "中"); // 3 bytes each
+        assert_eq!(clip("中文字".into(), 6), "中文");
+        assert_eq!(clip("👋".into(), 3), "");
+    }
 }

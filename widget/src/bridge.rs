@@ -5,6 +5,7 @@
 //! To the parent: `ready`, `close`, `unread`, `message`.
 
 use js_sys::{Array, Object, Reflect};
+use kefu_protocol::codec::clip;
 use kefu_protocol::frame::{Attribute, Identify, Visit};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -167,30 +168,4 @@ fn text(value: &JsValue) -> Option<String> {
         return number.to_string_with_radix(10).ok().map(String::from);
     }
     value.as_bool().map(|b| if b { "true" } else { "false" }.to_owned())
-}
-
-/// At most `max` bytes, cut at a character boundary.
-fn clip(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clipping_never_splits_a_character() {
-        assert_eq!(clip("hello".into(), 10), "hello");
-        assert_eq!(clip("hello".into(), 3), "hel");
-        assert_eq!(clip("中文字".into(), 4), "中"); // 3 bytes each
-        assert_eq!(clip("中文字".into(), 6), "中文");
-        assert_eq!(clip("👋".into(), 3), "");
-    }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use kefu_protocol::codec::clip;
 use kefu_protocol::frame::{
     Accepted, Ack, Attribute, Attributes, Availability, Body, CloseReason, Closing, ConversationStatus,
     ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected,
@@ -464,17 +465,6 @@ mod profile_limits {
     pub(super) const ATTRIBUTES: usize = 50;
 }
 
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
 impl Connection {
     /// The visitor sending profile frames, or an error for anyone else.
     async fn reporting_visitor(&mut self) -> Result<Option<(VisitorId, SiteId)>, End> {
@@ -500,9 +490,9 @@ impl Connection {
     async fn on_visit(&mut self, visit: Visit) -> Result<(), End> {
         let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
         let visit = Visit {
-            url: cut(visit.url, profile_limits::URL),
-            title: cut(visit.title, profile_limits::TITLE),
-            referrer: visit.referrer.map(|r| cut(r, profile_limits::URL)),
+            url: clip(visit.url, profile_limits::URL),
+            title: clip(visit.title, profile_limits::TITLE),
+            referrer: visit.referrer.map(|r| clip(r, profile_limits::URL)),
         };
         self.state.store.record_visit(visitor, &visit).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
@@ -513,9 +503,9 @@ impl Connection {
         let secret = self.state.store.identity_secret(site).await.map_err(|e| End::store(&e))?;
         let verified =
             identify.hash.as_deref().is_some_and(|hash| auth::identity_hash_matches(&secret, &identify.user_id, hash));
-        let user_id = cut(identify.user_id, profile_limits::FIELD);
-        let name = identify.name.map(|n| cut(n, profile_limits::FIELD));
-        let email = identify.email.map(|e| cut(e, profile_limits::FIELD));
+        let user_id = clip(identify.user_id, profile_limits::FIELD);
+        let name = identify.name.map(|n| clip(n, profile_limits::FIELD));
+        let email = identify.email.map(|e| clip(e, profile_limits::FIELD));
         let identity = store::Identity { user_id: &user_id, name: name.as_deref(), email: email.as_deref(), verified };
         self.state.store.identify_visitor(visitor, &identity).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
@@ -527,7 +517,7 @@ impl Connection {
             .set
             .into_iter()
             .take(profile_limits::ATTRIBUTES)
-            .map(|a| Attribute { key: cut(a.key, profile_limits::FIELD), value: cut(a.value, profile_limits::VALUE) })
+            .map(|a| Attribute { key: clip(a.key, profile_limits::FIELD), value: clip(a.value, profile_limits::VALUE) })
             .collect();
         self.state.store.set_visitor_attributes(visitor, &set).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
