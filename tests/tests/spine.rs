@@ -337,3 +337,27 @@ async fn login_refuses_a_wrong_password_and_an_unknown_email() -> Result<()> {
     assert!(!relay.admin_token().await?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn read_marks_come_back_after_a_reconnect() -> Result<()> {
+    use kefu_protocol::frame::ReceiptKind;
+    let relay = Relay::start().await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let (visitor, mut visitor_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, body("did you read this?")).await?;
+    let seq = collect(&mut agent_events, 1, in_conversation(conversation)).await?[0].seq;
+    agent.ack(conversation, ReceiptKind::Read, seq)?;
+    let read_by_agent = |event| match event {
+        Event::Receipt(r) if r.kind == ReceiptKind::Read && matches!(r.by, Author::Agent(_)) => Some(r.up_to),
+        _ => None,
+    };
+    assert_eq!(collect(&mut visitor_events, 1, read_by_agent).await?, [seq], "live");
+
+    // A reload: a new client with the same identity.
+    let credentials = visitor.returning_credentials().await?;
+    visitor.stop();
+    let (_again, mut events) = Client::connect(relay.ws_url(), credentials, SessionConfig::default());
+    assert_eq!(collect(&mut events, 1, read_by_agent).await?, [seq], "after the replay");
+    Ok(())
+}

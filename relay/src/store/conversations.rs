@@ -1,6 +1,6 @@
 //! Visitors, conversations and receipt marks.
 
-use kefu_protocol::frame::{Author, ConversationStatus, ReceiptKind};
+use kefu_protocol::frame::{Author, ConversationStatus, Receipt, ReceiptKind};
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
 use super::{Conversation, Error, Store, clock, constraint, int, undecodable};
@@ -170,6 +170,35 @@ impl Store {
     /// the visitor sees them as one team. [`Error::NotFound`] if the
     /// conversation does not exist or is not `by`'s (another visitor's, or
     /// another site's for an agent).
+    /// The current receipt marks of a conversation, as the receipts that
+    /// set them: sent after a replay so a reconnecting client sees
+    /// delivered and read marks again. Marks at 0 are left out.
+    pub async fn receipts(&self, conversation: ConversationId) -> Result<Vec<Receipt>, Error> {
+        let row: Option<(u64, u64, u64, u64, u64, Option<u64>)> = sqlx::query_as(
+            "SELECT visitor_id, visitor_delivered, visitor_read, agent_delivered, agent_read, agent_marks_by \
+             FROM conversations WHERE id = ?",
+        )
+        .bind(int(conversation.0))
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((visitor, visitor_delivered, visitor_read, agent_delivered, agent_read, agent)) = row else {
+            return Ok(Vec::new());
+        };
+        let visitor = Author::Visitor(VisitorId(visitor));
+        let mut marks =
+            vec![(visitor, ReceiptKind::Delivered, visitor_delivered), (visitor, ReceiptKind::Read, visitor_read)];
+        if let Some(agent) = agent {
+            let agent = Author::Agent(kefu_protocol::ids::AgentId(agent));
+            marks.push((agent, ReceiptKind::Delivered, agent_delivered));
+            marks.push((agent, ReceiptKind::Read, agent_read));
+        }
+        Ok(marks
+            .into_iter()
+            .filter(|&(_, _, up_to)| up_to > 0)
+            .map(|(by, kind, up_to)| Receipt { conversation, by, kind, up_to: Seq(up_to) })
+            .collect())
+    }
+
     pub async fn record_receipt(
         &self,
         conversation: ConversationId,
@@ -188,8 +217,9 @@ impl Store {
             ReceiptKind::Read => "read",
         };
         let column = format!("{side}_{mark}");
+        let by_agent = if side == "agent" { ", agent_marks_by = ?3" } else { "" };
         let grow = format!(
-            "UPDATE conversations SET {column} = MIN(?1, last_seq) \
+            "UPDATE conversations SET {column} = MIN(?1, last_seq){by_agent} \
              WHERE id = ?2 AND {scope} AND {column} < MIN(?1, last_seq) \
              RETURNING {column}"
         );

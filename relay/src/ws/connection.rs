@@ -371,7 +371,14 @@ impl Connection {
         self.sent.insert(conversation, after);
         self.catch_up(conversation, None).await?;
         let last_seq = self.sent.get(&conversation).copied().unwrap_or(after);
-        self.write(&ServerFrame::ReplayComplete(ReplayComplete { conversation, last_seq })).await
+        self.write(&ServerFrame::ReplayComplete(ReplayComplete { conversation, last_seq })).await?;
+        // Marks are not messages and are not replayed with them; the
+        // current ones come after, so a reloaded client shows them again.
+        let receipts = self.state.store.receipts(conversation).await.map_err(|e| End::store(&e))?;
+        for receipt in receipts {
+            self.write(&ServerFrame::Receipt(receipt)).await?;
+        }
+        Ok(())
     }
 
     /// Sends stored messages after the last one sent, up to `until` (or
