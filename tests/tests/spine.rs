@@ -154,6 +154,8 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_message_and_stores_each_onc
                     let _ = acked_tx.send((n, accepted));
                     Ok::<_, kefu_sdk::Error>(())
                 }));
+                // Spread the burst over ~0.6 s so the kill lands inside it.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             sends
         })
@@ -164,7 +166,11 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_message_and_stores_each_onc
         before_kill.push(acked.recv().await.context("burst ended early")?);
     }
     relay.kill9().await?;
+    while let Ok(item) = acked.try_recv() {
+        before_kill.push(item);
+    }
     let acked_at_kill = before_kill.len();
+    assert!(acked_at_kill < TOTAL, "the kill must land inside the burst");
     relay.restart().await?;
     proxy.set_upstream(relay.addr());
     proxy.cut(); // connections to the dead relay are already broken; be sure
