@@ -13,6 +13,7 @@
 //! | `/widget` | `widget.html` | revalidated each time: it names the current assets |
 //! | `/c/{site}` | `widget.html` | the same page, full screen, for webviews |
 //! | `/demo` | `demo.html` | revalidated |
+//! | `/console` | `console.html` | revalidated; the agent console, never framed |
 //! | `/` | redirect to `/demo` | |
 //!
 //! When the folder is missing every one of these answers 503 with the
@@ -46,7 +47,14 @@ const WIDGET_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eva
      style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors *";
 
-/// Routes for kefu.js, the widget page, its assets and the demo page.
+/// The agent console's policy: like the widget's, but no site may frame
+/// it (clickjacking an agent's session), and it talks to this relay only.
+const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Routes for kefu.js, the widget page, its assets, the demo page and the
+/// agent console.
 ///
 /// Generic over the router's state because it needs none: the relay merges
 /// it into its `Router<AppState>`, tests serve it on its own.
@@ -96,6 +104,7 @@ where
         .route("/widget", widget())
         .route("/c/{site}", widget())
         .route("/demo", file(web_dir.join("demo.html"), &[(header::CACHE_CONTROL, REVALIDATE)]))
+        .route("/console", console(web_dir))
         .route("/", get(|| async { Redirect::temporary("/demo") }))
         .route_layer(middleware::from_fn(move |request: Request, next: Next| {
             let dir = Arc::clone(&dir);
@@ -107,6 +116,27 @@ where
                 }
             }
         }))
+}
+
+/// The agent console's page: revalidated, never framed, no referrer.
+fn console<S>(web_dir: &Path) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    file(web_dir.join("console.html"), &[(header::CACHE_CONTROL, REVALIDATE)]).layer(middleware::map_response(
+        |mut response: Response| async move {
+            let headers = response.headers_mut();
+            for (name, value) in [
+                (header::CONTENT_SECURITY_POLICY, CONSOLE_CSP),
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ] {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+            response
+        },
+    ))
 }
 
 /// GET and HEAD for one file, with its precompressed siblings.

@@ -304,6 +304,8 @@ async fn a_message_typed_offline_survives_a_reload_and_is_stored_once() -> Resul
     browser.eval("Kefu.open()").await?;
     type_message(&browser, "first").await?;
     collect(&mut agent_events, 1, from_visitor).await?;
+    // Stored is not yet acknowledged: wait for the widget's own mark.
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 0")).await?;
 
     // The chat link is down (pages still load): the message waits.
     proxy.block_websockets(true);

@@ -1,10 +1,11 @@
-//! `cargo xtask build-web`: the visitor widget, the loader and the demo page,
-//! built into `target/web` for the relay to serve.
+//! `cargo xtask build-web`: the visitor widget, the agent console, the loader
+//! and the demo page, built into `target/web` for the relay to serve.
 //!
 //! The pipeline, in order:
 //!
-//! 1. `cargo build -p kefu-widget --target wasm32-unknown-unknown --profile
-//!    wasm-release` (cargo keeps this incremental).
+//! 1. `cargo build -p kefu-widget -p kefu-console --target
+//!    wasm32-unknown-unknown --profile wasm-release` (cargo keeps this
+//!    incremental). Steps 2 to 4 run for each of the two apps.
 //! 2. wasm-bindgen (`--target web`, no TypeScript), through the
 //!    `wasm-bindgen-cli-support` crate: its version is pinned to the
 //!    `wasm-bindgen` in Cargo.lock, and checked below.
@@ -13,7 +14,8 @@
 //!
 //!    Steps 2 and 3 are skipped when the wasm from step 1 has not changed.
 //! 4. Content-hashed names under `assets/`, the widget page written from
-//!    `widget/index.html` with those names filled in, `kefu.js` (minified by
+//!    `widget/index.html` (the console's, `console.html`, from
+//!    `console/index.html`) with those names filled in, `kefu.js` (minified by
 //!    terser from npm, also in `tools/`), `demo.html`; each text and wasm file gets `.br`
 //!    and `.gz` siblings at the best compression, so the relay never
 //!    compresses on the fly.
@@ -29,7 +31,8 @@
 //! `<!-- kefu:assets -->`, or else just before `</head>`. The glue starts the
 //! app by itself, so the template has no script of its own (which keeps the
 //! page's Content-Security-Policy free of inline scripts). An optional
-//! `widget/style.css` becomes `assets/widget-<hash>.css`.
+//! `widget/style.css` becomes `assets/widget-<hash>.css`. The console
+//! crate follows the same conventions in `console/`.
 
 use std::fs;
 use std::io::Write as _;
@@ -42,11 +45,23 @@ use sha2::{Digest, Sha256};
 
 use crate::run;
 
-/// The widget's cargo package and the file stem its build produces.
-const WIDGET_PACKAGE: &str = "kefu-widget";
-const WIDGET_STEM: &str = "kefu_widget";
-/// The name the hashed assets carry (`assets/kefu-widget-<hash>.js`).
-const WIDGET_ASSET: &str = "kefu-widget";
+/// One Leptos app the pipeline builds.
+#[derive(Debug, Clone, Copy)]
+struct App {
+    /// The cargo package.
+    package: &'static str,
+    /// The file stem its build produces.
+    stem: &'static str,
+    /// The name the hashed assets carry (`assets/kefu-widget-<hash>.js`).
+    asset: &'static str,
+    /// The crate's folder (template, style sheet), the prefix of its
+    /// style sheet's hashed name, and its page's name (`widget.html`).
+    dir: &'static str,
+}
+
+const WIDGET: App = App { package: "kefu-widget", stem: "kefu_widget", asset: "kefu-widget", dir: "widget" };
+const CONSOLE: App = App { package: "kefu-console", stem: "kefu_console", asset: "kefu-console", dir: "console" };
+const APPS: [App; 2] = [WIDGET, CONSOLE];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm-release";
 
@@ -161,20 +176,24 @@ pub(crate) fn build() -> Result<PathBuf> {
     install_tools()?;
     check_bindgen_version(&paths.root)?;
 
-    let raw_wasm = build_widget()?;
-    let optimized = bindgen_and_optimize(&paths, &raw_wasm)?;
+    let raw_wasm = build_apps()?;
+    let widget = bindgen_and_optimize(&paths, WIDGET, &raw_wasm[0])?;
+    let console = bindgen_and_optimize(&paths, CONSOLE, &raw_wasm[1])?;
 
     let staging = paths.target.join("web.new");
     if staging.exists() {
         fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))?;
     }
     fs::create_dir_all(staging.join("assets"))?;
-    let sizes = assemble(&paths, &optimized, &staging)?;
+    let sizes = assemble(&paths, &widget, &staging)?;
+    let console = assemble_app(&paths, CONSOLE, &console, &staging)?;
     swap_in(&staging, &paths.web())?;
 
-    let sizes_json = serde_json::to_string_pretty(&sizes.to_json())?;
-    fs::write(paths.web().join("sizes.json"), sizes_json + "\n")?;
+    let mut json = sizes.to_json();
+    json["console"] = console.to_json();
+    fs::write(paths.web().join("sizes.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     sizes.print();
+    console.print("agent console");
     eprintln!("web apps built into {} in {:.1}s", paths.web().display(), started.elapsed().as_secs_f64());
     Ok(paths.web())
 }
@@ -206,14 +225,17 @@ fn check_bindgen_version(root: &Path) -> Result<()> {
     }
 }
 
-/// Builds the widget for wasm32 and returns the wasm file cargo made (the
-/// crate may be a binary, `kefu-widget.wasm`, or a cdylib,
+/// Builds the apps for wasm32 in one cargo run (their dependencies are
+/// shared) and returns the wasm file cargo made for each, in the order of
+/// [`APPS`] (a crate may be a binary, `kefu-widget.wasm`, or a cdylib,
 /// `kefu_widget.wasm`: cargo says which).
-fn build_widget() -> Result<PathBuf> {
+fn build_apps() -> Result<Vec<PathBuf>> {
     let args = [
         "build",
         "--package",
-        WIDGET_PACKAGE,
+        WIDGET.package,
+        "--package",
+        CONSOLE.package,
         "--target",
         WASM_TARGET,
         "--profile",
@@ -226,24 +248,31 @@ fn build_widget() -> Result<PathBuf> {
         .args(args)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("running cargo build for the widget")?;
-    ensure!(output.status.success(), "building {WIDGET_PACKAGE} for {WASM_TARGET} failed: {}", output.status);
-    let mut wasm = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let ours = message["reason"] == "compiler-artifact"
-            && message["target"]["name"].as_str().is_some_and(|n| n.replace('-', "_") == WIDGET_STEM);
-        if ours && let Some(files) = message["filenames"].as_array() {
-            wasm.extend(files.iter().filter_map(|f| f.as_str()).filter(|f| f.ends_with(".wasm")).map(PathBuf::from));
-        }
-    }
-    match wasm.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => bail!("expected one .wasm file from building {WIDGET_PACKAGE}, cargo reported {wasm:?}"),
-    }
+        .context("running cargo build for the web apps")?;
+    ensure!(output.status.success(), "building the web apps for {WASM_TARGET} failed: {}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    APPS.iter()
+        .map(|app| {
+            let mut wasm = Vec::new();
+            for line in stdout.lines() {
+                let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let ours = message["reason"] == "compiler-artifact"
+                    && message["target"]["name"].as_str().is_some_and(|n| n.replace('-', "_") == app.stem);
+                if ours && let Some(files) = message["filenames"].as_array() {
+                    wasm.extend(
+                        files.iter().filter_map(|f| f.as_str()).filter(|f| f.ends_with(".wasm")).map(PathBuf::from),
+                    );
+                }
+            }
+            match wasm.as_slice() {
+                [one] => Ok(one.clone()),
+                _ => bail!("expected one .wasm file from building {}, cargo reported {wasm:?}", app.package),
+            }
+        })
+        .collect()
 }
 
-/// What bindgen and wasm-opt made of one build of the widget.
+/// What bindgen and wasm-opt made of one build of an app.
 #[derive(Debug)]
 struct Optimized {
     /// The optimized wasm.
@@ -256,12 +285,14 @@ struct Optimized {
 
 /// Runs wasm-bindgen then wasm-opt on `raw_wasm`, unless the cache already
 /// holds their output for these exact bytes and flags.
-fn bindgen_and_optimize(paths: &Paths, raw_wasm: &Path) -> Result<Optimized> {
-    let cache = paths.cache();
+fn bindgen_and_optimize(paths: &Paths, app: App, raw_wasm: &Path) -> Result<Optimized> {
+    // The widget's cache keeps the folder it always had.
+    let cache = if app.dir == WIDGET.dir { paths.cache() } else { paths.cache().join(app.dir) };
+    fs::create_dir_all(&cache)?;
     let bindgen_dir = cache.join("bindgen");
     let result = Optimized {
-        wasm: cache.join(format!("{WIDGET_STEM}_bg.opt.wasm")),
-        glue: bindgen_dir.join(format!("{WIDGET_STEM}.js")),
+        wasm: cache.join(format!("{}_bg.opt.wasm", app.stem)),
+        glue: bindgen_dir.join(format!("{}.js", app.stem)),
         snippets: Some(bindgen_dir.join("snippets")).filter(|s| s.is_dir()),
     };
     let input = fs::read(raw_wasm).with_context(|| format!("reading {}", raw_wasm.display()))?;
@@ -284,7 +315,7 @@ fn bindgen_and_optimize(paths: &Paths, raw_wasm: &Path) -> Result<Optimized> {
     eprintln!("$ wasm-bindgen --target web --no-typescript {}", raw_wasm.display());
     wasm_bindgen_cli_support::Bindgen::new()
         .input_path(raw_wasm)
-        .out_name(WIDGET_STEM)
+        .out_name(app.stem)
         .web(true)?
         .typescript(false)
         .remove_name_section(true)
@@ -294,7 +325,7 @@ fn bindgen_and_optimize(paths: &Paths, raw_wasm: &Path) -> Result<Optimized> {
     eprintln!("  ({:.1}s)", started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    let bindgen_wasm = bindgen_dir.join(format!("{WIDGET_STEM}_bg.wasm"));
+    let bindgen_wasm = bindgen_dir.join(format!("{}_bg.wasm", app.stem));
     let wasm_opt = paths.wasm_opt();
     ensure!(wasm_opt.exists(), "{} is missing: run `npm ci` in tools/ (cargo xtask install does)", wasm_opt.display());
     let mut args: Vec<&str> = WASM_OPT_FLAGS.to_vec();
@@ -307,9 +338,23 @@ fn bindgen_and_optimize(paths: &Paths, raw_wasm: &Path) -> Result<Optimized> {
     Ok(Optimized { snippets: Some(bindgen_dir.join("snippets")).filter(|s| s.is_dir()), ..result })
 }
 
-/// Writes the servable tree into `out` and returns its transfer sizes.
+/// Writes the servable tree into `out` and returns the widget's transfer
+/// sizes (the console is assembled by [`assemble_app`] alone).
 fn assemble(paths: &Paths, optimized: &Optimized, out: &Path) -> Result<Sizes> {
-    let widget = paths.root.join("widget");
+    let app = assemble_app(paths, WIDGET, optimized, out)?;
+    let widget = paths.root.join(WIDGET.dir);
+    let loader = minify_js(paths, &widget.join("loader/kefu.js"), &out.join("kefu.js"))?;
+    let demo = paths.root.join("web/demo.html");
+    fs::copy(&demo, out.join("demo.html")).with_context(|| format!("copying {}", demo.display()))?;
+    precompress(&out.join("demo.html"))?;
+
+    Ok(Sizes { loader_raw: loader, loader_gz: precompress(&out.join("kefu.js"))?.gz, app })
+}
+
+/// Writes one app into `out`: its hashed wasm, glue, snippets and style
+/// sheet under `assets/`, and its page (`<dir>.html`) naming them.
+fn assemble_app(paths: &Paths, app: App, optimized: &Optimized, out: &Path) -> Result<AppSizes> {
+    let dir = paths.root.join(app.dir);
     let wasm = fs::read(&optimized.wasm)?;
     let glue = fs::read_to_string(&optimized.glue)?;
     let snippets = match &optimized.snippets {
@@ -327,7 +372,7 @@ fn assemble(paths: &Paths, optimized: &Optimized, out: &Path) -> Result<Sizes> {
         hasher.update(bytes);
     }
     let hash = short_hash(hasher);
-    let base = format!("{WIDGET_ASSET}-{hash}");
+    let base = format!("{}-{hash}", app.asset);
     let assets = out.join("assets");
 
     let wasm_name = format!("{base}_bg.wasm");
@@ -344,10 +389,10 @@ fn assemble(paths: &Paths, optimized: &Optimized, out: &Path) -> Result<Sizes> {
     }
 
     let mut head = String::new();
-    let css = widget.join("style.css");
+    let css = dir.join("style.css");
     let css_br = if css.exists() {
         let bytes = fs::read(&css)?;
-        let name = format!("widget-{}.css", short_hash(Sha256::new_with_prefix(&bytes)));
+        let name = format!("{}-{}.css", app.dir, short_hash(Sha256::new_with_prefix(&bytes)));
         fs::write(assets.join(&name), &bytes)?;
         head.push_str(&format!("<link rel=\"stylesheet\" href=\"/assets/{name}\">\n"));
         Some(precompress(&assets.join(&name))?.br)
@@ -361,24 +406,18 @@ fn assemble(paths: &Paths, optimized: &Optimized, out: &Path) -> Result<Sizes> {
         "<link rel=\"preload\" href=\"/assets/{wasm_name}\" as=\"fetch\" type=\"application/wasm\" crossorigin>\n\
          <script type=\"module\" src=\"/assets/{glue_name}\"></script>\n"
     ));
-    let template_path = widget.join("index.html");
+    let template_path = dir.join("index.html");
     let template = if template_path.exists() {
         fs::read_to_string(&template_path).with_context(|| format!("reading {}", template_path.display()))?
     } else {
         DEFAULT_TEMPLATE.to_owned()
     };
     let html = fill_template(&template, &head)?;
-    fs::write(out.join("widget.html"), html)?;
+    let page = out.join(format!("{}.html", app.dir));
+    fs::write(&page, html)?;
 
-    let loader = minify_js(paths, &widget.join("loader/kefu.js"), &out.join("kefu.js"))?;
-    let demo = paths.root.join("web/demo.html");
-    fs::copy(&demo, out.join("demo.html")).with_context(|| format!("copying {}", demo.display()))?;
-    precompress(&out.join("demo.html"))?;
-
-    Ok(Sizes {
-        loader_raw: loader,
-        loader_gz: precompress(&out.join("kefu.js"))?.gz,
-        html_br: precompress(&out.join("widget.html"))?.br,
+    Ok(AppSizes {
+        html_br: precompress(&page)?.br,
         glue_br: precompress(&assets.join(&glue_name))?.br + snippets_br,
         wasm_raw: wasm.len(),
         wasm_br: precompress(&assets.join(&wasm_name))?.br,
@@ -494,7 +533,14 @@ struct Sizes {
     loader_raw: usize,
     /// kefu.js, gzip: every page view of the host site pays this.
     loader_gz: usize,
-    /// The widget page, brotli.
+    /// The widget itself.
+    app: AppSizes,
+}
+
+/// What one app's first load downloads, in bytes on the wire.
+#[derive(Debug)]
+struct AppSizes {
+    /// The app's page, brotli.
     html_br: usize,
     /// The wasm-bindgen glue (and snippets), brotli.
     glue_br: usize,
@@ -503,36 +549,68 @@ struct Sizes {
     css_br: Option<usize>,
 }
 
+impl AppSizes {
+    /// Everything the first load downloads.
+    fn total(&self) -> usize {
+        self.html_br + self.glue_br + self.wasm_br + self.css_br.unwrap_or(0)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "html_br": self.html_br,
+            "glue_br": self.glue_br,
+            "wasm_raw": self.wasm_raw,
+            "wasm_br": self.wasm_br,
+            "css_br": self.css_br,
+            "total_br": self.total(),
+        })
+    }
+
+    fn print(&self, name: &str) {
+        eprintln!("{name}:");
+        eprintln!("  wasm (br)               {}   (raw {})", kb(self.wasm_br), kb(self.wasm_raw).trim());
+        eprintln!("  JS glue (br)            {}", kb(self.glue_br));
+        if let Some(css) = self.css_br {
+            eprintln!("  CSS (br)                {}", kb(css));
+        }
+        eprintln!("  page (br)               {}", kb(self.html_br));
+        eprintln!("  first load              {}", kb(self.total()));
+    }
+}
+
+fn kb(n: usize) -> String {
+    format!("{:>7.1} KB", n as f64 / 1024.0)
+}
+
 impl Sizes {
     /// What the first open of the chat downloads after the loader.
     fn first_open(&self) -> usize {
-        self.html_br + self.glue_br + self.wasm_br + self.css_br.unwrap_or(0)
+        self.app.total()
     }
 
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "loader_raw": self.loader_raw,
             "loader_gz": self.loader_gz,
-            "widget_html_br": self.html_br,
-            "glue_br": self.glue_br,
-            "wasm_raw": self.wasm_raw,
-            "wasm_br": self.wasm_br,
-            "css_br": self.css_br,
+            "widget_html_br": self.app.html_br,
+            "glue_br": self.app.glue_br,
+            "wasm_raw": self.app.wasm_raw,
+            "wasm_br": self.app.wasm_br,
+            "css_br": self.app.css_br,
             "first_open_br": self.first_open(),
             "total": self.loader_gz + self.first_open(),
         })
     }
 
     fn print(&self) {
-        let kb = |n: usize| format!("{:>7.1} KB", n as f64 / 1024.0);
         eprintln!("transfer sizes:");
         eprintln!("  kefu.js loader (gzip)   {}   (raw {})", kb(self.loader_gz), kb(self.loader_raw).trim());
-        eprintln!("  widget wasm (br)        {}   (raw {})", kb(self.wasm_br), kb(self.wasm_raw).trim());
-        eprintln!("  JS glue (br)            {}", kb(self.glue_br));
-        if let Some(css) = self.css_br {
+        eprintln!("  widget wasm (br)        {}   (raw {})", kb(self.app.wasm_br), kb(self.app.wasm_raw).trim());
+        eprintln!("  JS glue (br)            {}", kb(self.app.glue_br));
+        if let Some(css) = self.app.css_br {
             eprintln!("  CSS (br)                {}", kb(css));
         }
-        eprintln!("  widget page (br)        {}", kb(self.html_br));
+        eprintln!("  widget page (br)        {}", kb(self.app.html_br));
         eprintln!("  first open, after load  {}", kb(self.first_open()));
         eprintln!("  total at first open     {}   (loader + first open)", kb(self.loader_gz + self.first_open()));
     }

@@ -193,3 +193,28 @@ async fn web_apps_not_built_answer_503_with_the_fix() {
     std::fs::write(missing.join("kefu.js"), "1").unwrap();
     assert_eq!(get(addr, "/kefu.js", &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn web_console_page_is_revalidated_and_never_framed() {
+    let dir = fake_web_dir();
+    std::fs::write(dir.path().join("console.html"), b"<!doctype html><title>console</title>").unwrap();
+    std::fs::write(dir.path().join("console.html.br"), b"BROTLI-CONSOLE").unwrap();
+    let addr = serve(dir.path()).await;
+
+    let page = get(addr, "/console", &["accept-encoding: br"]).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body, b"BROTLI-CONSOLE");
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+
+    // Not built yet (a relay started before the web build): 404, not a
+    // page from elsewhere.
+    std::fs::remove_file(dir.path().join("console.html")).unwrap();
+    std::fs::remove_file(dir.path().join("console.html.br")).unwrap();
+    assert_eq!(get(addr, "/console", &[]).await.status, 404);
+}

@@ -1,0 +1,65 @@
+//! The login screen: email and password, a clear error when they are wrong.
+
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::api::{self, Login};
+
+#[component]
+pub fn LoginScreen(
+    /// Why the agent is here again (a session that ended), if not by choice.
+    notice: RwSignal<Option<&'static str>>,
+    on_login: impl Fn(Login) + Copy + 'static,
+) -> impl IntoView {
+    let email = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        if busy.get_untracked() {
+            return;
+        }
+        let (address, secret) = (email.get_untracked(), password.get_untracked());
+        if address.trim().is_empty() || secret.is_empty() {
+            error.set(Some("Enter your email and password.".to_owned()));
+            return;
+        }
+        busy.set(true);
+        error.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let result = api::login(address.trim(), &secret).await;
+            busy.set(false);
+            match result {
+                Ok(login) => on_login(login),
+                Err(message) => {
+                    password.set(String::new());
+                    error.set(Some(message));
+                }
+            }
+        });
+    };
+
+    view! {
+        <div class="login-page">
+            <form class="login-card" on:submit=submit novalidate>
+                <div class="brand big"><span class="logo" aria-hidden="true">"客"</span>"Kefu"</div>
+                <h1>"Sign in to the console"</h1>
+                {move || notice.get().map(|text| view! { <p class="notice" role="status">{text}</p> })}
+                <label for="email">"Email"</label>
+                <input id="email" name="email" type="email" autocomplete="username" required autofocus
+                    prop:value=move || email.get() on:input=move |e| email.set(event_target_value(&e)) />
+                <label for="password">"Password"</label>
+                <input id="password" name="password" type="password" autocomplete="current-password" required
+                    prop:value=move || password.get() on:input=move |e| password.set(event_target_value(&e)) />
+                {move || error.get().map(|text| view! { <p class="error" role="alert">{text}</p> })}
+                <button type="submit" class="button primary wide" disabled=move || busy.get()>
+                    {move || if busy.get() { "Signing in…" } else { "Sign in" }}
+                </button>
+            </form>
+        </div>
+    }
+}
