@@ -58,11 +58,3 @@ impl Deref for AppState {
         &self.0
     }
 }
-
-/// Milliseconds since the Unix epoch, the relay's clock for the wire.
-pub fn now() -> kefu_protocol::ids::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    kefu_protocol::ids::Timestamp(ms)
-}

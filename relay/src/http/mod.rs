@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth;
 use crate::error::Error;
-use crate::state::{AppState, now};
+use crate::state::AppState;
+use crate::store::now;
 use crate::store::{self, Role};
 
 /// Agent sessions last this long; the console logs in again after.

@@ -3,7 +3,7 @@
 use kefu_protocol::frame::{Author, ConversationStatus, Receipt, ReceiptKind};
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
-use super::{Conversation, Error, Store, clock, constraint, int, undecodable};
+use super::{Conversation, Error, Store, constraint, int, now, undecodable};
 
 #[derive(sqlx::FromRow)]
 struct ConversationRow {
@@ -45,7 +45,7 @@ impl Store {
     /// Creates a visitor of `site` whose token hashes to `token_hash`.
     /// [`Error::NotFound`] if the site does not exist.
     pub async fn create_visitor(&self, site: SiteId, token_hash: &str) -> Result<VisitorId, Error> {
-        let now = clock();
+        let now = now();
         let id: u64 = sqlx::query_scalar(
             "INSERT INTO visitors (site_id, token_hash, created_at, last_seen_at) \
              VALUES (?, ?, ?, ?) RETURNING id",
@@ -74,7 +74,7 @@ impl Store {
     /// Notes that the visitor came back now.
     pub async fn touch_visitor(&self, visitor: VisitorId) -> Result<(), Error> {
         let done = sqlx::query("UPDATE visitors SET last_seen_at = ? WHERE id = ?")
-            .bind(int(clock().0))
+            .bind(int(now().0))
             .bind(int(visitor.0))
             .execute(self.pool())
             .await?;
@@ -111,7 +111,7 @@ impl Store {
                 return Ok(row.try_into()?);
             }
             let created: Option<ConversationRow> = sqlx::query_as(&create)
-                .bind(int(clock().0))
+                .bind(int(now().0))
                 .bind(int(visitor.0))
                 .bind(int(site.0))
                 .fetch_optional(self.pool())
@@ -138,7 +138,7 @@ impl Store {
              WHERE id = ? AND status = 'open' RETURNING {CONVERSATION_COLUMNS}"
         );
         let closed: Option<ConversationRow> =
-            sqlx::query_as(&close).bind(int(clock().0)).bind(int(id.0)).fetch_optional(self.pool()).await?;
+            sqlx::query_as(&close).bind(int(now().0)).bind(int(id.0)).fetch_optional(self.pool()).await?;
         match closed {
             Some(row) => Ok(row.try_into()?),
             None => self.conversation(id).await?.ok_or(Error::NotFound),

@@ -260,8 +260,9 @@ impl Store {
     }
 }
 
-/// The relay's clock: milliseconds since the Unix epoch.
-fn clock() -> Timestamp {
+/// The relay's clock: milliseconds since the Unix epoch. Message times,
+/// expiry checks and the welcome's server time all read it.
+pub fn now() -> Timestamp {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));

@@ -3,7 +3,7 @@
 use kefu_protocol::ids::{AgentId, SiteId, SiteKey, Timestamp};
 use sqlx::{Connection, SqliteConnection};
 
-use super::{Agent, Error, Role, Site, Store, clock, constraint, int, undecodable};
+use super::{Agent, Error, Role, Site, Store, constraint, int, now, undecodable};
 
 #[derive(sqlx::FromRow)]
 struct SiteRow {
@@ -73,7 +73,7 @@ impl Store {
     /// Creates a site. [`Error::Conflict`] if the key is taken.
     pub async fn create_site(&self, key: &SiteKey, name: &str) -> Result<Site, Error> {
         let mut connection = self.pool().acquire().await?;
-        insert_site(&mut connection, key, name, clock()).await
+        insert_site(&mut connection, key, name, now()).await
     }
 
     /// The site with that id.
@@ -108,7 +108,7 @@ impl Store {
     ) -> Result<Agent, Error> {
         let mut connection = self.pool().acquire().await?;
         let new = NewAgent { site, email, name, password_hash, role };
-        insert_agent(&mut connection, &new, clock()).await
+        insert_agent(&mut connection, &new, now()).await
     }
 
     /// Creates the first site and its admin in one transaction, so a crash
@@ -122,7 +122,7 @@ impl Store {
         admin_name: &str,
         password_hash: &str,
     ) -> Result<Option<(Site, Agent)>, Error> {
-        let now = clock();
+        let now = now();
         let mut connection = self.pool().acquire().await?;
         // IMMEDIATE takes the write lock before the count, so two relays
         // starting on one file cannot both see zero sites.
@@ -162,7 +162,7 @@ impl Store {
         token_hash: &str,
         expires_at: Timestamp,
     ) -> Result<(), Error> {
-        let now = clock();
+        let now = now();
         sqlx::query("DELETE FROM agent_sessions WHERE expires_at <= ?").bind(int(now.0)).execute(self.pool()).await?;
         sqlx::query(
             "INSERT INTO agent_sessions (token_hash, agent_id, created_at, expires_at) \

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kefu_protocol::frame::{Attribute, Visit, VisitorProfile};
 use kefu_protocol::ids::{SiteId, Timestamp, VisitorId};
 
-use super::{Error, Store, clock, int};
+use super::{Error, Store, int, now};
 
 /// A claimed identity, checked by the caller against the site's secret.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ impl Store {
     /// The visitor is on `visit.url` now: the current page, and one more
     /// entry in its history.
     pub async fn record_visit(&self, visitor: VisitorId, visit: &Visit) -> Result<(), Error> {
-        let now = int(clock().0);
+        let now = int(now().0);
         let mut tx = self.pool().begin().await?;
         sqlx::query("INSERT INTO visits (visitor_id, url, title, referrer, at) VALUES (?, ?, ?, ?, ?)")
             .bind(int(visitor.0))

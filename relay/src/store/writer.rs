@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::messages::{MessageRow, author_columns, body_column, client_id_column, message_columns};
-use super::{Appended, Error, NewMessage, clock, int};
+use super::{Appended, Error, NewMessage, int, now};
 
 /// The most messages stored in one transaction. Large enough to share an
 /// fsync among hundreds of senders, small enough that the first of them
@@ -176,7 +176,7 @@ impl Writer {
     /// Stores `batch` in one transaction and answers every request in it,
     /// in queue order. Leaves `batch` empty.
     async fn store(&mut self, batch: &mut Vec<Pending>) {
-        let now = clock().max(self.last_time);
+        let now = now().max(self.last_time);
         self.last_time = now;
         let stored = match self.connect().await {
             Ok(connection) => store_batch(connection, batch, now).await,

@@ -12,8 +12,9 @@ use kefu_protocol::{ClientFrame, PROTOCOL_VERSION, codec, frame::Author};
 
 use super::socket::{self, Incoming};
 use crate::auth;
-use crate::state::{AppState, now};
+use crate::state::AppState;
 use crate::store;
+use crate::store::now;
 
 /// A client that has not said hello by then is dropped.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
