@@ -67,7 +67,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn answer(bot: &Client, message: &Message) {
-    let Body::Text(text) = &message.body;
+    // Visitors only write text; notes and system lines are not theirs.
+    let Body::Text(text) = &message.body else { return };
     let reply = Body::Text(format!("echo: {text}"));
     let (bot, conversation) = (bot.clone(), message.conversation);
     // Sending waits for the relay's acknowledgement; do not hold up events.

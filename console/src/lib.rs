@@ -8,20 +8,25 @@
 //!
 //! # Layout
 //!
-//! - [`api`]: `POST /api/login`, and the token kept in `sessionStorage`.
-//! - [`connection`]: the WebSocket and the session; the only place that
-//!   touches bytes. Carries out the session's actions, feeds the model and
-//!   sends the delivered and read acks.
-//! - [`model`]: the conversations, visitors, unread counts and selection as
-//!   plain data, tested on the host.
-//! - `ui`: the components: the login screen, then the three columns
-//!   (conversation list, conversation, visitor panel).
+//! - [`api`]: the HTTP API: cookie login, `/api/me`, the CSRF token kept
+//!   in memory, and the admin and history calls.
+//! - [`connection`]: the agent's session, hosted on a WebSocket by the
+//!   shared `kefu-webclient` crate (the only place that touches bytes);
+//!   feeds the model, sends the delivered and read acks, and carries out
+//!   what the agent does.
+//! - [`model`]: the conversations (messages, notes, system lines), who
+//!   handles them, the folders, tabs, unread counts, the team and the link
+//!   as plain data, tested on the host.
+//! - [`notify`]: the beep and the browser notification for news.
+//! - `ui`: the components: the login screen, then the inbox (folders and
+//!   team, tabs and the conversation, visitor panel) and the admin pages.
 //!
 //! `main.rs` only mounts [`ui::App`] on `<body>`.
 
 pub mod api;
 pub mod connection;
 pub mod model;
+pub mod notify;
 pub mod ui;
 
 /// Mounts the console on `<body>`. Only meaningful in a browser.

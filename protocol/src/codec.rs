@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::frame::{ClientFrame, ErrorCode, Limits, ServerFrame};
+use crate::frame::{Change, ClientFrame, ErrorCode, Limits, ServerFrame, Update};
 
 /// The protocol version this crate speaks. Bump it when a frame's meaning
 /// changes; adding a variant at the end of an enum does not need a bump.
@@ -64,7 +64,10 @@ impl Frame for ClientFrame {
             ClientFrame::Visit(visit) => visit.url.len().max(visit.title.len()),
             ClientFrame::Identify(identify) => identify.user_id.len(),
             ClientFrame::Attributes(attributes) => attributes.set.iter().map(|a| a.value.len()).max().unwrap_or(0),
+            ClientFrame::Update(Update { change: Change::Transfer { note, .. }, .. }) => note.len(),
             ClientFrame::Hello(_)
+            | ClientFrame::Update(_)
+            | ClientFrame::Status(_)
             | ClientFrame::Join(_)
             | ClientFrame::Ack(_)
             | ClientFrame::Ping(_)

@@ -58,6 +58,7 @@ fn message(conversation: ConversationId, seq: u64) -> Message {
     Message {
         conversation,
         seq: Seq(seq),
+        prev: Seq(seq.saturating_sub(1)),
         id: MessageId(1_000 + seq),
         client_id: None,
         author: Author::Agent(AgentId(6)),
@@ -614,6 +615,8 @@ fn auto_join_follows_announced_conversations() {
         status: ConversationStatus::Open,
         last_seq: Seq(2),
         updated_at: Timestamp(0),
+        assignee: None,
+        waiting_since: None,
     };
     let mut bot = live_agent(SessionConfig { auto_join: true, ..SessionConfig::default() }, 1);
     let actions = bot.receive(t(0), ServerFrame::Conversation(update));

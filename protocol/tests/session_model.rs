@@ -54,6 +54,16 @@ impl Relay {
         self.logs.get(&conversation).map_or(&[], Vec::as_slice)
     }
 
+    /// Whether the client is shown `message`: visitors are not shown notes.
+    fn shows(&self, message: &Message) -> bool {
+        !self.visitor_mode || message.body.is_for_visitors()
+    }
+
+    /// The messages of `conversation` the client is shown, in order.
+    fn shown(&self, conversation: ConversationId) -> Vec<Message> {
+        self.log(conversation).iter().filter(|m| self.shows(m)).cloned().collect()
+    }
+
     /// Stores a message, and sends it to the link if it follows the conversation.
     fn store(
         &mut self,
@@ -62,11 +72,13 @@ impl Relay {
         author: Author,
         body: Body,
     ) -> Seq {
+        let prev = self.shown(conversation).last().map_or(Seq::ZERO, |m| m.seq);
         let log = self.logs.entry(conversation).or_default();
         let seq = Seq(log.len() as u64 + 1);
         let message = Message {
             conversation,
             seq,
+            prev,
             id: MessageId(conversation.0 * 1_000_000 + seq.0),
             client_id,
             author,
@@ -74,7 +86,7 @@ impl Relay {
             sent_at: Timestamp(seq.0),
         };
         log.push(message.clone());
-        if self.subscribed.contains(&conversation) {
+        if self.subscribed.contains(&conversation) && self.shows(&message) {
             self.down.push_back(ServerFrame::Message(message));
         }
         seq
@@ -82,7 +94,7 @@ impl Relay {
 
     fn replay(&mut self, conversation: ConversationId, after: Seq) {
         self.subscribed.insert(conversation);
-        let log = self.log(conversation).to_vec();
+        let log = self.shown(conversation);
         for message in log.iter().filter(|m| m.seq > after) {
             self.down.push_back(ServerFrame::Message(message.clone()));
         }
@@ -155,6 +167,8 @@ impl Relay {
             }
             ClientFrame::Join(join) => self.replay(join.conversation, join.after),
             ClientFrame::Ack(_)
+            | ClientFrame::Update(_)
+            | ClientFrame::Status(_)
             | ClientFrame::Typing(_)
             | ClientFrame::Pong(_)
             | ClientFrame::Visit(_)
@@ -248,13 +262,9 @@ impl Host {
         match event {
             Event::Message(message) => {
                 let got = self.delivered.entry(message.conversation).or_default();
-                assert_eq!(
-                    message.seq,
-                    Seq(got.len() as u64 + 1),
-                    "out of order or duplicate: {got:?} then {message:?}"
-                );
-                let stored = &self.relay.log(message.conversation)[got.len()];
-                assert_eq!(&message, stored, "not the message the relay stored");
+                let shown = self.relay.shown(message.conversation);
+                let expected = shown.get(got.len());
+                assert_eq!(Some(&message), expected, "out of order, duplicate or hidden: {got:?} then {message:?}");
                 got.push(message.seq);
             }
             Event::Accepted(accepted) => {
@@ -286,6 +296,10 @@ impl Host {
             Op::Post(i) => {
                 let conversation = self.conversation(i);
                 self.relay.store(conversation, None, Author::Agent(AgentId(6)), Body::Text("hello".into()));
+            }
+            Op::Note(i) => {
+                let conversation = self.conversation(i);
+                self.relay.store(conversation, None, Author::Agent(AgentId(6)), Body::Note("private".into()));
             }
             Op::Join(i) => {
                 let actions = self.session.join(self.now, self.conversation(i));
@@ -400,8 +414,8 @@ impl Host {
         let pending: Vec<_> = self.session.pending().map(|p| p.client_id).collect();
         assert_eq!(pending, unaccepted, "the outbox is every unaccepted send, once, in order");
         for conversation in CONVERSATIONS {
-            let got = self.delivered.get(&conversation).map_or(0, Vec::len);
-            assert_eq!(self.session.cursor(conversation), Seq(got as u64), "cursor of {conversation:?}");
+            let last = self.delivered.get(&conversation).and_then(|got| got.last().copied());
+            assert_eq!(self.session.cursor(conversation), last.unwrap_or(Seq::ZERO), "cursor of {conversation:?}");
         }
     }
 
@@ -444,7 +458,7 @@ impl Host {
         for conversation in CONVERSATIONS {
             if self.session.is_following(conversation) {
                 let got = self.delivered.get(&conversation).map_or(0, Vec::len);
-                assert_eq!(got, self.relay.log(conversation).len(), "all of {conversation:?} delivered");
+                assert_eq!(got, self.relay.shown(conversation).len(), "all of {conversation:?} delivered");
             }
         }
         for id in &self.sent {
@@ -459,6 +473,9 @@ enum Op {
     Send(usize),
     /// Someone else writes in conversation `i`.
     Post(usize),
+    /// Another agent writes a private note in conversation `i`: a visitor
+    /// is never shown it, and must not see a gap where it is.
+    Note(usize),
     /// The user opens conversation `i`.
     Join(usize),
     ToRelay,
@@ -482,6 +499,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3usize).prop_map(Op::Send),
         3 => (0..3usize).prop_map(Op::Post),
+        2 => (0..3usize).prop_map(Op::Note),
         1 => (0..3usize).prop_map(Op::Join),
         6 => Just(Op::ToRelay),
         8 => Just(Op::ToClient),

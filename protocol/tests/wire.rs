@@ -14,10 +14,11 @@
 
 use kefu_protocol::codec::peek_hello_version;
 use kefu_protocol::frame::{
-    Accepted, Ack, Attribute, Attributes, Author, Availability, Body, CloseReason, Closing, ConversationStatus,
-    ConversationUpdate, Credentials, Cursor, ErrorCode, ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits,
-    Message, Ping, Pong, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Send, Typing, TypingNotice,
-    Visit, VisitorProfile, Welcome,
+    Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
+    Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, ErrorCode, ErrorFrame,
+    Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt, ReceiptKind, Rejected,
+    ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update, Visit, VisitorProfile,
+    Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -65,9 +66,11 @@ fn client_index(frame: &ClientFrame) -> u8 {
         ClientFrame::Visit(_) => 7,
         ClientFrame::Identify(_) => 8,
         ClientFrame::Attributes(_) => 9,
+        ClientFrame::Update(_) => 10,
+        ClientFrame::Status(_) => 11,
     }
 }
-const CLIENT_VARIANTS: u8 = 10;
+const CLIENT_VARIANTS: u8 = 12;
 
 fn server_index(frame: &ServerFrame) -> u8 {
     match frame {
@@ -85,9 +88,10 @@ fn server_index(frame: &ServerFrame) -> u8 {
         ServerFrame::Conversation(_) => 11,
         ServerFrame::Visitor(_) => 12,
         ServerFrame::Availability(_) => 13,
+        ServerFrame::Roster(_) => 14,
     }
 }
-const SERVER_VARIANTS: u8 = 14;
+const SERVER_VARIANTS: u8 = 15;
 
 fn error_code_index(code: ErrorCode) -> u8 {
     match code {
@@ -100,9 +104,10 @@ fn error_code_index(code: ErrorCode) -> u8 {
         ErrorCode::Forbidden => 6,
         ErrorCode::RateLimited => 7,
         ErrorCode::Internal => 8,
+        ErrorCode::Conflict => 9,
     }
 }
-const ERROR_CODES: [ErrorCode; 9] = [
+const ERROR_CODES: [ErrorCode; 10] = [
     ErrorCode::Malformed,
     ErrorCode::FrameTooLarge,
     ErrorCode::BodyTooLarge,
@@ -112,6 +117,7 @@ const ERROR_CODES: [ErrorCode; 9] = [
     ErrorCode::Forbidden,
     ErrorCode::RateLimited,
     ErrorCode::Internal,
+    ErrorCode::Conflict,
 ];
 
 fn close_reason_index(reason: CloseReason) -> u8 {
@@ -179,6 +185,11 @@ fn client_fixtures() -> Vec<(&'static str, ClientFrame, Vec<u8>)> {
                 resume: vec![],
             }),
             [&[0x00, 0x01, 0x01, 0x06][..], b"secret", &[0x00]].concat(),
+        ),
+        (
+            "hello from the console",
+            ClientFrame::Hello(Hello { version: 1, credentials: Credentials::AgentCookie, resume: vec![] }),
+            vec![0x00, 0x01, 0x02, 0x00],
         ),
         (
             "send",
@@ -273,6 +284,36 @@ fn client_fixtures() -> Vec<(&'static str, ClientFrame, Vec<u8>)> {
             .concat(),
         ),
         ("no attributes", ClientFrame::Attributes(Attributes { set: vec![] }), vec![0x09, 0x00]),
+        (
+            "a private note",
+            ClientFrame::Send(Send { conversation: ConversationId(3), client_id: CID, body: Body::Note("n".into()) }),
+            [&[0x01, 0x03][..], V1M, &[0x01, 0x01], b"n"].concat(), // Body::Note of 1
+        ),
+        (
+            "take",
+            ClientFrame::Update(Update { conversation: ConversationId(3), change: Change::Take }),
+            vec![0x0A, 0x03, 0x00],
+        ),
+        (
+            "transfer",
+            ClientFrame::Update(Update {
+                conversation: ConversationId(3),
+                change: Change::Transfer { to: AgentId(5), note: "vip".into() },
+            }),
+            [&[0x0A, 0x03, 0x01, 0x05, 0x03][..], b"vip"].concat(),
+        ),
+        (
+            "close",
+            ClientFrame::Update(Update { conversation: ConversationId(3), change: Change::Close }),
+            vec![0x0A, 0x03, 0x02],
+        ),
+        (
+            "reopen",
+            ClientFrame::Update(Update { conversation: ConversationId(3), change: Change::Reopen }),
+            vec![0x0A, 0x03, 0x03],
+        ),
+        ("online", ClientFrame::Status(AgentStatus::Online), vec![0x0B, 0x00]),
+        ("away", ClientFrame::Status(AgentStatus::Away), vec![0x0B, 0x01]),
     ]
 }
 
@@ -280,6 +321,7 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
     let message = Message {
         conversation: ConversationId(3),
         seq: Seq(1),
+        prev: Seq(0),
         id: MessageId(77),
         client_id: Some(CID),
         author: Author::Visitor(VisitorId(7)),
@@ -348,9 +390,9 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
             "message from a visitor",
             ServerFrame::Message(message.clone()),
             [
-                &[0x03, 0x03, 0x01, 0x4D, 0x01][..], // conversation 3, seq 1, id 77, Some(
-                V1M,                                 // client id)
-                &[0x00, 0x07, 0x00, 0x02],           // Author::Visitor(7), Body::Text of 2
+                &[0x03, 0x03, 0x01, 0x00, 0x4D, 0x01][..], // conversation 3, seq 1, prev 0, id 77, Some(
+                V1M,                                       // client id)
+                &[0x00, 0x07, 0x00, 0x02],                 // Author::Visitor(7), Body::Text of 2
                 b"hi",
                 TS,
             ]
@@ -359,12 +401,71 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
         (
             "message from an agent",
             ServerFrame::Message(Message { author: Author::Agent(AgentId(5)), ..message.clone() }),
-            [&[0x03, 0x03, 0x01, 0x4D, 0x01][..], V1M, &[0x01, 0x05, 0x00, 0x02], b"hi", TS].concat(),
+            [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x01][..], V1M, &[0x01, 0x05, 0x00, 0x02], b"hi", TS].concat(),
         ),
         (
             "message from the relay",
-            ServerFrame::Message(Message { client_id: None, author: Author::System, ..message }),
-            [&[0x03, 0x03, 0x01, 0x4D, 0x00, 0x02, 0x00, 0x02][..], b"hi", TS].concat(),
+            ServerFrame::Message(Message { client_id: None, author: Author::System, ..message.clone() }),
+            [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x00, 0x02, 0x00, 0x02][..], b"hi", TS].concat(),
+        ),
+        (
+            "a note after a hidden seq",
+            ServerFrame::Message(Message {
+                seq: Seq(3),
+                prev: Seq(1),
+                author: Author::Agent(AgentId(5)),
+                body: Body::Note("n".into()),
+                ..message.clone()
+            }),
+            [&[0x03, 0x03, 0x03, 0x01, 0x4D, 0x01][..], V1M, &[0x01, 0x05, 0x01, 0x01], b"n", TS].concat(),
+        ),
+        (
+            "a system line: assigned by the relay",
+            ServerFrame::Message(Message {
+                client_id: None,
+                author: Author::System,
+                body: Body::Event(ConversationEvent::Assigned {
+                    to: AgentRef { id: AgentId(5), name: "Ann".into() },
+                    by: None,
+                }),
+                ..message.clone()
+            }),
+            // Body::Event, Assigned, agent 5 named Ann, by: None
+            [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x00, 0x02, 0x02, 0x00, 0x05, 0x03][..], b"Ann", &[0x00], TS].concat(),
+        ),
+        (
+            "a system line: transferred",
+            ServerFrame::Message(Message {
+                client_id: None,
+                author: Author::System,
+                body: Body::Event(ConversationEvent::Transferred {
+                    from: AgentRef { id: AgentId(5), name: "A".into() },
+                    to: AgentRef { id: AgentId(6), name: "B".into() },
+                }),
+                ..message.clone()
+            }),
+            [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x00, 0x02, 0x02, 0x01, 0x05, 0x01][..], b"A", &[0x06, 0x01], b"B", TS]
+                .concat(),
+        ),
+        (
+            "a system line: closed",
+            ServerFrame::Message(Message {
+                client_id: None,
+                author: Author::System,
+                body: Body::Event(ConversationEvent::Closed { by: AgentRef { id: AgentId(5), name: "A".into() } }),
+                ..message.clone()
+            }),
+            [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x00, 0x02, 0x02, 0x02, 0x05, 0x01][..], b"A", TS].concat(),
+        ),
+        (
+            "a system line: reopened by the visitor",
+            ServerFrame::Message(Message {
+                client_id: None,
+                author: Author::System,
+                body: Body::Event(ConversationEvent::Reopened { by: None }),
+                ..message
+            }),
+            [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x00, 0x02, 0x02, 0x03, 0x00][..], TS].concat(),
         ),
         (
             "replay complete",
@@ -416,8 +517,10 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
                 status: ConversationStatus::Open,
                 last_seq: Seq(300),
                 updated_at: TIME,
+                assignee: Some(AgentId(5)),
+                waiting_since: Some(TIME),
             }),
-            [&[0x0B, 0x03, 0x07, 0x00][..], V300, TS].concat(),
+            [&[0x0B, 0x03, 0x07, 0x00][..], V300, TS, &[0x01, 0x05, 0x01], TS].concat(),
         ),
         (
             "closed conversation",
@@ -427,8 +530,10 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
                 status: ConversationStatus::Closed,
                 last_seq: Seq(0),
                 updated_at: Timestamp(0),
+                assignee: None,
+                waiting_since: None,
             }),
-            vec![0x0B, 0x03, 0x07, 0x01, 0x00, 0x00],
+            vec![0x0B, 0x03, 0x07, 0x01, 0x00, 0x00, 0x00, 0x00],
         ),
         (
             "profile of an identified visitor",
@@ -479,6 +584,39 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
         ),
         ("no agent online", ServerFrame::Availability(Availability { agents_online: 0 }), vec![0x0D, 0x00]),
         ("agents online", ServerFrame::Availability(Availability { agents_online: 300 }), [&[0x0D][..], V300].concat()),
+        (
+            "roster",
+            ServerFrame::Roster(Roster {
+                agents: vec![
+                    TeamMember {
+                        agent: AgentId(5),
+                        name: "A".into(),
+                        presence: Presence::Online,
+                        open: 2,
+                        capacity: 3,
+                    },
+                    TeamMember { agent: AgentId(6), name: "B".into(), presence: Presence::Away, open: 0, capacity: 1 },
+                    TeamMember {
+                        agent: AgentId(7),
+                        name: "C".into(),
+                        presence: Presence::Offline,
+                        open: 0,
+                        capacity: 0,
+                    },
+                ],
+            }),
+            [
+                &[0x0E, 0x03, 0x05, 0x01][..],
+                b"A",
+                &[0x00, 0x02, 0x03, 0x06, 0x01],
+                b"B",
+                &[0x01, 0x00, 0x01, 0x07, 0x01],
+                b"C",
+                &[0x02, 0x00, 0x00],
+            ]
+            .concat(),
+        ),
+        ("empty roster", ServerFrame::Roster(Roster { agents: vec![] }), vec![0x0E, 0x00]),
     ]
 }
 
@@ -509,7 +647,7 @@ fn server_frames_are_pinned() {
 #[test]
 fn every_error_code_is_pinned() {
     let indices: Vec<u8> = ERROR_CODES.iter().map(|&c| error_code_index(c)).collect();
-    assert_eq!(indices, (0..9).collect::<Vec<u8>>(), "ERROR_CODES lists each variant once");
+    assert_eq!(indices, (0..10).collect::<Vec<u8>>(), "ERROR_CODES lists each variant once");
     for code in ERROR_CODES {
         let frame = ServerFrame::Error(ErrorFrame { code, text: "x".into(), reconnect: true });
         let bytes = [0x09, error_code_index(code), 0x01, b'x', 0x01];
@@ -652,6 +790,7 @@ fn a_body_draft_or_visitor_text_over_the_limit_is_refused() {
         ServerFrame::Message(Message {
             conversation: ConversationId(1),
             seq: Seq(1),
+            prev: Seq(0),
             id: MessageId(1),
             client_id: None,
             author: Author::System,
@@ -790,7 +929,33 @@ fn timestamp() -> impl Strategy<Value = Timestamp> {
 }
 
 fn body() -> impl Strategy<Value = Body> {
-    any::<String>().prop_map(Body::Text)
+    prop_oneof![any::<String>().prop_map(Body::Text), any::<String>().prop_map(Body::Note)]
+}
+
+fn agent_ref() -> impl Strategy<Value = AgentRef> {
+    (any::<u64>(), any::<String>()).prop_map(|(id, name)| AgentRef { id: AgentId(id), name })
+}
+
+fn event() -> impl Strategy<Value = ConversationEvent> {
+    prop_oneof![
+        (agent_ref(), proptest::option::of(agent_ref())).prop_map(|(to, by)| ConversationEvent::Assigned { to, by }),
+        (agent_ref(), agent_ref()).prop_map(|(from, to)| ConversationEvent::Transferred { from, to }),
+        agent_ref().prop_map(|by| ConversationEvent::Closed { by }),
+        proptest::option::of(agent_ref()).prop_map(|by| ConversationEvent::Reopened { by }),
+    ]
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        Just(Change::Take),
+        (any::<u64>(), any::<String>()).prop_map(|(to, note)| Change::Transfer { to: AgentId(to), note }),
+        Just(Change::Close),
+        Just(Change::Reopen),
+    ]
+}
+
+fn presence() -> impl Strategy<Value = Presence> {
+    prop_oneof![Just(Presence::Online), Just(Presence::Away), Just(Presence::Offline)]
 }
 
 fn author() -> impl Strategy<Value = Author> {
@@ -812,6 +977,7 @@ fn credentials() -> impl Strategy<Value = Credentials> {
         (site_key(), proptest::option::of(returning))
             .prop_map(|(site, returning)| Credentials::Visitor { site, returning }),
         agent_token().prop_map(|token| Credentials::Agent { token }),
+        Just(Credentials::AgentCookie),
     ]
 }
 
@@ -867,13 +1033,14 @@ prop_compose! {
     fn message()(
         conversation in conversation(),
         seq in seq(),
+        prev in seq(),
         id in any::<u64>(),
         client_id in proptest::option::of(client_id()),
         author in author(),
-        body in body(),
+        body in prop_oneof![body(), event().prop_map(Body::Event)],
         sent_at in timestamp(),
     ) -> Message {
-        Message { conversation, seq, id: MessageId(id), client_id, author, body, sent_at }
+        Message { conversation, seq, prev, id: MessageId(id), client_id, author, body, sent_at }
     }
 }
 
@@ -933,6 +1100,9 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         visit().prop_map(ClientFrame::Visit),
         identify().prop_map(ClientFrame::Identify),
         attribute_list().prop_map(|set| ClientFrame::Attributes(Attributes { set })),
+        (conversation(), change())
+            .prop_map(|(conversation, change)| ClientFrame::Update(Update { conversation, change })),
+        prop_oneof![Just(AgentStatus::Online), Just(AgentStatus::Away)].prop_map(ClientFrame::Status),
     ]
 }
 
@@ -970,19 +1140,41 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             .prop_map(|(code, text, reconnect)| { ServerFrame::Error(ErrorFrame { code, text, reconnect }) }),
         (close_reason, proptest::option::of(any::<u32>()))
             .prop_map(|(reason, reconnect_after_ms)| { ServerFrame::Closing(Closing { reason, reconnect_after_ms }) }),
-        (conversation(), any::<u64>(), status, seq(), timestamp()).prop_map(
-            |(conversation, visitor, status, last_seq, updated_at)| {
+        (
+            conversation(),
+            any::<u64>(),
+            status,
+            seq(),
+            timestamp(),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(timestamp())
+        )
+            .prop_map(|(conversation, visitor, status, last_seq, updated_at, assignee, waiting_since)| {
                 ServerFrame::Conversation(ConversationUpdate {
                     conversation,
                     visitor: VisitorId(visitor),
                     status,
                     last_seq,
                     updated_at,
+                    assignee: assignee.map(AgentId),
+                    waiting_since,
                 })
-            }
-        ),
+            }),
         visitor_profile().prop_map(ServerFrame::Visitor),
         any::<u32>().prop_map(|agents_online| ServerFrame::Availability(Availability { agents_online })),
+        proptest::collection::vec(
+            (any::<u64>(), any::<String>(), presence(), any::<u32>(), any::<u32>()).prop_map(
+                |(agent, name, presence, open, capacity)| TeamMember {
+                    agent: AgentId(agent),
+                    name,
+                    presence,
+                    open,
+                    capacity
+                }
+            ),
+            0..4
+        )
+        .prop_map(|agents| ServerFrame::Roster(Roster { agents })),
     ]
 }
 

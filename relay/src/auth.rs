@@ -71,6 +71,24 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The CSRF token of a cookie session: SHA-256 of a fixed prefix and the
+/// session token, in hex. Derived, so nothing more is stored; the prefix
+/// keeps it from ever equalling the session's stored hash; and only a page
+/// that could already read it from `/api/me` or the login answer, i.e. one
+/// of the relay's own origin, can send it back.
+pub fn csrf_token(session_token: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"kefu-csrf:");
+    digest.update(session_token.as_bytes());
+    hex::encode(digest.finalize())
+}
+
+/// Whether two secrets are equal, in time that depends only on their
+/// lengths, so comparing a guess leaks nothing about how close it is.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0_u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// Whether `hash` (hex) is HMAC-SHA256 of `user_id` keyed with the site's
 /// identity secret: what a site's backend computes to vouch for a visitor.
 /// Compared in constant time.
@@ -191,6 +209,22 @@ mod tests {
         let (_, hash) = store.agent_login("root@example.com").await.unwrap().unwrap();
         assert!(verify_password(&hash, "s3cret!"));
         store.close().await;
+    }
+
+    #[test]
+    fn csrf_tokens_are_prefixed_sha256_and_differ_from_the_stored_hash() {
+        // printf 'kefu-csrf:abc' | sha256sum
+        assert_eq!(csrf_token("abc"), "93dbf36b0dce97d0c3325cdf9160898bb146a0e3cb78030cd8b73a687e2f71a8");
+        assert_ne!(csrf_token("abc"), token_hash("abc"));
+        assert_ne!(csrf_token("abc"), csrf_token("abd"));
+    }
+
+    #[test]
+    fn secrets_compare_by_value_and_length() {
+        assert!(secrets_equal("abc", "abc"));
+        assert!(!secrets_equal("abc", "abd"));
+        assert!(!secrets_equal("abc", "ab"));
+        assert!(secrets_equal("", ""));
     }
 
     #[test]

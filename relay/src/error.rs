@@ -18,6 +18,17 @@ pub enum Error {
     BadLogin,
     #[error("log in first: missing, unknown or expired token")]
     Unauthenticated,
+    /// Logged in, but not allowed: not an admin, or a cookie request
+    /// without its CSRF token or from another origin. Says which.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The request is malformed or a value is out of range; says which.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing with that id, or nothing with that id the caller may see:
+    /// the two are never told apart, so ids of other sites leak nothing.
+    #[error("not found")]
+    NotFound,
     #[error("{0}")]
     Internal(String),
 }
@@ -26,6 +37,10 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, text) = match &self {
             Error::BadLogin | Error::Unauthenticated => (StatusCode::UNAUTHORIZED, self.to_string()),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, self.to_string()),
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, self.to_string()),
+            Error::NotFound | Error::Store(store::Error::NotFound) => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            Error::Store(store::Error::Conflict(what)) => (StatusCode::CONFLICT, format!("{what} already exists")),
             Error::Store(_) | Error::Io(_) | Error::Internal(_) => {
                 // The detail goes to the log, not to the client.
                 tracing::error!(error = %self, "request failed");

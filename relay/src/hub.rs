@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kefu_protocol::ServerFrame;
-use kefu_protocol::frame::Availability;
-use kefu_protocol::ids::{ConversationId, SessionId, SiteId};
+use kefu_protocol::frame::{AgentStatus, Availability};
+use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +28,8 @@ pub struct Hub {
 struct Routes {
     conversations: HashMap<ConversationId, Vec<Subscriber>>,
     sites: HashMap<(SiteId, Audience), Vec<Subscriber>>,
+    /// Agent connections with the status each announced: presence.
+    agents: HashMap<SessionId, (SiteId, AgentId, AgentStatus)>,
 }
 
 /// Who of a site a site-wide frame is for.
@@ -117,6 +119,21 @@ impl Hub {
         self.lock().agents_online(site)
     }
 
+    /// The agents of `site` connected now, each once: `Online` if any of
+    /// its connections said so, else `Away`.
+    pub fn presence(&self, site: SiteId) -> HashMap<AgentId, AgentStatus> {
+        let mut present = HashMap::new();
+        for &(at, agent, status) in self.lock().agents.values() {
+            if at == site {
+                let best = present.entry(agent).or_insert(status);
+                if status == AgentStatus::Online {
+                    *best = AgentStatus::Online;
+                }
+            }
+        }
+        present
+    }
+
     /// Connections currently registered for `conversation`.
     pub fn followers(&self, conversation: ConversationId) -> usize {
         self.lock().conversations.get(&conversation).map_or(0, Vec::len)
@@ -156,6 +173,13 @@ impl Mailbox {
         }
     }
 
+    /// Counts this connection as `agent` of `site` for presence, with
+    /// `status`. A connection that never says is `Away`: only consoles that
+    /// announce `Online` are given chats.
+    pub fn attend(&mut self, site: SiteId, agent: AgentId, status: AgentStatus) {
+        self.hub.lock().agents.insert(self.me.session, (site, agent, status));
+    }
+
     /// Whether this connection follows `conversation`.
     pub fn follows(&self, conversation: ConversationId) -> bool {
         self.conversations.contains(&conversation)
@@ -177,6 +201,7 @@ impl Drop for Mailbox {
     fn drop(&mut self) {
         let session = self.me.session;
         let mut routes = self.hub.lock();
+        routes.agents.remove(&session);
         for conversation in &self.conversations {
             if let Some(list) = routes.conversations.get_mut(conversation) {
                 list.retain(|s| s.session != session);
@@ -257,10 +282,17 @@ mod tests {
         let availability = |n| ServerFrame::Availability(Availability { agents_online: n });
         let mut agent = hub.mailbox(SessionId(2), 8);
         agent.follow_site(SiteId(1), Audience::Agents);
+        agent.attend(SiteId(1), AgentId(5), AgentStatus::Away);
         assert_eq!(hub.agents_online(SiteId(1)), 1);
+        assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Away)]));
+        let mut second_console = hub.mailbox(SessionId(4), 8);
+        second_console.attend(SiteId(1), AgentId(5), AgentStatus::Online);
+        assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Online)]));
+        drop(second_console);
         assert_eq!(*visitor.recv().await.unwrap(), availability(1));
         drop(agent);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
+        assert!(hub.presence(SiteId(1)).is_empty());
         assert_eq!(*visitor.recv().await.unwrap(), availability(0));
         let mut other_site = hub.mailbox(SessionId(3), 8);
         other_site.follow_site(SiteId(2), Audience::Agents);

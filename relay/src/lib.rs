@@ -11,8 +11,12 @@
 //!   that stores it; a group-commit writer batches many per fsync.
 //! - [`hub`]: in-process fan-out to the connections following a
 //!   conversation or a site, each through a bounded queue.
+//! - [`team`]: who answers which conversation: take, transfer, close,
+//!   reopen, auto-assignment within capacity, the agents' roster.
 //! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap.
-//! - [`http`]: the HTTP API (`/api/login`, `/healthz`).
+//! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
+//!   admin's agents, site settings and canned replies, history and the
+//!   visitor panel for the console, `/healthz`.
 //! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`.
 //! - [`config`]: flags and environment variables.
 //! - [`server`]: `run(listener, config, shutdown)` ties it together;
@@ -26,6 +30,7 @@ pub mod hub;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod team;
 pub mod web;
 pub mod ws;
 

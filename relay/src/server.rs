@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -17,10 +17,9 @@ use crate::{auth, http, web, ws};
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
-        .route("/api/login", post(http::login))
-        .route("/api/site", get(http::site))
-        .route("/healthz", get(http::healthz))
+        .merge(http::routes())
         .merge(web::routes(&state.config.web_dir))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), web::restrict_framing))
         .with_state(state)
 }
 

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::store::Store;
+use crate::team::Dispatcher;
 
 /// The relay's shared state. Cloning is shallow (one `Arc`).
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct Inner {
     pub store: Store,
     /// Fan-out to connections.
     pub hub: Hub,
+    /// Serializes auto-assignment passes.
+    pub dispatcher: Dispatcher,
     /// Cancelled when the relay starts draining; connections then tell
     /// their clients to reconnect and close.
     pub shutdown: CancellationToken,
@@ -40,6 +43,7 @@ impl AppState {
             config,
             store,
             hub: Hub::default(),
+            dispatcher: Dispatcher::default(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             next_session: AtomicU64::new(1),

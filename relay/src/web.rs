@@ -39,7 +39,8 @@ const HASHED_CACHE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// The widget page's policy. Any site may frame it (`frame-ancestors *`,
-/// and no `X-Frame-Options`); what runs inside is only our own module
+/// and no `X-Frame-Options`) unless its admin listed allowed origins (see
+/// [`restrict_framing`]); what runs inside is only our own module
 /// script and wasm (the page has no inline script), talking only to this
 /// relay. Inline styles stay allowed because the app sets `style`
 /// attributes.
@@ -171,5 +172,8 @@ where
     }))
 }
 
+mod framing;
 #[cfg(test)]
 mod tests;
+
+pub use framing::restrict_framing;

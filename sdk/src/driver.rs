@@ -7,7 +7,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use kefu_protocol::frame::{Accepted, Attribute, Body, Credentials, Identify, Identity, ReceiptKind, Visit};
+use kefu_protocol::frame::{
+    Accepted, AgentStatus, Attribute, Body, Change, Credentials, Identify, Identity, ReceiptKind, Visit,
+};
 use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq};
 use kefu_protocol::session::{Action, Event, LinkState, Millis, Session, SessionConfig};
 use kefu_protocol::{DEFAULT_LIMITS, ServerFrame, codec};
@@ -37,6 +39,8 @@ pub(crate) enum Command {
     Visit(Visit),
     Identify(Identify),
     Attributes(Vec<Attribute>),
+    Update(ConversationId, Change),
+    Status(AgentStatus),
     Stop,
 }
 
@@ -134,6 +138,8 @@ impl Driver {
             Command::Visit(visit) => self.session.visit(visit),
             Command::Identify(identify) => self.session.identify(identify),
             Command::Attributes(set) => self.session.set_attributes(set),
+            Command::Update(conversation, change) => self.session.update(conversation, change),
+            Command::Status(status) => self.session.set_status(status),
             Command::Stop => self.session.stop(),
         }
     }

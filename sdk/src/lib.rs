@@ -27,7 +27,7 @@
 
 mod driver;
 
-use kefu_protocol::frame::{Attribute, Credentials, Identify, Identity, ReceiptKind, Visit};
+use kefu_protocol::frame::{AgentStatus, Attribute, Change, Credentials, Identify, Identity, ReceiptKind, Visit};
 use kefu_protocol::ids::{AgentToken, ConversationId, Seq, SiteKey};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -82,7 +82,7 @@ impl Client {
     pub fn connect(url: impl Into<String>, credentials: Credentials, config: SessionConfig) -> (Client, Events) {
         let site = match &credentials {
             Credentials::Visitor { site, .. } => Some(site.clone()),
-            Credentials::Agent { .. } => None,
+            Credentials::Agent { .. } | Credentials::AgentCookie => None,
         };
         let (commands, identity, link, events) = driver::spawn(url.into(), credentials, config);
         (Client { commands, identity, link, site }, Events { events })
@@ -140,6 +140,18 @@ impl Client {
     /// Sets custom attributes of the visitor.
     pub fn set_attributes(&self, set: Vec<Attribute>) -> Result<(), Error> {
         self.command(driver::Command::Attributes(set))
+    }
+
+    /// An agent takes, transfers, closes or reopens a conversation. Sent
+    /// only while the link is up; the outcome arrives as a `Conversation`
+    /// event, or an `Error` event with `ErrorCode::Conflict`.
+    pub fn update(&self, conversation: ConversationId, change: Change) -> Result<(), Error> {
+        self.command(driver::Command::Update(conversation, change))
+    }
+
+    /// An agent is online (gets new chats) or away; kept across reconnects.
+    pub fn set_status(&self, status: AgentStatus) -> Result<(), Error> {
+        self.command(driver::Command::Status(status))
     }
 
     /// Who the relay says this client is; waits for the first welcome.

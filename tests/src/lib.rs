@@ -334,9 +334,10 @@ pub fn message(event: Event) -> Option<Message> {
     }
 }
 
-/// The text of a message.
+/// The text of a message or private note; empty for a system line.
 pub fn text(message: &Message) -> &str {
     match &message.body {
-        kefu_sdk::Body::Text(text) => text,
+        kefu_sdk::Body::Text(text) | kefu_sdk::Body::Note(text) => text,
+        kefu_sdk::Body::Event(_) => "",
     }
 }

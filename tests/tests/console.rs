@@ -1,29 +1,62 @@
 //! The agent console in a real headless Chromium against a real relay,
-//! with visitors on the SDK at the other end.
+//! with visitors on the SDK (or the widget) at the other end.
 //!
 //! Needs `cargo xtask build-web` (the relay serves `target/web`) and
 //! Debian's chromium; `cargo xtask test` and `.ci/run` provide both.
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
-use kefu_protocol::frame::{Attribute, Author, Body, Identify, ReceiptKind, Visit};
+use anyhow::{Context, Result, ensure};
+use kefu_protocol::frame::{
+    AgentStatus, Attribute, Author, Body, Change, ConversationStatus, Identify, ReceiptKind, Visit,
+};
 use kefu_sdk::{Client, Event, Message};
 use kefu_tests::browser::Browser;
-use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Proxy, Relay, collect, message, text};
-use serde_json::Value;
+use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Proxy, Relay, collect, message};
+use serde_json::{Value, json};
 
 /// The texts of the message bubbles of the conversation on screen.
 const BUBBLES: &str = "[...document.querySelectorAll('.log .bubble')].map(e => e.textContent)";
 
+/// The password of the agents the tests create.
+const PASSWORD: &str = "a long enough password";
+
 /// Logs in on the console's login screen with the keyboard.
-async fn log_in(browser: &Browser, password: &str) -> Result<()> {
+async fn log_in_as(browser: &Browser, email: &str, password: &str) -> Result<()> {
     browser.wait_for(None, "!!document.querySelector('#email')").await?;
     browser.eval("document.querySelector('#email').focus()").await?;
-    browser.type_text(ADMIN_EMAIL).await?;
+    browser.type_text(email).await?;
     browser.eval("document.querySelector('#password').focus()").await?;
     browser.type_text(password).await?;
     browser.press_enter().await
+}
+
+async fn log_in(browser: &Browser, password: &str) -> Result<()> {
+    log_in_as(browser, ADMIN_EMAIL, password).await
+}
+
+/// A browser with the console open and signed in as `email`, once its
+/// link is up (the team list shows the agent).
+async fn console_as(relay: &Relay, email: &str, password: &str) -> Result<Browser> {
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/console", relay.http_url())).await?;
+    log_in_as(&browser, email, password).await?;
+    browser.wait_for(None, "document.querySelector('.team')?.textContent.includes('(you)')").await?;
+    Ok(browser)
+}
+
+/// Creates an agent through the admin HTTP API; returns its id.
+async fn create_agent(relay: &Relay, email: &str, name: &str, capacity: u32) -> Result<u64> {
+    let token = relay.admin_token().await?;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/agents", relay.http_url()))
+        .bearer_auth(token)
+        .json(&json!({ "email": email, "name": name, "password": PASSWORD, "role": "agent", "capacity": capacity }))
+        .send()
+        .await?;
+    ensure!(response.status() == 201, "creating {email}: {}", response.status());
+    let agent: Value = response.json().await?;
+    agent["id"].as_u64().context("agent id")
 }
 
 async fn bubbles(browser: &Browser) -> Result<Vec<String>> {
@@ -44,8 +77,60 @@ async fn wait_for_bubbles(browser: &Browser, expected: &[&str]) -> Result<()> {
     }
 }
 
+/// Waits until the folder tab `folder` ("Mine", "Unassigned", ...) counts `n`.
+async fn wait_for_count(browser: &Browser, folder: &str, n: usize) -> Result<()> {
+    browser
+        .wait_for(None, &format!("document.querySelector('[data-folder=\"{folder}\"] .count')?.textContent === '{n}'"))
+        .await
+        .with_context(|| format!("{folder} should count {n}"))?;
+    Ok(())
+}
+
+/// Shows folder `folder` and clicks the conversation whose entry contains `text`.
+async fn open_item(browser: &Browser, folder: &str, text: &str) -> Result<()> {
+    browser.eval(&format!("document.querySelector('[data-folder=\"{folder}\"]').click()")).await?;
+    browser
+        .wait_for(
+            None,
+            &format!(
+                "(() => {{ const i = [...document.querySelectorAll('.item')].find(e => e.textContent.includes({text:?})); if (i) i.click(); return !!i; }})()"
+            ),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Clicks the button whose text is exactly `label`.
+async fn click_button(browser: &Browser, label: &str) -> Result<()> {
+    browser
+        .wait_for(
+            None,
+            &format!(
+                "(() => {{ const b = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === {label:?} && !b.disabled); if (b) b.click(); return !!b; }})()"
+            ),
+        )
+        .await
+        .with_context(|| format!("no button {label:?}"))?;
+    Ok(())
+}
+
+/// Focuses the composer, types `text` and presses Enter.
+async fn compose(browser: &Browser, text: &str) -> Result<()> {
+    browser.wait_for(None, "(() => { const t = document.querySelector('#reply'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
+    browser.type_text(text).await?;
+    browser.press_enter().await
+}
+
 fn from_agent(event: Event) -> Option<Message> {
     message(event).filter(|m| matches!(m.author, Author::Agent(_)))
+}
+
+/// The text of a message the visitor can be shown.
+fn text(message: &Message) -> &str {
+    match &message.body {
+        Body::Text(text) | Body::Note(text) => text,
+        Body::Event(_) => "",
+    }
 }
 
 #[tokio::test]
@@ -54,7 +139,8 @@ async fn console_and_visitor_chat_with_typing_preview_and_read_mark() -> Result<
     let browser = Browser::start().await?;
     browser.goto(&format!("{}/console", relay.http_url())).await?;
     log_in(&browser, ADMIN_PASSWORD).await?;
-    browser.wait_for(None, "document.body.textContent.includes('No open conversations')").await?;
+    browser.wait_for(None, "document.body.textContent.includes('Nothing assigned to you')").await?;
+    browser.wait_for(None, "document.querySelector('.team')?.textContent.includes('(you)')").await?;
     browser.screenshot("console-empty").await?;
 
     let (visitor, mut events) = Client::visitor(relay.ws_url(), "demo")?;
@@ -129,9 +215,22 @@ async fn console_and_visitor_chat_with_typing_preview_and_read_mark() -> Result<
     })
     .await?;
 
-    // Logging out forgets the token and shows the login screen again.
-    browser.eval("[...document.querySelectorAll('button')].find(b => b.textContent === 'Log out').click()").await?;
-    browser.wait_for(None, "!!document.querySelector('#email') && sessionStorage.length === 0").await?;
+    // Logging out ends the cookie session and shows the login screen again;
+    // the page keeps no token anywhere.
+    click_button(&browser, "Log out").await?;
+    browser.wait_for(None, "!!document.querySelector('#email')").await?;
+    assert_eq!(browser.eval("fetch('/api/me').then(r => r.status)").await?, 401);
+    assert_eq!(
+        browser
+            .eval("sessionStorage.length + localStorage.length - (localStorage.getItem('kefu-console-status') ? 1 : 0)")
+            .await?,
+        0
+    );
+    // A reload after logging in again stays signed in: the cookie is the session.
+    log_in(&browser, ADMIN_PASSWORD).await?;
+    browser.wait_for(None, "!!document.querySelector('.topbar')").await?;
+    browser.reload().await?;
+    browser.wait_for(None, "!!document.querySelector('.topbar') && !document.querySelector('#email')").await?;
     Ok(())
 }
 
@@ -179,6 +278,401 @@ async fn a_wrong_password_is_refused_clearly_and_keeps_no_token() -> Result<()> 
     assert_eq!(error, "Wrong email or password.");
     assert_eq!(browser.eval("sessionStorage.length").await?, 0);
     assert_eq!(browser.eval("!!document.querySelector('.topbar')").await?, false);
+    assert_eq!(browser.eval("fetch('/api/me').then(r => r.status)").await?, 401);
     browser.screenshot("console-login-error").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_agents_of_capacity_1_take_two_of_three_chats_and_the_third_waits_for_a_close() -> Result<()> {
+    let relay = Relay::start().await?;
+    create_agent(&relay, "ann@kefu.test", "Ann", 1).await?;
+    create_agent(&relay, "bob@kefu.test", "Bob", 1).await?;
+    let ann = console_as(&relay, "ann@kefu.test", PASSWORD).await?;
+    let bob_token = kefu_sdk::login(&relay.http_url(), "bob@kefu.test", PASSWORD).await?.token;
+    let (bob, _bob_events) = Client::agent(relay.ws_url(), &bob_token)?;
+    bob.set_status(AgentStatus::Online)?;
+    ann.wait_for(None, "[...document.querySelectorAll('.member')].some(m => m.textContent.includes('Bob') && m.querySelector('.dot.online'))").await?;
+
+    let mut visitors = Vec::new();
+    for words in ["first visitor here", "second visitor here", "third visitor here"] {
+        let (visitor, events) = Client::visitor(relay.ws_url(), "demo")?;
+        let conversation = visitor.conversation().await?;
+        visitor.send(conversation, Body::Text(words.into())).await?;
+        visitors.push((visitor, events));
+        // One at a time, so the queue's order is the order they came in.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Ann and Bob have one each; the third waits in the queue.
+    wait_for_count(&ann, "Mine", 1).await?;
+    wait_for_count(&ann, "Unassigned", 1).await?;
+    wait_for_count(&ann, "All open", 3).await?;
+    ann.wait_for(
+        None,
+        "[...document.querySelectorAll('.member-load')].filter(e => e.textContent === '1/1').length === 2",
+    )
+    .await?;
+    ann.eval("document.querySelector('[data-folder=\"Unassigned\"]').click()").await?;
+    ann.wait_for(None, "document.querySelector('.item')?.textContent.includes('third visitor here')").await?;
+    ann.wait_for(None, "document.querySelector('.item-state.waiting')?.textContent.startsWith('Waiting')").await?;
+    ann.screenshot("console-queue").await?;
+
+    // Ann closes hers (on screen by itself): the waiting one becomes hers.
+    ann.eval("document.querySelector('[data-folder=\"Mine\"]').click()").await?;
+    ann.wait_for(None, "document.querySelector('.conversation-head')?.textContent.includes('Assigned to you')").await?;
+    click_button(&ann, "Close").await?;
+    ann.wait_for(
+        None,
+        "[...document.querySelectorAll('.row.system')].some(r => r.textContent.includes('Closed by Ann'))",
+    )
+    .await?;
+    wait_for_count(&ann, "Unassigned", 0).await?;
+    wait_for_count(&ann, "Mine", 1).await?;
+    ann.wait_for(None, "document.querySelector('.item')?.textContent.includes('third visitor here')").await?;
+    ann.screenshot("console-closed-and-next").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_transfer_gives_the_colleague_the_history_and_the_note_and_takes_it_from_mine() -> Result<()> {
+    let relay = Relay::start().await?;
+    create_agent(&relay, "ann@kefu.test", "Ann", 5).await?;
+    create_agent(&relay, "bob@kefu.test", "Bob", 5).await?;
+    let ann = console_as(&relay, "ann@kefu.test", PASSWORD).await?;
+
+    // Ann is the only one online: the chat is hers.
+    let (visitor, mut events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, Body::Text("I was charged twice".into())).await?;
+    wait_for_bubbles(&ann, &["I was charged twice"]).await?;
+    compose(&ann, "Let me look into it").await?;
+    collect(&mut events, 1, from_agent).await?;
+
+    let bob = console_as(&relay, "bob@kefu.test", PASSWORD).await?;
+    ann.wait_for(None, "[...document.querySelectorAll('.member')].some(m => m.textContent.includes('Bob') && m.querySelector('.dot.online'))").await?;
+    click_button(&ann, "Transfer").await?;
+    ann.wait_for(None, "(() => { const l = [...document.querySelectorAll('.pick-agent')].find(l => l.textContent.includes('Bob')); if (l) l.querySelector('input').click(); return !!l; })()").await?;
+    ann.eval("document.querySelector('#transfer-note').focus()").await?;
+    ann.type_text("Refund approved, please confirm with them").await?;
+    ann.screenshot("console-transfer").await?;
+    ann.eval("document.querySelector('.dialog button[type=submit]').click()").await?;
+
+    // Ann: no longer hers; the system line says what happened.
+    wait_for_count(&ann, "Mine", 0).await?;
+    ann.wait_for(None, "[...document.querySelectorAll('.row.system')].some(r => r.textContent.includes('Ann transferred the chat to Bob'))").await?;
+    ann.wait_for(None, "document.querySelector('.conversation-head')?.textContent.includes('Assigned to Bob')").await?;
+
+    // Bob: in his list, on screen by itself, with the history and the note.
+    wait_for_count(&bob, "Mine", 1).await?;
+    wait_for_bubbles(&bob, &["I was charged twice", "Let me look into it"]).await?;
+    bob.wait_for(
+        None,
+        "document.querySelector('.row.note')?.textContent.includes('Refund approved, please confirm with them')",
+    )
+    .await?;
+    bob.screenshot("console-after-transfer").await?;
+    // The visitor hears who joined, never the note.
+    let seen = collect(&mut events, 1, |event| match message(event) {
+        Some(m) if matches!(m.body, Body::Event(_)) => Some(m),
+        Some(m) if matches!(m.body, Body::Note(_)) => panic!("the visitor got a note: {m:?}"),
+        _ => None,
+    })
+    .await?;
+    assert!(matches!(seen[0].body, Body::Event(_)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_private_note_never_reaches_the_visitor_in_the_widget_or_the_sdk() -> Result<()> {
+    let relay = Relay::start().await?;
+    let token = relay.admin_token().await?;
+    let canned = reqwest::Client::new()
+        .post(format!("{}/api/canned", relay.http_url()))
+        .bearer_auth(&token)
+        .json(&json!({ "shortcut": "thanks", "text": "Thank you for waiting!" }))
+        .send()
+        .await?;
+    ensure!(canned.status() == 201, "creating a canned reply: {}", canned.status());
+    let console = console_as(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+
+    // One visitor in the widget, one on the SDK.
+    let widget = Browser::start().await?;
+    widget.goto(&format!("{}/demo", relay.http_url())).await?;
+    widget.eval("Kefu.open()").await?;
+    widget.wait_for(Some("/widget"), "(() => { const t = document.querySelector('textarea'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
+    widget.type_text("Hello from the widget").await?;
+    widget.press_enter().await?;
+    let (visitor, mut events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, Body::Text("Hello from the SDK".into())).await?;
+
+    for (said, note, reply) in [
+        ("Hello from the widget", "secret: card declined twice", "Public answer"),
+        ("Hello from the SDK", "secret: VIP customer", "/thanks"),
+    ] {
+        open_item(&console, "Mine", said).await?;
+        wait_for_bubbles(&console, &[said]).await?;
+        click_button(&console, "Private note").await?;
+        compose(&console, note).await?;
+        console
+            .wait_for(
+                None,
+                &format!("[...document.querySelectorAll('.row.note')].some(r => r.textContent.includes({note:?}))"),
+            )
+            .await?;
+        click_button(&console, "Reply").await?;
+        if reply.starts_with('/') {
+            // A canned reply: the popup offers it, Enter puts it in.
+            console.wait_for(None, "(() => { const t = document.querySelector('#reply'); if (t) t.focus(); return document.activeElement === t; })()").await?;
+            console.type_text("/than").await?;
+            console
+                .wait_for(None, "document.querySelector('.suggestion')?.textContent.includes('Thank you for waiting!')")
+                .await?;
+            console.screenshot("console-canned").await?;
+            console.press_enter().await?;
+            console.wait_for(None, "document.querySelector('#reply').value === 'Thank you for waiting!'").await?;
+            console.press_enter().await?;
+        } else {
+            compose(&console, reply).await?;
+        }
+    }
+    console.screenshot("console-note").await?;
+
+    // The widget shows the reply, and nothing of the note anywhere.
+    widget
+        .wait_for(
+            Some("/widget"),
+            "[...document.querySelectorAll('.kefu-bubble')].some(b => b.textContent === 'Public answer')",
+        )
+        .await?;
+    assert_eq!(widget.eval_in_frame("/widget", "document.body.textContent.includes('secret')").await?, false);
+    widget.screenshot("widget-after-note").await?;
+
+    // The SDK visitor's stream: the canned reply, never the note.
+    let got = collect(&mut events, 1, |event| {
+        let m = message(event)?;
+        assert!(!matches!(m.body, Body::Note(_)), "the visitor got a note: {m:?}");
+        assert!(!text(&m).contains("secret"), "the visitor got the note's text: {m:?}");
+        (text(&m) == "Thank you for waiting!").then_some(m)
+    })
+    .await?;
+    assert!(matches!(got[0].author, Author::Agent(_)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_admin_adds_an_agent_and_a_canned_reply_and_sees_the_settings() -> Result<()> {
+    let relay = Relay::start().await?;
+    let console = console_as(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+
+    click_button(&console, "Agents").await?;
+    console.wait_for(None, &format!("document.querySelector('.table')?.textContent.includes({ADMIN_EMAIL:?})")).await?;
+    for (field, value) in [("name", "Carol"), ("email", "carol@kefu.test"), ("password", PASSWORD)] {
+        console.eval(&format!("document.querySelector('.form-grid [name={field}]').focus()")).await?;
+        console.type_text(value).await?;
+    }
+    click_button(&console, "Add agent").await?;
+    console.wait_for(None, "document.querySelector('.table')?.textContent.includes('carol@kefu.test')").await?;
+    console.screenshot("console-admin-agents").await?;
+    // Made with the cookie and the CSRF header: the relay has her.
+    let agents: Value = reqwest::Client::new()
+        .get(format!("{}/api/agents", relay.http_url()))
+        .bearer_auth(relay.admin_token().await?)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(agents.as_array().into_iter().flatten().any(|a| a["email"] == "carol@kefu.test"), "{agents}");
+    // Without the CSRF header, the same cookie changes nothing.
+    let refused = console
+        .eval("fetch('/api/canned', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ shortcut: 'x', text: 'y' }) }).then(r => r.status)")
+        .await?;
+    assert_eq!(refused, 403);
+
+    click_button(&console, "Canned replies").await?;
+    console.eval("document.querySelector('.form-grid [name=shortcut]').focus()").await?;
+    console.type_text("hello").await?;
+    console.eval("document.querySelector('.form-grid [name=text]').focus()").await?;
+    console.type_text("Hello! How can I help you today?").await?;
+    click_button(&console, "Add reply").await?;
+    console.wait_for(None, "document.querySelector('.canned-list')?.textContent.includes('/hello')").await?;
+    console.screenshot("console-admin-canned").await?;
+
+    click_button(&console, "Settings").await?;
+    console.wait_for(None, "document.querySelector('[name=name]')?.value.length > 0").await?;
+    console.screenshot("console-admin-settings").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_closed_chat_opens_from_the_closed_list_pages_back_and_reopens() -> Result<()> {
+    let relay = Relay::start().await?;
+    // A long conversation, taken and closed before the console comes up.
+    let (agent, mut agent_events) = Client::agent(relay.ws_url(), &relay.admin_token().await?)?;
+    let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    let said: Vec<String> = (1..=60).map(|n| format!("message {n}")).collect();
+    for words in &said {
+        visitor.send(conversation, Body::Text(words.clone())).await?;
+    }
+    agent.update(conversation, Change::Take)?;
+    collect(&mut agent_events, 1, |event| match event {
+        Event::Conversation(update) if update.assignee.is_some() => Some(update),
+        _ => None,
+    })
+    .await?;
+    agent.update(conversation, Change::Close)?;
+    collect(&mut agent_events, 1, |event| match event {
+        Event::Conversation(update) if update.status == ConversationStatus::Closed => Some(update),
+        _ => None,
+    })
+    .await?;
+    agent.stop();
+
+    let console = console_as(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    open_item(&console, "Closed", "Visitor #1").await?;
+    // The newest page first (two system lines take two of its 50 seqs).
+    let newest: Vec<&str> = said[12..].iter().map(String::as_str).collect();
+    wait_for_bubbles(&console, &newest).await?;
+    console
+        .wait_for(
+            None,
+            "[...document.querySelectorAll('.row.system')].some(r => r.textContent.includes('Closed by Admin'))",
+        )
+        .await?;
+    console.screenshot("console-closed-conversation").await?;
+    click_button(&console, "Load earlier messages").await?;
+    let all: Vec<&str> = said.iter().map(String::as_str).collect();
+    wait_for_bubbles(&console, &all).await?;
+    console.wait_for(None, "!document.querySelector('.load-earlier')").await?;
+
+    // Reopened: it is this agent's again, live, and nothing shows twice.
+    click_button(&console, "Reopen").await?;
+    console
+        .wait_for(
+            None,
+            "[...document.querySelectorAll('.row.system')].some(r => r.textContent.includes('Reopened by Admin'))",
+        )
+        .await?;
+    wait_for_count(&console, "Mine", 1).await?;
+    console.wait_for(None, "!!document.querySelector('#reply')").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bubbles(&console).await?, all);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_away_agent_gets_no_new_chats_but_can_take_one_and_online_brings_the_next() -> Result<()> {
+    let relay = Relay::start().await?;
+    create_agent(&relay, "ann@kefu.test", "Ann", 3).await?;
+    let ann = console_as(&relay, "ann@kefu.test", PASSWORD).await?;
+    click_button(&ann, "Away").await?;
+    ann.wait_for(None, "document.querySelector('.member .dot.away') !== null").await?;
+
+    let (first, _first_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = first.conversation().await?;
+    first.send(conversation, Body::Text("anyone?".into())).await?;
+    wait_for_count(&ann, "Unassigned", 1).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_count(&ann, "Mine", 0).await?;
+
+    // Taking it by hand works while away.
+    open_item(&ann, "Unassigned", "anyone?").await?;
+    click_button(&ann, "Take").await?;
+    ann.wait_for(
+        None,
+        "[...document.querySelectorAll('.row.system')].some(r => r.textContent.includes('Ann took the chat'))",
+    )
+    .await?;
+    wait_for_count(&ann, "Mine", 1).await?;
+    wait_for_count(&ann, "Unassigned", 0).await?;
+
+    // Waiting again: back online, it is assigned at once.
+    let (second, _second_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = second.conversation().await?;
+    second.send(conversation, Body::Text("hello?".into())).await?;
+    wait_for_count(&ann, "Unassigned", 1).await?;
+    click_button(&ann, "Online").await?;
+    wait_for_count(&ann, "Mine", 2).await?;
+    wait_for_count(&ann, "Unassigned", 0).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn news_off_screen_raises_a_browser_notification() -> Result<()> {
+    let relay = Relay::start().await?;
+    let console = console_as(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    // Stands in for the browser's notifications, which headless Chromium
+    // does not show: records what the console asks to show.
+    console
+        .eval(
+            "window.shown = []; window.Notification = class { constructor(title, options) { window.shown.push(title + ': ' + options.body); } \
+             static get permission() { return 'granted'; } static requestPermission() { return Promise.resolve('granted'); } }; true",
+        )
+        .await?;
+
+    let (first, _first_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let first_conversation = first.conversation().await?;
+    first.send(first_conversation, Body::Text("first one".into())).await?;
+    console.wait_for(None, "window.shown.includes('New chat from Visitor #1: first one')").await?;
+    // Assigned to this agent, it opens by itself: on screen, no news.
+    wait_for_bubbles(&console, &["first one"]).await?;
+    first.send(first_conversation, Body::Text("on screen".into())).await?;
+    wait_for_bubbles(&console, &["first one", "on screen"]).await?;
+
+    let (second, _second_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = second.conversation().await?;
+    second.send(conversation, Body::Text("second one".into())).await?;
+    console.wait_for(None, "window.shown.includes('New chat from Visitor #2: second one')").await?;
+    second.send(conversation, Body::Text("still there?".into())).await?;
+    console.wait_for(None, "window.shown.includes('New message from Visitor #2: still there?')").await?;
+    assert_eq!(console.eval("window.shown.length").await?, 3, "{}", console.eval("window.shown").await?);
+    Ok(())
+}
+
+/// A second site, "beta", with one agent, written into the relay's store
+/// beside the running relay: no HTTP route creates sites.
+async fn add_beta_site(relay: &Relay) -> Result<()> {
+    use kefu_relay::store::{Role, Store};
+
+    // Once the relay answers, its migrations are done and cannot race.
+    reqwest::get(format!("{}/healthz", relay.http_url())).await?.error_for_status()?;
+    let store = Store::open(relay.data_dir()).await?;
+    let site = store.create_site(&kefu_protocol::ids::SiteKey::new("beta")?, "Beta").await?;
+    let hash = kefu_relay::auth::hash_password(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.create_agent(site.id, "bo@beta.test", "Bo", &hash, Role::Agent).await?;
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agent_of_another_site_sees_nothing_of_this_one_in_the_console() -> Result<()> {
+    let relay = Relay::start().await?;
+    add_beta_site(&relay).await?;
+    let (demo_visitor, _demo_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let demo_conversation = demo_visitor.conversation().await?;
+    let kefu_protocol::frame::Identity::Visitor { visitor: demo_visitor_id, .. } = demo_visitor.identity().await?
+    else {
+        anyhow::bail!("a visitor");
+    };
+    demo_visitor.send(demo_conversation, Body::Text("demo site secret".into())).await?;
+
+    let bo = console_as(&relay, "bo@beta.test", PASSWORD).await?;
+    let (beta_visitor, _beta_events) = Client::visitor(relay.ws_url(), "beta")?;
+    let beta_conversation = beta_visitor.conversation().await?;
+    beta_visitor.send(beta_conversation, Body::Text("hello beta".into())).await?;
+    wait_for_bubbles(&bo, &["hello beta"]).await?;
+    wait_for_count(&bo, "All open", 1).await?;
+    bo.eval("document.querySelector('[data-folder=\"Closed\"]').click()").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bo.eval("document.body.textContent.includes('demo site secret')").await?, false);
+    // Nor through the HTTP API with the console's own session.
+    for path in [format!("/api/conversations/{demo_conversation}/messages"), format!("/api/visitors/{demo_visitor_id}")]
+    {
+        let status = bo.eval(&format!("fetch('{path}').then(r => r.status)")).await?;
+        ensure!(status == 403 || status == 404, "{path} answered {status}");
+    }
+    let members = bo.eval("[...document.querySelectorAll('.member-name')].map(m => m.textContent).join()").await?;
+    assert_eq!(members, "Bo (you)");
     Ok(())
 }

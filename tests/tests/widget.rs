@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use kefu_protocol::frame::{Author, Body};
+use kefu_protocol::frame::{AgentStatus, Author, Body, Change};
 use kefu_protocol::ids::ConversationId;
 use kefu_sdk::{Client, Event, Events, Message};
 use kefu_tests::browser::Browser;
@@ -328,5 +328,35 @@ async fn a_message_typed_offline_survives_a_reload_and_is_stored_once() -> Resul
         !matches!(&extra, Ok(Some(Event::Message(m))) if matches!(m.author, Author::Visitor(_))),
         "stored twice: {extra:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_widget_shows_who_joined_and_the_close_but_never_a_private_note() -> Result<()> {
+    let relay = Relay::start().await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    // Online: the visitor's first message is assigned to this agent.
+    agent.set_status(AgentStatus::Online)?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/demo", relay.http_url())).await?;
+    browser.eval("Kefu.open()").await?;
+    type_message(&browser, "Hi there").await?;
+    let conversation = collect(&mut agent_events, 1, from_visitor).await?[0].conversation;
+    browser
+        .wait_for(
+            Some(WIDGET),
+            "[...document.querySelectorAll('.kefu-from-system')].some(r => r.textContent === 'Admin joined the chat')",
+        )
+        .await?;
+
+    agent.send(conversation, Body::Note("internal: refund is approved".into())).await?;
+    say(&agent, conversation, "Hello from support").await?;
+    wait_for_bubbles(&browser, &["Hi there", "Hello from support"]).await?;
+    agent.update(conversation, Change::Close)?;
+    browser
+        .wait_for(Some(WIDGET), "[...document.querySelectorAll('.kefu-from-system')].some(r => r.textContent === 'The conversation was closed')")
+        .await?;
+    assert_eq!(browser.eval_in_frame(WIDGET, "document.body.textContent.includes('internal')").await?, false);
+    browser.screenshot("widget-system-lines").await?;
     Ok(())
 }

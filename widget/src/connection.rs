@@ -1,28 +1,18 @@
-//! The only place that touches the WebSocket. It hosts the protocol's
-//! I/O-free [`Session`]: it reports what happened (the socket opened or
-//! closed, a frame arrived, the timer fired, the visitor did something) and
-//! carries out the session's actions (connect, transmit, disconnect, tell
-//! the model). Reliability is the session's; this module only keeps what
-//! it must across reloads, in [`Store`].
-//!
-//! Everything runs on the page's one thread: the host is an
-//! `Rc<RefCell<_>>`, borrowed by each browser callback for the length of
-//! that callback. Browser events never arrive while one is running, so a
-//! borrow is never contended.
+//! The widget's side of the link: the protocol's I/O-free [`Session`] as
+//! a visitor, hosted on a WebSocket by [`kefu_webclient`]. It tells the
+//! session what the visitor did and the model what the session reports.
+//! Reliability is the session's; this module only keeps what it must
+//! across reloads, in [`Store`].
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, VecDeque};
-use std::rc::{Rc, Weak};
+use std::collections::BTreeSet;
 
-use js_sys::{ArrayBuffer, Uint8Array};
 use kefu_protocol::frame::{Body, Credentials, ErrorCode, Identity, ReceiptKind, ReturningVisitor};
-use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey, Timestamp};
+use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey};
 use kefu_protocol::session::{Action, Event, LinkState, Millis, Session, SessionConfig};
-use kefu_protocol::{DEFAULT_LIMITS, ServerFrame, decode, encode};
+use kefu_webclient::{App, Link, relay_url, seed, wall_clock};
 use leptos::prelude::{RwSignal, Update, WithUntracked};
-use wasm_bindgen::JsCast;
-use wasm_bindgen::closure::Closure;
-use web_sys::{BinaryType, MessageEvent, WebSocket};
+
+pub use kefu_webclient::now;
 
 use crate::bridge::Parent;
 use crate::model::Model;
@@ -30,14 +20,8 @@ use crate::persist::{Store, StoredPending, StoredVisitor, merge_outbox};
 
 /// A handle on the connection; cloning is shallow, every clone drives the
 /// same socket and session.
-#[derive(Clone)]
-pub struct Connection(Rc<RefCell<Host>>);
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Connection")
-    }
-}
+#[derive(Debug, Clone)]
+pub struct Connection(Link<Host>);
 
 impl Connection {
     /// Starts connecting as the visitor stored for `site` (or as a new
@@ -49,97 +33,69 @@ impl Connection {
         let returning = stored.map(|s| ReturningVisitor { visitor: s.visitor, token: s.token });
         let has_identity = returning.is_some();
         let credentials = Credentials::Visitor { site: site.clone(), returning };
-        let host = Rc::new_cyclic(|me: &Weak<RefCell<Host>>| {
-            let timer_host = me.clone();
-            let timer = Closure::<dyn FnMut()>::new(move || {
-                if let Some(host) = timer_host.upgrade() {
-                    host.borrow_mut().on_timer();
-                }
-            });
-            RefCell::new(Host {
-                session: Session::new(credentials, SessionConfig::default(), seed()),
-                site,
-                url: relay_url(),
-                model,
-                parent,
-                store,
-                me: me.clone(),
-                socket: None,
-                generation: 0,
-                timer,
-                timer_handle: None,
-                conversation,
-                has_identity,
-                unaddressed: Vec::new(),
-                settled: BTreeSet::new(),
-                replaying: false,
-                acked_delivered: Seq::ZERO,
-                acked_read: Seq::ZERO,
-                forget_identity: false,
-                outbox_changed: false,
-                unread_posted: None,
-                queue: VecDeque::new(),
-            })
-        });
-        host.borrow_mut().begin();
-        Connection(host)
+        let host = Host {
+            session: Session::new(credentials, SessionConfig::default(), seed()),
+            site,
+            model,
+            parent,
+            store,
+            conversation,
+            has_identity,
+            unaddressed: Vec::new(),
+            settled: BTreeSet::new(),
+            replaying: false,
+            acked_delivered: Seq::ZERO,
+            acked_read: Seq::ZERO,
+            forget_identity: false,
+            outbox_changed: false,
+            unread_posted: None,
+        };
+        Connection(Link::start(relay_url(), host, Host::begin))
     }
 
     /// The visitor sends `text`; it shows at once and goes out as soon as
     /// the link allows.
     pub fn send(&self, text: String) {
-        self.0.borrow_mut().send(text);
+        self.0.with(|host| host.send(text));
     }
 
     /// Tells agents the visitor is typing (with the draft) or stopped.
     pub fn typing(&self, active: bool, draft: Option<String>) {
-        let mut host = self.0.borrow_mut();
-        if let Some(conversation) = host.conversation {
-            let actions = host.session.typing(conversation, active, draft);
-            host.run(actions);
-        }
+        self.0.with(|host| match host.conversation {
+            Some(conversation) => host.session.typing(conversation, active, draft),
+            None => Vec::new(),
+        });
     }
 
     /// Runs one of the session's own calls (`visit`, `identify`, ...) and
     /// carries out what it returns.
     pub fn with_session(&self, call: impl FnOnce(&mut Session) -> Vec<Action>) {
-        let mut host = self.0.borrow_mut();
-        let actions = call(&mut host.session);
-        host.run(actions);
+        self.0.with(|host| call(&mut host.session));
     }
 
     /// Back online, or the page became visible: reconnect now rather than
     /// at the end of the backoff.
     pub fn wake(&self) {
-        let mut host = self.0.borrow_mut();
-        let actions = host.session.wake(now());
-        host.run(actions);
+        self.0.wake();
     }
 
     /// The panel was opened or closed, or the page shown or hidden: read
     /// marks and the unread count may change.
     pub fn view_changed(&self, change: impl FnOnce(&mut Model)) {
-        let mut host = self.0.borrow_mut();
-        host.change(change);
-        host.run(Vec::new());
+        self.0.with(|host| {
+            host.change(change);
+            Vec::new()
+        });
     }
 }
 
+/// The widget as the link's [`App`].
 struct Host {
     session: Session,
     site: SiteKey,
-    url: String,
     model: RwSignal<Model>,
     parent: Parent,
     store: Store,
-    me: Weak<RefCell<Host>>,
-    socket: Option<Socket>,
-    /// Counts sockets, so a callback of a socket already given up is
-    /// recognised and ignored.
-    generation: u64,
-    /// One callback for every timeout, so rescheduling allocates nothing.
-    timer: Closure<dyn FnMut()>,
-    timer_handle: Option<(i32, Millis)>,
     /// The visitor's conversation: from the last welcome, or stored.
     conversation: Option<ConversationId>,
     /// The credentials carry a stored identity the relay may refuse.
@@ -158,20 +114,11 @@ struct Host {
     forget_identity: bool,
     outbox_changed: bool,
     unread_posted: Option<u32>,
-    /// Actions not carried out yet; events can add more.
-    queue: VecDeque<Action>,
-}
-
-/// An open (or opening) WebSocket and the callbacks it holds.
-struct Socket {
-    ws: WebSocket,
-    _on_open: Closure<dyn FnMut()>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut()>,
 }
 
 impl Host {
-    fn begin(&mut self) {
+    fn begin(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
         let now = now();
         let read = self.store.read();
         self.change(|model| model.raise_read(read));
@@ -180,26 +127,27 @@ impl Host {
             match (pending.conversation, self.conversation) {
                 (Some(conversation), Some(ours)) if conversation == ours => {
                     let actions = self.session.requeue(now, pending.client_id, conversation, pending.body());
-                    self.queue.extend(actions);
+                    out.extend(actions);
                 }
                 _ => self.unaddressed.push(pending),
             }
         }
-        let actions = self.session.start(now);
-        self.run(actions);
+        out.extend(self.session.start(now));
+        out
     }
 
-    fn send(&mut self, text: String) {
+    fn send(&mut self, text: String) -> Vec<Action> {
         if text.trim().is_empty() {
-            return;
+            return Vec::new();
         }
+        let mut out = Vec::new();
         let at = wall_clock();
         match self.conversation {
             Some(conversation) => {
                 let (client_id, actions) = self.session.send(now(), conversation, Body::Text(text.clone()));
                 // Shown before the actions run: they may already refuse it.
                 self.change(|model| model.queue(client_id, text, at));
-                self.queue.extend(actions);
+                out.extend(actions);
             }
             None => {
                 let client_id = ClientMessageId(u128::from(seed()) << 64 | u128::from(seed()));
@@ -208,53 +156,93 @@ impl Host {
             }
         }
         self.outbox_changed = true;
-        self.run(Vec::new());
+        out
     }
 
-    /// Carries out `actions` and everything they lead to, then brings the
-    /// marks, the stored outbox, the parent page and the timer up to date.
-    fn run(&mut self, actions: Vec<Action>) {
-        self.queue.extend(actions);
-        loop {
-            while let Some(action) = self.queue.pop_front() {
-                self.carry_out(action);
-            }
-            self.settle();
-            if self.queue.is_empty() {
-                break;
-            }
-        }
-        if std::mem::take(&mut self.outbox_changed) {
-            self.store_outbox();
-        }
-        let unread = self.model.with_untracked(Model::unread);
-        if self.unread_posted != Some(unread) {
-            self.unread_posted = Some(unread);
-            self.parent.unread(unread);
-        }
-        self.schedule();
-    }
-
-    fn carry_out(&mut self, action: Action) {
-        match action {
-            Action::Connect => self.open_socket(),
-            Action::Transmit(frame) => {
-                if let Some(socket) = &self.socket {
-                    // A failed send means the socket is closing; its close
-                    // event tells the session, which resends what matters.
-                    let _ = socket.ws.send_with_u8_array(&encode(&frame));
-                }
-            }
-            Action::Disconnect => self.close_socket(),
-            Action::Emit(event) => self.on_event(event),
+    fn on_welcome(&mut self, now: Millis, identity: &Identity, out: &mut Vec<Action>) {
+        let Some(stored) = StoredVisitor::from_identity(identity) else {
+            return;
+        };
+        self.store.set_visitor(Some(&stored));
+        self.has_identity = true;
+        self.replaying = true;
+        self.conversation = Some(stored.conversation);
+        self.change(|model| model.welcome(stored.visitor));
+        for pending in std::mem::take(&mut self.unaddressed) {
+            let actions = self.session.requeue(now, pending.client_id, stored.conversation, pending.body());
+            out.extend(actions);
+            self.outbox_changed = true;
         }
     }
 
-    fn on_event(&mut self, event: Event) {
+    /// The relay refused the stored identity: start over as a new visitor,
+    /// taking the unsent messages along to the new conversation.
+    fn become_new_visitor(&mut self, now: Millis, out: &mut Vec<Action>) {
+        self.store.set_visitor(None);
+        self.store.set_read(Seq::ZERO);
+        self.has_identity = false;
+        self.conversation = None;
+        for pending in self.session.pending() {
+            // A visitor's outbox holds only text.
+            if let Body::Text(text) = &pending.body {
+                self.unaddressed.push(StoredPending {
+                    client_id: pending.client_id,
+                    conversation: None,
+                    text: text.clone(),
+                });
+            }
+        }
+        self.outbox_changed = true;
+        self.change(Model::forget_visitor);
+        let credentials = Credentials::Visitor { site: self.site.clone(), returning: None };
+        self.session = Session::new(credentials, SessionConfig::default(), seed());
+        self.acked_delivered = Seq::ZERO;
+        self.acked_read = Seq::ZERO;
+        out.extend(self.session.start(now));
+    }
+
+    fn store_outbox(&mut self) {
+        let mine: Vec<StoredPending> = self
+            .session
+            .pending()
+            .filter_map(|pending| match &pending.body {
+                Body::Text(text) => Some(StoredPending {
+                    client_id: pending.client_id,
+                    conversation: Some(pending.conversation),
+                    text: text.clone(),
+                }),
+                Body::Note(_) | Body::Event(_) => None,
+            })
+            .chain(self.unaddressed.iter().cloned())
+            .collect();
+        let merged = merge_outbox(self.store.outbox(), mine, |id| self.settled.contains(&id));
+        self.store.set_outbox(&merged);
+    }
+
+    /// Changes the model; the views that read what changed follow.
+    fn change<R: Default>(&self, change: impl FnOnce(&mut Model) -> R) -> R {
+        self.model.try_update(change).unwrap_or_default()
+    }
+
+    /// Changes the model only if `needed` says so: `settle` runs after
+    /// every frame, and most frames change none of what it looks at.
+    fn change_if(&self, needed: impl FnOnce(&Model) -> bool, change: impl FnOnce(&mut Model)) {
+        if self.model.with_untracked(needed) {
+            self.change(change);
+        }
+    }
+}
+
+impl App for Host {
+    fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    fn event(&mut self, event: Event, out: &mut Vec<Action>) {
         let now = now();
         match event {
             Event::Link(link) => self.change(|model| model.link(link)),
-            Event::Welcome(welcome) => self.on_welcome(now, &welcome.identity),
+            Event::Welcome(welcome) => self.on_welcome(now, &welcome.identity, out),
             Event::Message(message) => {
                 let arrived = self.change(|model| model.message(&message));
                 if let Some(arrived) = arrived {
@@ -278,7 +266,7 @@ impl Host {
                     && let Some(text) = self.model.with_untracked(|m| m.unsent_text(rejected.client_id))
                 {
                     let actions = self.session.requeue(now, rejected.client_id, current, Body::Text(text));
-                    self.queue.extend(actions);
+                    out.extend(actions);
                     return;
                 }
                 self.change(|model| model.rejected(rejected.client_id));
@@ -301,32 +289,16 @@ impl Host {
                     self.forget_identity = true;
                 }
             }
-            Event::Closing(_) | Event::Conversation(_) | Event::Visitor(_) => {}
-        }
-    }
-
-    fn on_welcome(&mut self, now: Millis, identity: &Identity) {
-        let Some(stored) = StoredVisitor::from_identity(identity) else {
-            return;
-        };
-        self.store.set_visitor(Some(&stored));
-        self.has_identity = true;
-        self.replaying = true;
-        self.conversation = Some(stored.conversation);
-        self.change(|model| model.welcome(stored.visitor));
-        for pending in std::mem::take(&mut self.unaddressed) {
-            let actions = self.session.requeue(now, pending.client_id, stored.conversation, pending.body());
-            self.queue.extend(actions);
-            self.outbox_changed = true;
+            Event::Closing(_) | Event::Conversation(_) | Event::Visitor(_) | Event::Roster(_) => {}
         }
     }
 
     /// What follows from the state after a batch of actions: a refused
     /// identity, read and delivered marks, the typing indicator's end.
-    fn settle(&mut self) {
+    fn settle(&mut self, out: &mut Vec<Action>) {
         let now = now();
         if std::mem::take(&mut self.forget_identity) {
-            self.become_new_visitor(now);
+            self.become_new_visitor(now, out);
             return;
         }
         if self.session.link() == LinkState::Stopped {
@@ -352,223 +324,32 @@ impl Host {
             let actions = self.session.ack(conversation, ReceiptKind::Delivered, cursor);
             if !actions.is_empty() {
                 self.acked_delivered = cursor;
-                self.queue.extend(actions);
+                out.extend(actions);
             }
         }
         if read > self.acked_read {
             let actions = self.session.ack(conversation, ReceiptKind::Read, read);
             if !actions.is_empty() {
                 self.acked_read = read;
-                self.queue.extend(actions);
+                out.extend(actions);
             }
         }
     }
 
-    /// The relay refused the stored identity: start over as a new visitor,
-    /// taking the unsent messages along to the new conversation.
-    fn become_new_visitor(&mut self, now: Millis) {
-        self.store.set_visitor(None);
-        self.store.set_read(Seq::ZERO);
-        self.has_identity = false;
-        self.conversation = None;
-        for pending in self.session.pending() {
-            self.unaddressed.push(StoredPending {
-                client_id: pending.client_id,
-                conversation: None,
-                text: match &pending.body {
-                    Body::Text(text) => text.clone(),
-                },
-            });
+    /// The stored outbox and the parent page's unread count follow what
+    /// the batch changed.
+    fn settled(&mut self) {
+        if std::mem::take(&mut self.outbox_changed) {
+            self.store_outbox();
         }
-        self.outbox_changed = true;
-        self.change(Model::forget_visitor);
-        let credentials = Credentials::Visitor { site: self.site.clone(), returning: None };
-        self.session = Session::new(credentials, SessionConfig::default(), seed());
-        self.acked_delivered = Seq::ZERO;
-        self.acked_read = Seq::ZERO;
-        let actions = self.session.start(now);
-        self.queue.extend(actions);
-    }
-
-    fn store_outbox(&mut self) {
-        let mine: Vec<StoredPending> = self
-            .session
-            .pending()
-            .map(|pending| StoredPending {
-                client_id: pending.client_id,
-                conversation: Some(pending.conversation),
-                text: match &pending.body {
-                    Body::Text(text) => text.clone(),
-                },
-            })
-            .chain(self.unaddressed.iter().cloned())
-            .collect();
-        let merged = merge_outbox(self.store.outbox(), mine, |id| self.settled.contains(&id));
-        self.store.set_outbox(&merged);
-    }
-
-    fn open_socket(&mut self) {
-        self.close_socket();
-        self.generation += 1;
-        let generation = self.generation;
-        let Ok(ws) = WebSocket::new(&self.url) else {
-            let actions = self.session.disconnected(now());
-            self.queue.extend(actions);
-            return;
-        };
-        ws.set_binary_type(BinaryType::Arraybuffer);
-        let on_open = self.callback(generation, |host| host.session.connected(now()));
-        let on_close = self.callback(generation, |host| {
-            host.close_socket();
-            host.session.disconnected(now())
-        });
-        let me = self.me.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(host) = me.upgrade() else {
-                return;
-            };
-            let mut host = host.borrow_mut();
-            if host.generation != generation {
-                return;
-            }
-            let Ok(buffer) = event.data().dyn_into::<ArrayBuffer>() else {
-                return; // text: not this protocol
-            };
-            let bytes = Uint8Array::new(&buffer).to_vec();
-            // A frame this build cannot read (a newer relay) is skipped;
-            // if it held a message, the seq gap brings a replay.
-            if let Ok(frame) = decode::<ServerFrame>(&bytes, &DEFAULT_LIMITS) {
-                let actions = host.session.receive(now(), frame);
-                host.run(actions);
-            }
-        });
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        self.socket = Some(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close });
-    }
-
-    /// A socket callback that reaches the host only while its socket is
-    /// the current one.
-    fn callback(
-        &self,
-        generation: u64,
-        mut call: impl FnMut(&mut Host) -> Vec<Action> + 'static,
-    ) -> Closure<dyn FnMut()> {
-        let me = self.me.clone();
-        Closure::<dyn FnMut()>::new(move || {
-            let Some(host) = me.upgrade() else {
-                return;
-            };
-            let mut host = host.borrow_mut();
-            if host.generation == generation {
-                let actions = call(&mut host);
-                host.run(actions);
-            }
-        })
-    }
-
-    /// Closes the socket and forgets it, as the session asks: none of its
-    /// events reach the session any more.
-    fn close_socket(&mut self) {
-        let Some(socket) = self.socket.take() else {
-            return;
-        };
-        self.generation += 1;
-        socket.ws.set_onopen(None);
-        socket.ws.set_onmessage(None);
-        socket.ws.set_onclose(None);
-        let _ = socket.ws.close();
-        // This may run inside one of the socket's own callbacks: free them
-        // once it has returned.
-        leptos::prelude::set_timeout(move || drop(socket), std::time::Duration::ZERO);
-    }
-
-    fn on_timer(&mut self) {
-        self.timer_handle = None;
-        let actions = self.session.tick(now());
-        self.run(actions);
-    }
-
-    /// One timeout for the session's next deadline and the typing
-    /// indicator's end, whichever is first. A deadline that moved later
-    /// keeps the earlier timeout: it fires, finds nothing due, and the
-    /// timeout is set again.
-    fn schedule(&mut self) {
-        let typing = self.model.with_untracked(Model::typing_until);
-        let next = match (self.session.next_wakeup(), typing) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        if let Some((handle, at)) = self.timer_handle {
-            if next.is_some_and(|next| next >= at) {
-                return;
-            }
-            window.clear_timeout_with_handle(handle);
-            self.timer_handle = None;
-        }
-        let Some(next) = next else {
-            return;
-        };
-        let delay = i32::try_from(next.since(now())).unwrap_or(i32::MAX);
-        if let Ok(handle) =
-            window.set_timeout_with_callback_and_timeout_and_arguments_0(self.timer.as_ref().unchecked_ref(), delay)
-        {
-            self.timer_handle = Some((handle, next));
+        let unread = self.model.with_untracked(Model::unread);
+        if self.unread_posted != Some(unread) {
+            self.unread_posted = Some(unread);
+            self.parent.unread(unread);
         }
     }
 
-    /// Changes the model; the views that read what changed follow.
-    fn change<R: Default>(&self, change: impl FnOnce(&mut Model) -> R) -> R {
-        self.model.try_update(change).unwrap_or_default()
+    fn deadline(&self) -> Option<Millis> {
+        self.model.with_untracked(Model::typing_until)
     }
-
-    /// Changes the model only if `needed` says so: `settle` runs after
-    /// every frame, and most frames change none of what it looks at.
-    fn change_if(&self, needed: impl FnOnce(&Model) -> bool, change: impl FnOnce(&mut Model)) {
-        if self.model.with_untracked(needed) {
-            self.change(change);
-        }
-    }
-}
-
-/// `ws://` or `wss://` to the host that served the widget page.
-fn relay_url() -> String {
-    let location = web_sys::window().map(|window| window.location());
-    let secure = location.as_ref().and_then(|l| l.protocol().ok()).is_some_and(|p| p == "https:");
-    let host = location.and_then(|l| l.host().ok()).unwrap_or_default();
-    format!("{}://{host}/ws", if secure { "wss" } else { "ws" })
-}
-
-/// The page's monotonic clock.
-pub fn now() -> Millis {
-    let ms = web_sys::window().and_then(|w| w.performance()).map_or_else(js_sys::Date::now, |p| p.now());
-    // Milliseconds since page load: positive and far below 2^53.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Millis(ms as u64)
-}
-
-/// The device's wall clock, for times shown before the relay's is known.
-fn wall_clock() -> Timestamp {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Timestamp(js_sys::Date::now() as u64)
-}
-
-/// 64 bits from the browser's cryptographic generator; the session's ids
-/// and jitter come from it.
-fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    let filled = web_sys::window()
-        .and_then(|window| window.crypto().ok())
-        .is_some_and(|crypto| crypto.get_random_values_with_u8_array(&mut bytes).is_ok());
-    if !filled {
-        // No Web Crypto (very old browsers): mix two Math.random draws.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
-        return draw() << 32 | draw();
-    }
-    u64::from_le_bytes(bytes)
 }

@@ -1,5 +1,7 @@
 //! The widget's texts in every language it speaks, and how one is chosen.
 
+use kefu_protocol::frame::ConversationEvent;
+
 /// A language of the widget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -82,6 +84,25 @@ pub struct Strings {
     pub read: &'static str,
     pub failed: &'static str,
     pub typing: &'static str,
+    /// A system line: an agent joined; `{}` is the agent's name.
+    pub joined: &'static str,
+    pub closed: &'static str,
+    pub reopened: &'static str,
+}
+
+impl Strings {
+    /// The system line a visitor is shown for `event`. Who did it among
+    /// the agents (took, transferred, closed) is the team's business: the
+    /// visitor learns who answers now and whether the chat is open.
+    pub fn system_line(&self, event: &ConversationEvent) -> String {
+        match event {
+            ConversationEvent::Assigned { to, .. } | ConversationEvent::Transferred { to, .. } => {
+                self.joined.replace("{}", &to.name)
+            }
+            ConversationEvent::Closed { .. } => self.closed.to_owned(),
+            ConversationEvent::Reopened { .. } => self.reopened.to_owned(),
+        }
+    }
 }
 
 static EN: Strings = Strings {
@@ -104,6 +125,9 @@ static EN: Strings = Strings {
     read: "Read",
     failed: "Not sent",
     typing: "Typing…",
+    joined: "{} joined the chat",
+    closed: "The conversation was closed",
+    reopened: "The conversation was reopened",
 };
 
 static ZH_CN: Strings = Strings {
@@ -126,6 +150,9 @@ static ZH_CN: Strings = Strings {
     read: "已读",
     failed: "发送失败",
     typing: "正在输入…",
+    joined: "{} 加入了对话",
+    closed: "对话已结束",
+    reopened: "对话已重新开启",
 };
 
 static ZH_TW: Strings = Strings {
@@ -148,6 +175,9 @@ static ZH_TW: Strings = Strings {
     read: "已讀",
     failed: "傳送失敗",
     typing: "正在輸入…",
+    joined: "{} 加入了對話",
+    closed: "對話已結束",
+    reopened: "對話已重新開啟",
 };
 
 #[cfg(test)]
@@ -185,6 +215,24 @@ mod tests {
             for text in [s.title, s.subtitle_online, s.subtitle_offline, s.greeting, s.placeholder, s.send, s.typing] {
                 assert!(!text.is_empty(), "{lang:?}");
             }
+            assert!(s.joined.contains("{}"), "{lang:?}");
         }
+    }
+
+    #[test]
+    fn system_lines_name_the_agent_who_answers_now() {
+        use kefu_protocol::frame::AgentRef;
+        use kefu_protocol::ids::AgentId;
+
+        let ann = AgentRef { id: AgentId(1), name: "Ann".into() };
+        let bob = AgentRef { id: AgentId(2), name: "Bob".into() };
+        let en = Lang::En.strings();
+        assert_eq!(en.system_line(&ConversationEvent::Assigned { to: ann.clone(), by: None }), "Ann joined the chat");
+        assert_eq!(
+            en.system_line(&ConversationEvent::Transferred { from: ann.clone(), to: bob }),
+            "Bob joined the chat"
+        );
+        assert_eq!(en.system_line(&ConversationEvent::Closed { by: ann }), "The conversation was closed");
+        assert_eq!(Lang::ZhTw.strings().system_line(&ConversationEvent::Reopened { by: None }), "對話已重新開啟");
     }
 }

@@ -9,8 +9,9 @@
 //! # Layout
 //!
 //! - [`config`]: what the page URL says (site, language, colour, embed mode).
-//! - [`connection`]: the WebSocket and the session; the only place that
-//!   touches bytes. Carries out the session's actions and feeds the model.
+//! - [`connection`]: the visitor's session, hosted on a WebSocket by the
+//!   shared `kefu-webclient` crate (the only place that touches bytes);
+//!   tells the session what the visitor did and feeds the model.
 //! - [`persist`]: what survives a reload in `localStorage`: the visitor's
 //!   identity, the outbox, the read mark.
 //! - [`model`]: the chat as plain data (messages, marks, link, typing,

@@ -10,6 +10,8 @@ use kefu_protocol::frame::{Accepted, Author, Body, Message, Receipt, ReceiptKind
 use kefu_protocol::ids::{AgentId, ClientMessageId, Seq, Timestamp, VisitorId};
 use kefu_protocol::session::{LinkState, Millis};
 
+use crate::i18n::Lang;
+
 /// An agent's typing indicator disappears after this long without news,
 /// so a lost "stopped typing" cannot leave it on for good.
 pub const TYPING_TIMEOUT_MS: u64 = 6_000;
@@ -103,12 +105,14 @@ pub struct Model {
     typing: Option<(AgentId, Millis)>,
     open: bool,
     visible: bool,
+    /// For system lines, which the relay sends as events, not text.
+    lang: Lang,
 }
 
 impl Model {
     /// An empty chat. `read` is how far the visitor had seen on an earlier
     /// page load, so old messages do not count as unread again.
-    pub fn new(open: bool, visible: bool, read: Seq) -> Model {
+    pub fn new(lang: Lang, open: bool, visible: bool, read: Seq) -> Model {
         Model {
             rows: Vec::new(),
             index: BTreeMap::new(),
@@ -124,6 +128,7 @@ impl Model {
             typing: None,
             open,
             visible,
+            lang,
         }
     }
 
@@ -175,7 +180,13 @@ impl Model {
         if self.rows.iter().any(|row| row.seq == Some(message.seq)) {
             return None;
         }
-        let Body::Text(text) = &message.body;
+        let text = match &message.body {
+            Body::Text(text) => text.clone(),
+            Body::Event(event) => self.lang.strings().system_line(event),
+            // Agents' private notes: the relay never sends them here, and
+            // if one came it would still not be shown.
+            Body::Note(_) => return None,
+        };
         let own = message.client_id.filter(|_| sender == Sender::Visitor).map(RowKey::Own);
         match own.and_then(|key| self.position(key)) {
             Some(index) => {
@@ -194,7 +205,7 @@ impl Model {
                 failed: false,
             }),
         }
-        self.is_live(message.seq).then(|| Arrived { sender, text: text.clone(), at: message.sent_at })
+        self.is_live(message.seq).then_some(Arrived { sender, text, at: message.sent_at })
     }
 
     /// Whether a message is news rather than history shown on load.
@@ -426,7 +437,7 @@ mod tests {
     const CONVERSATION: ConversationId = ConversationId(1);
 
     fn model() -> Model {
-        let mut model = Model::new(false, true, Seq::ZERO);
+        let mut model = Model::new(Lang::En, false, true, Seq::ZERO);
         model.welcome(ME);
         model
     }
@@ -439,6 +450,7 @@ mod tests {
             client_id: client_id.map(ClientMessageId),
             author,
             body: Body::Text(text.into()),
+            prev: Seq(seq - 1),
             sent_at: Timestamp(1_000 * seq),
         }
     }
@@ -517,6 +529,23 @@ mod tests {
     }
 
     #[test]
+    fn system_lines_are_written_in_the_widgets_language_and_notes_never_show() {
+        use kefu_protocol::frame::{AgentRef, ConversationEvent};
+
+        let mut model = Model::new(Lang::ZhCn, false, true, Seq::ZERO);
+        model.welcome(ME);
+        let mut joined = message(1, Author::System, None, "");
+        joined.body =
+            Body::Event(ConversationEvent::Assigned { to: AgentRef { id: AGENT, name: "Ann".into() }, by: None });
+        model.message(&joined);
+        let mut note = message(2, Author::Agent(AGENT), None, "");
+        note.body = Body::Note("VIP customer, be nice".into());
+        assert_eq!(model.message(&note), None);
+        assert_eq!(texts(&model), ["Ann 加入了对话"]);
+        assert_eq!(model.rows[0].sender, Sender::System);
+    }
+
+    #[test]
     fn a_message_seen_twice_shows_once() {
         let mut model = model();
         model.message(&message(1, Author::Agent(AGENT), None, "hi"));
@@ -592,7 +621,7 @@ mod tests {
 
     #[test]
     fn what_was_read_before_a_reload_is_not_unread_again() {
-        let mut model = Model::new(false, true, Seq(1));
+        let mut model = Model::new(Lang::En, false, true, Seq(1));
         model.welcome(ME);
         model.message(&message(1, Author::Agent(AGENT), None, "old"));
         model.message(&message(2, Author::Agent(AGENT), None, "new"));

@@ -4,13 +4,14 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, Login};
+use super::Logo;
+use crate::api::{self, Me};
 
 #[component]
 pub fn LoginScreen(
     /// Why the agent is here again (a session that ended), if not by choice.
     notice: RwSignal<Option<&'static str>>,
-    on_login: impl Fn(Login) + Copy + 'static,
+    on_login: impl Fn(Me) + Copy + 'static,
 ) -> impl IntoView {
     let email = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
@@ -34,10 +35,10 @@ pub fn LoginScreen(
             let result = api::login(address.trim(), &secret).await;
             busy.set(false);
             match result {
-                Ok(login) => on_login(login),
-                Err(message) => {
+                Ok(me) => on_login(me),
+                Err(failure) => {
                     password.set(String::new());
-                    error.set(Some(message));
+                    error.set(Some(failure.message));
                 }
             }
         });
@@ -46,7 +47,7 @@ pub fn LoginScreen(
     view! {
         <div class="login-page">
             <form class="login-card" on:submit=submit novalidate>
-                <div class="brand big"><span class="logo" aria-hidden="true">"客"</span>"Kefu"</div>
+                <div class="brand big"><Logo />"Kefu"</div>
                 <h1>"Sign in to the console"</h1>
                 {move || notice.get().map(|text| view! { <p class="notice" role="status">{text}</p> })}
                 <label for="email">"Email"</label>

@@ -1,74 +1,176 @@
-//! The right column: who the selected conversation's visitor is, from the
-//! relay's `VisitorProfile`.
+//! The right column: who the selected conversation's visitor is. The live
+//! profile (name, page, attributes) comes over the WebSocket; the rest
+//! (pages visited, browser, language, earlier conversations) from
+//! `GET /api/visitors/{id}`, fetched again when the visitor moves on.
 
+use kefu_protocol::frame::{ConversationStatus, VisitorProfile};
+use kefu_protocol::ids::VisitorId;
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
-use super::{Ctx, clock};
+use super::{Ctx, ago, clock};
+use crate::api::{self, VisitorDetails};
 
 #[component]
 pub fn VisitorPanel() -> impl IntoView {
     let ctx = Ctx::get();
+    let visitor = Memo::new(move |_| ctx.model.with(|m| Some(m.conversation(m.selected()?)?.visitor)));
     let profile = Memo::new(move |_| {
-        ctx.model.with(|m| {
-            let visitor = m.conversation(m.selected()?)?.visitor;
-            Some((visitor, m.visitor_name(visitor), m.profile(visitor).cloned()))
+        let visitor = visitor.get()?;
+        ctx.model.with(|m| Some((visitor, m.visitor_name(visitor), m.profile(visitor).cloned())))
+    });
+    // What to fetch details for: the visitor, and where they are now.
+    let wanted = Memo::new(move |_| {
+        profile.with(|p| {
+            p.as_ref().map(|(v, _, p)| (*v, p.as_ref().and_then(|p| p.page.as_ref().map(|pg| pg.url.clone()))))
         })
+    });
+    let details = RwSignal::new(None::<(VisitorId, VisitorDetails)>);
+    Effect::new(move |_| {
+        let Some((visitor, _)) = wanted.get() else {
+            return;
+        };
+        spawn_local(async move {
+            if let Ok(found) = api::visitor(visitor).await
+                && wanted.with_untracked(|w| w.as_ref().is_some_and(|w| w.0 == visitor))
+            {
+                details.set(Some((visitor, found)));
+            }
+        });
     });
     view! {
         <aside class="visitor" aria-label="Visitor">
-            <h2 class="column-title">"Visitor"</h2>
             {move || match profile.get() {
-                None => view! { <p class="empty">"Select a conversation to see who you are talking to."</p> }.into_any(),
-                Some((visitor, name, profile)) => {
-                    let verified = profile.as_ref().is_some_and(|p| p.verified);
-                    let email = profile.as_ref().and_then(|p| p.email.clone());
-                    let user_id = profile.as_ref().and_then(|p| p.user_id.clone());
-                    let page = profile.as_ref().and_then(|p| p.page.clone());
-                    let since = profile.as_ref().and_then(|p| p.page_since);
-                    let attributes = profile.map(|p| p.attributes).unwrap_or_default();
-                    view! {
-                        <div class="card">
-                            <p class="visitor-name">{name}</p>
-                            {if verified {
-                                view! { <span class="tag verified" title="Identity signed by the site's backend">"✓ Verified"</span> }.into_any()
-                            } else {
-                                view! { <span class="tag anonymous" title="Not verified by the site">"Anonymous"</span> }.into_any()
-                            }}
-                            <dl class="facts">
-                                <dt>"Visitor"</dt><dd>{format!("#{visitor}")}</dd>
-                                {email.map(|email| view! { <dt>"Email"</dt><dd class="wrap">{email}</dd> })}
-                                {user_id.map(|id| view! { <dt>"User id"</dt><dd class="wrap">{id}</dd> })}
-                            </dl>
-                        </div>
-                        <div class="card">
-                            <h3>"Current page"</h3>
-                            {match page {
-                                Some(page) => view! {
-                                    <p class="page-title">{if page.title.is_empty() { page.url.clone() } else { page.title.clone() }}</p>
-                                    <p class="page-url wrap">{page.url}</p>
-                                    {since.map(|since| view! { <p class="muted">"Since "{clock(since)}</p> })}
-                                    {page.referrer.filter(|r| !r.is_empty()).map(|r| view! {
-                                        <p class="muted wrap">"From "{r}</p>
-                                    })}
-                                }.into_any(),
-                                None => view! { <p class="muted">"Not reported yet."</p> }.into_any(),
-                            }}
-                        </div>
-                        <div class="card">
-                            <h3>"Attributes"</h3>
-                            {if attributes.is_empty() {
-                                view! { <p class="muted">"None set."</p> }.into_any()
-                            } else {
-                                view! {
-                                    <dl class="facts">
-                                        {attributes.into_iter().map(|a| view! { <dt>{a.key}</dt><dd class="wrap">{a.value}</dd> }).collect_view()}
-                                    </dl>
-                                }.into_any()
-                            }}
-                        </div>
-                    }.into_any()
+                None => view! {
+                    <div class="empty-state">
+                        <p class="empty-title">"Visitor details"</p>
+                        <p>"Open a conversation to see who you are talking to."</p>
+                    </div>
+                }.into_any(),
+                Some((visitor, name, live)) => {
+                    // The live profile is fresher; the fetched one stands in
+                    // until it comes.
+                    let fetched = details.with(|d| d.as_ref().filter(|d| d.0 == visitor).map(|d| d.1.profile.clone()));
+                    let more = Memo::new(move |_| details.with(|d| d.as_ref().filter(|d| d.0 == visitor).map(|d| d.1.clone())));
+                    view! { <Card visitor name profile=live.or(fetched) more /> }.into_any()
                 }
             }}
         </aside>
+    }
+}
+
+#[component]
+fn Card(
+    visitor: VisitorId,
+    name: String,
+    profile: Option<VisitorProfile>,
+    more: Memo<Option<VisitorDetails>>,
+) -> impl IntoView {
+    let ctx = Ctx::get();
+    let p = profile;
+    let verified = p.as_ref().is_some_and(|p| p.verified);
+    let email = p.as_ref().and_then(|p| p.email.clone());
+    let user_id = p.as_ref().and_then(|p| p.user_id.clone());
+    let page = p.as_ref().and_then(|p| p.page.clone());
+    let since = p.as_ref().and_then(|p| p.page_since);
+    let attributes = p.map(|p| p.attributes).unwrap_or_default();
+    let initial = name.chars().next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    let selected = ctx.model.with_untracked(|m| m.selected());
+    view! {
+        <div class="card identity">
+            <span class="avatar big visitor-avatar" aria-hidden="true">{initial}</span>
+            <div>
+                <p class="visitor-name">{name}</p>
+                {if verified {
+                    view! { <span class="tag verified" title="Identity signed by the site's backend">"✓ Verified"</span> }.into_any()
+                } else {
+                    view! { <span class="tag anonymous" title="Not verified by the site">"Anonymous"</span> }.into_any()
+                }}
+            </div>
+        </div>
+        <div class="card">
+            <dl class="facts">
+                <dt>"Visitor"</dt><dd>{format!("#{visitor}")}</dd>
+                {email.map(|email| view! { <dt>"Email"</dt><dd class="wrap">{email}</dd> })}
+                {user_id.map(|id| view! { <dt>"User id"</dt><dd class="wrap">{id}</dd> })}
+                {move || more.get().map(|m| view! {
+                    {m.browser.map(|b| view! { <dt>"Browser"</dt><dd>{b}</dd> })}
+                    {m.os.map(|os| view! { <dt>"System"</dt><dd>{os}</dd> })}
+                    {m.language.map(|l| view! { <dt>"Language"</dt><dd>{l}</dd> })}
+                })}
+            </dl>
+        </div>
+        <div class="card">
+            <h3>"Current page"</h3>
+            {match page {
+                Some(page) => view! {
+                    <p class="page-title">{if page.title.is_empty() { page.url.clone() } else { page.title.clone() }}</p>
+                    <p class="page-url wrap">{page.url}</p>
+                    {since.map(|since| view! { <p class="muted">"Since "{clock(since)}</p> })}
+                    {page.referrer.filter(|r| !r.is_empty()).map(|r| view! {
+                        <p class="muted wrap">"Came from "{r}</p>
+                    })}
+                }.into_any(),
+                None => view! { <p class="muted">"Not reported yet."</p> }.into_any(),
+            }}
+        </div>
+        {move || more.get().filter(|m| m.visits.len() > 1).map(|m| {
+            let now = ctx.now.get();
+            view! {
+                <div class="card">
+                    <h3>"Pages visited"</h3>
+                    <ol class="visits">
+                        {m.visits.into_iter().take(12).map(|visit| view! {
+                            <li>
+                                <span class="visit-title wrap">{if visit.title.is_empty() { visit.url.clone() } else { visit.title.clone() }}</span>
+                                <span class="visit-time" title=clock(visit.at)>{ago(visit.at, now)}" ago"</span>
+                            </li>
+                        }).collect_view()}
+                    </ol>
+                </div>
+            }
+        })}
+        <div class="card">
+            <h3>"Attributes"</h3>
+            {if attributes.is_empty() {
+                view! { <p class="muted">"None set."</p> }.into_any()
+            } else {
+                view! {
+                    <dl class="facts">
+                        {attributes.into_iter().map(|a| view! { <dt>{a.key}</dt><dd class="wrap">{a.value}</dd> }).collect_view()}
+                    </dl>
+                }.into_any()
+            }}
+        </div>
+        {move || more.get().map(|m| {
+            let earlier: Vec<_> = m.conversations.into_iter().filter(|c| Some(c.id) != selected).collect();
+            view! {
+                <div class="card">
+                    <h3>"Earlier conversations"</h3>
+                    {if earlier.is_empty() {
+                        view! { <p class="muted">"This is the first one."</p> }.into_any()
+                    } else {
+                        view! {
+                            <ul class="earlier">
+                                {earlier.into_iter().map(|c| {
+                                    let status = if c.status == "open" { ConversationStatus::Open } else { ConversationStatus::Closed };
+                                    view! {
+                                        <li>
+                                            <button type="button" class="link" on:click=move |_| {
+                                                ctx.connection(|conn| conn.view_changed(|model| model.know(c.id, visitor, status, c.last_seq)));
+                                                ctx.select(c.id);
+                                            }>
+                                                {format!("#{}", c.id)}" · "{clock(c.updated_at)}
+                                            </button>
+                                            <span class="pill" class:open=c.status == "open" class:closed=c.status != "open">{c.status.clone()}</span>
+                                        </li>
+                                    }
+                                }).collect_view()}
+                            </ul>
+                        }.into_any()
+                    }}
+                </div>
+            }
+        })}
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConversationId, Seq, Timestamp, VisitorId};
+use crate::ids::{AgentId, ConversationId, Seq, Timestamp, VisitorId};
 
 /// Client -> relay: send me `conversation` from `after` on, then live.
 /// Also how a client repairs a gap it detected.
@@ -28,6 +28,11 @@ pub struct ConversationUpdate {
     pub status: ConversationStatus,
     pub last_seq: Seq,
     pub updated_at: Timestamp,
+    /// The agent handling it; `None` while it waits in the queue.
+    pub assignee: Option<AgentId>,
+    /// When the oldest visitor message no agent has answered yet was sent;
+    /// `None` when nobody is waiting for an answer.
+    pub waiting_since: Option<Timestamp>,
 }
 
 /// Whether a conversation is still being worked on.

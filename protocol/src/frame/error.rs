@@ -25,6 +25,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The relay failed; retrying later may work.
     Internal,
+    /// The change lost a race: someone else already made a different one
+    /// (another agent took the chat, the target agent is full, ...).
+    Conflict,
 }
 
 /// Relay -> client: a request failed, or the connection is about to close.

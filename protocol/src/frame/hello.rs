@@ -32,6 +32,10 @@ pub enum Credentials {
     Visitor { site: SiteKey, returning: Option<ReturningVisitor> },
     /// An agent with a token from `POST /api/login`.
     Agent { token: AgentToken },
+    /// An agent of the browser console: the proof is the HttpOnly session
+    /// cookie sent with the WebSocket upgrade, which page scripts cannot
+    /// read. The relay accepts it only from the relay's own origin.
+    AgentCookie,
 }
 
 /// A visitor's identity from an earlier welcome.

@@ -4,7 +4,7 @@ use std::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::ErrorCode;
+use crate::frame::{ConversationEvent, ErrorCode};
 use crate::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, Timestamp, VisitorId};
 
 /// Client -> relay: store this message. Resending with the same
@@ -41,6 +41,10 @@ pub struct Rejected {
 pub struct Message {
     pub conversation: ConversationId,
     pub seq: Seq,
+    /// The seq of the message before this one that the recipient is shown:
+    /// `seq - 1`, except for visitors, who are not shown private notes.
+    /// A recipient holding exactly `prev` has nothing missing before it.
+    pub prev: Seq,
     pub id: MessageId,
     /// The sender's id for it; `None` for messages the relay wrote itself.
     pub client_id: Option<ClientMessageId>,
@@ -62,13 +66,24 @@ pub enum Author {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     Text(String),
+    /// A private note: agents only; the relay never sends it to visitors.
+    Note(String),
+    /// A system line (assigned, transferred, closed, ...), written by the
+    /// relay; clients may not send one.
+    Event(ConversationEvent),
 }
 
 impl Body {
     /// The size that counts against `Limits::max_body_bytes`.
     pub fn len_bytes(&self) -> usize {
         match self {
-            Body::Text(text) => text.len(),
+            Body::Text(text) | Body::Note(text) => text.len(),
+            Body::Event(_) => 0,
         }
+    }
+
+    /// Whether visitors are shown it.
+    pub fn is_for_visitors(&self) -> bool {
+        !matches!(self, Body::Note(_))
     }
 }

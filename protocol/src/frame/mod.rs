@@ -10,6 +10,7 @@ mod heartbeat;
 mod hello;
 mod message;
 mod receipt;
+mod team;
 mod typing;
 mod visitor;
 
@@ -21,6 +22,7 @@ pub use heartbeat::{Ping, Pong};
 pub use hello::{Credentials, Cursor, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome};
 pub use message::{Accepted, Author, Body, Message, Rejected, Send};
 pub use receipt::{Ack, Receipt, ReceiptKind};
+pub use team::{AgentRef, AgentStatus, Change, ConversationEvent, Presence, Roster, TeamMember, Update};
 pub use typing::{Typing, TypingNotice};
 pub use visitor::{Attribute, Attributes, Availability, Identify, Visit, VisitorProfile};
 
@@ -37,6 +39,8 @@ pub enum ClientFrame {
     Visit(Visit),
     Identify(Identify),
     Attributes(Attributes),
+    Update(Update),
+    Status(AgentStatus),
 }
 
 /// Everything the relay sends.
@@ -56,4 +60,5 @@ pub enum ServerFrame {
     Conversation(ConversationUpdate),
     Visitor(VisitorProfile),
     Availability(Availability),
+    Roster(Roster),
 }

@@ -1,6 +1,9 @@
 //! Where each followed conversation stands, and when to ask for a replay.
 //!
-//! The cursor is the last seq held with nothing missing before it. Messages
+//! The cursor is the last seq held with nothing missing before it. Every
+//! message names the seq of the one before it that this client is shown
+//! (`prev`: visitors are not shown private notes), so a message continues
+//! the cursor exactly when its `prev` is the cursor. Messages
 //! are delivered strictly in seq order: a duplicate is dropped, and a
 //! message past a hole is dropped too, because asking the relay to replay
 //! from the cursor brings it again, in order, with whatever was missing.
@@ -57,13 +60,14 @@ impl Cursors {
         self.tracks.get(&conversation).map_or(Seq::ZERO, |track| track.cursor)
     }
 
-    /// Judges a message; one for a conversation not followed yet starts it
-    /// at seq 0.
-    pub(crate) fn offer(&mut self, conversation: ConversationId, seq: Seq) -> Arrival {
+    /// Judges a message by its seq and the seq of the one before it that
+    /// this client is shown (`prev`); one for a conversation not followed
+    /// yet starts it at seq 0.
+    pub(crate) fn offer(&mut self, conversation: ConversationId, prev: Seq, seq: Seq) -> Arrival {
         let track = self.tracks.entry(conversation).or_default();
         if seq <= track.cursor {
             Arrival::Duplicate
-        } else if seq == track.cursor.next() {
+        } else if prev == track.cursor {
             track.cursor = seq;
             Arrival::Deliver
         } else {
@@ -122,11 +126,16 @@ impl Cursors {
 mod tests {
     use super::*;
 
+    /// The seq before `seq`: what agents are sent as `prev`.
+    fn prev(seq: Seq) -> Seq {
+        Seq(seq.0.saturating_sub(1))
+    }
+
     const C: ConversationId = ConversationId(1);
 
     fn deliver_up_to(cursors: &mut Cursors, n: u64) {
         for seq in 1..=n {
-            assert_eq!(cursors.offer(C, Seq(seq)), Arrival::Deliver);
+            assert_eq!(cursors.offer(C, prev(Seq(seq)), Seq(seq)), Arrival::Deliver);
         }
     }
 
@@ -143,9 +152,9 @@ mod tests {
     fn duplicates_are_dropped() {
         let mut cursors = Cursors::default();
         deliver_up_to(&mut cursors, 3);
-        assert_eq!(cursors.offer(C, Seq(3)), Arrival::Duplicate);
-        assert_eq!(cursors.offer(C, Seq(1)), Arrival::Duplicate);
-        assert_eq!(cursors.offer(C, Seq(0)), Arrival::Duplicate);
+        assert_eq!(cursors.offer(C, prev(Seq(3)), Seq(3)), Arrival::Duplicate);
+        assert_eq!(cursors.offer(C, prev(Seq(1)), Seq(1)), Arrival::Duplicate);
+        assert_eq!(cursors.offer(C, prev(Seq(0)), Seq(0)), Arrival::Duplicate);
         assert_eq!(cursors.cursor(C), Seq(3));
     }
 
@@ -153,27 +162,27 @@ mod tests {
     fn a_gap_asks_for_one_replay_and_the_replay_fills_it() {
         let mut cursors = Cursors::default();
         deliver_up_to(&mut cursors, 2);
-        assert_eq!(cursors.offer(C, Seq(5)), Arrival::Gap { join_after: Some(Seq(2)) });
+        assert_eq!(cursors.offer(C, prev(Seq(5)), Seq(5)), Arrival::Gap { join_after: Some(Seq(2)) });
         // More past the hole while the replay is on its way: no second Join.
-        assert_eq!(cursors.offer(C, Seq(6)), Arrival::Gap { join_after: None });
+        assert_eq!(cursors.offer(C, prev(Seq(6)), Seq(6)), Arrival::Gap { join_after: None });
         for seq in 3..=6 {
-            assert_eq!(cursors.offer(C, Seq(seq)), Arrival::Deliver);
+            assert_eq!(cursors.offer(C, prev(Seq(seq)), Seq(seq)), Arrival::Deliver);
         }
         assert_eq!(cursors.replay_complete(C), None);
         assert_eq!(cursors.cursor(C), Seq(6));
         // Resynced: the next hole asks again.
-        assert_eq!(cursors.offer(C, Seq(8)), Arrival::Gap { join_after: Some(Seq(6)) });
+        assert_eq!(cursors.offer(C, prev(Seq(8)), Seq(8)), Arrival::Gap { join_after: Some(Seq(6)) });
     }
 
     #[test]
     fn a_replay_that_leaves_a_known_hole_asks_again() {
         let mut cursors = Cursors::default();
         deliver_up_to(&mut cursors, 1);
-        assert_eq!(cursors.offer(C, Seq(4)), Arrival::Gap { join_after: Some(Seq(1)) });
-        assert_eq!(cursors.offer(C, Seq(2)), Arrival::Deliver);
+        assert_eq!(cursors.offer(C, prev(Seq(4)), Seq(4)), Arrival::Gap { join_after: Some(Seq(1)) });
+        assert_eq!(cursors.offer(C, prev(Seq(2)), Seq(2)), Arrival::Deliver);
         assert_eq!(cursors.replay_complete(C), Some(Seq(2)));
         // That second Join is on its way: holes wait for it.
-        assert_eq!(cursors.offer(C, Seq(5)), Arrival::Gap { join_after: None });
+        assert_eq!(cursors.offer(C, prev(Seq(5)), Seq(5)), Arrival::Gap { join_after: None });
     }
 
     #[test]
@@ -182,9 +191,9 @@ mod tests {
         cursors.follow(C);
         assert_eq!(cursors.resume().len(), 1);
         cursors.expect_replay(C);
-        assert_eq!(cursors.offer(C, Seq(3)), Arrival::Gap { join_after: None });
+        assert_eq!(cursors.offer(C, prev(Seq(3)), Seq(3)), Arrival::Gap { join_after: None });
         assert_eq!(cursors.replay_complete(C), None);
-        assert_eq!(cursors.offer(C, Seq(4)), Arrival::Gap { join_after: None });
+        assert_eq!(cursors.offer(C, prev(Seq(4)), Seq(4)), Arrival::Gap { join_after: None });
         assert_eq!(cursors.replay_complete(C), Some(Seq(0)));
     }
 
@@ -192,9 +201,21 @@ mod tests {
     fn a_new_link_forgets_replays_in_flight() {
         let mut cursors = Cursors::default();
         deliver_up_to(&mut cursors, 1);
-        cursors.offer(C, Seq(3));
+        cursors.offer(C, prev(Seq(3)), Seq(3));
         cursors.new_link();
-        assert_eq!(cursors.offer(C, Seq(3)), Arrival::Gap { join_after: Some(Seq(1)) });
+        assert_eq!(cursors.offer(C, prev(Seq(3)), Seq(3)), Arrival::Gap { join_after: Some(Seq(1)) });
+    }
+
+    #[test]
+    fn seqs_not_shown_to_this_client_are_no_gap() {
+        let mut cursors = Cursors::default();
+        deliver_up_to(&mut cursors, 2);
+        // 3 and 4 are private notes: 5 follows 2 for a visitor.
+        assert_eq!(cursors.offer(C, Seq(2), Seq(5)), Arrival::Deliver);
+        assert_eq!(cursors.cursor(C), Seq(5));
+        assert_eq!(cursors.offer(C, Seq(2), Seq(5)), Arrival::Duplicate);
+        // 7 says 6 came before it, which this client has not seen.
+        assert_eq!(cursors.offer(C, Seq(6), Seq(7)), Arrival::Gap { join_after: Some(Seq(5)) });
     }
 
     #[test]
@@ -202,7 +223,7 @@ mod tests {
         let mut cursors = Cursors::default();
         assert_eq!(cursors.cursor(C), Seq::ZERO);
         assert!(!cursors.is_followed(C));
-        assert_eq!(cursors.offer(C, Seq(1)), Arrival::Deliver);
+        assert_eq!(cursors.offer(C, prev(Seq(1)), Seq(1)), Arrival::Deliver);
         assert!(cursors.is_followed(C));
         assert_eq!(cursors.replay_complete(ConversationId(9)), None);
         assert!(!cursors.is_followed(ConversationId(9)));
@@ -213,7 +234,7 @@ mod tests {
         let mut cursors = Cursors::default();
         cursors.follow(ConversationId(9));
         cursors.follow(ConversationId(2));
-        cursors.offer(ConversationId(2), Seq(1));
+        cursors.offer(ConversationId(2), Seq(0), Seq(1));
         assert_eq!(
             cursors.resume(),
             [

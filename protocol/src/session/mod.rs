@@ -42,7 +42,9 @@ use crate::frame::{
     Join, Limits, Message, Pong, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, ServerFrame, Typing,
     TypingNotice, Welcome,
 };
-use crate::frame::{Attribute, Attributes, Availability, Identify, Visit, VisitorProfile};
+use crate::frame::{
+    AgentStatus, Attribute, Attributes, Availability, Change, Identify, Roster, Update, Visit, VisitorProfile,
+};
 use crate::ids::{ClientMessageId, ConversationId, Seq};
 
 use backoff::Backoff;
@@ -167,6 +169,8 @@ pub enum Event {
     Visitor(VisitorProfile),
     /// How many agents can answer now (visitors).
     Availability(Availability),
+    /// The site's agents and their presence changed (agents).
+    Roster(Roster),
 }
 
 /// Where the connection stands; `LinkState` is its public face.
@@ -212,12 +216,14 @@ pub struct Session {
     profile: ProfileFrames,
 }
 
-/// The latest page, identity and attributes a visitor's host reported.
+/// What the host said about its user: a visitor's latest page, identity
+/// and attributes, an agent's status.
 #[derive(Debug, Clone, Default)]
 struct ProfileFrames {
     visit: Option<Visit>,
     identify: Option<Identify>,
     attributes: Vec<Attribute>,
+    status: Option<AgentStatus>,
 }
 
 impl ProfileFrames {
@@ -229,6 +235,7 @@ impl ProfileFrames {
             .into_iter()
             .chain(self.identify.clone().map(ClientFrame::Identify))
             .chain(attributes.map(ClientFrame::Attributes))
+            .chain(self.status.map(ClientFrame::Status))
     }
 }
 
@@ -352,6 +359,7 @@ impl Session {
             ServerFrame::Pong(_) => {}
             ServerFrame::Visitor(profile) => out.push(Action::Emit(Event::Visitor(profile))),
             ServerFrame::Availability(availability) => out.push(Action::Emit(Event::Availability(availability))),
+            ServerFrame::Roster(roster) => out.push(Action::Emit(Event::Roster(roster))),
             ServerFrame::Error(error) => {
                 let fatal = !error.reconnect;
                 out.push(Action::Emit(Event::Error(error)));
@@ -504,6 +512,22 @@ impl Session {
             self.profile.attributes.push(attribute.clone());
         }
         self.transmit_profile(ClientFrame::Attributes(Attributes { set }))
+    }
+
+    /// An agent changes a conversation (take, transfer, close, reopen).
+    /// Sent only if live, never queued: acting on a conversation seen
+    /// before a drop could undo what someone else did since. The outcome
+    /// arrives as a `Conversation` update, or an `Error` with `Conflict`.
+    pub fn update(&mut self, conversation: ConversationId, change: Change) -> Vec<Action> {
+        let frame = ClientFrame::Update(Update { conversation, change });
+        if self.fits(&frame) { self.transmit_if_live(frame) } else { Vec::new() }
+    }
+
+    /// An agent is online or away. Kept like `visit` and sent again after
+    /// every reconnect.
+    pub fn set_status(&mut self, status: AgentStatus) -> Vec<Action> {
+        self.profile.status = Some(status);
+        self.transmit_profile(ClientFrame::Status(status))
     }
 
     /// The user closed the chat: disconnect and do not reconnect. The
@@ -684,7 +708,7 @@ impl Session {
 
     fn on_message(&mut self, message: Message, out: &mut Vec<Action>) {
         let conversation = message.conversation;
-        match self.cursors.offer(conversation, message.seq) {
+        match self.cursors.offer(conversation, message.prev, message.seq) {
             Arrival::Deliver => out.push(Action::Emit(Event::Message(message))),
             Arrival::Duplicate => {}
             Arrival::Gap { join_after } => {

@@ -1,129 +1,67 @@
-//! The HTTP API: agent login and health.
+//! The HTTP API under `/api`, for the agent console, the widget and SDKs.
+//!
+//! # Layout
+//!
+//! - [`session`]: logging in and out, and who a request is from: a bearer
+//!   token (SDKs) or the `kefu_session` cookie with its CSRF token (the
+//!   console); [`CurrentAgent`] and [`Admin`] extract them.
+//! - [`site`]: the caller's site and its widget settings; the widget's
+//!   public look.
+//! - [`agents`]: an admin's list of agents, creating and changing them.
+//! - [`canned`]: canned replies.
+//! - [`history`]: pages of past conversations and messages.
+//! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
+//! - [`extract`]: `Json`, `Query` and `Path` whose rejections answer in
+//!   the API's `{"error": ...}` shape.
+//!
+//! Every handler scopes what it reads and writes to the caller's site, and
+//! a row of another site answers 404 exactly as a missing one does.
 
-use axum::Json;
-use axum::extract::{FromRequestParts, State};
+pub mod agents;
+pub mod canned;
+pub mod extract;
+pub mod history;
+pub mod session;
+pub mod site;
+pub mod user_agent;
+pub mod visitors;
+
+use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use kefu_protocol::ids::{AgentId, SiteId, Timestamp};
-use serde::{Deserialize, Serialize};
+use axum::routing::{get, patch, post, put};
 
-use crate::auth;
-use crate::error::Error;
+pub use agents::AgentView;
+pub use session::{Admin, CurrentAgent, agent_from_cookie};
+
 use crate::state::AppState;
-use crate::store::now;
-use crate::store::{self, Role};
 
-/// Agent sessions last this long; the console logs in again after.
-const SESSION_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
-
-/// `POST /api/login` body.
-#[derive(Debug, Deserialize)]
-pub struct LoginRequest {
-    pub email: String,
-    pub password: String,
-}
-
-/// `POST /api/login` answer: the token goes into the WebSocket hello.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LoginResponse {
-    pub token: String,
-    pub expires_at: Timestamp,
-    pub agent: AgentView,
-}
-
-/// An agent as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AgentView {
-    pub id: AgentId,
-    pub site: SiteId,
-    pub email: String,
-    pub name: String,
-    pub admin: bool,
-}
-
-/// Checks an agent's password and issues a session token.
-pub async fn login(
-    State(state): State<AppState>,
-    Json(request): Json<LoginRequest>,
-) -> Result<Json<LoginResponse>, Error> {
-    let found = state.store.agent_login(request.email.trim()).await?;
-    // Hash checks take tens of milliseconds of CPU: keep them off the
-    // async workers. An unknown email is checked against a dummy hash so
-    // the answer takes as long as for a known one.
-    let (agent, hash) = match found {
-        Some((agent, hash)) => (Some(agent), hash),
-        None => (None, auth::dummy_hash().to_owned()),
-    };
-    let password = request.password;
-    let valid = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let Some(agent) = agent.filter(|_| valid) else {
-        return Err(Error::BadLogin);
-    };
-    let token = auth::new_token();
-    let expires_at = Timestamp(now().0 + SESSION_TTL_MS);
-    state.store.create_agent_session(agent.id, &auth::token_hash(&token), expires_at).await?;
-    Ok(Json(LoginResponse {
-        token,
-        expires_at,
-        agent: AgentView {
-            id: agent.id,
-            site: agent.site,
-            email: agent.email,
-            name: agent.name,
-            admin: matches!(agent.role, Role::Admin),
-        },
-    }))
-}
-
-/// The agent a request is made by, from `Authorization: Bearer <token>`.
-#[derive(Debug, Clone)]
-pub struct CurrentAgent(pub store::Agent);
-
-impl FromRequestParts<AppState> for CurrentAgent {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<CurrentAgent, Error> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(Error::Unauthenticated)?;
-        let agent = state.store.agent_by_session(&auth::token_hash(token.trim()), now()).await?;
-        agent.map(CurrentAgent).ok_or(Error::Unauthenticated)
-    }
-}
-
-/// `GET /api/site` answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SiteView {
-    pub id: SiteId,
-    pub key: String,
-    pub name: String,
-    /// For signing visitor identities (HMAC-SHA256 of the user id); admins only.
-    pub identity_secret: Option<String>,
-}
-
-/// The site of the agent making the request.
-pub async fn site(State(state): State<AppState>, CurrentAgent(agent): CurrentAgent) -> Result<Json<SiteView>, Error> {
-    let site = state.store.site(agent.site).await?.ok_or(Error::Unauthenticated)?;
-    let identity_secret = match agent.role {
-        Role::Admin => Some(state.store.identity_secret(site.id).await?),
-        Role::Agent => None,
-    };
-    Ok(Json(SiteView { id: site.id, key: site.key.as_str().to_owned(), name: site.name, identity_secret }))
+/// The API's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/login", post(session::login))
+        .route("/api/logout", post(session::logout))
+        .route("/api/me", get(session::me))
+        .route("/api/site", get(site::show).put(site::update))
+        .route("/api/widget/{site_key}", get(site::widget))
+        .route("/api/agents", get(agents::list).post(agents::create))
+        .route("/api/agents/{id}", patch(agents::update))
+        .route("/api/canned", get(canned::list).post(canned::create))
+        .route("/api/canned/{id}", put(canned::update).delete(canned::delete))
+        .route("/api/conversations", get(history::conversations))
+        .route("/api/conversations/{id}/messages", get(history::messages))
+        .route("/api/visitors/{id}", get(visitors::show))
+        .route("/healthz", get(healthz))
 }
 
 /// `GET /healthz`: 200 when the store answers, 503 when it does not.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.health().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ok", "store": "ok" })).into_response(),
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ok", "store": "ok" })).into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "unavailable", "store": error.to_string() })),
+            axum::Json(serde_json::json!({ "status": "unavailable", "store": error.to_string() })),
         )
             .into_response(),
     }

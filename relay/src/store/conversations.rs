@@ -1,7 +1,7 @@
 //! Visitors, conversations and receipt marks.
 
 use kefu_protocol::frame::{Author, ConversationStatus, Receipt, ReceiptKind};
-use kefu_protocol::ids::{ConversationId, Seq, SiteId, Timestamp, VisitorId};
+use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
 use super::{Conversation, Error, Store, constraint, int, now, undecodable};
 
@@ -13,9 +13,11 @@ struct ConversationRow {
     status: String,
     last_seq: u64,
     updated_at: u64,
+    assignee_id: Option<u64>,
+    waiting_since: Option<u64>,
 }
 
-const CONVERSATION_COLUMNS: &str = "id, site_id, visitor_id, status, last_seq, updated_at";
+const CONVERSATION_COLUMNS: &str = "id, site_id, visitor_id, status, last_seq, updated_at, assignee_id, waiting_since";
 
 impl TryFrom<ConversationRow> for Conversation {
     type Error = sqlx::Error;
@@ -33,8 +35,21 @@ impl TryFrom<ConversationRow> for Conversation {
             status,
             last_seq: Seq(row.last_seq),
             updated_at: Timestamp(row.updated_at),
+            assignee: row.assignee_id.map(AgentId),
+            waiting_since: row.waiting_since.map(Timestamp),
         })
     }
+}
+
+/// Reads a conversation on `connection`: the writer uses it inside its
+/// transaction, to report the state its own insert left.
+pub(super) async fn conversation_on(
+    connection: &mut sqlx::SqliteConnection,
+    id: ConversationId,
+) -> Result<Option<Conversation>, sqlx::Error> {
+    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?");
+    let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(id.0)).fetch_optional(connection).await?;
+    row.map(Conversation::try_from).transpose()
 }
 
 /// Opening a conversation retries when it loses a race against a close;
@@ -84,7 +99,9 @@ impl Store {
         Ok(())
     }
 
-    /// The visitor's open conversation, created if it has none.
+    /// The visitor's conversation: its open one, else its newest closed one
+    /// (the visitor writing there reopens it, so a returning visitor keeps
+    /// its history), created if it has none.
     /// [`Error::NotFound`] if the visitor is not one of `site`'s.
     ///
     /// Two connections of one visitor may call this at once; the unique
@@ -93,7 +110,7 @@ impl Store {
     pub async fn open_conversation(&self, site: SiteId, visitor: VisitorId) -> Result<Conversation, Error> {
         let find = format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-             WHERE visitor_id = ? AND site_id = ? AND status = 'open'"
+             WHERE visitor_id = ? AND site_id = ? ORDER BY status = 'open' DESC, id DESC LIMIT 1"
         );
         // INSERT ... SELECT from visitors so that a visitor of another site
         // inserts nothing. The WHERE before ON CONFLICT is what SQLite needs
@@ -128,21 +145,95 @@ impl Store {
         Err(Error::Conflict("open conversation"))
     }
 
-    /// Closes a conversation (idempotent) and returns its new state; the
-    /// visitor's next `open_conversation` starts a new one. Messages may
-    /// still be appended to a closed conversation, so a send that was in
-    /// flight when it closed is not lost.
-    pub async fn close_conversation(&self, id: ConversationId) -> Result<Conversation, Error> {
-        let close = format!(
-            "UPDATE conversations SET status = 'closed', updated_at = ? \
-             WHERE id = ? AND status = 'open' RETURNING {CONVERSATION_COLUMNS}"
-        );
-        let closed: Option<ConversationRow> =
-            sqlx::query_as(&close).bind(int(now().0)).bind(int(id.0)).fetch_optional(self.pool()).await?;
-        match closed {
-            Some(row) => Ok(row.try_into()?),
-            None => self.conversation(id).await?.ok_or(Error::NotFound),
+    /// Closes an open conversation; `None` if it is not open. Nobody
+    /// waits on a closed conversation. Messages may still be appended to
+    /// it, so a send that was in flight when it closed is not lost.
+    pub async fn close_conversation(&self, id: ConversationId) -> Result<Option<Conversation>, Error> {
+        self.change_conversation(
+            "status = 'closed', waiting_since = NULL, updated_at = ?1",
+            "id = ?2 AND status = 'open'",
+            id,
+            None,
+        )
+        .await
+    }
+
+    /// Opens a closed conversation again, assigned to `assignee` (or to
+    /// the queue); `None` if it is not closed.
+    pub async fn reopen_conversation(
+        &self,
+        id: ConversationId,
+        assignee: Option<AgentId>,
+    ) -> Result<Option<Conversation>, Error> {
+        self.change_conversation(
+            "status = 'open', assignee_id = ?3, updated_at = ?1",
+            "id = ?2 AND status = 'closed'",
+            id,
+            assignee,
+        )
+        .await
+    }
+
+    /// Assigns an open conversation to `to` if it is assigned to `from`
+    /// now (`None`: waiting in the queue). Compare-and-set, so of two
+    /// agents taking the same chat exactly one wins; `None` for the other.
+    pub async fn assign_conversation(
+        &self,
+        id: ConversationId,
+        from: Option<AgentId>,
+        to: AgentId,
+    ) -> Result<Option<Conversation>, Error> {
+        let assigned = match from {
+            None => "assignee_id IS NULL".to_owned(),
+            Some(from) => format!("assignee_id = {}", int(from.0)),
+        };
+        let assigned = self
+            .change_conversation(
+                "assignee_id = ?3, updated_at = ?1",
+                &format!("id = ?2 AND status = 'open' AND {assigned}"),
+                id,
+                Some(to),
+            )
+            .await?;
+        if assigned.is_some() {
+            sqlx::query("UPDATE agents SET last_assigned_at = ? WHERE id = ?")
+                .bind(int(now().0))
+                .bind(int(to.0))
+                .execute(self.pool())
+                .await?;
         }
+        Ok(assigned)
+    }
+
+    /// One conditional UPDATE of a conversation: `set` and `when` use ?1
+    /// for now, ?2 for the id and ?3 for `agent`. Callers pass literals.
+    async fn change_conversation(
+        &self,
+        set: &str,
+        when: &str,
+        id: ConversationId,
+        agent: Option<AgentId>,
+    ) -> Result<Option<Conversation>, Error> {
+        let sql = format!("UPDATE conversations SET {set} WHERE {when} RETURNING {CONVERSATION_COLUMNS}");
+        let row: Option<ConversationRow> = sqlx::query_as(&sql)
+            .bind(int(now().0))
+            .bind(int(id.0))
+            .bind(agent.map(|a| int(a.0)))
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(Conversation::try_from).transpose()?)
+    }
+
+    /// The oldest conversation of `site` whose visitor waits for an answer
+    /// with no agent assigned: the head of the queue.
+    pub async fn next_in_queue(&self, site: SiteId) -> Result<Option<Conversation>, Error> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE site_id = ? AND status = 'open' AND assignee_id IS NULL AND waiting_since IS NOT NULL \
+             ORDER BY waiting_since, id LIMIT 1"
+        );
+        let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(site.0)).fetch_optional(self.pool()).await?;
+        Ok(row.map(Conversation::try_from).transpose()?)
     }
 
     /// The conversation with that id.

@@ -14,6 +14,7 @@ pub(super) struct MessageRow {
     author_kind: String,
     author_id: u64,
     client_id: Option<Vec<u8>>,
+    body_kind: String,
     body: String,
     created_at: u64,
 }
@@ -22,7 +23,7 @@ pub(super) struct MessageRow {
 /// it into a `&'static str`.
 macro_rules! message_columns {
     () => {
-        "id, conversation_id, seq, author_kind, author_id, client_id, body, created_at"
+        "id, conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at"
     };
 }
 pub(super) use message_columns;
@@ -45,13 +46,22 @@ impl TryFrom<MessageRow> for Message {
                 Ok::<_, sqlx::Error>(ClientMessageId(u128::from_be_bytes(bytes)))
             })
             .transpose()?;
+        let body = match row.body_kind.as_str() {
+            "text" => Body::Text(row.body),
+            "note" => Body::Note(row.body),
+            "event" => Body::Event(serde_json::from_str(&row.body).map_err(|e| undecodable("system line", e))?),
+            other => return Err(undecodable("body kind", other)),
+        };
         Ok(Message {
             conversation: ConversationId(row.conversation_id),
             seq: Seq(row.seq),
+            // Everything before it: a reader that hides some messages
+            // (notes, from visitors) sets its own.
+            prev: Seq(row.seq.saturating_sub(1)),
             id: MessageId(row.id),
             client_id,
             author,
-            body: Body::Text(row.body),
+            body,
             sent_at: Timestamp(row.created_at),
         })
     }
@@ -71,11 +81,13 @@ pub(super) fn client_id_column(client_id: Option<ClientMessageId>) -> Option<Vec
     client_id.map(|id| id.0.to_be_bytes().to_vec())
 }
 
-/// The `body` column. Every body is text today; a new kind of body will
-/// need a column saying which it is.
-pub(super) fn body_column(body: &Body) -> &str {
+/// The `body_kind` and `body` columns: text as it is, a system line as JSON.
+pub(super) fn body_columns(body: &Body) -> (&'static str, std::borrow::Cow<'_, str>) {
     match body {
-        Body::Text(text) => text,
+        Body::Text(text) => ("text", text.into()),
+        Body::Note(text) => ("note", text.into()),
+        // Serializing a plain enum of strings and numbers cannot fail.
+        Body::Event(event) => ("event", serde_json::to_string(event).unwrap_or_default().into()),
     }
 }
 

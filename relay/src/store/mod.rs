@@ -4,8 +4,14 @@
 //!
 //! - this file: [`Store`] (open, close, health), the row types the rest of
 //!   the relay sees, and [`Error`].
-//! - `sites`: sites, agents and agent sessions.
-//! - `conversations`: visitors, conversations and receipt marks.
+//! - `sites`: sites and their settings, agents and agent sessions.
+//! - `team`: the agents as assignment sees them (status, capacity, load).
+//! - `canned`: canned replies.
+//! - `conversations`: visitors, conversations (queue, assignment, close and
+//!   reopen) and receipt marks.
+//! - `console`: what the console reads over HTTP: history pages, the
+//!   visitor panel.
+//! - `visitors`: visitor profiles, visits, identity secrets.
 //! - `messages`: appending and reading messages.
 //! - `writer`: the one task that stores messages, many per transaction.
 //!
@@ -22,11 +28,16 @@
 //! pool: those writes are rare next to messages, and SQLite serialises
 //! writers anyway; the busy timeout makes them wait their turn.
 
+mod canned;
+mod console;
 mod conversations;
 mod messages;
 mod sites;
+mod team;
 mod visitors;
 mod writer;
+
+pub use team::Member;
 
 #[cfg(test)]
 mod tests;
@@ -43,6 +54,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+pub use canned::{CannedReply, CannedReplyId};
+pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
+pub use sites::{AgentUpdate, DEFAULT_CAPACITY, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
 pub use writer::{AppendTicket, WriterStats};
 
@@ -149,6 +163,11 @@ pub struct Agent {
     pub name: String,
     /// What it may do.
     pub role: Role,
+    /// The most open conversations auto-assignment gives it.
+    pub capacity: u32,
+    /// `false` once an admin deactivated it: it cannot log in, its
+    /// sessions stop working, and it is never assigned.
+    pub active: bool,
 }
 
 /// A conversation between one visitor and the agents of its site.
@@ -166,6 +185,10 @@ pub struct Conversation {
     pub last_seq: Seq,
     /// When it last got a message or changed status.
     pub updated_at: Timestamp,
+    /// The agent handling it; `None` while it waits in the queue.
+    pub assignee: Option<AgentId>,
+    /// When the oldest unanswered visitor message was sent.
+    pub waiting_since: Option<Timestamp>,
 }
 
 impl Conversation {
@@ -177,6 +200,8 @@ impl Conversation {
             status: self.status,
             last_seq: self.last_seq,
             updated_at: self.updated_at,
+            assignee: self.assignee,
+            waiting_since: self.waiting_since,
         }
     }
 }
@@ -204,6 +229,9 @@ pub struct Appended {
     /// `false` when the message had been stored before (a resend), so it
     /// must be acknowledged again but not fanned out again.
     pub fresh: bool,
+    /// The conversation right after a fresh message (last seq, who waits),
+    /// read in the same transaction; `None` for a resend.
+    pub conversation: Option<Conversation>,
 }
 
 impl Store {

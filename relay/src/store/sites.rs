@@ -1,9 +1,115 @@
-//! Sites, agents and agent sessions.
+//! Sites and their widget settings, agents and agent sessions.
 
 use kefu_protocol::ids::{AgentId, SiteId, SiteKey, Timestamp};
 use sqlx::{Connection, SqliteConnection};
 
 use super::{Agent, Error, Role, Site, Store, constraint, int, now, undecodable};
+
+/// The capacity of an agent created without one; the schema's default.
+pub const DEFAULT_CAPACITY: u32 = 3;
+
+/// Which bottom corner of the page the widget's button sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WidgetPosition {
+    Right,
+    Left,
+}
+
+impl WidgetPosition {
+    /// `"right"` or `"left"`, as stored and as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WidgetPosition::Right => "right",
+            WidgetPosition::Left => "left",
+        }
+    }
+
+    /// The position named `value` (`"right"` or `"left"`).
+    pub fn parse(value: &str) -> Option<WidgetPosition> {
+        match value {
+            "right" => Some(WidgetPosition::Right),
+            "left" => Some(WidgetPosition::Left),
+            _ => None,
+        }
+    }
+}
+
+/// What an admin sets about a site's widget and console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSettings {
+    /// Whether agents see what the visitor is typing before it is sent.
+    pub draft_preview: bool,
+    /// Origins (`https://shop.example`) whose pages may open the widget;
+    /// empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// The widget's accent colour, `#rrggbb`.
+    pub color: String,
+    /// The first line visitors see, before anyone wrote; may be empty.
+    pub greeting: String,
+    /// Where the widget's button sits.
+    pub position: WidgetPosition,
+}
+
+/// A partial change of a site: `None` keeps the stored value. Values are
+/// validated by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteUpdate {
+    pub name: Option<String>,
+    pub draft_preview: Option<bool>,
+    pub color: Option<String>,
+    pub greeting: Option<String>,
+    pub position: Option<WidgetPosition>,
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// A partial change of an agent: `None` keeps the stored value.
+/// `password_hash` is a PHC string from `auth::hash_password`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentUpdate {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    pub capacity: Option<u32>,
+    pub active: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
+/// An agent to create. `password_hash` is a PHC string from
+/// `auth::hash_password`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAgent<'a> {
+    pub site: SiteId,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password_hash: &'a str,
+    pub role: Role,
+    pub capacity: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct SettingsRow {
+    draft_preview: bool,
+    allowed_origins: String,
+    color: String,
+    greeting: String,
+    position: String,
+}
+
+impl TryFrom<SettingsRow> for SiteSettings {
+    type Error = sqlx::Error;
+
+    fn try_from(row: SettingsRow) -> Result<SiteSettings, sqlx::Error> {
+        let allowed_origins = serde_json::from_str(&row.allowed_origins)
+            .map_err(|_| undecodable("allowed origins", &row.allowed_origins))?;
+        let position = WidgetPosition::parse(&row.position).ok_or_else(|| undecodable("position", &row.position))?;
+        Ok(SiteSettings {
+            draft_preview: row.draft_preview,
+            allowed_origins,
+            color: row.color,
+            greeting: row.greeting,
+            position,
+        })
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct SiteRow {
@@ -28,6 +134,8 @@ struct AgentRow {
     email: String,
     name: String,
     role: String,
+    capacity: u32,
+    active: bool,
 }
 
 impl TryFrom<AgentRow> for Agent {
@@ -40,6 +148,8 @@ impl TryFrom<AgentRow> for Agent {
             email: row.email,
             name: row.name,
             role: Role::from_column(&row.role)?,
+            capacity: row.capacity,
+            active: row.active,
         })
     }
 }
@@ -61,7 +171,8 @@ impl Role {
     }
 }
 
-const AGENT_COLUMNS: &str = "agents.id, agents.site_id, agents.email, agents.name, agents.role";
+const AGENT_COLUMNS: &str =
+    "agents.id, agents.site_id, agents.email, agents.name, agents.role, agents.capacity, agents.active";
 
 impl Store {
     /// How many sites exist; 0 means the relay has never been set up.
@@ -106,9 +217,96 @@ impl Store {
         password_hash: &str,
         role: Role,
     ) -> Result<Agent, Error> {
+        self.add_agent(&NewAgent { site, email, name, password_hash, role, capacity: DEFAULT_CAPACITY }).await
+    }
+
+    /// Creates an agent as [`Store::create_agent`] does, with every field
+    /// given.
+    pub async fn add_agent(&self, new: &NewAgent<'_>) -> Result<Agent, Error> {
         let mut connection = self.pool().acquire().await?;
-        let new = NewAgent { site, email, name, password_hash, role };
-        insert_agent(&mut connection, &new, now()).await
+        insert_agent(&mut connection, new, now()).await
+    }
+
+    /// The agent with that id if it is one of `site`'s, active or not.
+    pub async fn site_agent(&self, site: SiteId, id: AgentId) -> Result<Option<Agent>, Error> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ? AND site_id = ?");
+        let row: Option<AgentRow> =
+            sqlx::query_as(&sql).bind(int(id.0)).bind(int(site.0)).fetch_optional(self.pool()).await?;
+        Ok(row.map(Agent::try_from).transpose()?)
+    }
+
+    /// Every agent of `site`, deactivated ones included, by name.
+    pub async fn agents(&self, site: SiteId) -> Result<Vec<Agent>, Error> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE site_id = ? ORDER BY name, id");
+        let rows: Vec<AgentRow> = sqlx::query_as(&sql).bind(int(site.0)).fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(Agent::try_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Changes an agent of `site` and returns it as it is now.
+    /// Deactivating it also ends its sessions, in the same transaction, so
+    /// no request gets through after the answer. [`Error::NotFound`] if it
+    /// is not one of `site`'s agents.
+    pub async fn update_agent(&self, site: SiteId, id: AgentId, update: &AgentUpdate) -> Result<Agent, Error> {
+        let sql = format!(
+            "UPDATE agents SET name = coalesce(?1, name), role = coalesce(?2, role), \
+             capacity = coalesce(?3, capacity), active = coalesce(?4, active), \
+             password_hash = coalesce(?5, password_hash) \
+             WHERE id = ?6 AND site_id = ?7 RETURNING {}",
+            AGENT_COLUMNS.replace("agents.", "")
+        );
+        let mut tx = self.pool().begin().await?;
+        let row: Option<AgentRow> = sqlx::query_as(&sql)
+            .bind(update.name.as_deref())
+            .bind(update.role.map(Role::column))
+            .bind(update.capacity)
+            .bind(update.active)
+            .bind(update.password_hash.as_deref())
+            .bind(int(id.0))
+            .bind(int(site.0))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let agent = Agent::try_from(row.ok_or(Error::NotFound)?)?;
+        if !agent.active {
+            sqlx::query("DELETE FROM agent_sessions WHERE agent_id = ?").bind(int(id.0)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(agent)
+    }
+
+    /// The settings of `site`. [`Error::NotFound`] if it does not exist.
+    pub async fn site_settings(&self, site: SiteId) -> Result<SiteSettings, Error> {
+        let row: Option<SettingsRow> =
+            sqlx::query_as("SELECT draft_preview, allowed_origins, color, greeting, position FROM sites WHERE id = ?")
+                .bind(int(site.0))
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(SiteSettings::try_from(row.ok_or(Error::NotFound)?)?)
+    }
+
+    /// Changes `site` and returns it and its settings as they are now.
+    /// [`Error::NotFound`] if it does not exist.
+    pub async fn update_site(&self, site: SiteId, update: &SiteUpdate) -> Result<(Site, SiteSettings), Error> {
+        let origins =
+            update.allowed_origins.as_ref().map(|origins| serde_json::Value::from(origins.clone()).to_string());
+        let done = sqlx::query(
+            "UPDATE sites SET name = coalesce(?1, name), draft_preview = coalesce(?2, draft_preview), \
+             color = coalesce(?3, color), greeting = coalesce(?4, greeting), position = coalesce(?5, position), \
+             allowed_origins = coalesce(?6, allowed_origins) WHERE id = ?7",
+        )
+        .bind(update.name.as_deref())
+        .bind(update.draft_preview)
+        .bind(update.color.as_deref())
+        .bind(update.greeting.as_deref())
+        .bind(update.position.map(WidgetPosition::as_str))
+        .bind(origins)
+        .bind(int(site.0))
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        let found = self.site(site).await?.ok_or(Error::NotFound)?;
+        Ok((found, self.site_settings(site).await?))
     }
 
     /// Creates the first site and its admin in one transaction, so a crash
@@ -132,7 +330,14 @@ impl Store {
             return Ok(None);
         }
         let site = insert_site(&mut tx, key, site_name, now).await?;
-        let admin = NewAgent { site: site.id, email: admin_email, name: admin_name, password_hash, role: Role::Admin };
+        let admin = NewAgent {
+            site: site.id,
+            email: admin_email,
+            name: admin_name,
+            password_hash,
+            role: Role::Admin,
+            capacity: DEFAULT_CAPACITY,
+        };
         let agent = insert_agent(&mut tx, &admin, now).await?;
         tx.commit().await?;
         Ok(Some((site, agent)))
@@ -179,25 +384,24 @@ impl Store {
     }
 
     /// The agent logged in with that token hash, unless the session is
-    /// unknown or expired at `now`.
+    /// unknown or expired at `now`, or the agent was deactivated.
     pub async fn agent_by_session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Agent>, Error> {
         let sql = format!(
             "SELECT {AGENT_COLUMNS} FROM agent_sessions \
              JOIN agents ON agents.id = agent_sessions.agent_id \
-             WHERE agent_sessions.token_hash = ? AND agent_sessions.expires_at > ?"
+             WHERE agent_sessions.token_hash = ? AND agent_sessions.expires_at > ? AND agents.active = 1"
         );
         let row: Option<AgentRow> =
             sqlx::query_as(&sql).bind(token_hash).bind(int(now.0)).fetch_optional(self.pool()).await?;
         Ok(row.map(Agent::try_from).transpose()?)
     }
-}
 
-struct NewAgent<'a> {
-    site: SiteId,
-    email: &'a str,
-    name: &'a str,
-    password_hash: &'a str,
-    role: Role,
+    /// Ends the session with that token hash (logout); nothing happens
+    /// for an unknown one.
+    pub async fn delete_agent_session(&self, token_hash: &str) -> Result<(), Error> {
+        sqlx::query("DELETE FROM agent_sessions WHERE token_hash = ?").bind(token_hash).execute(self.pool()).await?;
+        Ok(())
+    }
 }
 
 async fn insert_site(
@@ -218,14 +422,15 @@ async fn insert_site(
 
 async fn insert_agent(connection: &mut SqliteConnection, new: &NewAgent<'_>, now: Timestamp) -> Result<Agent, Error> {
     let id: u64 = sqlx::query_scalar(
-        "INSERT INTO agents (site_id, email, name, password_hash, role, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO agents (site_id, email, name, password_hash, role, capacity, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(int(new.site.0))
     .bind(new.email)
     .bind(new.name)
     .bind(new.password_hash)
     .bind(new.role.column())
+    .bind(new.capacity)
     .bind(int(now.0))
     .fetch_one(&mut *connection)
     .await
@@ -236,5 +441,103 @@ async fn insert_agent(connection: &mut SqliteConnection, new: &NewAgent<'_>, now
         email: new.email.to_owned(),
         name: new.name.to_owned(),
         role: new.role,
+        capacity: new.capacity,
+        active: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+
+    use super::*;
+
+    async fn store() -> (TempDir, Store, Site, Site) {
+        let dir = TempDir::new().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let a = store.create_site(&SiteKey::new("a").unwrap(), "A").await.unwrap();
+        let b = store.create_site(&SiteKey::new("b").unwrap(), "B").await.unwrap();
+        (dir, store, a, b)
+    }
+
+    #[tokio::test]
+    async fn site_settings_start_at_the_defaults_and_change_in_part() {
+        let (_dir, store, a, b) = store().await;
+        let defaults = store.site_settings(a.id).await.unwrap();
+        assert_eq!(
+            defaults,
+            SiteSettings {
+                draft_preview: true,
+                allowed_origins: Vec::new(),
+                color: "#2563eb".into(),
+                greeting: String::new(),
+                position: WidgetPosition::Right,
+            }
+        );
+        let update = SiteUpdate {
+            draft_preview: Some(false),
+            position: Some(WidgetPosition::Left),
+            allowed_origins: Some(vec!["https://shop.example".into()]),
+            ..SiteUpdate::default()
+        };
+        let (site, settings) = store.update_site(a.id, &update).await.unwrap();
+        assert_eq!(site, a);
+        assert!(!settings.draft_preview);
+        assert_eq!((settings.position, settings.color.as_str()), (WidgetPosition::Left, "#2563eb"));
+        assert_eq!(settings.allowed_origins, ["https://shop.example"]);
+        let renamed = SiteUpdate { name: Some("Shop".into()), greeting: Some("Hi!".into()), ..SiteUpdate::default() };
+        let (site, settings) = store.update_site(a.id, &renamed).await.unwrap();
+        assert_eq!((site.name.as_str(), settings.greeting.as_str()), ("Shop", "Hi!"));
+        assert!(!settings.draft_preview, "untouched fields are kept");
+        assert_eq!(store.site_settings(b.id).await.unwrap(), defaults);
+        assert!(matches!(store.site_settings(SiteId(999)).await, Err(Error::NotFound)));
+        assert!(matches!(store.update_site(SiteId(999), &renamed).await, Err(Error::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn deactivating_an_agent_ends_its_sessions_and_other_sites_cannot_touch_it() {
+        let (_dir, store, a, b) = store().await;
+        let new = NewAgent {
+            site: a.id,
+            email: "ann@example.com",
+            name: "Ann",
+            password_hash: "phc",
+            role: Role::Agent,
+            capacity: 2,
+        };
+        let ann = store.add_agent(&new).await.unwrap();
+        assert_eq!((ann.capacity, ann.active), (2, true));
+        store.create_agent_session(ann.id, "session", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
+        assert!(store.agent_by_session("session", now()).await.unwrap().is_some());
+
+        let promote = AgentUpdate { role: Some(Role::Admin), capacity: Some(5), ..AgentUpdate::default() };
+        assert!(matches!(store.update_agent(b.id, ann.id, &promote).await, Err(Error::NotFound)));
+        assert_eq!(store.site_agent(b.id, ann.id).await.unwrap(), None);
+        let promoted = store.update_agent(a.id, ann.id, &promote).await.unwrap();
+        assert_eq!((promoted.role, promoted.capacity, promoted.name.as_str()), (Role::Admin, 5, "Ann"));
+        assert!(store.agent_by_session("session", now()).await.unwrap().is_some(), "still logged in");
+
+        let deactivate = AgentUpdate { active: Some(false), ..AgentUpdate::default() };
+        let gone = store.update_agent(a.id, ann.id, &deactivate).await.unwrap();
+        assert!(!gone.active);
+        assert_eq!(store.agent_by_session("session", now()).await.unwrap(), None);
+        // Even a session made after (by a stale login) does not work.
+        store.create_agent_session(ann.id, "late", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
+        assert_eq!(store.agent_by_session("late", now()).await.unwrap(), None);
+        assert_eq!(store.agents(a.id).await.unwrap(), [gone]);
+        assert!(store.agents(b.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn logging_out_deletes_only_that_session() {
+        let (_dir, store, a, _) = store().await;
+        let ann = store.create_agent(a.id, "ann@example.com", "Ann", "phc", Role::Agent).await.unwrap();
+        let later = Timestamp(u64::from(u32::MAX) * 1000);
+        store.create_agent_session(ann.id, "one", later).await.unwrap();
+        store.create_agent_session(ann.id, "two", later).await.unwrap();
+        store.delete_agent_session("one").await.unwrap();
+        store.delete_agent_session("unknown").await.unwrap();
+        assert_eq!(store.agent_by_session("one", now()).await.unwrap(), None);
+        assert!(store.agent_by_session("two", now()).await.unwrap().is_some());
+    }
 }

@@ -286,7 +286,7 @@ async fn messages_survive_close_and_reopen() {
 }
 
 #[tokio::test]
-async fn a_visitor_has_one_open_conversation_until_it_is_closed() {
+async fn a_visitor_keeps_one_conversation_through_close_and_reopen() {
     let f = Fixture::new().await;
     let visitor = f.visitor().await;
     let first = f.store.open_conversation(f.site.id, visitor).await.unwrap();
@@ -295,19 +295,67 @@ async fn a_visitor_has_one_open_conversation_until_it_is_closed() {
     assert_eq!(first.visitor, visitor);
     assert_eq!(f.store.open_conversation(f.site.id, visitor).await.unwrap(), first);
 
-    let closed = f.store.close_conversation(first.id).await.unwrap();
+    let closed = f.store.close_conversation(first.id).await.unwrap().unwrap();
     assert_eq!(closed.status, ConversationStatus::Closed);
     assert_eq!(closed.update().status, ConversationStatus::Closed);
-    assert_eq!(f.store.close_conversation(first.id).await.unwrap(), closed, "idempotent");
-    assert!(matches!(f.store.close_conversation(ConversationId(999)).await, Err(Error::NotFound)));
+    assert_eq!(f.store.close_conversation(first.id).await.unwrap(), None, "closed once");
+    assert_eq!(f.store.close_conversation(ConversationId(999)).await.unwrap(), None);
 
-    let second = f.store.open_conversation(f.site.id, visitor).await.unwrap();
-    assert_ne!(second.id, first.id);
-    assert_eq!(second.status, ConversationStatus::Open);
+    // A returning visitor comes back to its closed conversation, history and all.
+    let again = f.store.open_conversation(f.site.id, visitor).await.unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.status, ConversationStatus::Closed);
 
     // A send that was in flight when the conversation closed is kept.
-    let late = NewMessage { conversation: first.id, ..text(&second, 1, "wait") };
+    let late = NewMessage { conversation: first.id, ..text(&first, 1, "wait") };
     assert!(f.store.append(late).await.unwrap().fresh);
+
+    let reopened = f.store.reopen_conversation(first.id, None).await.unwrap().unwrap();
+    assert_eq!((reopened.status, reopened.assignee), (ConversationStatus::Open, None));
+    assert_eq!(f.store.reopen_conversation(first.id, None).await.unwrap(), None, "reopened once");
+}
+
+#[tokio::test]
+async fn assignment_is_compare_and_set() {
+    let f = Fixture::new().await;
+    let c = f.conversation().await;
+    let ann = f.agent("ann@example.com").await;
+    let bob = f.agent("bob@example.com").await;
+    let taken = f.store.assign_conversation(c.id, None, ann).await.unwrap().unwrap();
+    assert_eq!(taken.assignee, Some(ann));
+    assert_eq!(f.store.assign_conversation(c.id, None, bob).await.unwrap(), None, "already taken");
+    assert_eq!(f.store.assign_conversation(c.id, Some(bob), ann).await.unwrap(), None, "not bob's to give");
+    let moved = f.store.assign_conversation(c.id, Some(ann), bob).await.unwrap().unwrap();
+    assert_eq!(moved.assignee, Some(bob));
+    let team = f.store.team(f.site.id).await.unwrap();
+    let open: Vec<_> = team.iter().map(|m| (m.id, m.open)).collect();
+    assert!(open.contains(&(bob, 1)) && open.contains(&(ann, 0)), "{open:?}");
+}
+
+#[tokio::test]
+async fn the_queue_holds_unassigned_conversations_whose_visitor_waits_oldest_first() {
+    let f = Fixture::new().await;
+    let quiet = f.conversation().await;
+    let first = f.conversation().await;
+    let second = f.conversation().await;
+    assert_eq!(f.store.next_in_queue(f.site.id).await.unwrap(), None, "nobody wrote yet");
+    let from_visitor = |c: &Conversation, id| NewMessage { author: Author::Visitor(c.visitor), ..text(c, id, "hi") };
+    f.store.append(from_visitor(&first, 1)).await.unwrap();
+    f.store.append(from_visitor(&second, 2)).await.unwrap();
+    let head = f.store.next_in_queue(f.site.id).await.unwrap().unwrap();
+    assert_eq!(head.id, first.id);
+    assert!(head.waiting_since.is_some());
+    let ann = f.agent("ann@example.com").await;
+    // A private note does not answer the visitor; a reply does.
+    let note = NewMessage { author: Author::Agent(ann), body: Body::Note("hm".into()), ..text(&first, 3, "") };
+    let after_note = f.store.append(note).await.unwrap().conversation.unwrap();
+    assert_eq!(after_note.waiting_since, head.waiting_since);
+    let reply = NewMessage { author: Author::Agent(ann), ..text(&first, 4, "hello") };
+    assert_eq!(f.store.append(reply).await.unwrap().conversation.unwrap().waiting_since, None);
+    assert_eq!(f.store.next_in_queue(f.site.id).await.unwrap().unwrap().id, second.id);
+    f.store.assign_conversation(second.id, None, ann).await.unwrap().unwrap();
+    assert_eq!(f.store.next_in_queue(f.site.id).await.unwrap(), None);
+    let _ = quiet;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -350,7 +398,7 @@ async fn open_conversations_lists_the_sites_open_ones_oldest_first() {
     let other = f.store.create_site(&key("other"), "Other").await.unwrap();
     let stranger = f.store.create_visitor(other.id, "x").await.unwrap();
     f.store.open_conversation(other.id, stranger).await.unwrap();
-    f.store.close_conversation(b.id).await.unwrap();
+    f.store.close_conversation(b.id).await.unwrap().unwrap();
     f.store.append(text(&c, 1, "newer activity")).await.unwrap();
 
     let open = f.store.open_conversations(f.site.id).await.unwrap();

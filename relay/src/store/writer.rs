@@ -28,8 +28,8 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::messages::{MessageRow, author_columns, body_column, client_id_column, message_columns};
-use super::{Appended, Error, NewMessage, int, now};
+use super::messages::{MessageRow, author_columns, body_columns, client_id_column, message_columns};
+use super::{Appended, Error, NewMessage, conversations, int, now};
 
 /// The most messages stored in one transaction. Large enough to share an
 /// fsync among hundreds of senders, small enough that the first of them
@@ -242,6 +242,7 @@ async fn store_one(
 ) -> Result<Option<Appended>, sqlx::Error> {
     let (author_kind, author_id) = author_columns(message.author);
     let client_id = client_id_column(message.client_id);
+    let (body_kind, body) = body_columns(&message.body);
 
     // One statement for the common case: the message takes the next seq
     // if the conversation exists and the author may write in it (a
@@ -251,8 +252,8 @@ async fn store_one(
     // idempotency key and inserts nothing.
     let inserted: Option<(u64, u64)> = sqlx::query_as(
         "INSERT INTO messages \
-         (conversation_id, seq, author_kind, author_id, client_id, body, created_at) \
-         SELECT id, last_seq + 1, ?3, ?4, ?5, ?6, ?1 FROM conversations \
+         (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at) \
+         SELECT id, last_seq + 1, ?3, ?4, ?5, ?7, ?6, ?1 FROM conversations \
          WHERE id = ?2 AND CASE ?3 \
              WHEN 'visitor' THEN visitor_id = ?4 \
              WHEN 'agent' THEN site_id = (SELECT site_id FROM agents WHERE id = ?4) \
@@ -265,14 +266,18 @@ async fn store_one(
     .bind(author_kind)
     .bind(author_id)
     .bind(client_id.as_deref())
-    .bind(body_column(&message.body))
+    .bind(&*body)
+    .bind(body_kind)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some((id, seq)) = inserted {
+        let conversation = conversations::conversation_on(tx, message.conversation).await?;
         return Ok(Some(Appended {
+            conversation,
             message: Message {
                 conversation: message.conversation,
                 seq: Seq(seq),
+                prev: Seq(seq - 1),
                 id: MessageId(id),
                 client_id: message.client_id,
                 author: message.author,
@@ -298,5 +303,5 @@ async fn store_one(
     .bind(client_id)
     .fetch_optional(&mut *tx)
     .await?;
-    original.map(|row| Ok(Appended { message: Message::try_from(row)?, fresh: false })).transpose()
+    original.map(|row| Ok(Appended { message: Message::try_from(row)?, fresh: false, conversation: None })).transpose()
 }

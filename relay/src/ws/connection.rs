@@ -3,10 +3,12 @@
 //!
 //! Replay and live fan-out meet here. Following a conversation registers in
 //! the hub first and reads the store second, so nothing committed in between
-//! is missed; `sent` remembers the last seq this connection delivered per
+//! is missed; `positions` remembers the last seq this connection passed per
 //! conversation, so what arrives both ways is sent once, and a live message
-//! that jumps ahead of `sent` makes the connection read the gap from the
-//! store first. The client sees every conversation as 1, 2, 3, ...
+//! that jumps ahead of it makes the connection read the gap from the store
+//! first. Visitors are not sent private notes: each message carries the
+//! seq of the one before it that this client was sent (`prev`), so the
+//! client sees one unbroken chain either way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +19,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::codec::clip;
 use kefu_protocol::frame::{
-    Accepted, Ack, Attribute, Attributes, Availability, Body, CloseReason, Closing, ConversationStatus,
-    ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected,
-    ReplayComplete, Send, Typing, TypingNotice, Visit,
+    Accepted, Ack, AgentStatus, Attribute, Attributes, Availability, Body, CloseReason, Closing, Cursor, ErrorCode,
+    ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected, ReplayComplete, Send, Typing,
+    TypingNotice, Update, Visit,
 };
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, VisitorId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
@@ -31,6 +33,7 @@ use crate::auth;
 use crate::hub::{Audience, Mailbox};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket, NewMessage};
+use crate::team;
 
 /// Messages read from the store per query while replaying.
 const REPLAY_PAGE: u32 = 256;
@@ -49,12 +52,12 @@ mod close_code {
 }
 
 /// Serves one WebSocket from hello to close.
-pub(super) async fn serve(mut socket: WebSocket, state: AppState) {
+pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: handshake::Upgrade) {
     let session = state.next_session();
     // Bodies are checked by the connection rather than the codec, so an
     // oversized send is answered with `Rejected` for its client id.
     let limits = Limits { max_body_bytes: DEFAULT_LIMITS.max_frame_bytes, ..DEFAULT_LIMITS };
-    let established = match handshake::handshake(&mut socket, &state, session, &limits).await {
+    let established = match handshake::handshake(&mut socket, &state, session, &limits, upgrade).await {
         Ok(established) => established,
         Err(handshake::Refused(error)) => {
             if let Some(error) = error {
@@ -69,14 +72,21 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState) {
     };
     let Established { peer, resume } = established;
     tracing::debug!(?session, ?peer, ?resume, "connected");
-    let mailbox = state.hub.mailbox(session, state.config.outbound_queue);
+    let agent = match &peer {
+        Peer::Agent(agent) => Some((agent.site, agent.id)),
+        Peer::Visitor { .. } => None,
+    };
+    let mut mailbox = state.hub.mailbox(session, state.config.outbound_queue);
+    if let Some((site, id)) = agent {
+        mailbox.attend(site, id, AgentStatus::Away);
+    }
     let mut connection = Connection {
         state,
         socket,
         limits,
         peer,
         mailbox,
-        sent: HashMap::new(),
+        positions: HashMap::new(),
         conversations: HashMap::new(),
         appends: FuturesOrdered::new(),
         last_heard: Instant::now(),
@@ -87,7 +97,25 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState) {
         Err(end) => end,
     };
     connection.finish(end).await;
+    let state = connection.state.clone();
+    drop(connection);
+    if let Some((site, _)) = agent {
+        // The mailbox is gone, so the agent counts as gone if this was its
+        // last console.
+        if let Err(error) = team::publish_roster(&state, site).await {
+            tracing::warn!(%error, "could not publish the roster");
+        }
+    }
     tracing::debug!(?session, "disconnected");
+}
+
+/// How far a connection has got in a conversation.
+#[derive(Debug, Clone, Copy, Default)]
+struct Position {
+    /// The last seq passed on or skipped (a note, for a visitor).
+    passed: Seq,
+    /// The last seq actually sent: the next message's `prev`.
+    sent: Seq,
 }
 
 /// What a conversation means to this connection, cached after the first
@@ -95,7 +123,6 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState) {
 #[derive(Debug, Clone, Copy)]
 struct Access {
     site: SiteId,
-    visitor: VisitorId,
 }
 
 /// Why a connection ends.
@@ -145,8 +172,8 @@ struct Connection {
     limits: Limits,
     peer: Peer,
     mailbox: Mailbox,
-    /// Per followed conversation, the last seq this connection sent.
-    sent: HashMap<ConversationId, Seq>,
+    /// Per followed conversation, how far this connection has got.
+    positions: HashMap<ConversationId, Position>,
     /// Conversations this peer may use, with what the checks need.
     conversations: HashMap<ConversationId, Access>,
     /// Sends handed to the store, answered in the order they were made.
@@ -160,11 +187,11 @@ impl Connection {
     /// lists the site's open conversations.
     async fn start(&mut self, resume: Vec<Cursor>) -> Result<(), End> {
         match self.peer.clone() {
-            Peer::Visitor { visitor, site, conversation } => {
+            Peer::Visitor { site, conversation, .. } => {
                 self.mailbox.follow_site(site, Audience::Visitors);
                 let availability = Availability { agents_online: self.state.hub.agents_online(site) };
                 self.write(&ServerFrame::Availability(availability)).await?;
-                self.conversations.insert(conversation, Access { site, visitor });
+                self.conversations.insert(conversation, Access { site });
                 let after = resume
                     .iter()
                     .find(|cursor| cursor.conversation == conversation)
@@ -182,11 +209,15 @@ impl Connection {
                 self.join(Join { conversation: cursor.conversation, after: cursor.seq }).await?;
             }
         }
-        if let Peer::Agent(agent) = &self.peer {
+        if let Peer::Agent(agent) = self.peer.clone() {
             let open = self.state.store.open_conversations(agent.site).await.map_err(|e| End::store(&e))?;
             for conversation in open {
                 self.write(&ServerFrame::Conversation(conversation.update())).await?;
             }
+            // Everyone, this console included, hears that the agent is here;
+            // and an agent arriving may take a waiting chat.
+            team::publish_roster(&self.state, agent.site).await.map_err(|e| End::store(&e))?;
+            self.state.connections.spawn(team::dispatch_logged(self.state.clone(), agent.site));
         }
         Ok(())
     }
@@ -273,6 +304,8 @@ impl Connection {
             ClientFrame::Visit(visit) => self.on_visit(visit).await,
             ClientFrame::Identify(identify) => self.on_identify(identify).await,
             ClientFrame::Attributes(attributes) => self.on_attributes(attributes).await,
+            ClientFrame::Update(update) => self.on_update(update).await,
+            ClientFrame::Status(status) => self.on_status(status).await,
             ClientFrame::Hello(_) => Err(End::protocol(ErrorCode::HelloExpected, "hello was already said")),
         }
     }
@@ -292,7 +325,7 @@ impl Connection {
         if !allowed {
             return Ok(None);
         }
-        let access = Access { site: found.site, visitor: found.visitor };
+        let access = Access { site: found.site };
         self.conversations.insert(conversation, access);
         Ok(Some(access))
     }
@@ -310,6 +343,8 @@ impl Connection {
         let Send { conversation, client_id, body } = send;
         let refusal = if body.len_bytes() > DEFAULT_LIMITS.max_body_bytes as usize {
             Some((ErrorCode::BodyTooLarge, format!("messages are limited to {} bytes", DEFAULT_LIMITS.max_body_bytes)))
+        } else if let Some(reason) = self.may_not_send(&body) {
+            Some((ErrorCode::Forbidden, reason.to_owned()))
         } else if is_blank(&body) {
             Some((ErrorCode::Malformed, "empty message".to_owned()))
         } else if self.access(conversation).await?.is_none() {
@@ -326,24 +361,30 @@ impl Connection {
         Ok(())
     }
 
+    /// Why this peer may not send a body of this kind, if it may not.
+    fn may_not_send(&self, body: &Body) -> Option<&'static str> {
+        match (body, &self.peer) {
+            (Body::Text(_), _) | (Body::Note(_), Peer::Agent(_)) => None,
+            (Body::Note(_), Peer::Visitor { .. }) => Some("private notes are for agents"),
+            (Body::Event(_), _) => Some("system lines are written by the relay"),
+        }
+    }
+
     async fn on_appended(&mut self, appended: Result<store::Appended, store::Error>) -> Result<(), End> {
         let appended = appended.map_err(|e| End::store(&e))?;
-        let message = appended.message;
-        let conversation = message.conversation;
-        if appended.fresh {
-            let access = self.conversations.get(&conversation).copied();
-            self.state.hub.publish(conversation, ServerFrame::Message(message.clone()));
-            if let Some(access) = access {
-                let update = ConversationUpdate {
-                    conversation,
-                    visitor: access.visitor,
-                    status: ConversationStatus::Open,
-                    last_seq: message.seq,
-                    updated_at: message.sent_at,
-                };
-                self.state.hub.publish_site(access.site, Audience::Agents, ServerFrame::Conversation(update));
+        if let Some(conversation) = &appended.conversation {
+            team::publish(&self.state, conversation.site, &appended);
+            if matches!(self.peer, Peer::Visitor { .. }) {
+                let (state, conversation) = (self.state.clone(), conversation.clone());
+                self.state.connections.spawn(async move {
+                    if let Err(error) = team::visitor_wrote(&state, &conversation).await {
+                        tracing::error!(%error, "could not reopen or assign after a visitor's message");
+                    }
+                });
             }
         }
+        let message = appended.message;
+        let conversation = message.conversation;
         let Some(client_id) = message.client_id else {
             return Ok(());
         };
@@ -368,9 +409,9 @@ impl Connection {
     async fn follow(&mut self, conversation: ConversationId, after: Seq) -> Result<(), End> {
         // Register first, read second: see the module comment.
         self.mailbox.follow(conversation);
-        self.sent.insert(conversation, after);
+        self.positions.insert(conversation, Position { passed: after, sent: after });
         self.catch_up(conversation, None).await?;
-        let last_seq = self.sent.get(&conversation).copied().unwrap_or(after);
+        let last_seq = self.positions.get(&conversation).map_or(after, |position| position.sent);
         self.write(&ServerFrame::ReplayComplete(ReplayComplete { conversation, last_seq })).await?;
         // Marks are not messages and are not replayed with them; the
         // current ones come after, so a reloaded client shows them again.
@@ -385,7 +426,7 @@ impl Connection {
     /// to the end of the conversation).
     async fn catch_up(&mut self, conversation: ConversationId, until: Option<Seq>) -> Result<(), End> {
         loop {
-            let after = self.sent.get(&conversation).copied().unwrap_or(Seq::ZERO);
+            let after = self.positions.get(&conversation).map_or(Seq::ZERO, |position| position.passed);
             if until.is_some_and(|until| after >= until) {
                 return Ok(());
             }
@@ -393,8 +434,7 @@ impl Connection {
                 self.state.store.messages_after(conversation, after, REPLAY_PAGE).await.map_err(|e| End::store(&e))?;
             let full = page.len() == REPLAY_PAGE as usize;
             for message in page {
-                self.sent.insert(conversation, message.seq);
-                self.write(&ServerFrame::Message(message)).await?;
+                self.pass_on(message).await?;
             }
             if !full {
                 return Ok(());
@@ -412,19 +452,32 @@ impl Connection {
     }
 
     async fn deliver_message(&mut self, message: &Message) -> Result<(), End> {
-        let Some(&sent) = self.sent.get(&message.conversation) else {
+        let Some(position) = self.positions.get(&message.conversation) else {
             return Ok(()); // followed through the site only
         };
-        if message.seq <= sent {
+        if message.seq <= position.passed {
             return Ok(()); // already sent by replay
         }
-        if message.seq > sent.next() {
+        if message.seq > position.passed.next() {
             // Commits of one conversation can be published out of order
             // by different connections; the store has them all.
             return self.catch_up(message.conversation, Some(message.seq)).await;
         }
-        self.sent.insert(message.conversation, message.seq);
-        self.write(&ServerFrame::Message(message.clone())).await
+        self.pass_on(message.clone()).await
+    }
+
+    /// Sends the next message of a conversation, or skips it if this peer
+    /// is not shown it, and moves the position past it.
+    async fn pass_on(&mut self, mut message: Message) -> Result<(), End> {
+        let shown = matches!(self.peer, Peer::Agent(_)) || message.body.is_for_visitors();
+        let position = self.positions.entry(message.conversation).or_default();
+        position.passed = message.seq;
+        if !shown {
+            return Ok(());
+        }
+        message.prev = position.sent;
+        position.sent = message.seq;
+        self.write(&ServerFrame::Message(message)).await
     }
 
     async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
@@ -447,13 +500,17 @@ impl Connection {
 
     async fn on_typing(&mut self, typing: Typing) -> Result<(), End> {
         let Typing { conversation, active, draft } = typing;
-        if self.access(conversation).await?.is_none() {
+        let Some(access) = self.access(conversation).await? else {
             return self.forbidden(conversation).await;
-        }
+        };
         let draft = match self.peer {
-            // Only visitors' drafts are previewed, and only to agents:
-            // visitors never follow other visitors' conversations.
-            Peer::Visitor { .. } if active => draft.filter(|d| d.len() <= DEFAULT_LIMITS.max_body_bytes as usize),
+            // Only visitors' drafts are previewed, only to agents (visitors
+            // never follow other visitors' conversations), and only where
+            // the site allows it.
+            Peer::Visitor { .. } if active && draft.is_some() => {
+                let settings = self.state.store.site_settings(access.site).await.map_err(|e| End::store(&e))?;
+                draft.filter(|d| settings.draft_preview && d.len() <= DEFAULT_LIMITS.max_body_bytes as usize)
+            }
             _ => None,
         };
         let notice = TypingNotice { conversation, by: self.peer.author(), active, draft };
@@ -533,6 +590,46 @@ impl Connection {
 
 fn is_blank(body: &Body) -> bool {
     match body {
-        Body::Text(text) => text.trim().is_empty(),
+        Body::Text(text) | Body::Note(text) => text.trim().is_empty(),
+        Body::Event(_) => false,
+    }
+}
+
+impl Connection {
+    /// The agent on this connection, or an error frame for a visitor.
+    async fn acting_agent(&mut self) -> Result<Option<team::Actor>, End> {
+        if let Peer::Agent(agent) = &self.peer {
+            return Ok(Some(team::Actor {
+                id: agent.id,
+                site: agent.site,
+                name: agent.name.clone(),
+                admin: agent.role == store::Role::Admin,
+            }));
+        }
+        self.write(&ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Forbidden,
+            text: "only agents assign, transfer, close and reopen chats".into(),
+            reconnect: true,
+        }))
+        .await?;
+        Ok(None)
+    }
+
+    async fn on_update(&mut self, update: Update) -> Result<(), End> {
+        let Some(actor) = self.acting_agent().await? else { return Ok(()) };
+        let outcome =
+            team::change(&self.state, &actor, update.conversation, update.change).await.map_err(|e| End::store(&e))?;
+        let (code, text) = match outcome {
+            Ok(()) => return Ok(()),
+            Err(team::Refusal::Conflict(text)) => (ErrorCode::Conflict, text),
+            Err(team::Refusal::Forbidden(text)) => (ErrorCode::Forbidden, text),
+        };
+        self.write(&ServerFrame::Error(ErrorFrame { code, text, reconnect: true })).await
+    }
+
+    async fn on_status(&mut self, status: AgentStatus) -> Result<(), End> {
+        let Some(actor) = self.acting_agent().await? else { return Ok(()) };
+        self.mailbox.attend(actor.site, actor.id, status);
+        team::set_status(&self.state, actor.site, actor.id, status).await.map_err(|e| End::store(&e))
     }
 }

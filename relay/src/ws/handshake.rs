@@ -58,12 +58,24 @@ impl From<store::Error> for Refused {
     }
 }
 
+/// What the WebSocket upgrade request said that the handshake needs.
+#[derive(Debug, Default)]
+pub(crate) struct Upgrade {
+    /// The agent the session cookie belongs to, if it came with one from
+    /// the relay's own origin.
+    pub(crate) cookie_agent: Option<store::Agent>,
+    /// For the visitor panel.
+    pub(crate) user_agent: Option<String>,
+    pub(crate) language: Option<String>,
+}
+
 /// Reads the hello, authenticates it and sends the welcome.
 pub(crate) async fn handshake(
     socket: &mut WebSocket,
     state: &AppState,
     session: SessionId,
     limits: &Limits,
+    upgrade: Upgrade,
 ) -> Result<Established, Refused> {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket::read_frame(socket, limits)).await {
         Err(_) | Ok(Incoming::Closed) => return Err(Refused(None)),
@@ -87,7 +99,7 @@ pub(crate) async fn handshake(
         return Err(unsupported(hello.version));
     }
     let Hello { credentials, resume, .. } = hello;
-    let (peer, identity) = authenticate(state, credentials).await?;
+    let (peer, identity) = authenticate(state, credentials, upgrade).await?;
     let config = &state.config;
     let welcome = Welcome {
         session,
@@ -107,9 +119,20 @@ fn unsupported(version: u16) -> Refused {
     )
 }
 
-async fn authenticate(state: &AppState, credentials: Credentials) -> Result<(Peer, Identity), Refused> {
+async fn authenticate(
+    state: &AppState,
+    credentials: Credentials,
+    upgrade: Upgrade,
+) -> Result<(Peer, Identity), Refused> {
     let store = &state.store;
     match credentials {
+        Credentials::AgentCookie => {
+            let Some(agent) = upgrade.cookie_agent else {
+                return Err(refuse(ErrorCode::Unauthorized, "no valid session cookie from this origin; log in again"));
+            };
+            let identity = Identity::Agent { agent: agent.id, site: agent.site, name: agent.name.clone() };
+            Ok((Peer::Agent(agent), identity))
+        }
         Credentials::Agent { token } => {
             let Some(agent) = store.agent_by_session(&auth::token_hash(token.as_str()), now()).await? else {
                 return Err(refuse(ErrorCode::Unauthorized, "unknown or expired agent token; log in again"));
@@ -138,6 +161,7 @@ async fn authenticate(state: &AppState, credentials: Credentials) -> Result<(Pee
                     (visitor, token)
                 }
             };
+            store.record_visitor_client(visitor, upgrade.user_agent.as_deref(), upgrade.language.as_deref()).await?;
             let conversation = store.open_conversation(site.id, visitor).await?;
             let peer = Peer::Visitor { visitor, site: site.id, conversation: conversation.id };
             let identity = Identity::Visitor { visitor, token, site: site.id, conversation: conversation.id };

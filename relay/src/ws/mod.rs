@@ -11,9 +11,12 @@ mod socket;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use kefu_protocol::DEFAULT_LIMITS;
+use kefu_protocol::codec::clip;
 
+use crate::http;
 use crate::state::AppState;
 
 /// tungstenite allocates its read buffer per socket up front; its default
@@ -25,15 +28,50 @@ const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 const TRANSPORT_MAX_MESSAGE: usize = 2 * DEFAULT_LIMITS.max_frame_bytes as usize;
 
 /// Upgrades the request and serves the connection until it ends.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>, headers: HeaderMap) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining; connect to another node").into_response();
     }
+    let upgrade = match read_upgrade(&state, &headers).await {
+        Ok(upgrade) => upgrade,
+        Err(error) => return error.into_response(),
+    };
     let tracker = state.connections.clone();
     ws.read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_write_buffer_size(SOCKET_BUFFER_BYTES + 2 * TRANSPORT_MAX_MESSAGE)
         .max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
-        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, state)))
+        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, state, upgrade)))
+}
+
+/// Longest user agent or language kept for the visitor panel.
+const CLIENT_HEADER_BYTES: usize = 512;
+
+/// The parts of the upgrade request the handshake needs. The session
+/// cookie counts only when the request comes from the relay's own origin:
+/// browsers send cookies with cross-site WebSocket upgrades too, so another
+/// site's page must not be able to open an agent's connection.
+async fn read_upgrade(state: &AppState, headers: &HeaderMap) -> Result<handshake::Upgrade, crate::error::Error> {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| clip(v.to_owned(), CLIENT_HEADER_BYTES));
+    let cookie_agent = if same_origin(headers) { http::agent_from_cookie(state, headers).await? } else { None };
+    Ok(handshake::Upgrade {
+        cookie_agent,
+        user_agent: text(header::USER_AGENT),
+        language: text(header::ACCEPT_LANGUAGE).map(|l| clip(l.split(',').next().unwrap_or("").trim().to_owned(), 35)),
+    })
+}
+
+/// Whether the `Origin` is the relay itself (scheme aside: TLS may end at
+/// a proxy in front of it).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+            origin_host.eq_ignore_ascii_case(host)
+        }
+        _ => false,
+    }
 }

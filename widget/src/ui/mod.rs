@@ -73,7 +73,7 @@ impl Ctx {
 #[component]
 pub fn App(config: Config) -> impl IntoView {
     let visible = document().visibility_state() == VisibilityState::Visible;
-    let model = RwSignal::new(Model::new(config.start_open, visible, kefu_protocol::ids::Seq::ZERO));
+    let model = RwSignal::new(Model::new(config.lang, config.start_open, visible, kefu_protocol::ids::Seq::ZERO));
     let parent = Parent::new(config.parent_origin.clone());
     let ctx = Ctx {
         model,

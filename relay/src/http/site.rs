@@ -1,0 +1,258 @@
+//! The caller's site and its widget settings, and the widget's public look.
+
+use axum::extract::State;
+use kefu_protocol::ids::{SiteId, SiteKey};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Json, Path};
+use super::session::{Admin, CurrentAgent};
+use crate::error::Error;
+use crate::state::AppState;
+use crate::store::{Role, Site, SiteSettings, SiteUpdate, WidgetPosition};
+
+/// Longest site name.
+const MAX_NAME_CHARS: usize = 100;
+/// Longest greeting: a line or two in the chat, not a page.
+const MAX_GREETING_CHARS: usize = 500;
+/// Most allowed origins per site.
+const MAX_ORIGINS: usize = 50;
+
+/// `GET /api/site` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SiteView {
+    pub id: SiteId,
+    pub key: String,
+    pub name: String,
+    /// For signing visitor identities (HMAC-SHA256 of the user id); admins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_secret: Option<String>,
+    pub draft_preview: bool,
+    pub color: String,
+    pub greeting: String,
+    /// `"right"` or `"left"`.
+    pub position: String,
+    pub allowed_origins: Vec<String>,
+}
+
+/// `PUT /api/site` body: what to change; other fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct SiteChange {
+    pub name: Option<String>,
+    pub draft_preview: Option<bool>,
+    pub color: Option<String>,
+    pub greeting: Option<String>,
+    pub position: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// `GET /api/widget/{site_key}` answer: what the widget needs before it
+/// connects.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WidgetLook {
+    pub color: String,
+    pub greeting: String,
+    pub position: String,
+}
+
+/// `GET /api/site`: the caller's site, with its identity secret for admins.
+pub async fn show(State(state): State<AppState>, current: CurrentAgent) -> Result<axum::Json<SiteView>, Error> {
+    let agent = current.agent;
+    let site = state.store.site(agent.site).await?.ok_or(Error::NotFound)?;
+    let settings = state.store.site_settings(site.id).await?;
+    let identity_secret = match agent.role {
+        Role::Admin => Some(state.store.identity_secret(site.id).await?),
+        Role::Agent => None,
+    };
+    Ok(axum::Json(view(site, settings, identity_secret)))
+}
+
+/// `PUT /api/site`: an admin changes their site.
+pub async fn update(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Json(change): Json<SiteChange>,
+) -> Result<axum::Json<SiteView>, Error> {
+    let update = validate(change)?;
+    let (site, settings) = state.store.update_site(admin.site, &update).await?;
+    let identity_secret = state.store.identity_secret(site.id).await?;
+    Ok(axum::Json(view(site, settings, Some(identity_secret))))
+}
+
+/// `GET /api/widget/{site_key}`: a site's widget colour, greeting and
+/// position, for anyone (the widget asks before any visitor exists).
+pub async fn widget(State(state): State<AppState>, Path(key): Path<String>) -> Result<axum::Json<WidgetLook>, Error> {
+    let key = SiteKey::new(key).map_err(|_| Error::NotFound)?;
+    let site = state.store.site_by_key(&key).await?.ok_or(Error::NotFound)?;
+    let settings = state.store.site_settings(site.id).await?;
+    Ok(axum::Json(WidgetLook {
+        color: settings.color,
+        greeting: settings.greeting,
+        position: settings.position.as_str().to_owned(),
+    }))
+}
+
+fn view(site: Site, settings: SiteSettings, identity_secret: Option<String>) -> SiteView {
+    SiteView {
+        id: site.id,
+        key: site.key.as_str().to_owned(),
+        name: site.name,
+        identity_secret,
+        draft_preview: settings.draft_preview,
+        color: settings.color,
+        greeting: settings.greeting,
+        position: settings.position.as_str().to_owned(),
+        allowed_origins: settings.allowed_origins,
+    }
+}
+
+/// Checks every given field and normalises it: trimmed name, lowercase
+/// colour, origins lowercased without duplicates.
+fn validate(change: SiteChange) -> Result<SiteUpdate, Error> {
+    let name = change.name.map(|name| name.trim().to_owned());
+    if let Some(name) = &name
+        && (name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control))
+    {
+        return Err(Error::BadRequest(format!("a site name needs 1 to {MAX_NAME_CHARS} characters")));
+    }
+    let color = change.color.map(|color| color.to_ascii_lowercase());
+    if let Some(color) = &color
+        && !is_hex_color(color)
+    {
+        return Err(Error::BadRequest("color must be #rrggbb, e.g. #2563eb".into()));
+    }
+    if let Some(greeting) = &change.greeting
+        && greeting.chars().count() > MAX_GREETING_CHARS
+    {
+        return Err(Error::BadRequest(format!("a greeting may have at most {MAX_GREETING_CHARS} characters")));
+    }
+    let position = change
+        .position
+        .map(|position| {
+            WidgetPosition::parse(&position)
+                .ok_or_else(|| Error::BadRequest("position must be \"right\" or \"left\"".into()))
+        })
+        .transpose()?;
+    let allowed_origins = change.allowed_origins.map(origins).transpose()?;
+    Ok(SiteUpdate {
+        name,
+        draft_preview: change.draft_preview,
+        color,
+        greeting: change.greeting,
+        position,
+        allowed_origins,
+    })
+}
+
+fn is_hex_color(value: &str) -> bool {
+    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn origins(list: Vec<String>) -> Result<Vec<String>, Error> {
+    if list.len() > MAX_ORIGINS {
+        return Err(Error::BadRequest(format!("at most {MAX_ORIGINS} allowed origins")));
+    }
+    let mut clean: Vec<String> = Vec::with_capacity(list.len());
+    for origin in list {
+        let origin = normalize_origin(&origin).ok_or_else(|| {
+            Error::BadRequest(format!("{origin:?} is not an origin like https://shop.example or http://127.0.0.1:8080"))
+        })?;
+        if !clean.contains(&origin) {
+            clean.push(origin);
+        }
+    }
+    Ok(clean)
+}
+
+/// `origin` lowercased if it is a web origin as browsers send it in
+/// `Origin`: `http` or `https`, `://`, a host name, IPv4 or bracketed IPv6
+/// address, an optional port, and nothing after (no path, not even `/`).
+fn normalize_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim().to_ascii_lowercase();
+    let (scheme, authority) = origin.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // A colon inside brackets belongs to an IPv6 address.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if let Some(port) = port
+        && (port.is_empty()
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().map_or(true, |p| p == 0))
+    {
+        return None;
+    }
+    let valid_host = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    valid_host.then_some(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        for good in ["https://a.example", "http://127.0.0.1:8080", "http://localhost:3000", "https://[::1]:8443"] {
+            assert_eq!(normalize_origin(good).as_deref(), Some(good), "{good}");
+        }
+        assert_eq!(normalize_origin(" HTTPS://Shop.Example ").as_deref(), Some("https://shop.example"));
+        for bad in [
+            "",
+            "a.example",
+            "ftp://a.example",
+            "https://",
+            "https://a.example/",
+            "https://a.example/path",
+            "https://a.example:",
+            "https://a.example:0",
+            "https://a.example:99999",
+            "https://user@a.example",
+            "https://a..example",
+            "https://-a.example",
+            "https://a.example?x",
+            "*",
+            "null",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn site_changes_are_validated_and_normalised() {
+        let change = SiteChange {
+            name: Some("  Shop ".into()),
+            color: Some("#AABBCC".into()),
+            position: Some("left".into()),
+            allowed_origins: Some(vec!["https://A.example".into(), "https://a.example".into()]),
+            ..SiteChange::default()
+        };
+        let update = validate(change).unwrap();
+        assert_eq!(update.name.as_deref(), Some("Shop"));
+        assert_eq!(update.color.as_deref(), Some("#aabbcc"));
+        assert_eq!(update.position, Some(WidgetPosition::Left));
+        assert_eq!(update.allowed_origins, Some(vec!["https://a.example".to_owned()]));
+        assert_eq!(update.greeting, None);
+
+        let bad = |change: SiteChange| matches!(validate(change), Err(Error::BadRequest(_)));
+        assert!(bad(SiteChange { color: Some("red".into()), ..SiteChange::default() }));
+        assert!(bad(SiteChange { color: Some("#abcdeg".into()), ..SiteChange::default() }));
+        assert!(bad(SiteChange { color: Some("#abc".into()), ..SiteChange::default() }));
+        assert!(bad(SiteChange { position: Some("top".into()), ..SiteChange::default() }));
+        assert!(bad(SiteChange { greeting: Some("x".repeat(501)), ..SiteChange::default() }));
+        assert!(bad(SiteChange { name: Some(" ".into()), ..SiteChange::default() }));
+        assert!(!bad(SiteChange { greeting: Some("é".repeat(500)), ..SiteChange::default() }));
+    }
+}

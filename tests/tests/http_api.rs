@@ -1,0 +1,669 @@
+//! The HTTP API end to end: a real relay process, real HTTP. Cookie
+//! sessions with CSRF, agents, site settings, canned replies, history, the
+//! visitor panel, and that an agent of one site learns nothing of another.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use futures_util::SinkExt;
+use kefu_protocol::frame::{Body, Credentials, Identify, Identity, ReturningVisitor, Visit};
+use kefu_protocol::ids::{ConversationId, SiteKey};
+use kefu_protocol::{ClientFrame, codec};
+use kefu_relay::store::{Role, Store};
+use kefu_sdk::Client;
+use kefu_tests::raw::hello;
+use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PATIENCE, Relay};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// How a request proves who it is from.
+#[derive(Debug, Clone)]
+enum Auth {
+    None,
+    Bearer(String),
+    /// The `kefu_session=...` pair and the CSRF token to send with it.
+    Cookie {
+        cookie: String,
+        csrf: Option<String>,
+    },
+}
+
+impl Auth {
+    /// The same cookie without its CSRF token.
+    fn without_csrf(&self) -> Auth {
+        match self {
+            Auth::Cookie { cookie, .. } => Auth::Cookie { cookie: cookie.clone(), csrf: None },
+            other => other.clone(),
+        }
+    }
+}
+
+/// A small client for the relay's API.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// An answer: status, `Set-Cookie` headers and the JSON body (`Null` when
+/// empty).
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    set_cookie: Vec<String>,
+    body: Value,
+    text: String,
+}
+
+impl Answer {
+    /// Fails unless the status is `expected`; returns the body.
+    fn expect(self, expected: StatusCode) -> Result<Value> {
+        ensure!(self.status == expected, "expected {expected}, got {} {}", self.status, self.text);
+        Ok(self.body)
+    }
+
+    /// Fails unless the status is `expected` and the body is an
+    /// `{"error": "..."}`.
+    fn expect_error(self, expected: StatusCode) -> Result<String> {
+        let text = self.text.clone();
+        let body = self.expect(expected)?;
+        let error = body["error"].as_str().with_context(|| format!("no error sentence in {text}"))?;
+        Ok(error.to_owned())
+    }
+}
+
+impl Api {
+    fn new(relay: &Relay) -> Api {
+        Api { base: relay.http_url(), http: reqwest::Client::new() }
+    }
+
+    async fn call(&self, method: Method, path: &str, auth: &Auth, body: Option<Value>) -> Result<Answer> {
+        self.call_with(method, path, auth, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &Auth,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        request = match auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Cookie { cookie, csrf } => {
+                let request = request.header("cookie", cookie);
+                match csrf {
+                    Some(csrf) => request.header("x-csrf-token", csrf),
+                    None => request,
+                }
+            }
+        };
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let set_cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok().map(str::to_owned))
+            .collect();
+        let text = response.text().await?;
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
+        Ok(Answer { status, set_cookie, body, text })
+    }
+
+    async fn get(&self, path: &str, auth: &Auth) -> Result<Answer> {
+        self.call(Method::GET, path, auth, None).await
+    }
+
+    /// Logs in for a bearer token.
+    async fn bearer(&self, email: &str, password: &str) -> Result<Auth> {
+        let body = json!({ "email": email, "password": password });
+        let answer = self.call(Method::POST, "/api/login", &Auth::None, Some(body)).await?.expect(StatusCode::OK)?;
+        Ok(Auth::Bearer(answer["token"].as_str().context("a token")?.to_owned()))
+    }
+
+    /// Logs in with a cookie session, as the console does.
+    async fn cookie(&self, email: &str, password: &str) -> Result<Auth> {
+        let body = json!({ "email": email, "password": password, "cookie": true });
+        let answer = self.call(Method::POST, "/api/login", &Auth::None, Some(body)).await?;
+        let set_cookie = answer.set_cookie.first().context("a Set-Cookie header")?.clone();
+        let body = answer.expect(StatusCode::OK)?;
+        let cookie = set_cookie.split(';').next().context("a cookie pair")?.to_owned();
+        let csrf = body["csrf"].as_str().context("a csrf token")?.to_owned();
+        Ok(Auth::Cookie { cookie, csrf: Some(csrf) })
+    }
+}
+
+/// Creates an agent of the caller's site through the API.
+async fn create_agent(api: &Api, admin: &Auth, email: &str, role: &str, capacity: u32) -> Result<Value> {
+    let body = json!({ "email": email, "name": email.split('@').next(), "password": "agent password",
+                       "role": role, "capacity": capacity });
+    api.call(Method::POST, "/api/agents", admin, Some(body)).await?.expect(StatusCode::CREATED)
+}
+
+/// Retries `check` until it passes or [`PATIENCE`] runs out: for what the
+/// relay stores after a WebSocket frame, with nothing to wait on.
+async fn eventually<T, F: Future<Output = Result<T>>>(mut check: impl FnMut() -> F) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() > deadline => return Err(error),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn cookie_login_sets_an_http_only_cookie_and_me_hands_back_the_csrf_token() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+
+    let body = json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "cookie": true });
+    let answer = api.call(Method::POST, "/api/login", &Auth::None, Some(body)).await?;
+    let set_cookie = answer.set_cookie.first().context("Set-Cookie")?.clone();
+    let token = set_cookie.strip_prefix("kefu_session=").context("the session cookie")?.split(';').next().unwrap_or("");
+    ensure!(token.len() == 64, "a 256-bit token: {set_cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=2592000"] {
+        ensure!(set_cookie.split("; ").any(|a| a == attribute), "{attribute} missing in {set_cookie}");
+    }
+    let login = answer.expect(StatusCode::OK)?;
+    ensure!(!login.to_string().contains(token), "the token stays out of reach of scripts: {login}");
+    ensure!(login.get("token").is_none() && login.get("expires_at").is_none(), "{login}");
+    let csrf = login["csrf"].as_str().context("csrf")?;
+    ensure!(csrf.len() == 64 && csrf != token, "{csrf}");
+    let agent = &login["agent"];
+    assert_eq!(agent["email"], ADMIN_EMAIL);
+    assert_eq!((agent["role"].as_str(), agent["admin"].as_bool()), (Some("admin"), Some(true)));
+    assert_eq!((agent["capacity"].as_u64(), agent["active"].as_bool()), (Some(3), Some(true)));
+    for field in ["id", "site", "name"] {
+        ensure!(agent.get(field).is_some(), "{field} missing in {agent}");
+    }
+
+    let cookie = Auth::Cookie { cookie: format!("kefu_session={token}"), csrf: None };
+    let me = api.get("/api/me", &cookie).await?.expect(StatusCode::OK)?;
+    assert_eq!(me["csrf"].as_str(), Some(csrf));
+    assert_eq!(&me["agent"], agent);
+
+    // Bearer clients (the SDK) keep the token answer, and get no csrf.
+    let bearer = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let me = api.get("/api/me", &bearer).await?.expect(StatusCode::OK)?;
+    ensure!(me.get("csrf").is_none(), "{me}");
+    assert_eq!(&me["agent"], agent);
+
+    api.get("/api/me", &Auth::None).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let forged = Auth::Cookie { cookie: format!("kefu_session={}", "0".repeat(64)), csrf: None };
+    api.get("/api/me", &forged).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let wrong = json!({ "email": ADMIN_EMAIL, "password": "wrong", "cookie": true });
+    let refused = api.call(Method::POST, "/api/login", &Auth::None, Some(wrong)).await?;
+    ensure!(refused.set_cookie.is_empty(), "no cookie for a failed login");
+    refused.expect_error(StatusCode::UNAUTHORIZED)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cookie_requests_that_change_things_need_the_csrf_token_and_the_relays_origin() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let cookie = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let reply = |shortcut: &str| Some(json!({ "shortcut": shortcut, "text": "Thanks!" }));
+
+    let missing = api.call(Method::POST, "/api/canned", &cookie.without_csrf(), reply("a")).await?;
+    assert!(missing.expect_error(StatusCode::FORBIDDEN)?.contains("CSRF"));
+    let Auth::Cookie { cookie: pair, .. } = &cookie else { bail!("a cookie") };
+    let wrong = Auth::Cookie { cookie: pair.clone(), csrf: Some("0".repeat(64)) };
+    api.call(Method::POST, "/api/canned", &wrong, reply("a")).await?.expect_error(StatusCode::FORBIDDEN)?;
+    let elsewhere = [("origin", "https://evil.example")];
+    let cross = api.call_with(Method::POST, "/api/canned", &cookie, reply("a"), &elsewhere).await?;
+    cross.expect_error(StatusCode::FORBIDDEN)?;
+    let list = api.get("/api/canned", &cookie).await?.expect(StatusCode::OK)?;
+    assert_eq!(list, json!([]), "nothing refused was stored");
+
+    api.call(Method::POST, "/api/canned", &cookie, reply("a")).await?.expect(StatusCode::CREATED)?;
+    let own_origin = format!("http://{}", relay.addr());
+    let same = [("origin", own_origin.as_str())];
+    api.call_with(Method::POST, "/api/canned", &cookie, reply("b"), &same).await?.expect(StatusCode::CREATED)?;
+    // Reading needs no CSRF token; bearer tokens never need one (no
+    // browser attaches them by itself).
+    api.get("/api/canned", &cookie.without_csrf()).await?.expect(StatusCode::OK)?;
+    let bearer = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    api.call(Method::POST, "/api/canned", &bearer, reply("c")).await?.expect(StatusCode::CREATED)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn logout_ends_only_that_session_and_clears_the_cookie() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let cookie = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let bearer = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+
+    let refused = api.call(Method::POST, "/api/logout", &cookie.without_csrf(), None).await?;
+    refused.expect_error(StatusCode::FORBIDDEN)?;
+    let answer = api.call(Method::POST, "/api/logout", &cookie, None).await?;
+    let cleared = answer.set_cookie.first().context("Set-Cookie")?.clone();
+    answer.expect(StatusCode::NO_CONTENT)?;
+    ensure!(cleared.starts_with("kefu_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    api.get("/api/me", &cookie).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    api.get("/api/me", &bearer).await?.expect(StatusCode::OK)?;
+    // Logging out again, with a dead cookie, still clears it.
+    api.call(Method::POST, "/api/logout", &cookie, None).await?.expect(StatusCode::NO_CONTENT)?;
+    api.call(Method::POST, "/api/logout", &bearer, None).await?.expect(StatusCode::NO_CONTENT)?;
+    api.get("/api/me", &bearer).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn admins_manage_agents_and_a_deactivated_agent_is_locked_out_at_once() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let admin = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let me = api.get("/api/me", &admin).await?.expect(StatusCode::OK)?;
+    let admin_id = me["agent"]["id"].as_u64().context("admin id")?;
+
+    let ann = create_agent(&api, &admin, "ann@kefu.test", "agent", 2).await?;
+    assert_eq!(
+        (ann["role"].as_str(), ann["capacity"].as_u64(), ann["active"].as_bool()),
+        (Some("agent"), Some(2), Some(true))
+    );
+    let ann_id = ann["id"].as_u64().context("id")?;
+    let twin = json!({ "email": "ANN@kefu.test", "name": "Twin", "password": "agent password" });
+    api.call(Method::POST, "/api/agents", &admin, Some(twin)).await?.expect_error(StatusCode::CONFLICT)?;
+    for bad in [
+        json!({ "email": "bob@kefu.test", "name": "Bob", "password": "short" }),
+        json!({ "email": "not an email", "name": "Bob", "password": "agent password" }),
+        json!({ "email": "bob@kefu.test", "name": " ", "password": "agent password" }),
+        json!({ "email": "bob@kefu.test", "name": "Bob", "password": "agent password", "role": "owner" }),
+        json!({ "email": "bob@kefu.test", "name": "Bob", "password": "agent password", "capacity": 1001 }),
+        json!({ "email": "bob@kefu.test" }),
+    ] {
+        api.call(Method::POST, "/api/agents", &admin, Some(bad)).await?.expect_error(StatusCode::BAD_REQUEST)?;
+    }
+
+    let list = api.get("/api/agents", &admin).await?.expect(StatusCode::OK)?;
+    let emails: Vec<_> = list.as_array().context("a list")?.iter().filter_map(|a| a["email"].as_str()).collect();
+    assert_eq!(emails, [ADMIN_EMAIL, "ann@kefu.test"], "by name: Admin, ann");
+
+    // Ann works, but may not manage anyone.
+    let ann_auth = api.bearer("ann@kefu.test", "agent password").await?;
+    api.get("/api/agents", &ann_auth).await?.expect(StatusCode::OK)?;
+    let sneaky = json!({ "email": "eve@kefu.test", "name": "Eve", "password": "agent password", "role": "admin" });
+    api.call(Method::POST, "/api/agents", &ann_auth, Some(sneaky)).await?.expect_error(StatusCode::FORBIDDEN)?;
+    let promote = Some(json!({ "role": "admin" }));
+    let path = format!("/api/agents/{ann_id}");
+    api.call(Method::PATCH, &path, &ann_auth, promote.clone()).await?.expect_error(StatusCode::FORBIDDEN)?;
+
+    let change = json!({ "name": "Ann Lee", "capacity": 5, "password": "a new password" });
+    let changed = api.call(Method::PATCH, &path, &admin, Some(change)).await?.expect(StatusCode::OK)?;
+    assert_eq!((changed["name"].as_str(), changed["capacity"].as_u64()), (Some("Ann Lee"), Some(5)));
+    api.bearer("ann@kefu.test", "a new password").await?;
+    api.call(Method::PATCH, "/api/agents/99999", &admin, promote).await?.expect_error(StatusCode::NOT_FOUND)?;
+
+    let own = format!("/api/agents/{admin_id}");
+    for change in [json!({ "active": false }), json!({ "role": "agent" })] {
+        let refused = api.call(Method::PATCH, &own, &admin, Some(change)).await?;
+        refused.expect_error(StatusCode::BAD_REQUEST)?;
+    }
+    api.call(Method::PATCH, &own, &admin, Some(json!({ "capacity": 9 }))).await?.expect(StatusCode::OK)?;
+
+    let off = api.call(Method::PATCH, &path, &admin, Some(json!({ "active": false }))).await?.expect(StatusCode::OK)?;
+    assert_eq!(off["active"].as_bool(), Some(false));
+    api.get("/api/me", &ann_auth).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let login = json!({ "email": "ann@kefu.test", "password": "a new password" });
+    api.call(Method::POST, "/api/login", &Auth::None, Some(login)).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let back = api.call(Method::PATCH, &path, &admin, Some(json!({ "active": true }))).await?.expect(StatusCode::OK)?;
+    assert_eq!(back["active"].as_bool(), Some(true));
+    api.bearer("ann@kefu.test", "a new password").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn site_settings_are_validated_admin_only_and_reach_the_widget() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let admin = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    create_agent(&api, &admin, "ann@kefu.test", "agent", 3).await?;
+    let ann = api.cookie("ann@kefu.test", "agent password").await?;
+
+    let site = api.get("/api/site", &admin).await?.expect(StatusCode::OK)?;
+    assert_eq!((site["key"].as_str(), site["name"].as_str()), (Some("demo"), Some("Demo site")));
+    assert_eq!(site["identity_secret"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        (&site["draft_preview"], &site["color"], &site["greeting"], &site["position"], &site["allowed_origins"]),
+        (&json!(true), &json!("#2563eb"), &json!(""), &json!("right"), &json!([]))
+    );
+    let seen_by_agent = api.get("/api/site", &ann).await?.expect(StatusCode::OK)?;
+    ensure!(seen_by_agent.get("identity_secret").is_none(), "agents never see the secret: {seen_by_agent}");
+
+    let change = json!({ "color": "#10B981", "greeting": "Hi! How can we help?", "position": "left",
+                         "draft_preview": false, "allowed_origins": ["https://Shop.example", "http://127.0.0.1:8080"] });
+    let refused = api.call(Method::PUT, "/api/site", &ann, Some(change.clone())).await?;
+    refused.expect_error(StatusCode::FORBIDDEN)?;
+    for bad in [
+        json!({ "color": "green" }),
+        json!({ "greeting": "x".repeat(501) }),
+        json!({ "position": "top" }),
+        json!({ "allowed_origins": ["https://shop.example/checkout"] }),
+        json!({ "allowed_origins": ["shop.example"] }),
+        json!({ "name": "" }),
+    ] {
+        let refused = api.call(Method::PUT, "/api/site", &admin, Some(bad)).await?;
+        refused.expect_error(StatusCode::BAD_REQUEST)?;
+    }
+    let widget = api.get("/api/widget/demo", &Auth::None).await?.expect(StatusCode::OK)?;
+    assert_eq!(
+        widget,
+        json!({ "color": "#2563eb", "greeting": "", "position": "right" }),
+        "refused changes left no trace"
+    );
+
+    let changed = api.call(Method::PUT, "/api/site", &admin, Some(change)).await?.expect(StatusCode::OK)?;
+    assert_eq!(changed["color"], "#10b981");
+    assert_eq!(changed["allowed_origins"], json!(["https://shop.example", "http://127.0.0.1:8080"]));
+    assert_eq!(changed["draft_preview"], false);
+    let renamed = api.call(Method::PUT, "/api/site", &admin, Some(json!({ "name": "Shop" }))).await?;
+    let renamed = renamed.expect(StatusCode::OK)?;
+    assert_eq!((renamed["name"].as_str(), renamed["position"].as_str()), (Some("Shop"), Some("left")));
+
+    let widget = api.get("/api/widget/demo", &Auth::None).await?.expect(StatusCode::OK)?;
+    assert_eq!(widget, json!({ "color": "#10b981", "greeting": "Hi! How can we help?", "position": "left" }));
+    api.get("/api/widget/nope", &Auth::None).await?.expect_error(StatusCode::NOT_FOUND)?;
+    api.get("/api/widget/not%20a%20key", &Auth::None).await?.expect_error(StatusCode::NOT_FOUND)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn canned_replies_are_listed_by_shortcut_and_written_by_admins() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let admin = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    create_agent(&api, &admin, "ann@kefu.test", "agent", 3).await?;
+    let ann = api.bearer("ann@kefu.test", "agent password").await?;
+
+    let create = |shortcut: &str, text: &str| Some(json!({ "shortcut": shortcut, "text": text }));
+    let thanks = api.call(Method::POST, "/api/canned", &admin, create("thanks", "Thank you!")).await?;
+    let thanks = thanks.expect(StatusCode::CREATED)?;
+    api.call(Method::POST, "/api/canned", &admin, create("hello", "Hello!")).await?.expect(StatusCode::CREATED)?;
+    let twin = api.call(Method::POST, "/api/canned", &admin, create("thanks", "Again")).await?;
+    twin.expect_error(StatusCode::CONFLICT)?;
+    for (shortcut, text) in [("Thanks", "x"), ("", "x"), ("a b", "x"), ("ok", ""), ("ok", &"x".repeat(4001))] {
+        let refused = api.call(Method::POST, "/api/canned", &admin, create(shortcut, text)).await?;
+        refused.expect_error(StatusCode::BAD_REQUEST)?;
+    }
+    let refused = api.call(Method::POST, "/api/canned", &ann, create("mine", "x")).await?;
+    refused.expect_error(StatusCode::FORBIDDEN)?;
+
+    let list = api.get("/api/canned", &ann).await?.expect(StatusCode::OK)?;
+    let shortcuts: Vec<_> = list.as_array().context("a list")?.iter().filter_map(|c| c["shortcut"].as_str()).collect();
+    assert_eq!(shortcuts, ["hello", "thanks"]);
+
+    let path = format!("/api/canned/{}", thanks["id"].as_u64().context("id")?);
+    let changed = api.call(Method::PUT, &path, &admin, create("ty", "Thanks a lot!")).await?.expect(StatusCode::OK)?;
+    assert_eq!(changed, json!({ "id": thanks["id"], "shortcut": "ty", "text": "Thanks a lot!" }));
+    api.call(Method::PUT, &path, &ann, create("x", "x")).await?.expect_error(StatusCode::FORBIDDEN)?;
+    api.call(Method::DELETE, &path, &ann, None).await?.expect_error(StatusCode::FORBIDDEN)?;
+    api.call(Method::DELETE, &path, &admin, None).await?.expect(StatusCode::NO_CONTENT)?;
+    api.call(Method::DELETE, &path, &admin, None).await?.expect_error(StatusCode::NOT_FOUND)?;
+    api.call(Method::PUT, &path, &admin, create("x", "x")).await?.expect_error(StatusCode::NOT_FOUND)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn history_pages_back_through_conversations_and_messages() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let admin = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+
+    let (first, _first_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let older = first.conversation().await?;
+    first.send(older, Body::Text("older".into())).await?;
+    let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    for n in 1..=5 {
+        visitor.send(conversation, Body::Text(format!("message {n}"))).await?;
+    }
+
+    let list = api.get("/api/conversations?status=open", &admin).await?.expect(StatusCode::OK)?;
+    let list = list.as_array().context("a list")?;
+    let ids: Vec<_> = list.iter().filter_map(|c| c["id"].as_u64()).collect();
+    assert_eq!(ids, [conversation.0, older.0], "most recently active first");
+    let newest = &list[0];
+    assert_eq!((newest["status"].as_str(), newest["last_seq"].as_u64()), (Some("open"), Some(5)));
+    ensure!(newest["waiting_since"].is_u64() && newest["assignee"].is_null(), "{newest}");
+    for field in ["visitor", "updated_at", "visitor_name"] {
+        ensure!(newest.get(field).is_some(), "{field} missing in {newest}");
+    }
+    let before = newest["updated_at"].as_u64().context("updated_at")?;
+    let next = api.get(&format!("/api/conversations?before={before}&limit=1"), &admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(next[0]["id"].as_u64(), Some(older.0));
+    assert_eq!(next.as_array().map(Vec::len), Some(1));
+    let closed = api.get("/api/conversations?status=closed", &admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(closed, json!([]));
+    for bad in ["status=gone", "limit=0", "limit=101", "before=soon"] {
+        let refused = api.get(&format!("/api/conversations?{bad}"), &admin).await?;
+        refused.expect_error(StatusCode::BAD_REQUEST)?;
+    }
+
+    let messages = |query: &str| format!("/api/conversations/{}/messages{query}", conversation.0);
+    let page = api.get(&messages("?limit=2"), &admin).await?.expect(StatusCode::OK)?;
+    let seqs = |page: &Value| page.as_array().map(|m| m.iter().filter_map(|m| m["seq"].as_u64()).collect::<Vec<_>>());
+    assert_eq!(seqs(&page), Some(vec![4, 5]), "the newest page, oldest first");
+    assert_eq!(page[1]["body"], json!({ "Text": "message 5" }));
+    ensure!(page[1]["author"]["Visitor"].is_u64() && page[1]["conversation"] == conversation.0, "{page}");
+    let back = api.get(&messages("?before=4&limit=2"), &admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(seqs(&back), Some(vec![2, 3]));
+    let all = api.get(&messages(""), &admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(seqs(&all), Some(vec![1, 2, 3, 4, 5]));
+    api.get(&messages("?limit=201"), &admin).await?.expect_error(StatusCode::BAD_REQUEST)?;
+    api.get("/api/conversations/99999/messages", &admin).await?.expect_error(StatusCode::NOT_FOUND)?;
+    api.get("/api/conversations/x/messages", &admin).await?.expect_error(StatusCode::NOT_FOUND)?;
+    api.get(&messages(""), &Auth::None).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    Ok(())
+}
+
+/// A WebSocket as tokio-tungstenite opens it.
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a visitor's WebSocket as a browser would, with a user agent and
+/// a language, coming back as `visitor`, and reports a page; the socket
+/// is returned so it stays open.
+async fn browser_visit(relay: &Relay, visitor: &Identity, user_agent: &str, language: &str) -> Result<Socket> {
+    let Identity::Visitor { visitor, token, .. } = visitor else { bail!("not a visitor") };
+    let mut request = relay.ws_url().into_client_request()?;
+    request.headers_mut().insert("user-agent", user_agent.parse()?);
+    request.headers_mut().insert("accept-language", language.parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let returning = Some(ReturningVisitor { visitor: *visitor, token: token.clone() });
+    let frame = hello(Credentials::Visitor { site: SiteKey::new("demo")?, returning });
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(codec::encode(&frame).into())).await?;
+    let visit =
+        ClientFrame::Visit(Visit { url: "https://shop.example/cart".into(), title: "Cart".into(), referrer: None });
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(codec::encode(&visit).into())).await?;
+    Ok(ws)
+}
+
+#[tokio::test]
+async fn the_visitor_panel_shows_pages_browser_language_and_past_conversations() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let admin = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+
+    let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+    let identity = visitor.identity().await?;
+    let Identity::Visitor { visitor: id, conversation, .. } = &identity else { bail!("a visitor") };
+    visitor.visit(Visit {
+        url: "https://shop.example/".into(),
+        title: "Shop".into(),
+        referrer: Some("https://search.example/".into()),
+    })?;
+    visitor.identify(Identify { user_id: "u-1".into(), name: Some("Ada".into()), email: None, hash: None })?;
+    visitor.send(*conversation, Body::Text("hello".into())).await?;
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                  Chrome/156.0.0.0 Safari/537.36";
+    let _browser = browser_visit(&relay, &identity, chrome, "de-CH,de;q=0.9,en;q=0.8").await?;
+
+    let path = format!("/api/visitors/{}", id.0);
+    let panel = eventually(|| async {
+        let panel = api.get(&path, &admin).await?.expect(StatusCode::OK)?;
+        ensure!(panel["visits"].as_array().map(Vec::len) == Some(2), "both pages: {panel}");
+        ensure!(panel["profile"]["name"] == "Ada", "the identity: {panel}");
+        Ok(panel)
+    })
+    .await?;
+    assert_eq!((panel["browser"].as_str(), panel["os"].as_str()), (Some("Chrome 156"), Some("Windows 10")));
+    assert_eq!(panel["language"].as_str(), Some("de-CH"));
+    assert_eq!(panel["profile"]["visitor"].as_u64(), Some(id.0));
+    assert_eq!(panel["profile"]["verified"], false);
+    let visits = &panel["visits"];
+    assert_eq!(
+        (visits[0]["url"].as_str(), visits[0]["title"].as_str()),
+        (Some("https://shop.example/cart"), Some("Cart"))
+    );
+    assert_eq!(visits[1]["referrer"].as_str(), Some("https://search.example/"));
+    ensure!(visits[0]["at"].as_u64() >= visits[1]["at"].as_u64(), "newest first: {visits}");
+    let past = panel["conversations"].as_array().context("conversations")?;
+    assert_eq!(past.len(), 1);
+    assert_eq!((past[0]["id"].as_u64(), past[0]["status"].as_str()), (Some(conversation.0), Some("open")));
+    assert_eq!(past[0]["last_seq"].as_u64(), Some(1));
+
+    api.get("/api/visitors/99999", &admin).await?.expect_error(StatusCode::NOT_FOUND)?;
+    api.get(&path, &Auth::None).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    Ok(())
+}
+
+/// A second site, "beta", with an admin and an agent, written into the
+/// relay's store beside the running relay (SQLite in WAL mode takes a
+/// second process): no HTTP route creates sites.
+async fn add_beta_site(relay: &Relay) -> Result<()> {
+    // The relay says where it listens before it opens its store; once it
+    // answers, its migrations are done and cannot race with these.
+    reqwest::get(format!("{}/healthz", relay.http_url())).await?.error_for_status()?;
+    let store = Store::open(relay.data_dir()).await?;
+    let site = store.create_site(&SiteKey::new("beta")?, "Beta").await?;
+    let hash = kefu_relay::auth::hash_password("beta password").map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.create_agent(site.id, "boss@beta.test", "Beta Boss", &hash, Role::Admin).await?;
+    store.create_agent(site.id, "bo@beta.test", "Beta Agent", &hash, Role::Agent).await?;
+    store.create_canned_reply(site.id, "beta-secret", "BETA-CANNED-TEXT").await?;
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agent_of_one_site_learns_nothing_of_another() -> Result<()> {
+    let relay = Relay::start().await?;
+    add_beta_site(&relay).await?;
+    let api = Api::new(&relay);
+
+    // Site beta: a conversation with a visitor who said who they are,
+    // visited a page and wrote something.
+    let beta_admin = api.bearer("boss@beta.test", "beta password").await?;
+    let (beta_visitor, _events) = Client::visitor(relay.ws_url(), "beta")?;
+    let Identity::Visitor { visitor: beta_visitor_id, conversation: beta_conversation, .. } =
+        beta_visitor.identity().await?
+    else {
+        bail!("a visitor")
+    };
+    beta_visitor.identify(Identify {
+        user_id: "BETA-USER".into(),
+        name: Some("BETA-NAME".into()),
+        email: None,
+        hash: None,
+    })?;
+    beta_visitor.visit(Visit {
+        url: "https://beta.example/BETA-PAGE".into(),
+        title: "BETA-TITLE".into(),
+        referrer: None,
+    })?;
+    beta_visitor.send(beta_conversation, Body::Text("BETA-MESSAGE".into())).await?;
+    let beta_panel = format!("/api/visitors/{}", beta_visitor_id.0);
+    eventually(|| async {
+        let panel = api.get(&beta_panel, &beta_admin).await?.expect(StatusCode::OK)?;
+        ensure!(panel["visits"].as_array().map(Vec::len) == Some(1), "{panel}");
+        ensure!(panel["profile"]["name"] == "BETA-NAME", "{panel}");
+        Ok(())
+    })
+    .await?;
+    let beta_list = api.get("/api/conversations", &beta_admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(beta_list[0]["id"].as_u64(), Some(beta_conversation.0), "beta sees its own");
+    let beta_agents = api.get("/api/agents", &beta_admin).await?.expect(StatusCode::OK)?;
+    let beta_agent_id = beta_agents[0]["id"].as_u64().context("beta agent")?;
+    let beta_canned = api.get("/api/canned", &beta_admin).await?.expect(StatusCode::OK)?;
+    let beta_canned_id = beta_canned[0]["id"].as_u64().context("beta canned reply")?;
+
+    // Site demo: an admin and an agent, one conversation of its own.
+    let demo_admin = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    create_agent(&api, &demo_admin, "ann@kefu.test", "agent", 3).await?;
+    let demo_agent = api.cookie("ann@kefu.test", "agent password").await?;
+    let (demo_visitor, _demo_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let demo_conversation: ConversationId = demo_visitor.conversation().await?;
+    demo_visitor.send(demo_conversation, Body::Text("demo message".into())).await?;
+
+    let markers = ["BETA", "beta", "Beta"];
+    let leaks = |answer: &Answer| markers.iter().find(|marker| answer.text.contains(*marker)).copied();
+    let reads = [
+        "/api/conversations".to_owned(),
+        "/api/conversations?status=open".to_owned(),
+        format!("/api/conversations/{}/messages", beta_conversation.0),
+        format!("/api/visitors/{}", beta_visitor_id.0),
+        "/api/agents".to_owned(),
+        "/api/canned".to_owned(),
+        "/api/site".to_owned(),
+        "/api/me".to_owned(),
+    ];
+    let writes = [
+        (Method::PATCH, format!("/api/agents/{beta_agent_id}"), json!({ "active": false })),
+        (Method::PUT, format!("/api/canned/{beta_canned_id}"), json!({ "shortcut": "x", "text": "x" })),
+        (Method::DELETE, format!("/api/canned/{beta_canned_id}"), Value::Null),
+    ];
+    for (who, auth) in [("demo admin", &demo_admin), ("demo agent", &demo_agent)] {
+        for path in &reads {
+            let answer = api.get(path, auth).await?;
+            ensure!(leaks(&answer).is_none(), "{who} GET {path} leaks site beta: {}", answer.text);
+            match answer.status {
+                StatusCode::OK | StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => {}
+                other => bail!("{who} GET {path}: unexpected {other}"),
+            }
+        }
+        let list = api.get("/api/conversations", auth).await?.expect(StatusCode::OK)?;
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{who} sees only demo's conversation");
+        assert_eq!(list[0]["id"].as_u64(), Some(demo_conversation.0));
+        let messages = format!("/api/conversations/{}/messages", beta_conversation.0);
+        api.get(&messages, auth).await?.expect_error(StatusCode::NOT_FOUND)?;
+        api.get(&format!("/api/visitors/{}", beta_visitor_id.0), auth).await?.expect_error(StatusCode::NOT_FOUND)?;
+        for (method, path, body) in &writes {
+            let body = (!body.is_null()).then(|| body.clone());
+            let answer = api.call(method.clone(), path, auth, body).await?;
+            ensure!(leaks(&answer).is_none(), "{who} {method} {path} leaks: {}", answer.text);
+            ensure!(
+                matches!(answer.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+                "{who} {method} {path}: {} {}",
+                answer.status,
+                answer.text
+            );
+        }
+    }
+    // The demo admin's site change stays on demo.
+    let change = Some(json!({ "color": "#000000", "greeting": "demo only" }));
+    api.call(Method::PUT, "/api/site", &demo_admin, change).await?.expect(StatusCode::OK)?;
+    let beta_widget = api.get("/api/widget/beta", &Auth::None).await?.expect(StatusCode::OK)?;
+    assert_eq!(beta_widget, json!({ "color": "#2563eb", "greeting": "", "position": "right" }));
+
+    // And site beta is whole: nothing was changed or deleted.
+    let agents = api.get("/api/agents", &beta_admin).await?.expect(StatusCode::OK)?;
+    ensure!(agents.as_array().is_some_and(|a| a.iter().all(|a| a["active"] == true)), "{agents}");
+    let canned = api.get("/api/canned", &beta_admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(canned, beta_canned);
+    let messages = format!("/api/conversations/{}/messages", beta_conversation.0);
+    let beta_messages = api.get(&messages, &beta_admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(beta_messages[0]["body"], json!({ "Text": "BETA-MESSAGE" }));
+    Ok(())
+}
