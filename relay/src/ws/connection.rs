@@ -19,9 +19,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::codec::clip;
 use kefu_protocol::frame::{
-    Accepted, Ack, AgentStatus, Attribute, Attributes, Availability, Body, CloseReason, Closing, Cursor, ErrorCode,
-    ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected, ReplayComplete, Send, Typing,
-    TypingNotice, Update, Visit,
+    Accepted, Ack, AgentStatus, Attribute, Attributes, Availability, Body, CloseReason, Closing, ConversationStatus,
+    Cursor, ErrorCode, ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected, ReplayComplete,
+    Send, Typing, TypingNotice, Update, Visit,
 };
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, VisitorId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
@@ -374,7 +374,10 @@ impl Connection {
         let appended = appended.map_err(|e| End::store(&e))?;
         if let Some(conversation) = &appended.conversation {
             team::publish(&self.state, conversation.site, &appended);
-            if matches!(self.peer, Peer::Visitor { .. }) {
+            // Only a closed or unassigned chat can need reopening or an
+            // agent: most visitor messages skip the task entirely.
+            let needs_team = conversation.status == ConversationStatus::Closed || conversation.assignee.is_none();
+            if matches!(self.peer, Peer::Visitor { .. }) && needs_team {
                 let (state, conversation) = (self.state.clone(), conversation.clone());
                 self.state.connections.spawn(async move {
                     if let Err(error) = team::visitor_wrote(&state, &conversation).await {
