@@ -3,19 +3,29 @@
 //! frames, drops links, and lets time jump past every deadline. Whatever
 //! happens:
 //!
-//! - every message sent and not yet accepted is in the outbox, once;
+//! - every message sent and neither accepted nor rejected yet is in the
+//!   outbox, once, in the order sent, also across page reloads that
+//!   requeue it;
+//! - each message is accepted or rejected at most once, never both, and an
+//!   acceptance carries the seq the relay stored it with on its first
+//!   arrival, however often it was resent; a rejected one is never stored;
 //! - each conversation's messages reach the application as 1, 2, 3, ...
-//!   with no gap and no duplicate, each the one the relay stored;
+//!   with no gap and no duplicate, each the one the relay stored, skipping
+//!   only the private notes a visitor is not shown;
 //! - the cursor is the last of them;
 //!
-//! and once the network behaves, everything sent is accepted and every
+//! and once the network behaves, everything sent is answered and every
 //! stored message is delivered.
+//!
+//! The network may also repeat a frame, and the client may be handed stale
+//! acknowledgements and ends of replay from earlier links; none of that
+//! may change the outbox or deliver anything twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use kefu_protocol::frame::{
-    Accepted, Author, Body, CloseReason, Closing, Credentials, Heartbeat, Identity, Message, Ping, ReplayComplete,
-    ReturningVisitor, Welcome,
+    Accepted, AgentRef, Author, Body, CloseReason, Closing, ConversationEvent, Credentials, ErrorCode, Heartbeat,
+    Identity, Message, Ping, Rejected, ReplayComplete, ReturningVisitor, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -144,6 +154,15 @@ impl Relay {
                     }
                 }
             }
+            ClientFrame::Send(send) if matches!(send.body, Body::Event(_)) => {
+                // Like the real relay: system lines are the relay's own.
+                self.down.push_back(ServerFrame::Rejected(Rejected {
+                    conversation: send.conversation,
+                    client_id: send.client_id,
+                    code: ErrorCode::Forbidden,
+                    text: "system lines are written by the relay".into(),
+                }));
+            }
             ClientFrame::Send(send) => {
                 let author = if self.visitor_mode { Author::Visitor(VISITOR) } else { Author::Agent(AgentId(5)) };
                 let seq = match self.stored.get(&send.client_id) {
@@ -201,9 +220,15 @@ struct Host {
     seen: Vec<Message>,
     /// What the application got, per conversation.
     delivered: BTreeMap<ConversationId, Vec<Seq>>,
-    /// Every id `send` returned, in order, and those accepted.
+    /// Every id `send` returned, in order, and those accepted or rejected.
     sent: Vec<ClientMessageId>,
     accepted: BTreeSet<ClientMessageId>,
+    rejected: BTreeSet<ClientMessageId>,
+    /// Every acknowledgement and end of replay the client was given, to
+    /// give again later, on another link or to a reloaded session.
+    answers: Vec<ServerFrame>,
+    visitor: bool,
+    seed: u64,
     /// The open transport lost a frame that only a new link recovers.
     lossy: bool,
 }
@@ -229,6 +254,10 @@ impl Host {
             delivered: BTreeMap::new(),
             sent: Vec::new(),
             accepted: BTreeSet::new(),
+            rejected: BTreeSet::new(),
+            answers: Vec::new(),
+            visitor,
+            seed,
             lossy: false,
         };
         let actions = host.session.start(Millis(0));
@@ -269,9 +298,17 @@ impl Host {
             }
             Event::Accepted(accepted) => {
                 assert!(self.sent.contains(&accepted.client_id), "accepted a message never sent");
+                assert!(!self.rejected.contains(&accepted.client_id), "accepted after it was rejected");
                 assert!(self.accepted.insert(accepted.client_id), "accepted twice");
+                let stored = self.relay.stored.get(&accepted.client_id).map(|(_, seq, _)| *seq);
+                assert_eq!(Some(accepted.seq), stored, "accepted with another seq than it was stored with");
             }
-            Event::Rejected(rejected) => panic!("the model relay rejects nothing: {rejected:?}"),
+            Event::Rejected(rejected) => {
+                assert!(self.sent.contains(&rejected.client_id), "rejected a message never sent");
+                assert!(!self.accepted.contains(&rejected.client_id), "rejected after it was accepted");
+                assert!(self.rejected.insert(rejected.client_id), "rejected twice");
+                assert!(!self.relay.stored.contains_key(&rejected.client_id), "rejected but stored");
+            }
             Event::Welcome(_) => self.relay.client_was_welcomed = true,
             _ => {}
         }
@@ -290,6 +327,14 @@ impl Host {
                 let conversation = self.conversation(i);
                 let (id, actions) =
                     self.session.send(self.now, conversation, Body::Text(format!("{}", self.sent.len())));
+                self.sent.push(id);
+                self.apply(actions);
+            }
+            Op::SendEvent(i) => {
+                let conversation = self.conversation(i);
+                let by = AgentRef { id: AgentId(5), name: "Ann".into() };
+                let (id, actions) =
+                    self.session.send(self.now, conversation, Body::Event(ConversationEvent::Closed { by }));
                 self.sent.push(id);
                 self.apply(actions);
             }
@@ -335,6 +380,20 @@ impl Host {
                     self.apply(actions);
                 }
             }
+            Op::Repeat => {
+                // The network hands over the next frame twice.
+                if let Some(frame) = self.relay.down.front().cloned() {
+                    self.relay.down.push_front(frame);
+                }
+            }
+            Op::Stale(index) => {
+                if self.session.link() == LinkState::Live && !self.answers.is_empty() {
+                    let frame = self.answers[index.index(self.answers.len())].clone();
+                    let actions = self.session.receive(self.now, frame);
+                    self.apply(actions);
+                }
+            }
+            Op::Reload => self.reload(),
             Op::Drop => {
                 if self.open {
                     self.close_transport();
@@ -368,8 +427,12 @@ impl Host {
 
     fn deliver_one(&mut self) {
         if let Some(frame) = self.relay.down.pop_front() {
-            if let ServerFrame::Message(message) = &frame {
-                self.seen.push(message.clone());
+            match &frame {
+                ServerFrame::Message(message) => self.seen.push(message.clone()),
+                ServerFrame::Accepted(_) | ServerFrame::Rejected(_) | ServerFrame::ReplayComplete(_) => {
+                    self.answers.push(frame.clone());
+                }
+                _ => {}
             }
             let actions = self.session.receive(self.now, frame);
             self.apply(actions);
@@ -387,6 +450,32 @@ impl Host {
             }
         }
         panic!("the network never went quiet");
+    }
+
+    /// The page reloads: the host forgets its transport and starts a new
+    /// session (with fresh entropy) that comes back as the same visitor,
+    /// requeues what the old one left unacknowledged and follows the same
+    /// conversations. The new page shows each conversation from the start.
+    fn reload(&mut self) {
+        if self.open {
+            self.close_transport();
+        }
+        self.seed = self.seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let credentials = self.session.credentials().clone();
+        let mut session = Session::new(credentials, SessionConfig::default(), self.seed);
+        for pending in self.session.pending() {
+            let actions = session.requeue(self.now, pending.client_id, pending.conversation, pending.body.clone());
+            assert!(actions.is_empty(), "a stopped session transmitted {actions:?}");
+        }
+        for conversation in CONVERSATIONS {
+            if self.session.is_following(conversation) && !self.visitor {
+                assert!(session.join(self.now, conversation).is_empty());
+            }
+        }
+        self.session = session;
+        self.delivered.clear();
+        let actions = self.session.start(self.now);
+        self.apply(actions);
     }
 
     /// Time passes as on a real host: each timer fires when it is due.
@@ -410,9 +499,10 @@ impl Host {
 
     /// What must hold at every moment.
     fn check_invariants(&self) {
-        let unaccepted: Vec<_> = self.sent.iter().filter(|id| !self.accepted.contains(id)).copied().collect();
+        let unanswered: Vec<_> =
+            self.sent.iter().filter(|id| !self.accepted.contains(id) && !self.rejected.contains(id)).copied().collect();
         let pending: Vec<_> = self.session.pending().map(|p| p.client_id).collect();
-        assert_eq!(pending, unaccepted, "the outbox is every unaccepted send, once, in order");
+        assert_eq!(pending, unanswered, "the outbox is every unanswered send, once, in order");
         for conversation in CONVERSATIONS {
             let last = self.delivered.get(&conversation).and_then(|got| got.last().copied());
             assert_eq!(self.session.cursor(conversation), last.unwrap_or(Seq::ZERO), "cursor of {conversation:?}");
@@ -454,7 +544,7 @@ impl Host {
 
     fn check_caught_up(&self) {
         self.check_invariants();
-        assert_eq!(self.session.pending().count(), 0, "everything sent was accepted");
+        assert_eq!(self.session.pending().count(), 0, "everything sent was answered");
         for conversation in CONVERSATIONS {
             if self.session.is_following(conversation) {
                 let got = self.delivered.get(&conversation).map_or(0, Vec::len);
@@ -462,7 +552,9 @@ impl Host {
             }
         }
         for id in &self.sent {
-            assert!(self.relay.stored.contains_key(id), "stored once");
+            let stored = self.relay.stored.contains_key(id);
+            assert_eq!(stored, self.accepted.contains(id), "stored exactly when accepted");
+            assert_eq!(stored, !self.rejected.contains(id), "rejected exactly when not stored");
         }
     }
 }
@@ -471,6 +563,9 @@ impl Host {
 enum Op {
     /// The user sends to conversation `i`.
     Send(usize),
+    /// The user sends something the relay refuses for good (a system
+    /// line): it is rejected and leaves the outbox.
+    SendEvent(usize),
     /// Someone else writes in conversation `i`.
     Post(usize),
     /// Another agent writes a private note in conversation `i`: a visitor
@@ -486,6 +581,13 @@ enum Op {
     Swap,
     /// A message the client already got comes again.
     Duplicate(Index),
+    /// The network delivers the next frame to the client twice.
+    Repeat,
+    /// An acknowledgement or end of replay the client already got, maybe
+    /// on an earlier link or before a reload, comes again.
+    Stale(Index),
+    /// The page reloads; the new session requeues the old outbox.
+    Reload,
     /// The transport dies.
     Drop,
     Advance(u64),
@@ -498,6 +600,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3usize).prop_map(Op::Send),
+        1 => (0..3usize).prop_map(Op::SendEvent),
         3 => (0..3usize).prop_map(Op::Post),
         2 => (0..3usize).prop_map(Op::Note),
         1 => (0..3usize).prop_map(Op::Join),
@@ -508,6 +611,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::LoseDown),
         1 => Just(Op::Swap),
         2 => any::<Index>().prop_map(Op::Duplicate),
+        1 => Just(Op::Repeat),
+        1 => any::<Index>().prop_map(Op::Stale),
+        1 => Just(Op::Reload),
         1 => Just(Op::Drop),
         2 => prop_oneof![0..2_000u64, 0..60_000u64].prop_map(Op::Advance),
         1 => Just(Op::Wake),
@@ -562,5 +668,46 @@ fn the_model_reaches_every_state() {
         host.check_invariants();
     }
     assert_eq!(host.delivered[&CONVERSATIONS[0]].len(), 5);
+    host.settle();
+}
+
+#[test]
+fn the_model_resends_repeats_rejects_and_reloads() {
+    // Guards the new operations the same way: each must take effect.
+    let mut host = Host::new(false, 2);
+    let script = [
+        Op::Flush,
+        // Stored, but the acceptance is lost with the link: the resend on
+        // the next link is answered with the seq of the first arrival.
+        Op::Send(0),
+        Op::ToRelay,
+        Op::Drop,
+        Op::Wake,
+        Op::Flush,
+        // The network repeats an acceptance.
+        Op::Send(1),
+        Op::ToRelay,
+        Op::Repeat,
+        Op::Flush,
+        // Refused for good: rejected once, never stored.
+        Op::SendEvent(0),
+        Op::ToRelay,
+        Op::Repeat,
+        Op::Flush,
+        // A reload with a message in flight: requeued, stored once.
+        Op::Send(0),
+        Op::Reload,
+        Op::Flush,
+    ];
+    for op in &script {
+        host.run(op);
+        host.check_invariants();
+    }
+    assert_eq!((host.accepted.len(), host.rejected.len()), (3, 1));
+    assert_eq!(host.relay.stored.len(), 3, "each accepted message stored once");
+    assert_eq!(host.relay.log(CONVERSATIONS[0]).len(), 2);
+    assert_eq!(host.delivered[&CONVERSATIONS[0]].len(), 2, "the reloaded page shows the whole conversation");
+    let repeated = host.answers.iter().filter(|frame| matches!(frame, ServerFrame::Accepted(_))).count();
+    assert_eq!(repeated, 4, "the resent first message, the repeated second, the requeued last");
     host.settle();
 }

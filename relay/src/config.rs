@@ -18,6 +18,21 @@ pub struct Config {
     #[arg(long, env = "KEFU_DATA_DIR", default_value = "./kefu-data")]
     pub data_dir: PathBuf,
 
+    /// Where the store lives instead of the embedded SQLite file in
+    /// `data_dir`: a `postgres://` URL, shared by every relay node.
+    #[arg(long, env = "KEFU_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Redis for fan-out and presence across relay nodes (`redis://...`).
+    /// Without it the relay is a single node.
+    #[arg(long, env = "KEFU_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis channel and key this relay uses, so several
+    /// Kefu clusters (or tests) can share one Redis.
+    #[arg(long, env = "KEFU_REDIS_PREFIX", default_value = "kefu")]
+    pub redis_prefix: String,
+
     /// Email of the admin agent created on the first start.
     #[arg(long, env = "KEFU_ADMIN_EMAIL", default_value = "admin@example.com")]
     pub admin_email: String,
@@ -49,6 +64,50 @@ pub struct Config {
     /// How long shutdown waits for connections to close, in milliseconds.
     #[arg(long, env = "KEFU_DRAIN_MS", default_value_t = 5_000)]
     pub drain_ms: u64,
+
+    /// WebSocket connections one address may open per minute, after its
+    /// burst. Generous by default: many visitors can share one address
+    /// behind a NAT. 0 turns the limit off.
+    #[arg(long, env = "KEFU_CONNECTIONS_PER_MINUTE_PER_IP", default_value_t = 1_200)]
+    pub connections_per_minute_per_ip: u32,
+
+    /// WebSocket connections one address may open at once before the
+    /// per-minute rate applies.
+    #[arg(long, env = "KEFU_CONNECTION_BURST", default_value_t = 500)]
+    pub connection_burst: u32,
+
+    /// Login attempts one address may make per minute, and at once: each
+    /// costs an argon2 hash, and a password must not be guessed by brute
+    /// force. 0 turns the limit off.
+    #[arg(long, env = "KEFU_LOGINS_PER_MINUTE_PER_IP", default_value_t = 30)]
+    pub logins_per_minute_per_ip: u32,
+
+    /// Frames one connection may send per second, after its burst
+    /// (heartbeat answers are not counted). Excess frames are refused with
+    /// `RateLimited`, not acted on; a connection that keeps flooding is
+    /// closed. 0 turns the limit off.
+    #[arg(long, env = "KEFU_FRAMES_PER_SECOND", default_value_t = 100)]
+    pub frames_per_second: u32,
+
+    /// Frames one connection may send at once before the per-second rate
+    /// applies: enough for a client resending its whole outbox after a
+    /// reconnect.
+    #[arg(long, env = "KEFU_FRAME_BURST", default_value_t = 1_000)]
+    pub frame_burst: u32,
+
+    /// How long a client may take to send a request's headers, in
+    /// milliseconds; slower ones are cut off (slowloris).
+    #[arg(long, env = "KEFU_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// How long a new WebSocket may take to say hello, in milliseconds.
+    #[arg(long, env = "KEFU_HELLO_TIMEOUT_MS", default_value_t = 10_000)]
+    pub hello_timeout_ms: u64,
+
+    /// How long one write to a client may take, in milliseconds; a client
+    /// that stops reading is disconnected once its buffers are full.
+    #[arg(long, env = "KEFU_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
 }
 
 impl Config {

@@ -6,20 +6,32 @@
 //! with a reason, so one stuck reader can never make the relay buffer
 //! without bound or delay anybody else. What a slow client misses it gets
 //! back by replay from the store when it reconnects.
+//!
+//! With several relay nodes the hub is also bridged to the others (see
+//! [`crate::cluster`]): what is published here goes to this node's
+//! connections at once and to Redis for the other nodes; what they publish
+//! comes back through [`Hub::deliver_here`]. The hub tells the bridge when a
+//! conversation or site gets its first follower here and loses its last,
+//! so a node subscribes once per channel it needs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kefu_protocol::ServerFrame;
 use kefu_protocol::frame::{AgentStatus, Availability};
 use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Bridge, Command, RemotePresence, SitePresence, Target};
 
 /// The fan-out registry. Cloning is shallow: every clone is the same hub.
 #[derive(Clone, Debug, Default)]
 pub struct Hub {
     routes: Arc<Mutex<Routes>>,
+    /// Set once when the node joins a cluster.
+    bridge: Arc<OnceLock<Bridge>>,
 }
 
 // A std mutex, not tokio's: it is held only to push into queues without
@@ -30,6 +42,8 @@ struct Routes {
     sites: HashMap<(SiteId, Audience), Vec<Subscriber>>,
     /// Agent connections with the status each announced: presence.
     agents: HashMap<SessionId, (SiteId, AgentId, AgentStatus)>,
+    /// The agents of other nodes, as they announced them.
+    remote: RemotePresence,
 }
 
 /// Who of a site a site-wide frame is for.
@@ -48,9 +62,25 @@ impl Routes {
         }
     }
 
-    fn agents_online(&self, site: SiteId) -> u32 {
+    fn offer(&self, target: Target, frame: &Arc<ServerFrame>) {
+        match target {
+            Target::Conversation(conversation) => {
+                for subscriber in self.conversations.get(&conversation).into_iter().flatten() {
+                    subscriber.offer(frame);
+                }
+            }
+            Target::Site(site, audience) => self.offer_site(site, audience, frame),
+        }
+    }
+
+    /// Agent connections of `site` on this node.
+    fn local_agents_online(&self, site: SiteId) -> u32 {
         let count = self.sites.get(&(site, Audience::Agents)).map_or(0, Vec::len);
         u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    fn agents_online(&self, site: SiteId) -> u32 {
+        self.local_agents_online(site).saturating_add(self.remote.connections(site))
     }
 
     /// Tells the site's visitors how many agents are connected now.
@@ -100,36 +130,106 @@ impl Hub {
         }
     }
 
-    /// Offers `frame` to every connection following `conversation`.
+    /// Offers `frame` to every connection following `conversation`, on
+    /// every node.
     pub fn publish(&self, conversation: ConversationId, frame: ServerFrame) {
-        let frame = Arc::new(frame);
-        let routes = self.lock();
-        for subscriber in routes.conversations.get(&conversation).into_iter().flatten() {
-            subscriber.offer(&frame);
+        self.publish_to(Target::Conversation(conversation), Arc::new(frame));
+    }
+
+    /// Offers `frame` to every connection of `site` in `audience`, on every
+    /// node.
+    pub fn publish_site(&self, site: SiteId, audience: Audience, frame: ServerFrame) {
+        self.publish_to(Target::Site(site, audience), Arc::new(frame));
+    }
+
+    fn publish_to(&self, target: Target, frame: Arc<ServerFrame>) {
+        self.lock().offer(target, &frame);
+        self.tell_bridge(|| Command::Publish(target, frame));
+    }
+
+    /// Offers `frame` to this node's connections only: what another node
+    /// published, or what only this node's connections need.
+    pub fn deliver_here(&self, target: Target, frame: Arc<ServerFrame>) {
+        self.lock().offer(target, &frame);
+    }
+
+    /// Bridges this hub to the other nodes. Only the first call counts.
+    pub(crate) fn bridge(&self, bridge: Bridge) {
+        let _ = self.bridge.set(bridge);
+    }
+
+    fn tell_bridge(&self, command: impl FnOnce() -> Command) {
+        if let Some(bridge) = self.bridge.get() {
+            // Fails only once the link task has ended, at shutdown.
+            let _ = bridge.commands.send(command());
         }
     }
 
-    /// Offers `frame` to every connection of `site` in `audience`.
-    pub fn publish_site(&self, site: SiteId, audience: Audience, frame: ServerFrame) {
-        self.lock().offer_site(site, audience, &Arc::new(frame));
+    /// Every conversation and site audience with a follower on this node:
+    /// the channels this node needs.
+    pub(crate) fn wanted(&self) -> Vec<Target> {
+        let routes = self.lock();
+        let conversations = routes.conversations.keys().map(|&c| Target::Conversation(c));
+        let sites = routes.sites.keys().map(|&(site, audience)| Target::Site(site, audience));
+        conversations.chain(sites).collect()
     }
 
-    /// How many agent connections `site` has now.
+    /// This node's agents per site, for the other nodes.
+    pub(crate) fn local_presence(&self) -> Vec<(SiteId, SitePresence)> {
+        let routes = self.lock();
+        let mut sites: HashMap<SiteId, SitePresence> = HashMap::new();
+        for &(site, audience) in routes.sites.keys() {
+            if audience == Audience::Agents {
+                sites.entry(site).or_default().connections = routes.local_agents_online(site);
+            }
+        }
+        let mut sorted: Vec<(SiteId, SitePresence)> = sites
+            .into_iter()
+            .map(|(site, mut presence)| {
+                let mut agents: Vec<_> = local_best_status(&routes.agents, site).into_iter().collect();
+                agents.sort_unstable_by_key(|(agent, _)| agent.0);
+                presence.agents = agents;
+                (site, presence)
+            })
+            .collect();
+        sorted.sort_unstable_by_key(|(site, _)| site.0);
+        sorted
+    }
+
+    /// Takes what another node announced about its agents; returns the
+    /// sites whose agents changed, and tells their visitors here.
+    pub(crate) fn set_remote(&self, node: u64, sites: Vec<(SiteId, SitePresence)>, expires: Instant) -> Vec<SiteId> {
+        let mut routes = self.lock();
+        let changed = routes.remote.set(node, sites, expires);
+        for site in &changed {
+            routes.announce_availability(*site);
+        }
+        changed
+    }
+
+    /// Forgets nodes not heard from in time; returns the sites they had
+    /// agents on, and tells their visitors here.
+    pub(crate) fn expire_remote(&self, now: Instant) -> Vec<SiteId> {
+        let mut routes = self.lock();
+        let gone = routes.remote.expire(now);
+        for site in &gone {
+            routes.announce_availability(*site);
+        }
+        gone
+    }
+
+    /// How many agent connections `site` has now, on every node.
     pub fn agents_online(&self, site: SiteId) -> u32 {
         self.lock().agents_online(site)
     }
 
-    /// The agents of `site` connected now, each once: `Online` if any of
-    /// its connections said so, else `Away`.
+    /// The agents of `site` connected now to any node, each once: `Online`
+    /// if any of its connections said so, else `Away`.
     pub fn presence(&self, site: SiteId) -> HashMap<AgentId, AgentStatus> {
-        let mut present = HashMap::new();
-        for &(at, agent, status) in self.lock().agents.values() {
-            if at == site {
-                let best = present.entry(agent).or_insert(status);
-                if status == AgentStatus::Online {
-                    *best = AgentStatus::Online;
-                }
-            }
+        let routes = self.lock();
+        let mut present = local_best_status(&routes.agents, site);
+        for (agent, status) in routes.remote.agents(site) {
+            raise(&mut present, agent, status);
         }
         present
     }
@@ -147,6 +247,27 @@ impl Hub {
     }
 }
 
+fn local_best_status(
+    agents: &HashMap<SessionId, (SiteId, AgentId, AgentStatus)>,
+    site: SiteId,
+) -> HashMap<AgentId, AgentStatus> {
+    let mut present = HashMap::new();
+    for &(at, agent, status) in agents.values() {
+        if at == site {
+            raise(&mut present, agent, status);
+        }
+    }
+    present
+}
+
+/// Counts `agent` as present, `Online` if this or an earlier connection is.
+fn raise(present: &mut HashMap<AgentId, AgentStatus>, agent: AgentId, status: AgentStatus) {
+    let best = present.entry(agent).or_insert(status);
+    if status == AgentStatus::Online {
+        *best = AgentStatus::Online;
+    }
+}
+
 impl Mailbox {
     /// Starts receiving what is published to `conversation`. Idempotent.
     pub fn follow(&mut self, conversation: ConversationId) {
@@ -155,7 +276,11 @@ impl Mailbox {
         }
         self.conversations.push(conversation);
         let mut routes = self.hub.lock();
-        routes.conversations.entry(conversation).or_default().push(self.me.clone());
+        let followers = routes.conversations.entry(conversation).or_default();
+        followers.push(self.me.clone());
+        if followers.len() == 1 {
+            self.hub.tell_bridge(|| Command::Subscribe(Target::Conversation(conversation)));
+        }
     }
 
     /// Starts receiving what is published to `audience` of `site`. An
@@ -167,9 +292,14 @@ impl Mailbox {
         }
         self.sites.push((site, audience));
         let mut routes = self.hub.lock();
-        routes.sites.entry((site, audience)).or_default().push(self.me.clone());
+        let followers = routes.sites.entry((site, audience)).or_default();
+        followers.push(self.me.clone());
+        if followers.len() == 1 {
+            self.hub.tell_bridge(|| Command::Subscribe(Target::Site(site, audience)));
+        }
         if audience == Audience::Agents {
             routes.announce_availability(site);
+            self.hub.tell_bridge(|| Command::PresenceChanged);
         }
     }
 
@@ -177,7 +307,9 @@ impl Mailbox {
     /// `status`. A connection that never says is `Away`: only consoles that
     /// announce `Online` are given chats.
     pub fn attend(&mut self, site: SiteId, agent: AgentId, status: AgentStatus) {
-        self.hub.lock().agents.insert(self.me.session, (site, agent, status));
+        let mut routes = self.hub.lock();
+        routes.agents.insert(self.me.session, (site, agent, status));
+        self.hub.tell_bridge(|| Command::PresenceChanged);
     }
 
     /// Whether this connection follows `conversation`.
@@ -200,13 +332,17 @@ impl Mailbox {
 impl Drop for Mailbox {
     fn drop(&mut self) {
         let session = self.me.session;
-        let mut routes = self.hub.lock();
-        routes.agents.remove(&session);
-        for conversation in &self.conversations {
-            if let Some(list) = routes.conversations.get_mut(conversation) {
+        let hub = &self.hub;
+        let mut routes = hub.lock();
+        if routes.agents.remove(&session).is_some() {
+            hub.tell_bridge(|| Command::PresenceChanged);
+        }
+        for &conversation in &self.conversations {
+            if let Some(list) = routes.conversations.get_mut(&conversation) {
                 list.retain(|s| s.session != session);
                 if list.is_empty() {
-                    routes.conversations.remove(conversation);
+                    routes.conversations.remove(&conversation);
+                    hub.tell_bridge(|| Command::Unsubscribe(Target::Conversation(conversation)));
                 }
             }
         }
@@ -215,10 +351,12 @@ impl Drop for Mailbox {
                 list.retain(|s| s.session != session);
                 if list.is_empty() {
                     routes.sites.remove(&(site, audience));
+                    hub.tell_bridge(|| Command::Unsubscribe(Target::Site(site, audience)));
                 }
             }
             if audience == Audience::Agents {
                 routes.announce_availability(site);
+                hub.tell_bridge(|| Command::PresenceChanged);
             }
         }
     }
@@ -227,6 +365,8 @@ impl Drop for Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use kefu_protocol::frame::{Ping, ServerFrame};
 
     fn ping(nonce: u64) -> ServerFrame {
@@ -272,6 +412,52 @@ mod tests {
         drop(a);
         assert_eq!(hub.followers(ConversationId(1)), 0);
         assert!(hub.lock().sites.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bridged_hub_subscribes_once_per_channel_and_publishes_what_is_local() {
+        let hub = Hub::default();
+        let (commands, mut bridge) = mpsc::unbounded_channel();
+        hub.bridge(Bridge { commands });
+        let conversation = Target::Conversation(ConversationId(7));
+        let mut a = hub.mailbox(SessionId(1), 8);
+        let mut b = hub.mailbox(SessionId(2), 8);
+        a.follow(ConversationId(7));
+        b.follow(ConversationId(7));
+        assert!(matches!(bridge.try_recv(), Ok(Command::Subscribe(t)) if t == conversation));
+        assert!(bridge.try_recv().is_err(), "the second follower needs no second subscription");
+
+        hub.publish(ConversationId(7), ping(1));
+        assert!(matches!(bridge.try_recv(), Ok(Command::Publish(t, _)) if t == conversation));
+        hub.deliver_here(conversation, Arc::new(ping(2)));
+        assert!(bridge.try_recv().is_err(), "what came from another node is not sent back");
+        assert_eq!(*a.recv().await.unwrap(), ping(1));
+        assert_eq!(*a.recv().await.unwrap(), ping(2));
+
+        drop(a);
+        assert!(bridge.try_recv().is_err(), "b still follows");
+        drop(b);
+        assert!(matches!(bridge.try_recv(), Ok(Command::Unsubscribe(t)) if t == conversation));
+    }
+
+    #[test]
+    fn other_nodes_agents_count_until_their_node_goes_quiet() {
+        let hub = Hub::default();
+        let mut visitor = hub.mailbox(SessionId(1), 8);
+        visitor.follow_site(SiteId(1), Audience::Visitors);
+        let there = SitePresence { connections: 2, agents: vec![(AgentId(5), AgentStatus::Online)] };
+        let now = Instant::now();
+        let changed = hub.set_remote(99, vec![(SiteId(1), there.clone())], now + Duration::from_secs(6));
+        assert_eq!(changed, [SiteId(1)]);
+        assert_eq!(hub.agents_online(SiteId(1)), 2);
+        assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Online)]));
+        assert!(hub.set_remote(99, vec![(SiteId(1), there)], now + Duration::from_secs(8)).is_empty());
+        assert!(hub.expire_remote(now + Duration::from_secs(7)).is_empty(), "renewed in time");
+        assert_eq!(hub.expire_remote(now + Duration::from_secs(9)), [SiteId(1)]);
+        assert_eq!(hub.agents_online(SiteId(1)), 0);
+        let announced: Vec<_> = std::iter::from_fn(|| visitor.queue.try_recv().ok()).collect();
+        let availability = |n| Arc::new(ServerFrame::Availability(Availability { agents_online: n }));
+        assert_eq!(announced, [availability(2), availability(0)]);
     }
 
     #[tokio::test]

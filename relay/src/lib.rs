@@ -11,22 +11,28 @@
 //!   that stores it; a group-commit writer batches many per fsync.
 //! - [`hub`]: in-process fan-out to the connections following a
 //!   conversation or a site, each through a bounded queue.
+//! - [`cluster`]: several relay nodes as one, over Redis: the hub's
+//!   frames to and from the other nodes, their agents' presence, the
+//!   assignment lock. Redis only helps; the store stays the truth.
 //! - [`team`]: who answers which conversation: take, transfer, close,
 //!   reopen, auto-assignment within capacity, the agents' roster.
 //! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap.
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
 //!   admin's agents, site settings and canned replies, history and the
 //!   visitor panel for the console, `/healthz`.
+//! - [`limits`]: rate limits per address (connects, logins) and per socket.
 //! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`.
 //! - [`config`]: flags and environment variables.
 //! - [`server`]: `run(listener, config, shutdown)` ties it together;
 //!   `main.rs` only parses the config and calls it.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod server;
 pub mod state;
 pub mod store;

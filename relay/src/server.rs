@@ -1,17 +1,24 @@
 //! Putting the relay together: routes, start-up and graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::routing::get;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{auth, http, web, ws};
+use crate::{auth, cluster, http, web, ws};
 
 /// The relay's routes over `state`.
 pub fn app(state: AppState) -> Router {
@@ -31,7 +38,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let store = Store::open(&config.data_dir).await?;
+    let store = Store::connect(config.database_url.as_deref(), &config.data_dir).await?;
     if let Some(password) = auth::bootstrap(&store, &config.admin_email, config.admin_password.as_deref()).await? {
         // Printed once, on the first start only: it is not stored anywhere
         // in clear.
@@ -41,17 +48,24 @@ pub async fn run(
         );
     }
     let drain = Duration::from_millis(config.drain_ms);
+    let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let state = AppState::new(config, store);
+    if let Some(url) = &state.config.redis_url {
+        let cluster = cluster::join(&state, url, &state.config.redis_prefix)
+            .map_err(|error| Error::BadRequest(format!("--redis-url: {error}")))?;
+        state.dispatcher.join(cluster);
+    }
     tracing::info!(addr = %listener.local_addr()?, "kefu relay listening");
 
+    let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let draining = state.clone();
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: telling clients to reconnect");
-            draining.shutdown.cancel();
-        })
-        .await?;
+    serve(listener, app(state.clone()), header_read_timeout, async move {
+        shutdown.await;
+        tracing::info!("shutting down: telling clients to reconnect");
+        draining.shutdown.cancel();
+    })
+    .await;
+    forgetting.abort();
 
     state.connections.close();
     if tokio::time::timeout(drain, state.connections.wait()).await.is_err() {
@@ -59,4 +73,89 @@ pub async fn run(
     }
     state.store.close().await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on `listener` until `shutdown`
+/// completes, then lets requests in progress finish. Like `axum::serve`,
+/// which this replaces because it sets no timer: a client could take
+/// forever over its request headers (slowloris), one connection and one
+/// task each. Here the headers must be in within `header_read_timeout`,
+/// idle keep-alive connections included, and each request carries the
+/// peer's address as `ConnectInfo<SocketAddr>` for the rate limits.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    // Tells every connection to finish its request and close.
+    let (stop, _) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait for some
+                    // to close rather than spin.
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Chat frames are small and latency matters more than packing
+        // them: without this, Nagle holds a reply for up to 40 ms behind
+        // an unacknowledged one.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
+        }
+        connections.spawn(serve_connection(http.clone(), stream, peer, app.clone(), stop.subscribe()));
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    stop.send_replace(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    http: hyper::server::conn::http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = tower::ServiceExt::map_request(app, move |mut request: Request<_>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
+    let mut connection = pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, %peer, "http connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.wait_for(|stop| *stop) => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, %peer, "http connection ended with an error");
+    }
+}
+
+/// Every minute, forgets the addresses whose rate limit buckets are full
+/// again.
+async fn forget_idle_addresses(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        state.limiters.forget_idle();
+    }
 }

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::Limiters;
 use crate::store::Store;
 use crate::team::Dispatcher;
 
@@ -33,13 +34,17 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Every WebSocket connection, so shutdown can wait for them.
     pub connections: TaskTracker,
+    /// How often each address may connect and log in.
+    pub limiters: Limiters,
     next_session: AtomicU64,
 }
 
 impl AppState {
     /// State for a relay with an open store.
     pub fn new(config: Config, store: Store) -> AppState {
+        let limiters = Limiters::new(&config);
         AppState(Arc::new(Inner {
+            limiters,
             config,
             store,
             hub: Hub::default(),

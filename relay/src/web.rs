@@ -101,7 +101,11 @@ where
                 ],
             ),
         )
-        .nest_service("/assets", with_headers(get_service(assets), &[(header::CACHE_CONTROL, HASHED_CACHE)]))
+        .nest_service(
+            "/assets",
+            with_headers(get_service(assets), &[(header::CACHE_CONTROL, HASHED_CACHE)])
+                .layer(middleware::from_fn(missing_not_broken)),
+        )
         .route("/widget", widget())
         .route("/c/{site}", widget())
         .route("/demo", file(web_dir.join("demo.html"), &[(header::CACHE_CONTROL, REVALIDATE)]))
@@ -117,6 +121,25 @@ where
                 }
             }
         }))
+}
+
+/// Longest asset path looked up on disk; built names are short.
+const MAX_ASSET_PATH: usize = 1024;
+
+/// `ServeDir` answers 500 for paths the file system refuses (a name over
+/// its length limit, a file used as a folder): to a client those are
+/// files that do not exist, and not the relay's failure. Overlong paths do
+/// not reach the disk at all.
+async fn missing_not_broken(request: Request, next: Next) -> Response {
+    if request.uri().path().len() > MAX_ASSET_PATH {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let response = next.run(request).await;
+    if response.status().is_server_error() {
+        tracing::debug!(status = %response.status(), "asset lookup failed; answering 404");
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    response
 }
 
 /// The agent console's page: revalidated, never framed, no referrer.

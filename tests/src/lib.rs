@@ -11,8 +11,14 @@
 //!   new port after a restart.
 //! - [`raw`]: a bare WebSocket speaking frames by hand, for hostile input.
 //! - [`browser`]: headless Chromium over the DevTools protocol.
+//! - [`cluster`]: several relay nodes: a round-robin load balancer and a
+//!   private `redis-server` a test can stop.
 
 pub mod browser;
+pub mod chaos;
+pub mod cluster;
+pub mod faults;
+pub mod postgres;
 pub mod raw;
 
 use std::net::SocketAddr;

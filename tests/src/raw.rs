@@ -35,6 +35,37 @@ impl Raw {
         Ok(Raw { ws })
     }
 
+    /// Opens a WebSocket, or says with which HTTP status the relay
+    /// refused the upgrade (429 for an address over its limit).
+    pub async fn try_connect(url: &str) -> Result<std::result::Result<Raw, u16>> {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((ws, _)) => Ok(Ok(Raw { ws })),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Ok(Err(response.status().as_u16())),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Opens a WebSocket whose TCP receive buffer is only about `bytes`
+    /// large: a client that stops reading then pushes back on the relay
+    /// after a few frames rather than after megabytes.
+    pub async fn connect_with_receive_buffer(url: &str, bytes: u32) -> Result<Raw> {
+        let host = url.strip_prefix("ws://").and_then(|rest| rest.split('/').next()).context("a ws:// url")?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(bytes)?;
+        let stream = socket.connect(host.parse()?).await?;
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        Ok(Raw { ws })
+    }
+
+    /// Says hello as a new visitor of `site` and reads the welcome.
+    pub async fn hello_visitor(&mut self, site: &str) -> Result<Welcome> {
+        self.send(&hello(Credentials::Visitor { site: SiteKey::new(site)?, returning: None })).await?;
+        match self.next().await? {
+            Next::Frame(ServerFrame::Welcome(welcome)) => Ok(welcome),
+            other => bail!("expected a welcome, got {other:?}"),
+        }
+    }
+
     /// Connects as a new visitor of `site` and reads the welcome.
     pub async fn visitor(url: &str, site: &str) -> Result<(Raw, Welcome)> {
         let mut raw = Raw::connect(url).await?;

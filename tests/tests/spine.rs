@@ -1,6 +1,10 @@
-//! The spine's promise, end to end: a real relay process on a real SQLite
-//! file, real WebSockets, the real SDK. No message lost, none doubled,
-//! order kept, through cuts, offline sends and `kill -9`.
+//! The spine's promise, end to end: a real relay process on a real store,
+//! real WebSockets, the real SDK. No message lost, none doubled, order
+//! kept, through cuts, offline sends and `kill -9`.
+//!
+//! Every test runs twice, `sqlite::name` on the embedded file and
+//! `postgres::name` on a fresh PostgreSQL database (see
+//! `kefu_tests::postgres`): the promise is the store's, whichever it is.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,7 +13,31 @@ use anyhow::{Context, Result, ensure};
 use kefu_protocol::frame::{Author, Body, Identity};
 use kefu_protocol::ids::ConversationId;
 use kefu_sdk::{Client, Event, Events, LinkState, Message, SessionConfig};
+use kefu_tests::postgres::Backend;
 use kefu_tests::{PATIENCE, Proxy, Relay, collect, message, text};
+
+/// Makes `sqlite::name` and `postgres::name` tests of each
+/// `async fn name(backend: Backend) -> Result<()>`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(kefu_tests::postgres::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(kefu_tests::postgres::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
 
 fn body(text: impl Into<String>) -> Body {
     Body::Text(text.into())
@@ -26,9 +54,8 @@ fn in_conversation(conversation: ConversationId) -> impl FnMut(Event) -> Option<
     move |event| message(event).filter(|m| m.conversation == conversation)
 }
 
-#[tokio::test]
-async fn visitor_and_agent_round_trip() -> Result<()> {
-    let relay = Relay::start().await?;
+async fn visitor_and_agent_round_trip(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &[]).await?;
     let (agent, mut agent_events) = agent(&relay).await?;
     let (visitor, mut visitor_events) = Client::visitor(relay.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
@@ -47,9 +74,8 @@ async fn visitor_and_agent_round_trip() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn visitor_cut_off_while_agent_sends_100_gets_all_once_in_order() -> Result<()> {
-    let relay = Relay::start().await?;
+async fn visitor_cut_off_while_agent_sends_100_gets_all_once_in_order(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &[]).await?;
     let proxy = Proxy::start(relay.addr()).await?;
     let (agent, _agent_events) = agent(&relay).await?;
     let (visitor, mut visitor_events) = Client::visitor(proxy.ws_url(), "demo")?;
@@ -71,9 +97,8 @@ async fn visitor_cut_off_while_agent_sends_100_gets_all_once_in_order() -> Resul
     Ok(())
 }
 
-#[tokio::test]
-async fn visitor_sends_20_while_offline_each_stored_once_in_order() -> Result<()> {
-    let relay = Relay::start().await?;
+async fn visitor_sends_20_while_offline_each_stored_once_in_order(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &[]).await?;
     let proxy = Proxy::start(relay.addr()).await?;
     let (_agent, mut agent_events) = agent(&relay).await?;
     let (visitor, _visitor_events) = Client::visitor(proxy.ws_url(), "demo")?;
@@ -106,9 +131,8 @@ async fn visitor_sends_20_while_offline_each_stored_once_in_order() -> Result<()
     Ok(())
 }
 
-#[tokio::test]
-async fn offline_sends_keep_the_order_they_were_made_in() -> Result<()> {
-    let relay = Relay::start().await?;
+async fn offline_sends_keep_the_order_they_were_made_in(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &[]).await?;
     let proxy = Proxy::start(relay.addr()).await?;
     let (visitor, _events) = Client::visitor(proxy.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
@@ -133,9 +157,8 @@ async fn offline_sends_keep_the_order_they_were_made_in() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn kill_9_during_a_burst_loses_no_acknowledged_message_and_stores_each_once() -> Result<()> {
-    let mut relay = Relay::start().await?;
+async fn kill_9_during_a_burst_loses_no_acknowledged_message_and_stores_each_once(backend: Backend) -> Result<()> {
+    let mut relay = Relay::start_on(backend, &[]).await?;
     let proxy = Proxy::start(relay.addr()).await?;
     let (visitor, _events) = Client::visitor(proxy.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
@@ -198,11 +221,10 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_message_and_stores_each_onc
     Ok(())
 }
 
-#[tokio::test]
-async fn a_client_that_stops_answering_is_dropped_at_the_deadline() -> Result<()> {
+async fn a_client_that_stops_answering_is_dropped_at_the_deadline(backend: Backend) -> Result<()> {
     use kefu_protocol::ServerFrame;
     use kefu_protocol::frame::{CloseReason, Closing};
-    let relay = Relay::start_with(&["--heartbeat-interval-ms", "200", "--heartbeat-grace-ms", "300"]).await?;
+    let relay = Relay::start_on(backend, &["--heartbeat-interval-ms", "200", "--heartbeat-grace-ms", "300"]).await?;
     // A raw client that says hello and then never answers a ping.
     let (mut silent, welcome) = kefu_tests::raw::Raw::visitor(&relay.ws_url(), "demo").await?;
     assert_eq!(welcome.heartbeat.interval_ms, 200);
@@ -218,9 +240,8 @@ async fn a_client_that_stops_answering_is_dropped_at_the_deadline() -> Result<()
     Ok(())
 }
 
-#[tokio::test]
-async fn a_frozen_relay_is_detected_and_the_client_comes_back_when_it_thaws() -> Result<()> {
-    let relay = Relay::start_with(&["--heartbeat-interval-ms", "200", "--heartbeat-grace-ms", "300"]).await?;
+async fn a_frozen_relay_is_detected_and_the_client_comes_back_when_it_thaws(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &["--heartbeat-interval-ms", "200", "--heartbeat-grace-ms", "300"]).await?;
     let (agent, mut agent_events) = agent(&relay).await?;
     let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
@@ -239,9 +260,8 @@ async fn a_frozen_relay_is_detected_and_the_client_comes_back_when_it_thaws() ->
     Ok(())
 }
 
-#[tokio::test]
-async fn a_returning_visitor_resumes_the_same_conversation_with_its_history() -> Result<()> {
-    let relay = Relay::start().await?;
+async fn a_returning_visitor_resumes_the_same_conversation_with_its_history(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &[]).await?;
     let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
     visitor.send(conversation, body("before the reload")).await?;
@@ -294,9 +314,8 @@ async fn assert_no_more_messages(events: &mut Events) {
     assert!(extra.is_err(), "unexpected extra message: {extra:?}");
 }
 
-#[tokio::test]
-async fn sigterm_drains_clients_who_resume_on_the_restarted_relay() -> Result<()> {
-    let mut relay = Relay::start().await?;
+async fn sigterm_drains_clients_who_resume_on_the_restarted_relay(backend: Backend) -> Result<()> {
+    let mut relay = Relay::start_on(backend, &[]).await?;
     let proxy = Proxy::start(relay.addr()).await?;
     let (visitor, mut events) = Client::visitor(proxy.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
@@ -323,9 +342,8 @@ async fn sigterm_drains_clients_who_resume_on_the_restarted_relay() -> Result<()
     Ok(())
 }
 
-#[tokio::test]
-async fn healthz_reports_the_store() -> Result<()> {
-    let relay = Relay::start().await?;
+async fn healthz_reports_the_store(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &[]).await?;
     let response = reqwest::get(format!("{}/healthz", relay.http_url())).await?;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await?;
@@ -333,9 +351,8 @@ async fn healthz_reports_the_store() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn login_refuses_a_wrong_password_and_an_unknown_email() -> Result<()> {
-    let relay = Relay::start().await?;
+async fn login_refuses_a_wrong_password_and_an_unknown_email(backend: Backend) -> Result<()> {
+    let relay = Relay::start_on(backend, &[]).await?;
     for (email, password) in [(kefu_tests::ADMIN_EMAIL, "wrong"), ("nobody@kefu.test", kefu_tests::ADMIN_PASSWORD)] {
         let error = kefu_sdk::login(&relay.http_url(), email, password).await.expect_err("must be refused");
         assert!(error.to_string().contains("401"), "{error}");
@@ -344,10 +361,9 @@ async fn login_refuses_a_wrong_password_and_an_unknown_email() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn read_marks_come_back_after_a_reconnect() -> Result<()> {
+async fn read_marks_come_back_after_a_reconnect(backend: Backend) -> Result<()> {
     use kefu_protocol::frame::ReceiptKind;
-    let relay = Relay::start().await?;
+    let relay = Relay::start_on(backend, &[]).await?;
     let (agent, mut agent_events) = agent(&relay).await?;
     let (visitor, mut visitor_events) = Client::visitor(relay.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
@@ -367,3 +383,18 @@ async fn read_marks_come_back_after_a_reconnect() -> Result<()> {
     assert_eq!(collect(&mut events, 1, read_by_agent).await?, [seq], "after the replay");
     Ok(())
 }
+
+on_both_backends![
+    visitor_and_agent_round_trip,
+    visitor_cut_off_while_agent_sends_100_gets_all_once_in_order,
+    visitor_sends_20_while_offline_each_stored_once_in_order,
+    offline_sends_keep_the_order_they_were_made_in,
+    kill_9_during_a_burst_loses_no_acknowledged_message_and_stores_each_once,
+    a_client_that_stops_answering_is_dropped_at_the_deadline,
+    a_frozen_relay_is_detected_and_the_client_comes_back_when_it_thaws,
+    a_returning_visitor_resumes_the_same_conversation_with_its_history,
+    sigterm_drains_clients_who_resume_on_the_restarted_relay,
+    healthz_reports_the_store,
+    login_refuses_a_wrong_password_and_an_unknown_email,
+    read_marks_come_back_after_a_reconnect,
+];

@@ -21,6 +21,7 @@ use super::agents::AgentView;
 use super::extract::Json;
 use crate::auth;
 use crate::error::Error;
+use crate::limits::{self, ClientAddress};
 use crate::state::AppState;
 use crate::store::{self, Role, now};
 
@@ -63,11 +64,18 @@ pub struct Me {
 }
 
 /// Checks an agent's password and starts a session.
+///
+/// Attempts are limited per address (`Config::logins_per_minute_per_ip`):
+/// each costs a password hash, and passwords must not be guessed.
 pub async fn login(
     State(state): State<AppState>,
+    address: ClientAddress,
     headers: HeaderMap,
     Json(request): Json<LoginRequest>,
 ) -> Result<Response, Error> {
+    if let Err(wait) = state.limiters.logins.check(address) {
+        return Ok(limits::too_many("login attempts", wait));
+    }
     let found = state.store.agent_login(request.email.trim()).await?;
     // Hash checks take tens of milliseconds of CPU: keep them off the
     // async workers. An unknown email is checked against a dummy hash so

@@ -4,7 +4,7 @@
 use kefu_protocol::ids::SiteId;
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Store, constraint, int, now};
+use super::{Error, Store, Unsigned, constraint, int, now};
 
 /// A canned reply's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -13,16 +13,16 @@ pub struct CannedReplyId(pub u64);
 /// A stored reply an agent can insert by its shortcut.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CannedReply {
-    #[sqlx(try_from = "u64")]
+    #[sqlx(try_from = "Unsigned")]
     pub id: CannedReplyId,
     /// What follows the `/`: lowercase letters, digits, `_` and `-`.
     pub shortcut: String,
     pub text: String,
 }
 
-impl From<u64> for CannedReplyId {
-    fn from(id: u64) -> CannedReplyId {
-        CannedReplyId(id)
+impl From<Unsigned> for CannedReplyId {
+    fn from(id: Unsigned) -> CannedReplyId {
+        CannedReplyId(id.0)
     }
 }
 
@@ -30,7 +30,7 @@ impl Store {
     /// The site's canned replies, by shortcut.
     pub async fn canned_replies(&self, site: SiteId) -> Result<Vec<CannedReply>, Error> {
         let replies =
-            sqlx::query_as("SELECT id, shortcut, text FROM canned_replies WHERE site_id = ? ORDER BY shortcut")
+            sqlx::query_as("SELECT id, shortcut, text FROM canned_replies WHERE site_id = $1 ORDER BY shortcut")
                 .bind(int(site.0))
                 .fetch_all(self.pool())
                 .await?;
@@ -41,7 +41,7 @@ impl Store {
     /// one with that shortcut.
     pub async fn create_canned_reply(&self, site: SiteId, shortcut: &str, text: &str) -> Result<CannedReply, Error> {
         let reply = sqlx::query_as(
-            "INSERT INTO canned_replies (site_id, shortcut, text, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO canned_replies (site_id, shortcut, text, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id, shortcut, text",
         )
         .bind(int(site.0))
@@ -65,7 +65,7 @@ impl Store {
         text: &str,
     ) -> Result<CannedReply, Error> {
         let reply: Option<CannedReply> = sqlx::query_as(
-            "UPDATE canned_replies SET shortcut = ?, text = ? WHERE id = ? AND site_id = ? \
+            "UPDATE canned_replies SET shortcut = $1, text = $2 WHERE id = $3 AND site_id = $4 \
              RETURNING id, shortcut, text",
         )
         .bind(shortcut)
@@ -81,7 +81,7 @@ impl Store {
     /// Deletes one of `site`'s canned replies. [`Error::NotFound`] if it is
     /// not one of `site`'s.
     pub async fn delete_canned_reply(&self, site: SiteId, id: CannedReplyId) -> Result<(), Error> {
-        let done = sqlx::query("DELETE FROM canned_replies WHERE id = ? AND site_id = ?")
+        let done = sqlx::query("DELETE FROM canned_replies WHERE id = $1 AND site_id = $2")
             .bind(int(id.0))
             .bind(int(site.0))
             .execute(self.pool())
@@ -96,14 +96,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use kefu_protocol::ids::SiteKey;
-    use tempfile::TempDir;
 
     use super::*;
+    use crate::store::tests::{TestDb, on_both_backends};
 
-    #[tokio::test]
-    async fn canned_replies_are_per_site_sorted_and_unique() {
-        let dir = TempDir::new().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+    async fn canned_replies_are_per_site_sorted_and_unique(db: TestDb) {
+        let store = db.open().await;
         let a = store.create_site(&SiteKey::new("a").unwrap(), "A").await.unwrap().id;
         let b = store.create_site(&SiteKey::new("b").unwrap(), "B").await.unwrap().id;
 
@@ -124,4 +122,6 @@ mod tests {
         assert_eq!(shortcuts(store.canned_replies(a).await.unwrap()), ["hello"]);
         assert_eq!(shortcuts(store.canned_replies(b).await.unwrap()), ["thanks"]);
     }
+
+    on_both_backends![canned_replies_are_per_site_sorted_and_unique];
 }

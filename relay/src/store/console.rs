@@ -6,7 +6,7 @@ use kefu_protocol::frame::{ConversationStatus, Message};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
 use super::messages::{MessageRow, message_columns};
-use super::{Error, Store, int, undecodable};
+use super::{Error, Store, Unsigned, int, undecodable};
 
 /// Longest user agent or language string kept: real ones are far shorter,
 /// and the visitor controls what is sent.
@@ -61,13 +61,13 @@ pub struct VisitorClient {
 
 #[derive(sqlx::FromRow)]
 struct SummaryRow {
-    id: u64,
-    visitor_id: u64,
+    id: Unsigned,
+    visitor_id: Unsigned,
     status: String,
-    last_seq: u64,
-    updated_at: u64,
-    assignee_id: Option<u64>,
-    waiting_since: Option<u64>,
+    last_seq: Unsigned,
+    updated_at: Unsigned,
+    assignee_id: Option<Unsigned>,
+    waiting_since: Option<Unsigned>,
     visitor_name: Option<String>,
 }
 
@@ -76,13 +76,13 @@ impl TryFrom<SummaryRow> for ConversationSummary {
 
     fn try_from(row: SummaryRow) -> Result<ConversationSummary, sqlx::Error> {
         Ok(ConversationSummary {
-            id: ConversationId(row.id),
-            visitor: VisitorId(row.visitor_id),
+            id: ConversationId(row.id.0),
+            visitor: VisitorId(row.visitor_id.0),
             status: status(&row.status)?,
-            last_seq: Seq(row.last_seq),
-            updated_at: Timestamp(row.updated_at),
-            assignee: row.assignee_id.map(AgentId),
-            waiting_since: row.waiting_since.map(Timestamp),
+            last_seq: Seq(row.last_seq.0),
+            updated_at: Timestamp(row.updated_at.0),
+            assignee: row.assignee_id.map(|id| AgentId(id.0)),
+            waiting_since: row.waiting_since.map(|at| Timestamp(at.0)),
             visitor_name: row.visitor_name,
         })
     }
@@ -119,13 +119,13 @@ impl Store {
             "SELECT c.id, c.visitor_id, c.status, c.last_seq, c.updated_at, c.assignee_id, c.waiting_since, \
                  p.name AS visitor_name \
              FROM conversations c LEFT JOIN visitor_profiles p ON p.visitor_id = c.visitor_id \
-             WHERE c.site_id = ?1 AND (?2 IS NULL OR c.status = ?2) AND (?3 IS NULL OR c.updated_at < ?3) \
-             ORDER BY c.updated_at DESC, c.id DESC LIMIT ?4",
+             WHERE c.site_id = $1 AND ($2 IS NULL OR c.status = $2) AND ($3 IS NULL OR c.updated_at < $3) \
+             ORDER BY c.updated_at DESC, c.id DESC LIMIT $4",
         )
         .bind(int(site.0))
         .bind(page.status.map(status_column))
         .bind(page.before.map(|before| int(before.0)))
-        .bind(page.limit)
+        .bind(i64::from(page.limit))
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(ConversationSummary::try_from).collect::<Result<_, _>>()?)
@@ -143,7 +143,7 @@ impl Store {
         before: Option<Seq>,
         limit: u32,
     ) -> Result<Vec<Message>, Error> {
-        let owned: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = ? AND site_id = ?")
+        let owned: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = $1 AND site_id = $2")
             .bind(int(conversation.0))
             .bind(int(site.0))
             .fetch_optional(self.pool())
@@ -154,12 +154,12 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+            " FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
         );
         let rows: Vec<MessageRow> = sqlx::query_as(sql)
             .bind(int(conversation.0))
             .bind(before.map_or(i64::MAX, |before| int(before.0)))
-            .bind(limit)
+            .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
         let mut messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
@@ -176,7 +176,7 @@ impl Store {
         language: Option<&str>,
     ) -> Result<(), Error> {
         sqlx::query(
-            "UPDATE visitors SET user_agent = coalesce(?, user_agent), language = coalesce(?, language) WHERE id = ?",
+            "UPDATE visitors SET user_agent = coalesce($1, user_agent), language = coalesce($2, language) WHERE id = $3",
         )
         .bind(user_agent.map(|value| clip(value, CLIENT_FIELD_MAX_CHARS)))
         .bind(language.map(|value| clip(value, CLIENT_FIELD_MAX_CHARS)))
@@ -190,7 +190,7 @@ impl Store {
     /// `None` if the visitor is not one of `site`'s.
     pub async fn visitor_client(&self, site: SiteId, visitor: VisitorId) -> Result<Option<VisitorClient>, Error> {
         let row: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT user_agent, language FROM visitors WHERE id = ? AND site_id = ?")
+            sqlx::query_as("SELECT user_agent, language FROM visitors WHERE id = $1 AND site_id = $2")
                 .bind(int(visitor.0))
                 .bind(int(site.0))
                 .fetch_optional(self.pool())
@@ -208,26 +208,26 @@ impl Store {
         visitor: VisitorId,
         verified_user_id: Option<&str>,
     ) -> Result<Vec<PastConversation>, Error> {
-        let rows: Vec<(u64, String, u64, u64)> = sqlx::query_as(
+        let rows: Vec<(Unsigned, String, Unsigned, Unsigned)> = sqlx::query_as(
             "SELECT id, status, last_seq, updated_at FROM conversations \
-             WHERE site_id = ?1 AND (visitor_id = ?2 OR visitor_id IN ( \
+             WHERE site_id = $1 AND (visitor_id = $2 OR visitor_id IN ( \
                  SELECT p.visitor_id FROM visitor_profiles p JOIN visitors v ON v.id = p.visitor_id \
-                 WHERE v.site_id = ?1 AND p.verified = 1 AND p.user_id = ?3)) \
-             ORDER BY updated_at DESC, id DESC LIMIT ?4",
+                 WHERE v.site_id = $1 AND p.verified AND p.user_id = $3)) \
+             ORDER BY updated_at DESC, id DESC LIMIT $4",
         )
         .bind(int(site.0))
         .bind(int(visitor.0))
         .bind(verified_user_id)
-        .bind(PAST_CONVERSATIONS)
+        .bind(i64::from(PAST_CONVERSATIONS))
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
             .map(|(id, status_text, last_seq, updated_at)| {
                 Ok(PastConversation {
-                    id: ConversationId(id),
+                    id: ConversationId(id.0),
                     status: status(&status_text)?,
-                    last_seq: Seq(last_seq),
-                    updated_at: Timestamp(updated_at),
+                    last_seq: Seq(last_seq.0),
+                    updated_at: Timestamp(updated_at.0),
                 })
             })
             .collect()
@@ -238,17 +238,16 @@ impl Store {
 mod tests {
     use kefu_protocol::frame::{Author, Body};
     use kefu_protocol::ids::SiteKey;
-    use tempfile::TempDir;
 
     use super::*;
+    use crate::store::tests::{TestDb, on_both_backends};
     use crate::store::{Identity, NewMessage};
 
-    async fn store() -> (TempDir, Store, SiteId, SiteId) {
-        let dir = TempDir::new().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+    async fn store(db: TestDb) -> (TestDb, Store, SiteId, SiteId) {
+        let store = db.open().await;
         let a = store.create_site(&SiteKey::new("a").unwrap(), "A").await.unwrap().id;
         let b = store.create_site(&SiteKey::new("b").unwrap(), "B").await.unwrap().id;
-        (dir, store, a, b)
+        (db, store, a, b)
     }
 
     async fn say(store: &Store, conversation: ConversationId, author: Author, text: &str) {
@@ -256,9 +255,8 @@ mod tests {
         store.append(message).await.unwrap();
     }
 
-    #[tokio::test]
-    async fn conversation_pages_are_per_site_newest_first_and_filtered() {
-        let (_dir, store, a, b) = store().await;
+    async fn conversation_pages_are_per_site_newest_first_and_filtered(db: TestDb) {
+        let (_dir, store, a, b) = store(db).await;
         let mut ids = Vec::new();
         for _ in 0..3 {
             let visitor = store.create_visitor(a, "h").await.unwrap();
@@ -291,9 +289,8 @@ mod tests {
         assert_eq!(store.conversation_page(b, &all).await.unwrap().len(), 1);
     }
 
-    #[tokio::test]
-    async fn message_pages_go_back_from_the_newest_and_stay_in_their_site() {
-        let (_dir, store, a, b) = store().await;
+    async fn message_pages_go_back_from_the_newest_and_stay_in_their_site(db: TestDb) {
+        let (_dir, store, a, b) = store(db).await;
         let visitor = store.create_visitor(a, "h").await.unwrap();
         let conversation = store.open_conversation(a, visitor).await.unwrap().id;
         for n in 1..=7 {
@@ -310,9 +307,8 @@ mod tests {
         assert!(matches!(nowhere, Err(Error::NotFound)));
     }
 
-    #[tokio::test]
-    async fn visitor_clients_are_clipped_and_kept_per_site() {
-        let (_dir, store, a, b) = store().await;
+    async fn visitor_clients_are_clipped_and_kept_per_site(db: TestDb) {
+        let (_dir, store, a, b) = store(db).await;
         let visitor = store.create_visitor(a, "h").await.unwrap();
         assert_eq!(store.visitor_client(a, visitor).await.unwrap(), Some(VisitorClient::default()));
         let long = "é".repeat(600);
@@ -324,9 +320,8 @@ mod tests {
         assert_eq!(store.visitor_client(b, visitor).await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn a_verified_user_brings_the_conversations_of_their_other_visitors() {
-        let (_dir, store, a, b) = store().await;
+    async fn a_verified_user_brings_the_conversations_of_their_other_visitors(db: TestDb) {
+        let (_dir, store, a, b) = store(db).await;
         let verified = |user_id| Identity { user_id, name: None, email: None, verified: true };
         let claimed = |user_id| Identity { user_id, name: None, email: None, verified: false };
         let mut visitors = Vec::new();
@@ -349,4 +344,11 @@ mod tests {
         assert_eq!(clip("hi", 5), "hi");
         assert_eq!(clip("", 0), "");
     }
+
+    on_both_backends![
+        conversation_pages_are_per_site_newest_first_and_filtered,
+        message_pages_go_back_from_the_newest_and_stay_in_their_site,
+        visitor_clients_are_clipped_and_kept_per_site,
+        a_verified_user_brings_the_conversations_of_their_other_visitors
+    ];
 }

@@ -3,18 +3,18 @@
 use kefu_protocol::frame::{Author, ConversationStatus, Receipt, ReceiptKind};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
-use super::{Conversation, Error, Store, constraint, int, now, undecodable};
+use super::{Conversation, Error, Store, Unsigned, constraint, int, now, undecodable};
 
 #[derive(sqlx::FromRow)]
 struct ConversationRow {
-    id: u64,
-    site_id: u64,
-    visitor_id: u64,
+    id: Unsigned,
+    site_id: Unsigned,
+    visitor_id: Unsigned,
     status: String,
-    last_seq: u64,
-    updated_at: u64,
-    assignee_id: Option<u64>,
-    waiting_since: Option<u64>,
+    last_seq: Unsigned,
+    updated_at: Unsigned,
+    assignee_id: Option<Unsigned>,
+    waiting_since: Option<Unsigned>,
 }
 
 const CONVERSATION_COLUMNS: &str = "id, site_id, visitor_id, status, last_seq, updated_at, assignee_id, waiting_since";
@@ -29,14 +29,14 @@ impl TryFrom<ConversationRow> for Conversation {
             other => return Err(undecodable("conversation status", other)),
         };
         Ok(Conversation {
-            id: ConversationId(row.id),
-            site: SiteId(row.site_id),
-            visitor: VisitorId(row.visitor_id),
+            id: ConversationId(row.id.0),
+            site: SiteId(row.site_id.0),
+            visitor: VisitorId(row.visitor_id.0),
             status,
-            last_seq: Seq(row.last_seq),
-            updated_at: Timestamp(row.updated_at),
-            assignee: row.assignee_id.map(AgentId),
-            waiting_since: row.waiting_since.map(Timestamp),
+            last_seq: Seq(row.last_seq.0),
+            updated_at: Timestamp(row.updated_at.0),
+            assignee: row.assignee_id.map(|id| AgentId(id.0)),
+            waiting_since: row.waiting_since.map(|at| Timestamp(at.0)),
         })
     }
 }
@@ -44,10 +44,10 @@ impl TryFrom<ConversationRow> for Conversation {
 /// Reads a conversation on `connection`: the writer uses it inside its
 /// transaction, to report the state its own insert left.
 pub(super) async fn conversation_on(
-    connection: &mut sqlx::SqliteConnection,
+    connection: &mut sqlx::AnyConnection,
     id: ConversationId,
 ) -> Result<Option<Conversation>, sqlx::Error> {
-    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?");
+    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1");
     let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(id.0)).fetch_optional(connection).await?;
     row.map(Conversation::try_from).transpose()
 }
@@ -61,24 +61,23 @@ impl Store {
     /// [`Error::NotFound`] if the site does not exist.
     pub async fn create_visitor(&self, site: SiteId, token_hash: &str) -> Result<VisitorId, Error> {
         let now = now();
-        let id: u64 = sqlx::query_scalar(
+        let id: Unsigned = sqlx::query_scalar(
             "INSERT INTO visitors (site_id, token_hash, created_at, last_seen_at) \
-             VALUES (?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $3) RETURNING id",
         )
         .bind(int(site.0))
         .bind(token_hash)
         .bind(int(now.0))
-        .bind(int(now.0))
         .fetch_one(self.pool())
         .await
         .map_err(|error| constraint(error, "visitor"))?;
-        Ok(VisitorId(id))
+        Ok(VisitorId(id.0))
     }
 
     /// The token hash of `visitor`, if it is a visitor of `site`: a token
     /// for one site must never open a conversation on another.
     pub async fn visitor_token_hash(&self, site: SiteId, visitor: VisitorId) -> Result<Option<String>, Error> {
-        let hash = sqlx::query_scalar("SELECT token_hash FROM visitors WHERE id = ? AND site_id = ?")
+        let hash = sqlx::query_scalar("SELECT token_hash FROM visitors WHERE id = $1 AND site_id = $2")
             .bind(int(visitor.0))
             .bind(int(site.0))
             .fetch_optional(self.pool())
@@ -88,7 +87,7 @@ impl Store {
 
     /// Notes that the visitor came back now.
     pub async fn touch_visitor(&self, visitor: VisitorId) -> Result<(), Error> {
-        let done = sqlx::query("UPDATE visitors SET last_seen_at = ? WHERE id = ?")
+        let done = sqlx::query("UPDATE visitors SET last_seen_at = $1 WHERE id = $2")
             .bind(int(now().0))
             .bind(int(visitor.0))
             .execute(self.pool())
@@ -110,14 +109,15 @@ impl Store {
     pub async fn open_conversation(&self, site: SiteId, visitor: VisitorId) -> Result<Conversation, Error> {
         let find = format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-             WHERE visitor_id = ? AND site_id = ? ORDER BY status = 'open' DESC, id DESC LIMIT 1"
+             WHERE visitor_id = $1 AND site_id = $2 ORDER BY status = 'open' DESC, id DESC LIMIT 1"
         );
         // INSERT ... SELECT from visitors so that a visitor of another site
         // inserts nothing. The WHERE before ON CONFLICT is what SQLite needs
-        // to parse an upsert after a SELECT.
+        // to parse an upsert after a SELECT; the one after names the partial
+        // index, as PostgreSQL needs to pick it.
         let create = format!(
             "INSERT INTO conversations (site_id, visitor_id, status, created_at, updated_at) \
-             SELECT site_id, id, 'open', ?1, ?1 FROM visitors WHERE id = ?2 AND site_id = ?3 \
+             SELECT site_id, id, 'open', $1, $1 FROM visitors WHERE id = $2 AND site_id = $3 \
              ON CONFLICT (visitor_id) WHERE status = 'open' DO NOTHING \
              RETURNING {CONVERSATION_COLUMNS}"
         );
@@ -150,8 +150,8 @@ impl Store {
     /// it, so a send that was in flight when it closed is not lost.
     pub async fn close_conversation(&self, id: ConversationId) -> Result<Option<Conversation>, Error> {
         self.change_conversation(
-            "status = 'closed', waiting_since = NULL, updated_at = ?1",
-            "id = ?2 AND status = 'open'",
+            "status = 'closed', waiting_since = NULL, updated_at = $1",
+            "id = $2 AND status = 'open'",
             id,
             None,
         )
@@ -166,8 +166,8 @@ impl Store {
         assignee: Option<AgentId>,
     ) -> Result<Option<Conversation>, Error> {
         self.change_conversation(
-            "status = 'open', assignee_id = ?3, updated_at = ?1",
-            "id = ?2 AND status = 'closed'",
+            "status = 'open', assignee_id = $3, updated_at = $1",
+            "id = $2 AND status = 'closed'",
             id,
             assignee,
         )
@@ -177,6 +177,8 @@ impl Store {
     /// Assigns an open conversation to `to` if it is assigned to `from`
     /// now (`None`: waiting in the queue). Compare-and-set, so of two
     /// agents taking the same chat exactly one wins; `None` for the other.
+    /// That holds across relay nodes too: PostgreSQL checks the condition
+    /// again on the row once it has it locked, after a racing update.
     pub async fn assign_conversation(
         &self,
         id: ConversationId,
@@ -189,14 +191,14 @@ impl Store {
         };
         let assigned = self
             .change_conversation(
-                "assignee_id = ?3, updated_at = ?1",
-                &format!("id = ?2 AND status = 'open' AND {assigned}"),
+                "assignee_id = $3, updated_at = $1",
+                &format!("id = $2 AND status = 'open' AND {assigned}"),
                 id,
                 Some(to),
             )
             .await?;
         if assigned.is_some() {
-            sqlx::query("UPDATE agents SET last_assigned_at = ? WHERE id = ?")
+            sqlx::query("UPDATE agents SET last_assigned_at = $1 WHERE id = $2")
                 .bind(int(now().0))
                 .bind(int(to.0))
                 .execute(self.pool())
@@ -205,8 +207,8 @@ impl Store {
         Ok(assigned)
     }
 
-    /// One conditional UPDATE of a conversation: `set` and `when` use ?1
-    /// for now, ?2 for the id and ?3 for `agent`. Callers pass literals.
+    /// One conditional UPDATE of a conversation: `set` and `when` use $1
+    /// for now, $2 for the id and $3 for `agent`. Callers pass literals.
     async fn change_conversation(
         &self,
         set: &str,
@@ -229,7 +231,7 @@ impl Store {
     pub async fn next_in_queue(&self, site: SiteId) -> Result<Option<Conversation>, Error> {
         let sql = format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-             WHERE site_id = ? AND status = 'open' AND assignee_id IS NULL AND waiting_since IS NOT NULL \
+             WHERE site_id = $1 AND status = 'open' AND assignee_id IS NULL AND waiting_since IS NOT NULL \
              ORDER BY waiting_since, id LIMIT 1"
         );
         let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(site.0)).fetch_optional(self.pool()).await?;
@@ -238,7 +240,7 @@ impl Store {
 
     /// The conversation with that id.
     pub async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, Error> {
-        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?");
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1");
         let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(id.0)).fetch_optional(self.pool()).await?;
         Ok(row.map(Conversation::try_from).transpose()?)
     }
@@ -247,7 +249,7 @@ impl Store {
     pub async fn open_conversations(&self, site: SiteId) -> Result<Vec<Conversation>, Error> {
         let sql = format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-             WHERE site_id = ? AND status = 'open' ORDER BY id"
+             WHERE site_id = $1 AND status = 'open' ORDER BY id"
         );
         let rows: Vec<ConversationRow> = sqlx::query_as(&sql).bind(int(site.0)).fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(Conversation::try_from).collect::<Result<_, _>>()?)
@@ -265,9 +267,10 @@ impl Store {
     /// set them: sent after a replay so a reconnecting client sees
     /// delivered and read marks again. Marks at 0 are left out.
     pub async fn receipts(&self, conversation: ConversationId) -> Result<Vec<Receipt>, Error> {
-        let row: Option<(u64, u64, u64, u64, u64, Option<u64>)> = sqlx::query_as(
+        type MarksRow = (Unsigned, Unsigned, Unsigned, Unsigned, Unsigned, Option<Unsigned>);
+        let row: Option<MarksRow> = sqlx::query_as(
             "SELECT visitor_id, visitor_delivered, visitor_read, agent_delivered, agent_read, agent_marks_by \
-             FROM conversations WHERE id = ?",
+             FROM conversations WHERE id = $1",
         )
         .bind(int(conversation.0))
         .fetch_optional(self.pool())
@@ -275,13 +278,13 @@ impl Store {
         let Some((visitor, visitor_delivered, visitor_read, agent_delivered, agent_read, agent)) = row else {
             return Ok(Vec::new());
         };
-        let visitor = Author::Visitor(VisitorId(visitor));
+        let visitor = Author::Visitor(VisitorId(visitor.0));
         let mut marks =
-            vec![(visitor, ReceiptKind::Delivered, visitor_delivered), (visitor, ReceiptKind::Read, visitor_read)];
+            vec![(visitor, ReceiptKind::Delivered, visitor_delivered.0), (visitor, ReceiptKind::Read, visitor_read.0)];
         if let Some(agent) = agent {
-            let agent = Author::Agent(kefu_protocol::ids::AgentId(agent));
-            marks.push((agent, ReceiptKind::Delivered, agent_delivered));
-            marks.push((agent, ReceiptKind::Read, agent_read));
+            let agent = Author::Agent(kefu_protocol::ids::AgentId(agent.0));
+            marks.push((agent, ReceiptKind::Delivered, agent_delivered.0));
+            marks.push((agent, ReceiptKind::Read, agent_read.0));
         }
         Ok(marks
             .into_iter()
@@ -299,8 +302,8 @@ impl Store {
     ) -> Result<Option<Seq>, Error> {
         // Column names come from these closed matches, never from input.
         let (side, scope, participant) = match by {
-            Author::Visitor(visitor) => ("visitor", "visitor_id = ?3", visitor.0),
-            Author::Agent(agent) => ("agent", "site_id = (SELECT site_id FROM agents WHERE id = ?3)", agent.0),
+            Author::Visitor(visitor) => ("visitor", "visitor_id = $2", visitor.0),
+            Author::Agent(agent) => ("agent", "site_id = (SELECT site_id FROM agents WHERE id = $2)", agent.0),
             Author::System => return Ok(None),
         };
         let mark = match kind {
@@ -308,25 +311,27 @@ impl Store {
             ReceiptKind::Read => "read",
         };
         let column = format!("{side}_{mark}");
-        let by_agent = if side == "agent" { ", agent_marks_by = ?3" } else { "" };
+        let by_agent = if side == "agent" { ", agent_marks_by = $2" } else { "" };
+        // The smaller of the two, spelled so both dialects read it (SQLite
+        // has no LEAST, PostgreSQL no two-argument MIN).
+        let clamped = "CASE WHEN $3 < last_seq THEN $3 ELSE last_seq END";
         let grow = format!(
-            "UPDATE conversations SET {column} = MIN(?1, last_seq){by_agent} \
-             WHERE id = ?2 AND {scope} AND {column} < MIN(?1, last_seq) \
+            "UPDATE conversations SET {column} = {clamped}{by_agent} \
+             WHERE id = $1 AND {scope} AND {column} < {clamped} \
              RETURNING {column}"
         );
-        let grown: Option<u64> = sqlx::query_scalar(&grow)
-            .bind(int(up_to.0))
+        let grown: Option<Unsigned> = sqlx::query_scalar(&grow)
             .bind(int(conversation.0))
             .bind(int(participant))
+            .bind(int(up_to.0))
             .fetch_optional(self.pool())
             .await?;
         if let Some(mark) = grown {
-            return Ok(Some(Seq(mark)));
+            return Ok(Some(Seq(mark.0)));
         }
         // Not grown: tell "already there" from "not yours".
-        let exists = format!("SELECT 1 FROM conversations WHERE id = ?2 AND {scope}");
+        let exists = format!("SELECT 1 FROM conversations WHERE id = $1 AND {scope}");
         let found: Option<i64> = sqlx::query_scalar(&exists)
-            .bind(int(up_to.0))
             .bind(int(conversation.0))
             .bind(int(participant))
             .fetch_optional(self.pool())

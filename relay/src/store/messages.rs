@@ -3,20 +3,20 @@
 use kefu_protocol::frame::{Author, Body, Message};
 use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, Timestamp, VisitorId};
 
-use super::{AppendTicket, Appended, Error, NewMessage, Store, int, undecodable};
+use super::{AppendTicket, Appended, Error, NewMessage, Store, Unsigned, int, undecodable};
 
 /// A `messages` row as the writer and the readers select it.
 #[derive(sqlx::FromRow)]
 pub(super) struct MessageRow {
-    id: u64,
-    conversation_id: u64,
-    seq: u64,
+    id: Unsigned,
+    conversation_id: Unsigned,
+    seq: Unsigned,
     author_kind: String,
-    author_id: u64,
+    author_id: Unsigned,
     client_id: Option<Vec<u8>>,
     body_kind: String,
     body: String,
-    created_at: u64,
+    created_at: Unsigned,
 }
 
 /// The columns of a [`MessageRow`], as a literal so queries can `concat!`
@@ -32,7 +32,7 @@ impl TryFrom<MessageRow> for Message {
     type Error = sqlx::Error;
 
     fn try_from(row: MessageRow) -> Result<Message, sqlx::Error> {
-        let author = match (row.author_kind.as_str(), row.author_id) {
+        let author = match (row.author_kind.as_str(), row.author_id.0) {
             ("visitor", id) => Author::Visitor(VisitorId(id)),
             ("agent", id) => Author::Agent(AgentId(id)),
             ("system", _) => Author::System,
@@ -53,16 +53,16 @@ impl TryFrom<MessageRow> for Message {
             other => return Err(undecodable("body kind", other)),
         };
         Ok(Message {
-            conversation: ConversationId(row.conversation_id),
-            seq: Seq(row.seq),
+            conversation: ConversationId(row.conversation_id.0),
+            seq: Seq(row.seq.0),
             // Everything before it: a reader that hides some messages
             // (notes, from visitors) sets its own.
-            prev: Seq(row.seq.saturating_sub(1)),
-            id: MessageId(row.id),
+            prev: Seq(row.seq.0.saturating_sub(1)),
+            id: MessageId(row.id.0),
             client_id,
             author,
             body,
-            sent_at: Timestamp(row.created_at),
+            sent_at: Timestamp(row.created_at.0),
         })
     }
 }
@@ -128,7 +128,7 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
         );
         let rows: Vec<MessageRow> = sqlx::query_as(sql)
             .bind(int(conversation.0))

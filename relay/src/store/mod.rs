@@ -1,9 +1,12 @@
-//! The relay's durable state: one SQLite file, `kefu.db`, in the data folder.
+//! The relay's durable state, on one of two backends: an embedded SQLite
+//! file, `kefu.db` in the data folder (the default), or a PostgreSQL
+//! database that several relay nodes share (`--database-url postgres://…`).
 //!
 //! # Layout
 //!
 //! - this file: [`Store`] (open, close, health), the row types the rest of
-//!   the relay sees, and [`Error`].
+//!   the relay sees, [`Error`], and `Backend`: where the two dialects
+//!   differ.
 //! - `sites`: sites and their settings, agents and agent sessions.
 //! - `team`: the agents as assignment sees them (status, capacity, load).
 //! - `canned`: canned replies.
@@ -15,18 +18,42 @@
 //! - `messages`: appending and reading messages.
 //! - `writer`: the one task that stores messages, many per transaction.
 //!
+//! Every query is written once, in SQL both backends understand (`$1`
+//! parameters, `ON CONFLICT`, `RETURNING`), and runs through sqlx's `Any`
+//! driver. The schemas (`relay/migrations/sqlite`, `relay/migrations/postgres`)
+//! match version for version; the few statements that cannot be shared ask
+//! `Backend` (locking, mostly). `Any` decodes only signed integers and a
+//! real boolean, so rows read numbers as `Unsigned` and flags as `Flag`.
+//!
 //! # Durability
 //!
-//! The file runs in WAL mode with `synchronous = FULL`: a transaction is on
-//! disk, fsync included, when `COMMIT` returns, so anything the relay
-//! acknowledged survives `kill -9` and power loss. An fsync per message
-//! would cap throughput at the disk's fsync rate, so messages go through a
-//! single writer task that stores whatever is queued in one transaction
+//! SQLite: the file runs in WAL mode with `synchronous = FULL`: a
+//! transaction is on disk, fsync included, when `COMMIT` returns, so
+//! anything the relay acknowledged survives `kill -9` and power loss.
+//! PostgreSQL: the same holds as long as the server keeps its default
+//! `synchronous_commit = on`; durability is the server's to configure.
+//!
+//! A commit costs a flush either way, so messages go through a single
+//! writer task per relay that stores whatever is queued in one transaction
 //! (group commit) and answers each caller only after that commit.
 //!
+//! # Many writers
+//!
+//! Each relay has one writer, but nodes sharing a PostgreSQL database have
+//! one each, so two transactions may append to one conversation at once.
+//! A message takes `last_seq + 1` of its conversation in the statement that
+//! stores it; on PostgreSQL the writer first locks the batch's
+//! conversation rows (`FOR UPDATE`, in id order so two batches never
+//! deadlock), so that number is read only once no other node can take it.
+//! A resend conflicts on the idempotency key, whichever node stored the
+//! original, and is answered with it. SQLite needs no such lock: its
+//! writers take the whole file (`BEGIN IMMEDIATE`).
+//!
 //! Everything else (logins, visitors, receipts) writes directly through the
-//! pool: those writes are rare next to messages, and SQLite serialises
-//! writers anyway; the busy timeout makes them wait their turn.
+//! pool: those writes are rare next to messages. Conditional updates
+//! (assignment, close, receipt marks) are single statements that re-check
+//! their condition on the row they lock, which makes them compare-and-set
+//! on both backends.
 
 mod canned;
 mod console;
@@ -44,13 +71,16 @@ mod tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kefu_protocol::frame::{Author, Body, ConversationStatus, ConversationUpdate, Message};
 use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteId, SiteKey, Timestamp, VisitorId};
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{Any, AnyConnectOptions, AnyPoolOptions, AnyTypeInfo, AnyTypeInfoKind};
+use sqlx::error::BoxDynError;
+use sqlx::{AnyConnection, AnyPool};
+use sqlx::{ConnectOptions, Decode, Executor, Transaction, Type};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -63,13 +93,64 @@ pub use writer::{AppendTicket, WriterStats};
 /// The database file inside the data folder.
 const FILE_NAME: &str = "kefu.db";
 
-/// How long a write waits for another writer before giving up. Long enough
-/// to ride out a large batch or a WAL checkpoint on a slow disk.
+/// How long a SQLite write waits for another writer before giving up.
+/// Long enough to ride out a large batch or a WAL checkpoint on a slow disk.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections for reads and the occasional non-message write; WAL lets
-/// readers run alongside the writer.
+/// readers run alongside the writer. Per node on PostgreSQL, so a few nodes
+/// stay well inside the server's default of 100 connections.
 const POOL_SIZE: u32 = 8;
+
+/// Which database the store runs on. Queries are shared; this is asked
+/// only where the dialects differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// The embedded file: one writer at a time, by file lock.
+    Sqlite,
+    /// A server that several relay nodes may share.
+    Postgres,
+}
+
+impl Backend {
+    /// How every connection starts: SQLite's per-connection settings
+    /// (WAL itself is a property of the file, set once at open). PostgreSQL
+    /// takes the server's settings, `synchronous_commit` included.
+    async fn prepare(self, connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        if self == Backend::Sqlite {
+            let timeout = BUSY_TIMEOUT.as_millis();
+            for pragma in [
+                format!("PRAGMA busy_timeout = {timeout}"),
+                "PRAGMA synchronous = FULL".into(),
+                "PRAGMA foreign_keys = ON".into(),
+            ] {
+                connection.execute(pragma.as_str()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Begins a transaction that writes after reading and must not let
+    /// another writer in between: SQLite takes the file's write lock up
+    /// front (a deferred transaction could fail with "busy" at its first
+    /// write); on PostgreSQL the caller locks the rows or table it needs.
+    async fn begin_write(self, pool: &AnyPool) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self {
+            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => pool.begin().await,
+        }
+    }
+
+    /// Appended to a SELECT inside a transaction whose later write depends
+    /// on what it read: PostgreSQL locks the rows until the commit (SQLite
+    /// has one writer at a time and no such clause).
+    fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
 
 /// The relay's store. Cloning is shallow (one `Arc`), so every connection
 /// task holds its own copy.
@@ -79,8 +160,10 @@ pub struct Store {
 }
 
 struct Inner {
-    path: PathBuf,
-    pool: SqlitePool,
+    /// The file, or the PostgreSQL server and database (no password).
+    location: String,
+    backend: Backend,
+    pool: AnyPool,
     writer: writer::Handle,
     /// Taken by the first `close`; a tokio mutex because `close` holds it
     /// while it waits for the writer to finish, so a second `close` returns
@@ -90,7 +173,7 @@ struct Inner {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+        f.debug_struct("Store").field("location", &self.inner.location).finish_non_exhaustive()
     }
 }
 
@@ -105,7 +188,10 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// SQLite failed, or a row held a value the relay does not understand.
+    /// `--database-url` named neither PostgreSQL nor nothing.
+    #[error("unsupported database URL (expected postgres://...): {0}")]
+    UnsupportedUrl(String),
+    /// The database failed, or a row held a value the relay does not understand.
     /// Shared because a failed batch gives the same cause to every request
     /// in it.
     #[error("database error: {0}")]
@@ -235,25 +321,70 @@ pub struct Appended {
 }
 
 impl Store {
+    /// Opens the store the configuration names: the PostgreSQL database at
+    /// `database_url` if given (`postgres://` or `postgresql://`), else the
+    /// SQLite file in `data_dir`.
+    pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Store, Error> {
+        match database_url {
+            None => Store::open(data_dir).await,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Store::open_postgres(url).await
+            }
+            Some(url) => Err(Error::UnsupportedUrl(redact(url))),
+        }
+    }
+
     /// Opens (or creates) `kefu.db` in `data_dir`, creating the folder if
     /// needed, brings the schema up to date and starts the message writer.
     pub async fn open(data_dir: &Path) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
         std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir { path: data_dir.to_owned(), source })?;
-        let path = data_dir.join(FILE_NAME);
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new().max_connections(POOL_SIZE).connect_with(options.clone()).await?;
-        sqlx::migrate!().run(&pool).await?;
+        let path = std::path::absolute(data_dir.join(FILE_NAME))
+            .map_err(|source| Error::DataDir { path: data_dir.to_owned(), source })?;
+        let options = AnyConnectOptions::from_str(&sqlite_url(&path))?;
+        // The writer's connection comes first: it switches a new file to
+        // WAL, which needs the file to itself.
+        let mut writer_connection = options.connect().await?;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL").fetch_one(&mut writer_connection).await?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(sqlx::Error::Configuration(format!("{} cannot use WAL: {mode}", path.display()).into()).into());
+        }
+        Store::start(Backend::Sqlite, path.display().to_string(), options, writer_connection).await
+    }
+
+    /// Connects to the PostgreSQL database at `url` (which must exist),
+    /// brings its schema up to date and starts this node's message writer.
+    /// Any number of relays may do this on one database at once.
+    pub async fn open_postgres(url: &str) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let writer_connection = options.connect().await?;
+        Store::start(Backend::Postgres, redact(url), options, writer_connection).await
+    }
+
+    async fn start(
+        backend: Backend,
+        location: String,
+        options: AnyConnectOptions,
+        mut writer_connection: AnyConnection,
+    ) -> Result<Store, Error> {
+        backend.prepare(&mut writer_connection).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .after_connect(move |connection, _| Box::pin(backend.prepare(connection)))
+            .connect_with(options.clone())
+            .await?;
+        // On PostgreSQL sqlx migrates under an advisory lock, so nodes
+        // starting together on one database migrate it once.
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
         // The writer gets a connection of its own so a busy pool never
         // holds up a commit.
-        let writer_connection = options.connect().await?;
-        let (writer, writer_task) = writer::start(writer_connection, options);
-        Ok(Store { inner: Arc::new(Inner { path, pool, writer, writer_task: Mutex::new(Some(writer_task)) }) })
+        let (writer, writer_task) = writer::start(backend, writer_connection, options);
+        let inner = Inner { location, backend, pool, writer, writer_task: Mutex::new(Some(writer_task)) };
+        Ok(Store { inner: Arc::new(inner) })
     }
 
     /// Stores every message queued so far, stops the writer and closes the
@@ -283,8 +414,12 @@ impl Store {
         self.inner.writer.stats()
     }
 
-    fn pool(&self) -> &SqlitePool {
+    fn pool(&self) -> &AnyPool {
         &self.inner.pool
+    }
+
+    fn backend(&self) -> Backend {
+        self.inner.backend
     }
 }
 
@@ -297,7 +432,90 @@ pub fn now() -> Timestamp {
     Timestamp(ms)
 }
 
-/// A wire number as an SQLite integer. SQLite integers are signed, and no
+/// A `sqlite://` URL for `path` (absolute), every byte but the plainest
+/// percent-encoded: sqlx decodes the path again, so `%`, `?` or `#` in a
+/// folder name survive the trip.
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    url.push_str("?mode=rwc");
+    url
+}
+
+/// A database URL fit for logs: without its user and password.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, rest))) => format!("{scheme}://{rest}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// A number read from a row. Both backends store numbers as signed 64-bit
+/// integers and `Any` decodes no unsigned type; a negative id, seq or
+/// count was not written by the relay and fails to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unsigned(u64);
+
+impl Unsigned {
+    /// As a `u32`, for capacities and counts.
+    fn small(self) -> Result<u32, sqlx::Error> {
+        u32::try_from(self.0).map_err(|_| undecodable("number", self.0))
+    }
+}
+
+impl Type<Any> for Unsigned {
+    fn type_info() -> AnyTypeInfo {
+        <i64 as Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <i64 as Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Any> for Unsigned {
+    fn decode(value: <Any as sqlx::Database>::ValueRef<'r>) -> Result<Unsigned, BoxDynError> {
+        Ok(Unsigned(u64::try_from(<i64 as Decode<Any>>::decode(value)?)?))
+    }
+}
+
+/// A yes/no column: `BOOLEAN` on PostgreSQL, an integer 0 or 1 on SQLite.
+/// Either binds as a Rust `bool`; reading takes this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flag(bool);
+
+impl From<Flag> for bool {
+    fn from(flag: Flag) -> bool {
+        flag.0
+    }
+}
+
+impl Type<Any> for Flag {
+    fn type_info() -> AnyTypeInfo {
+        <bool as Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        ty.kind() == AnyTypeInfoKind::Bool || ty.kind().is_integer()
+    }
+}
+
+impl<'r> Decode<'r, Any> for Flag {
+    fn decode(value: <Any as sqlx::Database>::ValueRef<'r>) -> Result<Flag, BoxDynError> {
+        match <i64 as Decode<Any>>::decode(value.clone()) {
+            Ok(number) => Ok(Flag(number != 0)),
+            Err(_) => Ok(Flag(<bool as Decode<Any>>::decode(value)?)),
+        }
+    }
+}
+
+/// A wire number as a database integer. Stored integers are signed, and no
 /// stored id, seq or time reaches `i64::MAX`, so a larger value (only ever
 /// sent by a confused or hostile client) saturates: as an id it matches no
 /// row, as a seq it means "after everything".

@@ -1,9 +1,9 @@
 //! Sites and their widget settings, agents and agent sessions.
 
 use kefu_protocol::ids::{AgentId, SiteId, SiteKey, Timestamp};
-use sqlx::{Connection, SqliteConnection};
+use sqlx::AnyConnection;
 
-use super::{Agent, Error, Role, Site, Store, constraint, int, now, undecodable};
+use super::{Agent, Backend, Error, Flag, Role, Site, Store, Unsigned, constraint, int, now, undecodable};
 
 /// The capacity of an agent created without one; the schema's default.
 pub const DEFAULT_CAPACITY: u32 = 3;
@@ -87,6 +87,7 @@ pub struct NewAgent<'a> {
 
 #[derive(sqlx::FromRow)]
 struct SettingsRow {
+    #[sqlx(try_from = "Flag")]
     draft_preview: bool,
     allowed_origins: String,
     color: String,
@@ -113,7 +114,7 @@ impl TryFrom<SettingsRow> for SiteSettings {
 
 #[derive(sqlx::FromRow)]
 struct SiteRow {
-    id: u64,
+    id: Unsigned,
     key: String,
     name: String,
 }
@@ -123,18 +124,19 @@ impl TryFrom<SiteRow> for Site {
 
     fn try_from(row: SiteRow) -> Result<Site, sqlx::Error> {
         let key = SiteKey::new(row.key).map_err(|error| undecodable("site key", error))?;
-        Ok(Site { id: SiteId(row.id), key, name: row.name })
+        Ok(Site { id: SiteId(row.id.0), key, name: row.name })
     }
 }
 
 #[derive(sqlx::FromRow)]
 struct AgentRow {
-    id: u64,
-    site_id: u64,
+    id: Unsigned,
+    site_id: Unsigned,
     email: String,
     name: String,
     role: String,
-    capacity: u32,
+    capacity: Unsigned,
+    #[sqlx(try_from = "Flag")]
     active: bool,
 }
 
@@ -143,12 +145,12 @@ impl TryFrom<AgentRow> for Agent {
 
     fn try_from(row: AgentRow) -> Result<Agent, sqlx::Error> {
         Ok(Agent {
-            id: AgentId(row.id),
-            site: SiteId(row.site_id),
+            id: AgentId(row.id.0),
+            site: SiteId(row.site_id.0),
             email: row.email,
             name: row.name,
             role: Role::from_column(&row.role)?,
-            capacity: row.capacity,
+            capacity: row.capacity.small()?,
             active: row.active,
         })
     }
@@ -177,8 +179,8 @@ const AGENT_COLUMNS: &str =
 impl Store {
     /// How many sites exist; 0 means the relay has never been set up.
     pub async fn site_count(&self) -> Result<u64, Error> {
-        let count: u64 = sqlx::query_scalar("SELECT COUNT(*) FROM sites").fetch_one(self.pool()).await?;
-        Ok(count)
+        let count: Unsigned = sqlx::query_scalar("SELECT COUNT(*) FROM sites").fetch_one(self.pool()).await?;
+        Ok(count.0)
     }
 
     /// Creates a site. [`Error::Conflict`] if the key is taken.
@@ -189,7 +191,7 @@ impl Store {
 
     /// The site with that id.
     pub async fn site(&self, id: SiteId) -> Result<Option<Site>, Error> {
-        let row: Option<SiteRow> = sqlx::query_as("SELECT id, key, name FROM sites WHERE id = ?")
+        let row: Option<SiteRow> = sqlx::query_as("SELECT id, key, name FROM sites WHERE id = $1")
             .bind(int(id.0))
             .fetch_optional(self.pool())
             .await?;
@@ -198,7 +200,7 @@ impl Store {
 
     /// The site with that public key.
     pub async fn site_by_key(&self, key: &SiteKey) -> Result<Option<Site>, Error> {
-        let row: Option<SiteRow> = sqlx::query_as("SELECT id, key, name FROM sites WHERE key = ?")
+        let row: Option<SiteRow> = sqlx::query_as("SELECT id, key, name FROM sites WHERE key = $1")
             .bind(key.as_str())
             .fetch_optional(self.pool())
             .await?;
@@ -229,7 +231,7 @@ impl Store {
 
     /// The agent with that id if it is one of `site`'s, active or not.
     pub async fn site_agent(&self, site: SiteId, id: AgentId) -> Result<Option<Agent>, Error> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ? AND site_id = ?");
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1 AND site_id = $2");
         let row: Option<AgentRow> =
             sqlx::query_as(&sql).bind(int(id.0)).bind(int(site.0)).fetch_optional(self.pool()).await?;
         Ok(row.map(Agent::try_from).transpose()?)
@@ -237,7 +239,7 @@ impl Store {
 
     /// Every agent of `site`, deactivated ones included, by name.
     pub async fn agents(&self, site: SiteId) -> Result<Vec<Agent>, Error> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE site_id = ? ORDER BY name, id");
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE site_id = $1 ORDER BY name, id");
         let rows: Vec<AgentRow> = sqlx::query_as(&sql).bind(int(site.0)).fetch_all(self.pool()).await?;
         Ok(rows.into_iter().map(Agent::try_from).collect::<Result<_, _>>()?)
     }
@@ -248,17 +250,17 @@ impl Store {
     /// is not one of `site`'s agents.
     pub async fn update_agent(&self, site: SiteId, id: AgentId, update: &AgentUpdate) -> Result<Agent, Error> {
         let sql = format!(
-            "UPDATE agents SET name = coalesce(?1, name), role = coalesce(?2, role), \
-             capacity = coalesce(?3, capacity), active = coalesce(?4, active), \
-             password_hash = coalesce(?5, password_hash) \
-             WHERE id = ?6 AND site_id = ?7 RETURNING {}",
+            "UPDATE agents SET name = coalesce($1, name), role = coalesce($2, role), \
+             capacity = coalesce($3, capacity), active = coalesce($4, active), \
+             password_hash = coalesce($5, password_hash) \
+             WHERE id = $6 AND site_id = $7 RETURNING {}",
             AGENT_COLUMNS.replace("agents.", "")
         );
         let mut tx = self.pool().begin().await?;
         let row: Option<AgentRow> = sqlx::query_as(&sql)
             .bind(update.name.as_deref())
             .bind(update.role.map(Role::column))
-            .bind(update.capacity)
+            .bind(update.capacity.map(i64::from))
             .bind(update.active)
             .bind(update.password_hash.as_deref())
             .bind(int(id.0))
@@ -267,7 +269,7 @@ impl Store {
             .await?;
         let agent = Agent::try_from(row.ok_or(Error::NotFound)?)?;
         if !agent.active {
-            sqlx::query("DELETE FROM agent_sessions WHERE agent_id = ?").bind(int(id.0)).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM agent_sessions WHERE agent_id = $1").bind(int(id.0)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(agent)
@@ -276,7 +278,7 @@ impl Store {
     /// The settings of `site`. [`Error::NotFound`] if it does not exist.
     pub async fn site_settings(&self, site: SiteId) -> Result<SiteSettings, Error> {
         let row: Option<SettingsRow> =
-            sqlx::query_as("SELECT draft_preview, allowed_origins, color, greeting, position FROM sites WHERE id = ?")
+            sqlx::query_as("SELECT draft_preview, allowed_origins, color, greeting, position FROM sites WHERE id = $1")
                 .bind(int(site.0))
                 .fetch_optional(self.pool())
                 .await?;
@@ -289,9 +291,9 @@ impl Store {
         let origins =
             update.allowed_origins.as_ref().map(|origins| serde_json::Value::from(origins.clone()).to_string());
         let done = sqlx::query(
-            "UPDATE sites SET name = coalesce(?1, name), draft_preview = coalesce(?2, draft_preview), \
-             color = coalesce(?3, color), greeting = coalesce(?4, greeting), position = coalesce(?5, position), \
-             allowed_origins = coalesce(?6, allowed_origins) WHERE id = ?7",
+            "UPDATE sites SET name = coalesce($1, name), draft_preview = coalesce($2, draft_preview), \
+             color = coalesce($3, color), greeting = coalesce($4, greeting), position = coalesce($5, position), \
+             allowed_origins = coalesce($6, allowed_origins) WHERE id = $7",
         )
         .bind(update.name.as_deref())
         .bind(update.draft_preview)
@@ -321,12 +323,15 @@ impl Store {
         password_hash: &str,
     ) -> Result<Option<(Site, Agent)>, Error> {
         let now = now();
-        let mut connection = self.pool().acquire().await?;
-        // IMMEDIATE takes the write lock before the count, so two relays
-        // starting on one file cannot both see zero sites.
-        let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-        let count: u64 = sqlx::query_scalar("SELECT COUNT(*) FROM sites").fetch_one(&mut *tx).await?;
-        if count > 0 {
+        // Locked before the count, so two relays starting at once cannot
+        // both see zero sites: SQLite's write lock, or on PostgreSQL the
+        // sites table against other writers (readers go on).
+        let mut tx = self.backend().begin_write(self.pool()).await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("LOCK TABLE sites IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let count: Unsigned = sqlx::query_scalar("SELECT COUNT(*) FROM sites").fetch_one(&mut *tx).await?;
+        if count.0 > 0 {
             return Ok(None);
         }
         let site = insert_site(&mut tx, key, site_name, now).await?;
@@ -352,7 +357,9 @@ impl Store {
             agent: AgentRow,
             password_hash: String,
         }
-        let sql = format!("SELECT {AGENT_COLUMNS}, agents.password_hash FROM agents WHERE email = ?");
+        // lower() on both sides is what the unique index on either backend
+        // compares (SQLite's NOCASE and PostgreSQL's lower(email)).
+        let sql = format!("SELECT {AGENT_COLUMNS}, agents.password_hash FROM agents WHERE lower(email) = lower($1)");
         let row: Option<LoginRow> = sqlx::query_as(&sql).bind(email).fetch_optional(self.pool()).await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some((Agent::try_from(row.agent)?, row.password_hash)))
@@ -368,10 +375,10 @@ impl Store {
         expires_at: Timestamp,
     ) -> Result<(), Error> {
         let now = now();
-        sqlx::query("DELETE FROM agent_sessions WHERE expires_at <= ?").bind(int(now.0)).execute(self.pool()).await?;
+        sqlx::query("DELETE FROM agent_sessions WHERE expires_at <= $1").bind(int(now.0)).execute(self.pool()).await?;
         sqlx::query(
             "INSERT INTO agent_sessions (token_hash, agent_id, created_at, expires_at) \
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(token_hash)
         .bind(int(agent.0))
@@ -389,7 +396,7 @@ impl Store {
         let sql = format!(
             "SELECT {AGENT_COLUMNS} FROM agent_sessions \
              JOIN agents ON agents.id = agent_sessions.agent_id \
-             WHERE agent_sessions.token_hash = ? AND agent_sessions.expires_at > ? AND agents.active = 1"
+             WHERE agent_sessions.token_hash = $1 AND agent_sessions.expires_at > $2 AND agents.active"
         );
         let row: Option<AgentRow> =
             sqlx::query_as(&sql).bind(token_hash).bind(int(now.0)).fetch_optional(self.pool()).await?;
@@ -399,44 +406,39 @@ impl Store {
     /// Ends the session with that token hash (logout); nothing happens
     /// for an unknown one.
     pub async fn delete_agent_session(&self, token_hash: &str) -> Result<(), Error> {
-        sqlx::query("DELETE FROM agent_sessions WHERE token_hash = ?").bind(token_hash).execute(self.pool()).await?;
+        sqlx::query("DELETE FROM agent_sessions WHERE token_hash = $1").bind(token_hash).execute(self.pool()).await?;
         Ok(())
     }
 }
 
-async fn insert_site(
-    connection: &mut SqliteConnection,
-    key: &SiteKey,
-    name: &str,
-    now: Timestamp,
-) -> Result<Site, Error> {
-    let id: u64 = sqlx::query_scalar("INSERT INTO sites (key, name, created_at) VALUES (?, ?, ?) RETURNING id")
+async fn insert_site(connection: &mut AnyConnection, key: &SiteKey, name: &str, now: Timestamp) -> Result<Site, Error> {
+    let id: Unsigned = sqlx::query_scalar("INSERT INTO sites (key, name, created_at) VALUES ($1, $2, $3) RETURNING id")
         .bind(key.as_str())
         .bind(name)
         .bind(int(now.0))
         .fetch_one(&mut *connection)
         .await
         .map_err(|error| constraint(error, "site key"))?;
-    Ok(Site { id: SiteId(id), key: key.clone(), name: name.to_owned() })
+    Ok(Site { id: SiteId(id.0), key: key.clone(), name: name.to_owned() })
 }
 
-async fn insert_agent(connection: &mut SqliteConnection, new: &NewAgent<'_>, now: Timestamp) -> Result<Agent, Error> {
-    let id: u64 = sqlx::query_scalar(
+async fn insert_agent(connection: &mut AnyConnection, new: &NewAgent<'_>, now: Timestamp) -> Result<Agent, Error> {
+    let id: Unsigned = sqlx::query_scalar(
         "INSERT INTO agents (site_id, email, name, password_hash, role, capacity, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(int(new.site.0))
     .bind(new.email)
     .bind(new.name)
     .bind(new.password_hash)
     .bind(new.role.column())
-    .bind(new.capacity)
+    .bind(i64::from(new.capacity))
     .bind(int(now.0))
     .fetch_one(&mut *connection)
     .await
     .map_err(|error| constraint(error, "agent email"))?;
     Ok(Agent {
-        id: AgentId(id),
+        id: AgentId(id.0),
         site: new.site,
         email: new.email.to_owned(),
         name: new.name.to_owned(),
@@ -448,21 +450,19 @@ async fn insert_agent(connection: &mut SqliteConnection, new: &NewAgent<'_>, now
 
 #[cfg(test)]
 mod tests {
-    use tempfile::TempDir;
 
     use super::*;
+    use crate::store::tests::{TestDb, on_both_backends};
 
-    async fn store() -> (TempDir, Store, Site, Site) {
-        let dir = TempDir::new().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+    async fn store(db: TestDb) -> (TestDb, Store, Site, Site) {
+        let store = db.open().await;
         let a = store.create_site(&SiteKey::new("a").unwrap(), "A").await.unwrap();
         let b = store.create_site(&SiteKey::new("b").unwrap(), "B").await.unwrap();
-        (dir, store, a, b)
+        (db, store, a, b)
     }
 
-    #[tokio::test]
-    async fn site_settings_start_at_the_defaults_and_change_in_part() {
-        let (_dir, store, a, b) = store().await;
+    async fn site_settings_start_at_the_defaults_and_change_in_part(db: TestDb) {
+        let (_dir, store, a, b) = store(db).await;
         let defaults = store.site_settings(a.id).await.unwrap();
         assert_eq!(
             defaults,
@@ -494,9 +494,8 @@ mod tests {
         assert!(matches!(store.update_site(SiteId(999), &renamed).await, Err(Error::NotFound)));
     }
 
-    #[tokio::test]
-    async fn deactivating_an_agent_ends_its_sessions_and_other_sites_cannot_touch_it() {
-        let (_dir, store, a, b) = store().await;
+    async fn deactivating_an_agent_ends_its_sessions_and_other_sites_cannot_touch_it(db: TestDb) {
+        let (_dir, store, a, b) = store(db).await;
         let new = NewAgent {
             site: a.id,
             email: "ann@example.com",
@@ -528,9 +527,8 @@ mod tests {
         assert!(store.agents(b.id).await.unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn logging_out_deletes_only_that_session() {
-        let (_dir, store, a, _) = store().await;
+    async fn logging_out_deletes_only_that_session(db: TestDb) {
+        let (_dir, store, a, _) = store(db).await;
         let ann = store.create_agent(a.id, "ann@example.com", "Ann", "phc", Role::Agent).await.unwrap();
         let later = Timestamp(u64::from(u32::MAX) * 1000);
         store.create_agent_session(ann.id, "one", later).await.unwrap();
@@ -540,4 +538,10 @@ mod tests {
         assert_eq!(store.agent_by_session("one", now()).await.unwrap(), None);
         assert!(store.agent_by_session("two", now()).await.unwrap().is_some());
     }
+
+    on_both_backends![
+        site_settings_start_at_the_defaults_and_change_in_part,
+        deactivating_an_agent_ends_its_sessions_and_other_sites_cannot_touch_it,
+        logging_out_deletes_only_that_session
+    ];
 }

@@ -3,7 +3,7 @@
 use kefu_protocol::frame::AgentStatus;
 use kefu_protocol::ids::{AgentId, SiteId};
 
-use super::{Error, Store, int, undecodable};
+use super::{Error, Store, Unsigned, int, undecodable};
 
 /// An active agent of a site, with what auto-assignment weighs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +21,12 @@ pub struct Member {
 
 #[derive(sqlx::FromRow)]
 struct MemberRow {
-    id: u64,
+    id: Unsigned,
     name: String,
     status: String,
-    open: u32,
-    capacity: u32,
-    last_assigned_at: u64,
+    open: Unsigned,
+    capacity: Unsigned,
+    last_assigned_at: Unsigned,
 }
 
 impl TryFrom<MemberRow> for Member {
@@ -39,12 +39,12 @@ impl TryFrom<MemberRow> for Member {
             other => return Err(undecodable("agent status", other)),
         };
         Ok(Member {
-            id: AgentId(row.id),
+            id: AgentId(row.id.0),
             name: row.name,
             status,
-            open: row.open,
-            capacity: row.capacity,
-            last_assigned_at: row.last_assigned_at,
+            open: row.open.small()?,
+            capacity: row.capacity.small()?,
+            last_assigned_at: row.last_assigned_at.0,
         })
     }
 }
@@ -56,7 +56,7 @@ impl Store {
             "SELECT agents.id, agents.name, agents.status, agents.capacity, agents.last_assigned_at, \
                  (SELECT COUNT(*) FROM conversations \
                   WHERE assignee_id = agents.id AND status = 'open') AS open \
-             FROM agents WHERE site_id = ? AND active = 1 ORDER BY name, id",
+             FROM agents WHERE site_id = $1 AND active ORDER BY name, id",
         )
         .bind(int(site.0))
         .fetch_all(self.pool())
@@ -75,7 +75,7 @@ impl Store {
             AgentStatus::Online => "online",
             AgentStatus::Away => "away",
         };
-        sqlx::query("UPDATE agents SET status = ? WHERE id = ?")
+        sqlx::query("UPDATE agents SET status = $1 WHERE id = $2")
             .bind(status)
             .bind(int(agent.0))
             .execute(self.pool())

@@ -1,23 +1,164 @@
-//! The store against a real SQLite file in a temporary folder.
+//! The store against both backends: a real SQLite file in a temporary
+//! folder, and a fresh database on a real PostgreSQL server. Each test body
+//! is written once, as `async fn name(db: TestDb)`, and
+//! [`on_both_backends!`] makes a `sqlite::name` and a `postgres::name` test
+//! of it.
+//!
+//! PostgreSQL is looked for at `KEFU_TEST_POSTGRES_URL` (an admin
+//! connection, e.g. `postgres://postgres@127.0.0.1:5432/postgres`), else at
+//! 127.0.0.1:5432 as the OS user, `postgres` or `root` on database `test`
+//! or `postgres`. Each test creates `kefu_t_<random>` and drops it after.
 
 use kefu_protocol::frame::{Author, Body, ConversationStatus, ReceiptKind};
 use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteId, SiteKey, Timestamp, VisitorId};
+use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 
-use super::{Conversation, Error, NewMessage, Role, Site, Store};
+use super::{Backend, Conversation, Error, NewMessage, Role, Site, Store};
+
+/// Turns test bodies `async fn name(db: TestDb)` into one test per
+/// backend. `name [flavor = "multi_thread", ...]` passes arguments to
+/// `#[tokio::test]`.
+macro_rules! on_both_backends {
+    ($($name:ident $([$($args:tt)*])?),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test$(($($args)*))?]
+                async fn $name() {
+                    super::$name($crate::store::tests::TestDb::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test$(($($args)*))?]
+                async fn $name() {
+                    super::$name($crate::store::tests::TestDb::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// Where a test's store lives; removed when dropped.
+pub(crate) enum TestDb {
+    Sqlite(TempDir),
+    Postgres(PgDatabase),
+}
+
+impl TestDb {
+    pub(crate) fn sqlite() -> TestDb {
+        TestDb::Sqlite(TempDir::new().expect("a temporary folder"))
+    }
+
+    pub(crate) async fn postgres() -> TestDb {
+        TestDb::Postgres(PgDatabase::create().await)
+    }
+
+    /// Opens a store on it; call again for a second node, or to reopen.
+    pub(crate) async fn open(&self) -> Store {
+        let store = match self {
+            TestDb::Sqlite(dir) => Store::open(dir.path()).await,
+            TestDb::Postgres(database) => Store::open_postgres(&database.url).await,
+        };
+        store.expect("the store opens")
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            TestDb::Sqlite(_) => Backend::Sqlite,
+            TestDb::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// A fresh database on the test PostgreSQL server, dropped (best effort,
+/// also when the test fails) when this is.
+pub(crate) struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    pub(crate) async fn create() -> PgDatabase {
+        let admin = admin_url().await;
+        let name = format!("kefu_t_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let mut connection = PgConnection::connect(&admin).await.expect("the admin connection");
+        connection.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("CREATE DATABASE");
+        connection.close().await.ok();
+        let url = with_database(&admin, &name);
+        PgDatabase { admin, name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop may run inside the test's runtime, which must not block on
+        // itself: a thread of its own with its own runtime.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut connection = PgConnection::connect(&admin).await?;
+                // FORCE ends the store's connections still open.
+                connection.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
+                connection.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let without_query = url.split_once('?').map_or(url, |(base, _)| base);
+    let (server, _) = without_query.rsplit_once('/').expect("a database URL has a path");
+    format!("{server}/{name}")
+}
+
+/// The first admin connection that works; panics, saying where it looked,
+/// when none does.
+async fn admin_url() -> String {
+    let candidates = match std::env::var("KEFU_TEST_POSTGRES_URL") {
+        Ok(url) => vec![url],
+        Err(_) => {
+            let mut users: Vec<String> = std::env::var("USER").into_iter().collect();
+            users.extend(["postgres".to_owned(), "root".to_owned()]);
+            let mut candidates = Vec::new();
+            for user in &users {
+                for database in ["test", "postgres"] {
+                    candidates.push(format!("postgres://{user}@127.0.0.1:5432/{database}"));
+                }
+            }
+            candidates
+        }
+    };
+    for url in &candidates {
+        if let Ok(connection) = PgConnection::connect(url).await {
+            connection.close().await.ok();
+            return url.clone();
+        }
+    }
+    panic!("no PostgreSQL server for the store's tests at any of {candidates:?}; set KEFU_TEST_POSTGRES_URL")
+}
 
 struct Fixture {
-    dir: TempDir,
+    db: TestDb,
     store: Store,
     site: Site,
 }
 
 impl Fixture {
-    async fn new() -> Fixture {
-        let dir = TempDir::new().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+    async fn new(db: TestDb) -> Fixture {
+        let store = db.open().await;
         let site = store.create_site(&key("demo"), "Demo").await.unwrap();
-        Fixture { dir, store, site }
+        Fixture { db, store, site }
     }
 
     async fn visitor(&self) -> VisitorId {
@@ -52,21 +193,27 @@ fn seqs(messages: &[kefu_protocol::frame::Message]) -> Vec<u64> {
     messages.iter().map(|message| message.seq.0).collect()
 }
 
-#[tokio::test]
-async fn the_file_is_durable_by_configuration() {
-    let f = Fixture::new().await;
+async fn the_store_is_durable_by_configuration(db: TestDb) {
+    let f = Fixture::new(db).await;
     let pool = f.store.pool();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
-    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.unwrap();
-    assert_eq!((mode.as_str(), synchronous, foreign_keys), ("wal", 2, 1), "WAL, FULL, on");
-    assert!(f.dir.path().join("kefu.db").exists());
+    match &f.db {
+        TestDb::Sqlite(dir) => {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+            let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.unwrap();
+            assert_eq!((mode.as_str(), synchronous, foreign_keys), ("wal", 2, 1), "WAL, FULL, on");
+            assert!(dir.path().join("kefu.db").exists());
+        }
+        TestDb::Postgres(_) => {
+            let commit: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(pool).await.unwrap();
+            assert_eq!(commit, "on", "the server acknowledges a commit once it is flushed");
+        }
+    }
     f.store.health().await.unwrap();
 }
 
-#[tokio::test]
-async fn append_numbers_each_conversation_from_one() {
-    let f = Fixture::new().await;
+async fn append_numbers_each_conversation_from_one(db: TestDb) {
+    let f = Fixture::new(db).await;
     let (a, b) = (f.conversation().await, f.conversation().await);
     for i in 0..5 {
         let first = f.store.append(text(&a, i, "to a")).await.unwrap();
@@ -86,9 +233,8 @@ async fn append_numbers_each_conversation_from_one() {
     assert_eq!(a.updated_at, stored[4].sent_at);
 }
 
-#[tokio::test]
-async fn a_resend_returns_the_original_and_is_stored_once() {
-    let f = Fixture::new().await;
+async fn a_resend_returns_the_original_and_is_stored_once(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let original = f.store.append(text(&c, 7, "hello")).await.unwrap();
     f.store.append(text(&c, 8, "second")).await.unwrap();
@@ -103,9 +249,8 @@ async fn a_resend_returns_the_original_and_is_stored_once() {
     assert_eq!(f.store.conversation(c.id).await.unwrap().unwrap().last_seq, Seq(2));
 }
 
-#[tokio::test]
-async fn a_duplicate_queued_in_the_same_batch_is_stored_once() {
-    let f = Fixture::new().await;
+async fn a_duplicate_queued_in_the_same_batch_is_stored_once(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let first = f.store.submit(text(&c, 1, "once")).await.unwrap();
     let second = f.store.submit(text(&c, 1, "once")).await.unwrap();
@@ -116,9 +261,8 @@ async fn a_duplicate_queued_in_the_same_batch_is_stored_once() {
     assert_eq!(f.store.messages_after(c.id, Seq::ZERO, 10).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn the_same_client_id_from_another_author_is_another_message() {
-    let f = Fixture::new().await;
+async fn the_same_client_id_from_another_author_is_another_message(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let agent = f.agent("ann@example.com").await;
     let from_visitor = f.store.append(text(&c, 42, "hi")).await.unwrap();
@@ -139,12 +283,11 @@ async fn the_same_client_id_from_another_author_is_another_message() {
     assert_eq!(stored[3].author, Author::System);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_give_gapless_seqs_in_each_senders_order() {
+async fn concurrent_appends_give_gapless_seqs_in_each_senders_order(db: TestDb) {
     const TASKS: u128 = 50;
     const PER_TASK: u128 = 40;
     const CONVERSATIONS: usize = 5;
-    let f = Fixture::new().await;
+    let f = Fixture::new(db).await;
     let mut conversations = Vec::new();
     for _ in 0..CONVERSATIONS {
         conversations.push(f.conversation().await);
@@ -191,9 +334,8 @@ async fn concurrent_appends_give_gapless_seqs_in_each_senders_order() {
     assert!(stats.batches < stats.messages, "no batching happened: {stats:?}");
 }
 
-#[tokio::test]
-async fn a_bad_request_fails_alone_and_the_batch_goes_on() {
-    let f = Fixture::new().await;
+async fn a_bad_request_fails_alone_and_the_batch_goes_on(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let other = f.conversation().await;
     let unknown = NewMessage { conversation: ConversationId(999), ..text(&c, 1, "lost?") };
@@ -215,19 +357,23 @@ async fn a_bad_request_fails_alone_and_the_batch_goes_on() {
     assert!(matches!(f.store.append(huge).await, Err(Error::NotFound)));
 }
 
-#[tokio::test]
-async fn a_failed_batch_stores_nothing_and_the_writer_recovers() {
-    let f = Fixture::new().await;
+async fn a_failed_batch_stores_nothing_and_the_writer_recovers(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     // A statement failing midway through a batch, after other messages of
     // the batch were inserted, as a full disk would.
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-    )
-    .execute(f.store.pool())
-    .await
-    .unwrap();
+    let poison: &[&str] = match f.db.backend() {
+        Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END"],
+        Backend::Postgres => &[
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF NEW.body = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION poison()",
+        ],
+    };
+    for statement in poison {
+        sqlx::query(statement).execute(f.store.pool()).await.unwrap();
+    }
     let tickets = [
         f.store.submit(text(&c, 1, "fine")).await.unwrap(),
         f.store.submit(text(&c, 2, "poison")).await.unwrap(),
@@ -239,15 +385,18 @@ async fn a_failed_batch_stores_nothing_and_the_writer_recovers() {
     assert!(f.store.messages_after(c.id, Seq::ZERO, 10).await.unwrap().is_empty());
     assert_eq!(f.store.conversation(c.id).await.unwrap().unwrap().last_seq, Seq::ZERO);
 
-    sqlx::query("DROP TRIGGER poison").execute(f.store.pool()).await.unwrap();
+    let cure = match f.db.backend() {
+        Backend::Sqlite => "DROP TRIGGER poison",
+        Backend::Postgres => "DROP TRIGGER poison ON messages",
+    };
+    sqlx::query(cure).execute(f.store.pool()).await.unwrap();
     let retried = f.store.append(text(&c, 1, "fine")).await.unwrap();
     assert!(retried.fresh);
     assert_eq!(retried.message.seq, Seq(1));
 }
 
-#[tokio::test]
-async fn agents_write_only_in_their_own_sites_conversations() {
-    let f = Fixture::new().await;
+async fn agents_write_only_in_their_own_sites_conversations(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let elsewhere = f.store.create_site(&key("other"), "Other").await.unwrap();
     let stranger = f.store.create_agent(elsewhere.id, "eve@example.com", "Eve", "hash", Role::Agent);
@@ -258,9 +407,8 @@ async fn agents_write_only_in_their_own_sites_conversations() {
     assert_eq!(f.store.append(by(local)).await.unwrap().message.seq, Seq(1));
 }
 
-#[tokio::test]
-async fn messages_survive_close_and_reopen() {
-    let f = Fixture::new().await;
+async fn messages_survive_close_and_reopen(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let tickets =
         [f.store.submit(text(&c, 1, "one")).await.unwrap(), f.store.submit(text(&c, 2, "two")).await.unwrap()];
@@ -273,7 +421,7 @@ async fn messages_survive_close_and_reopen() {
     assert!(matches!(f.store.health().await, Err(Error::Closed)));
     f.store.close().await;
 
-    let store = Store::open(f.dir.path()).await.unwrap();
+    let store = f.db.open().await;
     let stored = store.messages_after(c.id, Seq::ZERO, 10).await.unwrap();
     assert_eq!(seqs(&stored), [1, 2]);
     assert_eq!(stored[1].body, Body::Text("two".into()));
@@ -285,9 +433,8 @@ async fn messages_survive_close_and_reopen() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn a_visitor_keeps_one_conversation_through_close_and_reopen() {
-    let f = Fixture::new().await;
+async fn a_visitor_keeps_one_conversation_through_close_and_reopen(db: TestDb) {
+    let f = Fixture::new(db).await;
     let visitor = f.visitor().await;
     let first = f.store.open_conversation(f.site.id, visitor).await.unwrap();
     assert_eq!(first.status, ConversationStatus::Open);
@@ -315,9 +462,8 @@ async fn a_visitor_keeps_one_conversation_through_close_and_reopen() {
     assert_eq!(f.store.reopen_conversation(first.id, None).await.unwrap(), None, "reopened once");
 }
 
-#[tokio::test]
-async fn assignment_is_compare_and_set() {
-    let f = Fixture::new().await;
+async fn assignment_is_compare_and_set(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let ann = f.agent("ann@example.com").await;
     let bob = f.agent("bob@example.com").await;
@@ -332,9 +478,8 @@ async fn assignment_is_compare_and_set() {
     assert!(open.contains(&(bob, 1)) && open.contains(&(ann, 0)), "{open:?}");
 }
 
-#[tokio::test]
-async fn the_queue_holds_unassigned_conversations_whose_visitor_waits_oldest_first() {
-    let f = Fixture::new().await;
+async fn the_queue_holds_unassigned_conversations_whose_visitor_waits_oldest_first(db: TestDb) {
+    let f = Fixture::new(db).await;
     let quiet = f.conversation().await;
     let first = f.conversation().await;
     let second = f.conversation().await;
@@ -358,9 +503,8 @@ async fn the_queue_holds_unassigned_conversations_whose_visitor_waits_oldest_fir
     let _ = quiet;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_opens_agree_on_one_conversation() {
-    let f = Fixture::new().await;
+async fn racing_opens_agree_on_one_conversation(db: TestDb) {
+    let f = Fixture::new(db).await;
     let visitor = f.visitor().await;
     let opens: Vec<_> = (0..10)
         .map(|_| {
@@ -377,9 +521,8 @@ async fn racing_opens_agree_on_one_conversation() {
     assert_eq!(ids.len(), 1, "{ids:?}");
 }
 
-#[tokio::test]
-async fn a_visitor_is_known_only_to_its_own_site() {
-    let f = Fixture::new().await;
+async fn a_visitor_is_known_only_to_its_own_site(db: TestDb) {
+    let f = Fixture::new(db).await;
     let other = f.store.create_site(&key("other"), "Other").await.unwrap();
     let visitor = f.store.create_visitor(f.site.id, "abc").await.unwrap();
     assert_eq!(f.store.visitor_token_hash(f.site.id, visitor).await.unwrap().as_deref(), Some("abc"));
@@ -391,9 +534,8 @@ async fn a_visitor_is_known_only_to_its_own_site() {
     assert!(matches!(f.store.touch_visitor(VisitorId(999)).await, Err(Error::NotFound)));
 }
 
-#[tokio::test]
-async fn open_conversations_lists_the_sites_open_ones_oldest_first() {
-    let f = Fixture::new().await;
+async fn open_conversations_lists_the_sites_open_ones_oldest_first(db: TestDb) {
+    let f = Fixture::new(db).await;
     let (a, b, c) = (f.conversation().await, f.conversation().await, f.conversation().await);
     let other = f.store.create_site(&key("other"), "Other").await.unwrap();
     let stranger = f.store.create_visitor(other.id, "x").await.unwrap();
@@ -407,9 +549,8 @@ async fn open_conversations_lists_the_sites_open_ones_oldest_first() {
     assert_eq!(open[1].last_seq, Seq(1));
 }
 
-#[tokio::test]
-async fn messages_after_pages_through_a_conversation() {
-    let f = Fixture::new().await;
+async fn messages_after_pages_through_a_conversation(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     for i in 0..25 {
         f.store.append(text(&c, i, &format!("m{i}"))).await.unwrap();
@@ -428,9 +569,8 @@ async fn messages_after_pages_through_a_conversation() {
     assert!(f.store.messages_after(ConversationId(999), Seq::ZERO, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn receipt_marks_only_grow_and_stop_at_the_last_message() {
-    let f = Fixture::new().await;
+async fn receipt_marks_only_grow_and_stop_at_the_last_message(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     let agent = f.agent("ann@example.com").await;
     for i in 0..5 {
@@ -455,9 +595,8 @@ async fn receipt_marks_only_grow_and_stop_at_the_last_message() {
     assert!(matches!(nowhere.await, Err(Error::NotFound)));
 }
 
-#[tokio::test]
-async fn sessions_are_rejected_when_unknown_or_expired() {
-    let f = Fixture::new().await;
+async fn sessions_are_rejected_when_unknown_or_expired(db: TestDb) {
+    let f = Fixture::new(db).await;
     let agent = f.agent("ann@example.com").await;
     f.store.create_agent_session(agent, "live", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
     f.store.create_agent_session(agent, "stale", Timestamp(1_000)).await.unwrap();
@@ -473,9 +612,8 @@ async fn sessions_are_rejected_when_unknown_or_expired() {
     ));
 }
 
-#[tokio::test]
-async fn sites_and_agents_are_unique_and_logins_ignore_case() {
-    let f = Fixture::new().await;
+async fn sites_and_agents_are_unique_and_logins_ignore_case(db: TestDb) {
+    let f = Fixture::new(db).await;
     assert_eq!(f.store.site_count().await.unwrap(), 1);
     assert!(matches!(f.store.create_site(&key("demo"), "Again").await, Err(Error::Conflict(_))));
     assert_eq!(f.store.site_by_key(&key("nope")).await.unwrap(), None);
@@ -492,10 +630,8 @@ async fn sites_and_agents_are_unique_and_logins_ignore_case() {
     assert_eq!(f.store.agent_login("nobody@example.com").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn the_first_site_is_created_once() {
-    let dir = TempDir::new().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+async fn the_first_site_is_created_once(db: TestDb) {
+    let store = db.open().await;
     let (demo, other) = (key("demo"), key("other"));
     let first = store.create_first_site(&demo, "Demo", "a@example.com", "A", "phc");
     let (site, admin) = first.await.unwrap().unwrap();
@@ -505,9 +641,8 @@ async fn the_first_site_is_created_once() {
     assert_eq!(store.site_count().await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn times_never_go_backwards_along_seqs() {
-    let f = Fixture::new().await;
+async fn times_never_go_backwards_along_seqs(db: TestDb) {
+    let f = Fixture::new(db).await;
     let c = f.conversation().await;
     for i in 0..20 {
         f.store.append(text(&c, i, "t")).await.unwrap();
@@ -516,6 +651,132 @@ async fn times_never_go_backwards_along_seqs() {
     assert!(stored.windows(2).all(|pair| pair[0].sent_at <= pair[1].sent_at));
     assert!(stored[0].sent_at > Timestamp(1_600_000_000_000), "a real clock");
 }
+
+/// Two relay nodes on one database: two stores, each with its own writer,
+/// appending to the same conversations at once, with every message sent
+/// twice (once through each node, as a client that reconnects elsewhere
+/// resends). Each message is stored once, seqs are gapless, and both nodes
+/// answer a message with the same seq and id.
+async fn two_nodes_appending_at_once_store_each_message_once_with_gapless_seqs(db: TestDb) {
+    const MESSAGES: u128 = 200;
+    let f = Fixture::new(db).await;
+    let other = f.db.open().await;
+    let conversations = [f.conversation().await, f.conversation().await];
+    let mut tasks = Vec::new();
+    for (node, store) in [f.store.clone(), other.clone()].into_iter().enumerate() {
+        for c in conversations.clone() {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                // The two nodes go through the ids in opposite orders, so
+                // each id races somewhere, and both batch (pipelined).
+                let ids: Vec<u128> = if node == 0 { (0..MESSAGES).collect() } else { (0..MESSAGES).rev().collect() };
+                let mut tickets = Vec::new();
+                for id in ids {
+                    tickets.push((id, store.submit(text(&c, id, &format!("m{id}"))).await.unwrap()));
+                }
+                let mut answers = Vec::new();
+                for (id, ticket) in tickets {
+                    let appended = ticket.await.unwrap();
+                    answers.push((c.id, id, appended.message.seq, appended.message.id, appended.fresh));
+                }
+                answers
+            }));
+        }
+    }
+    let mut answers = std::collections::HashMap::new();
+    let mut fresh = 0;
+    for task in tasks {
+        for (conversation, id, seq, message, was_fresh) in task.await.unwrap() {
+            fresh += usize::from(was_fresh);
+            if let Some(first) = answers.insert((conversation, id), (seq, message)) {
+                assert_eq!(first, (seq, message), "both nodes answer the same seq and id");
+            }
+        }
+    }
+    assert_eq!(fresh, 2 * MESSAGES as usize, "each message stored fresh exactly once");
+    for c in &conversations {
+        let stored = f.store.messages_after(c.id, Seq::ZERO, 10_000).await.unwrap();
+        assert_eq!(seqs(&stored), (1..=MESSAGES as u64).collect::<Vec<_>>(), "gapless, no duplicate rows");
+        for message in &stored {
+            let id = message.client_id.unwrap().0;
+            assert_eq!(answers[&(c.id, id)], (message.seq, message.id));
+        }
+        assert_eq!(other.conversation(c.id).await.unwrap().unwrap().last_seq, Seq(MESSAGES as u64));
+    }
+    other.close().await;
+}
+
+/// Agents on two nodes taking the same waiting conversation at once:
+/// exactly one of them gets it.
+async fn assignment_across_nodes_has_one_winner(db: TestDb) {
+    let f = Fixture::new(db).await;
+    let other = f.db.open().await;
+    let mut agents = Vec::new();
+    for n in 0..8 {
+        agents.push(f.agent(&format!("agent{n}@example.com")).await);
+    }
+    for _ in 0..5 {
+        let c = f.conversation().await;
+        let takes: Vec<_> = agents
+            .iter()
+            .enumerate()
+            .map(|(n, &agent)| {
+                let store = if n % 2 == 0 { f.store.clone() } else { other.clone() };
+                tokio::spawn(async move { store.assign_conversation(c.id, None, agent).await.unwrap() })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for take in takes {
+            winners.extend(take.await.unwrap());
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(f.store.conversation(c.id).await.unwrap().unwrap().assignee, winners[0].assignee);
+    }
+    other.close().await;
+}
+
+/// Two relays starting on one empty database set it up once.
+async fn two_nodes_create_the_first_site_once(db: TestDb) {
+    let (one, two) = (db.open().await, db.open().await);
+    let (a, b) = (key("a"), key("b"));
+    let (first, second) = tokio::join!(
+        one.create_first_site(&a, "A", "a@example.com", "A", "phc"),
+        two.create_first_site(&b, "B", "b@example.com", "B", "phc"),
+    );
+    let created = [first.unwrap(), second.unwrap()].into_iter().flatten().count();
+    assert_eq!(created, 1);
+    assert_eq!(one.site_count().await.unwrap(), 1);
+    one.close().await;
+    two.close().await;
+}
+
+on_both_backends![
+    the_store_is_durable_by_configuration,
+    append_numbers_each_conversation_from_one,
+    a_resend_returns_the_original_and_is_stored_once,
+    a_duplicate_queued_in_the_same_batch_is_stored_once,
+    the_same_client_id_from_another_author_is_another_message,
+    concurrent_appends_give_gapless_seqs_in_each_senders_order[flavor = "multi_thread", worker_threads = 4],
+    a_bad_request_fails_alone_and_the_batch_goes_on,
+    a_failed_batch_stores_nothing_and_the_writer_recovers,
+    agents_write_only_in_their_own_sites_conversations,
+    messages_survive_close_and_reopen,
+    a_visitor_keeps_one_conversation_through_close_and_reopen,
+    assignment_is_compare_and_set,
+    the_queue_holds_unassigned_conversations_whose_visitor_waits_oldest_first,
+    racing_opens_agree_on_one_conversation[flavor = "multi_thread", worker_threads = 4],
+    a_visitor_is_known_only_to_its_own_site,
+    open_conversations_lists_the_sites_open_ones_oldest_first,
+    messages_after_pages_through_a_conversation,
+    receipt_marks_only_grow_and_stop_at_the_last_message,
+    sessions_are_rejected_when_unknown_or_expired,
+    sites_and_agents_are_unique_and_logins_ignore_case,
+    the_first_site_is_created_once,
+    times_never_go_backwards_along_seqs,
+    two_nodes_appending_at_once_store_each_message_once_with_gapless_seqs[flavor = "multi_thread", worker_threads = 4],
+    assignment_across_nodes_has_one_winner[flavor = "multi_thread", worker_threads = 4],
+    two_nodes_create_the_first_site_once[flavor = "multi_thread", worker_threads = 2],
+];
 
 /// Set in the child process of the kill -9 test: the data folder to write.
 const CHILD_DIR: &str = "KEFU_STORE_TEST_CHILD_DIR";

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kefu_protocol::frame::{Attribute, Visit, VisitorProfile};
 use kefu_protocol::ids::{SiteId, Timestamp, VisitorId};
 
-use super::{Error, Store, int, now};
+use super::{Error, Flag, Store, Unsigned, int, now};
 
 /// A claimed identity, checked by the caller against the site's secret.
 #[derive(Debug, Clone)]
@@ -22,25 +22,29 @@ struct ProfileRow {
     user_id: Option<String>,
     name: Option<String>,
     email: Option<String>,
+    #[sqlx(try_from = "Flag")]
     verified: bool,
     attributes: String,
     page_url: Option<String>,
     page_title: Option<String>,
     page_referrer: Option<String>,
-    page_since: Option<u64>,
+    page_since: Option<Unsigned>,
 }
 
 impl Store {
-    /// The site's identity secret, created on first use.
+    /// The site's identity secret, created on first use. Of two relays
+    /// creating it at once, the first insert wins and both read it.
     pub async fn identity_secret(&self, site: SiteId) -> Result<String, Error> {
+        let candidate = hex::encode(rand::random::<[u8; 32]>());
         sqlx::query(
-            "INSERT INTO site_secrets (site_id, identity_secret) VALUES (?, lower(hex(randomblob(32)))) \
+            "INSERT INTO site_secrets (site_id, identity_secret) VALUES ($1, $2) \
              ON CONFLICT (site_id) DO NOTHING",
         )
         .bind(int(site.0))
+        .bind(candidate)
         .execute(self.pool())
         .await?;
-        let secret = sqlx::query_scalar("SELECT identity_secret FROM site_secrets WHERE site_id = ?")
+        let secret = sqlx::query_scalar("SELECT identity_secret FROM site_secrets WHERE site_id = $1")
             .bind(int(site.0))
             .fetch_one(self.pool())
             .await?;
@@ -52,7 +56,7 @@ impl Store {
     pub async fn record_visit(&self, visitor: VisitorId, visit: &Visit) -> Result<(), Error> {
         let now = int(now().0);
         let mut tx = self.pool().begin().await?;
-        sqlx::query("INSERT INTO visits (visitor_id, url, title, referrer, at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO visits (visitor_id, url, title, referrer, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(int(visitor.0))
             .bind(&visit.url)
             .bind(&visit.title)
@@ -62,8 +66,8 @@ impl Store {
             .await?;
         sqlx::query(
             "INSERT INTO visitor_profiles (visitor_id, page_url, page_title, page_referrer, page_since) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (visitor_id) DO UPDATE SET \
-             page_url = ?2, page_title = ?3, page_referrer = ?4, page_since = ?5",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (visitor_id) DO UPDATE SET \
+             page_url = $2, page_title = $3, page_referrer = $4, page_since = $5",
         )
         .bind(int(visitor.0))
         .bind(&visit.url)
@@ -80,9 +84,9 @@ impl Store {
     /// replaces a verified identity.
     pub async fn identify_visitor(&self, visitor: VisitorId, identity: &Identity<'_>) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (visitor_id) DO UPDATE SET user_id = ?2, name = ?3, email = ?4, verified = ?5 \
-             WHERE ?5 = 1 OR verified = 0",
+            "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (visitor_id) DO UPDATE SET user_id = $2, name = $3, email = $4, verified = $5 \
+             WHERE $5 OR NOT visitor_profiles.verified",
         )
         .bind(int(visitor.0))
         .bind(identity.user_id)
@@ -94,27 +98,30 @@ impl Store {
         Ok(())
     }
 
-    /// Sets custom attributes; other keys are kept.
+    /// Sets custom attributes; other keys are kept, also those another
+    /// relay node sets at the same time.
     pub async fn set_visitor_attributes(&self, visitor: VisitorId, set: &[Attribute]) -> Result<(), Error> {
-        let mut tx = self.pool().begin().await?;
-        let stored: Option<String> = sqlx::query_scalar("SELECT attributes FROM visitor_profiles WHERE visitor_id = ?")
+        let mut tx = self.backend().begin_write(self.pool()).await?;
+        // The row exists before it is read, so that on PostgreSQL the read
+        // can lock it until this transaction has written.
+        sqlx::query("INSERT INTO visitor_profiles (visitor_id) VALUES ($1) ON CONFLICT (visitor_id) DO NOTHING")
             .bind(int(visitor.0))
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?;
+        let read =
+            format!("SELECT attributes FROM visitor_profiles WHERE visitor_id = $1{}", self.backend().for_update());
+        let stored: Option<String> = sqlx::query_scalar(&read).bind(int(visitor.0)).fetch_optional(&mut *tx).await?;
         let mut attributes: BTreeMap<String, String> =
             stored.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
         for attribute in set {
             attributes.insert(attribute.key.clone(), attribute.value.clone());
         }
         let json = serde_json::to_string(&attributes).unwrap_or_else(|_| "{}".into());
-        sqlx::query(
-            "INSERT INTO visitor_profiles (visitor_id, attributes) VALUES (?1, ?2) \
-             ON CONFLICT (visitor_id) DO UPDATE SET attributes = ?2",
-        )
-        .bind(int(visitor.0))
-        .bind(json)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE visitor_profiles SET attributes = $2 WHERE visitor_id = $1")
+            .bind(int(visitor.0))
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -123,7 +130,7 @@ impl Store {
     pub async fn visitor_profile(&self, visitor: VisitorId) -> Result<VisitorProfile, Error> {
         let row: Option<ProfileRow> = sqlx::query_as(
             "SELECT user_id, name, email, verified, attributes, page_url, page_title, page_referrer, page_since \
-             FROM visitor_profiles WHERE visitor_id = ?",
+             FROM visitor_profiles WHERE visitor_id = $1",
         )
         .bind(int(visitor.0))
         .fetch_optional(self.pool())
@@ -154,19 +161,22 @@ impl Store {
             email: row.email,
             attributes: attributes.into_iter().map(|(key, value)| Attribute { key, value }).collect(),
             page,
-            page_since: row.page_since.map(Timestamp),
+            page_since: row.page_since.map(|at| Timestamp(at.0)),
         })
     }
 
     /// The pages a visitor was seen on, newest first.
     pub async fn visits(&self, visitor: VisitorId, limit: u32) -> Result<Vec<(Visit, Timestamp)>, Error> {
-        let rows: Vec<(String, String, Option<String>, u64)> = sqlx::query_as(
-            "SELECT url, title, referrer, at FROM visits WHERE visitor_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+        let rows: Vec<(String, String, Option<String>, Unsigned)> = sqlx::query_as(
+            "SELECT url, title, referrer, at FROM visits WHERE visitor_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
         )
         .bind(int(visitor.0))
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.into_iter().map(|(url, title, referrer, at)| (Visit { url, title, referrer }, Timestamp(at))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(url, title, referrer, at)| (Visit { url, title, referrer }, Timestamp(at.0)))
+            .collect())
     }
 }

@@ -1,20 +1,26 @@
 //! Group commit: one task stores every message, many per transaction.
 //!
-//! With `synchronous = FULL` each commit costs an fsync, and a disk does
-//! only so many of those a second. So `append` queues its message and
+//! With `synchronous = FULL` (or PostgreSQL's `synchronous_commit`) each
+//! commit costs an fsync, and a disk does only so many of those a second. So `append` queues its message and
 //! waits; the writer takes the first request, drains whatever else is
 //! already queued (up to [`MAX_BATCH`]), stores them all in one transaction
 //! and answers each caller after the one `COMMIT`. Under light load a batch
 //! is one message and costs what a direct write would; under heavy load
 //! batches grow and the fsyncs are shared.
 //!
-//! Being the only writer of messages is also what makes seqs simple: no
-//! two transactions ever race for the next seq of a conversation.
+//! On SQLite this task is the only writer of messages, and the file lock
+//! keeps it alone: no two transactions ever race for the next seq of a
+//! conversation. Relays sharing a PostgreSQL database each have a writer,
+//! so there a batch first locks the rows of the conversations it appends
+//! to (see `lock_conversations`) and reads their `last_seq` only then.
 //!
 //! Per message the writer runs one statement (see `store_one`); every
-//! statement is a round trip to sqlx's SQLite thread, and those round
-//! trips, not the fsync, bound a batch's cost once batches are large.
+//! statement is a round trip (to sqlx's SQLite thread, or to the server),
+//! and those round trips, not the fsync, bound a batch's cost once batches
+//! are large.
 
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,13 +29,14 @@ use std::task::{Context, Poll};
 
 use kefu_protocol::frame::Message;
 use kefu_protocol::ids::{MessageId, Seq, Timestamp};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use sqlx::AnyConnection;
+use sqlx::any::AnyConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::messages::{MessageRow, author_columns, body_columns, client_id_column, message_columns};
-use super::{Appended, Error, NewMessage, conversations, int, now};
+use super::{Appended, Backend, Error, NewMessage, Unsigned, conversations, int, now};
 
 /// The most messages stored in one transaction. Large enough to share an
 /// fsync among hundreds of senders, small enough that the first of them
@@ -80,11 +87,20 @@ pub(super) struct Handle {
 
 /// Starts the writer on its own connection. `options` opens a fresh one
 /// if a failed batch leaves the old one in doubt.
-pub(super) fn start(connection: SqliteConnection, options: SqliteConnectOptions) -> (Handle, JoinHandle<()>) {
+pub(super) fn start(
+    backend: Backend,
+    connection: AnyConnection,
+    options: AnyConnectOptions,
+) -> (Handle, JoinHandle<()>) {
     let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
     let counters = Arc::new(Counters::default());
-    let writer =
-        Writer { connection: Some(connection), options, counters: Arc::clone(&counters), last_time: Timestamp(0) };
+    let writer = Writer {
+        backend,
+        connection: Some(connection),
+        options,
+        counters: Arc::clone(&counters),
+        last_time: Timestamp(0),
+    };
     let task = tokio::spawn(run(requests, writer));
     (Handle { queue, counters }, task)
 }
@@ -162,9 +178,10 @@ async fn run(mut requests: mpsc::Receiver<Request>, mut writer: Writer) {
 }
 
 struct Writer {
+    backend: Backend,
     /// `None` after a failed batch, until the next batch reconnects.
-    connection: Option<SqliteConnection>,
-    options: SqliteConnectOptions,
+    connection: Option<AnyConnection>,
+    options: AnyConnectOptions,
     counters: Arc<Counters>,
     /// The time given to the previous batch. Times never go backwards
     /// within a run, even if the system clock does, so a later seq never
@@ -178,8 +195,9 @@ impl Writer {
     async fn store(&mut self, batch: &mut Vec<Pending>) {
         let now = now().max(self.last_time);
         self.last_time = now;
+        let backend = self.backend;
         let stored = match self.connect().await {
-            Ok(connection) => store_batch(connection, batch, now).await,
+            Ok(connection) => store_batch(backend, connection, batch, now).await,
             Err(error) => Err(error),
         };
         match stored {
@@ -206,27 +224,39 @@ impl Writer {
         }
     }
 
-    async fn connect(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+    async fn connect(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
         let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => self.options.connect().await?,
+            None => {
+                let mut connection = self.options.connect().await?;
+                self.backend.prepare(&mut connection).await?;
+                connection
+            }
         };
         Ok(self.connection.insert(connection))
     }
 }
 
-/// Stores each message of the batch in one `BEGIN IMMEDIATE` transaction.
-/// `None` for a message whose conversation is unknown (or not its
-/// author's): that request alone fails, the rest go on.
+/// Stores each message of the batch in one transaction. `None` for a
+/// message whose conversation is unknown (or not its author's): that
+/// request alone fails, the rest go on.
 async fn store_batch(
-    connection: &mut SqliteConnection,
+    backend: Backend,
+    connection: &mut AnyConnection,
     batch: &[Pending],
     now: Timestamp,
 ) -> Result<Vec<Option<Appended>>, sqlx::Error> {
-    // IMMEDIATE takes the write lock up front: a deferred transaction
-    // would take it at the first UPDATE and could then fail with "busy"
-    // without waiting if a pool write slipped in after its first read.
-    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = match backend {
+        // IMMEDIATE takes the write lock up front: a deferred transaction
+        // would take it at the first UPDATE and could then fail with "busy"
+        // without waiting if a pool write slipped in after its first read.
+        Backend::Sqlite => connection.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => {
+            let mut tx = connection.begin().await?;
+            lock_conversations(&mut tx, batch).await?;
+            tx
+        }
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     for pending in batch {
         outcomes.push(store_one(&mut tx, &pending.message, now).await?);
@@ -235,8 +265,30 @@ async fn store_batch(
     Ok(outcomes)
 }
 
+/// Locks, until the commit, the conversation rows the batch appends to, so
+/// that no other relay node's writer takes a seq in them meanwhile. A
+/// racing writer waits here; once it has the locks, each of its statements
+/// sees the seqs (and idempotency keys) this one committed.
+///
+/// In id order, so two batches that share conversations lock them in the
+/// same order and never deadlock. The ids are numbers, written into the
+/// statement (`Any` binds no arrays).
+async fn lock_conversations(tx: &mut AnyConnection, batch: &[Pending]) -> Result<(), sqlx::Error> {
+    let ids: BTreeSet<i64> = batch.iter().map(|pending| int(pending.message.conversation.0)).collect();
+    let mut sql = String::from("SELECT id FROM conversations WHERE id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        let comma = if i == 0 { "" } else { ", " };
+        let _ = write!(sql, "{comma}{id}");
+    }
+    sql.push_str(") ORDER BY id FOR UPDATE");
+    // Not prepared: the text differs from batch to batch and would only
+    // churn the connection's statement cache.
+    sqlx::query(&sql).persistent(false).execute(tx).await?;
+    Ok(())
+}
+
 async fn store_one(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     message: &NewMessage,
     now: Timestamp,
 ) -> Result<Option<Appended>, sqlx::Error> {
@@ -248,16 +300,17 @@ async fn store_one(
     // if the conversation exists and the author may write in it (a
     // visitor only in its own, an agent only in its site's), and the
     // schema's trigger advances the conversation's `last_seq`. A resend,
-    // including one queued earlier in this same batch, conflicts on the
+    // including one queued earlier in this same batch or stored by another
+    // node (committed before this batch got its locks), conflicts on the
     // idempotency key and inserts nothing.
-    let inserted: Option<(u64, u64)> = sqlx::query_as(
+    let inserted: Option<(Unsigned, Unsigned)> = sqlx::query_as(
         "INSERT INTO messages \
          (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at) \
-         SELECT id, last_seq + 1, ?3, ?4, ?5, ?7, ?6, ?1 FROM conversations \
-         WHERE id = ?2 AND CASE ?3 \
-             WHEN 'visitor' THEN visitor_id = ?4 \
-             WHEN 'agent' THEN site_id = (SELECT site_id FROM agents WHERE id = ?4) \
-             ELSE 1 END \
+         SELECT id, last_seq + 1, $3, $4, $5, $7, $6, $1 FROM conversations \
+         WHERE id = $2 AND CASE $3 \
+             WHEN 'visitor' THEN visitor_id = $4 \
+             WHEN 'agent' THEN site_id = (SELECT site_id FROM agents WHERE id = $4) \
+             ELSE TRUE END \
          ON CONFLICT (conversation_id, author_kind, author_id, client_id) DO NOTHING \
          RETURNING id, seq",
     )
@@ -270,7 +323,7 @@ async fn store_one(
     .bind(body_kind)
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some((id, seq)) = inserted {
+    if let Some((Unsigned(id), Unsigned(seq))) = inserted {
         let conversation = conversations::conversation_on(tx, message.conversation).await?;
         return Ok(Some(Appended {
             conversation,
@@ -295,7 +348,7 @@ async fn store_one(
         "SELECT ",
         message_columns!(),
         " FROM messages \
-         WHERE conversation_id = ? AND author_kind = ? AND author_id = ? AND client_id = ?"
+         WHERE conversation_id = $1 AND author_kind = $2 AND author_id = $3 AND client_id = $4"
     ))
     .bind(int(message.conversation.0))
     .bind(author_kind)

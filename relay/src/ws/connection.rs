@@ -31,6 +31,7 @@ use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
 use crate::auth;
 use crate::hub::{Audience, Mailbox};
+use crate::limits::{FrameLimit, Verdict};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket, NewMessage};
 use crate::team;
@@ -57,6 +58,7 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
     // Bodies are checked by the connection rather than the codec, so an
     // oversized send is answered with `Rejected` for its client id.
     let limits = Limits { max_body_bytes: DEFAULT_LIMITS.max_frame_bytes, ..DEFAULT_LIMITS };
+    let write_timeout = Duration::from_millis(state.config.write_timeout_ms);
     let established = match handshake::handshake(&mut socket, &state, session, &limits, upgrade).await {
         Ok(established) => established,
         Err(handshake::Refused(error)) => {
@@ -64,8 +66,8 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
                 tracing::debug!(?session, code = ?error.code, "handshake refused");
                 let code =
                     if error.code == ErrorCode::FrameTooLarge { close_code::TOO_BIG } else { close_code::POLICY };
-                let _ = socket::write_frame(&mut socket, &ServerFrame::Error(error)).await;
-                socket::close(&mut socket, code, "refused").await;
+                let _ = socket::write_frame(&mut socket, &ServerFrame::Error(error), write_timeout).await;
+                socket::close(&mut socket, code, "refused", write_timeout).await;
             }
             return;
         }
@@ -80,10 +82,13 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
     if let Some((site, id)) = agent {
         mailbox.attend(site, id, AgentStatus::Away);
     }
+    let frame_limit = FrameLimit::new(state.config.frames_per_second, state.config.frame_burst);
     let mut connection = Connection {
         state,
         socket,
         limits,
+        write_timeout,
+        frame_limit,
         peer,
         mailbox,
         positions: HashMap::new(),
@@ -146,6 +151,19 @@ impl End {
         )
     }
 
+    /// The client went on flooding after its frames were refused.
+    fn flood() -> End {
+        End::Fail(
+            ErrorFrame {
+                code: ErrorCode::RateLimited,
+                text: "too many frames, long after being told to slow down".into(),
+                reconnect: true,
+            },
+            Closing { reason: CloseReason::ProtocolViolation, reconnect_after_ms: Some(10_000) },
+            close_code::POLICY,
+        )
+    }
+
     fn store(error: &store::Error) -> End {
         tracing::error!(%error, "store failed; closing the connection so the client resends");
         End::Fail(
@@ -170,6 +188,8 @@ struct Connection {
     state: AppState,
     socket: WebSocket,
     limits: Limits,
+    write_timeout: Duration,
+    frame_limit: FrameLimit,
     peer: Peer,
     mailbox: Mailbox,
     /// Per followed conversation, how far this connection has got.
@@ -267,22 +287,37 @@ impl Connection {
     }
 
     async fn finish(&mut self, end: End) {
+        if !matches!(end, End::Gone) {
+            self.settle_appends().await;
+        }
         match end {
             End::Gone => {}
             End::Close(closing, code, reason) => {
                 let _ = self.write(&ServerFrame::Closing(closing)).await;
-                socket::close(&mut self.socket, code, reason).await;
+                socket::close(&mut self.socket, code, reason, self.write_timeout).await;
             }
             End::Fail(error, closing, code) => {
                 let _ = self.write(&ServerFrame::Error(error)).await;
                 let _ = self.write(&ServerFrame::Closing(closing)).await;
-                socket::close(&mut self.socket, code, "error").await;
+                socket::close(&mut self.socket, code, "error", self.write_timeout).await;
+            }
+        }
+    }
+
+    /// Answers the sends already handed to the store before saying
+    /// goodbye, so a client closed mid-burst (a flood, a protocol error,
+    /// a restart) knows which of its messages were kept and resends only
+    /// the others.
+    async fn settle_appends(&mut self) {
+        while let Some(appended) = self.appends.next().await {
+            if self.on_appended(appended).await.is_err() {
+                return;
             }
         }
     }
 
     async fn write(&mut self, frame: &ServerFrame) -> Result<(), End> {
-        Ok(socket::write_frame(&mut self.socket, frame).await?)
+        Ok(socket::write_frame(&mut self.socket, frame, self.write_timeout).await?)
     }
 
     async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), End> {
@@ -294,6 +329,14 @@ impl Connection {
             }
             Incoming::Invalid(error, _) => return Err(End::protocol(error.code(), error.to_string())),
         };
+        // Heartbeat answers are never refused: that would end the link.
+        if !matches!(frame, ClientFrame::Pong(_)) {
+            match self.frame_limit.check() {
+                Verdict::Pass => {}
+                Verdict::Refuse => return self.rate_limited(&frame).await,
+                Verdict::Close => return Err(End::flood()),
+            }
+        }
         match frame {
             ClientFrame::Send(send) => self.on_send(send).await,
             ClientFrame::Join(join) => self.join(join).await,
@@ -328,6 +371,22 @@ impl Connection {
         let access = Access { site: found.site };
         self.conversations.insert(conversation, access);
         Ok(Some(access))
+    }
+
+    /// Refuses a frame over the frame limit without acting on it: a send
+    /// is rejected for its client id, so the client knows to send it again
+    /// later; anything else gets an error.
+    async fn rate_limited(&mut self, frame: &ClientFrame) -> Result<(), End> {
+        let text = format!(
+            "more than {} frames a second (after a burst of {}); slow down",
+            self.state.config.frames_per_second, self.state.config.frame_burst
+        );
+        let code = ErrorCode::RateLimited;
+        if let ClientFrame::Send(Send { conversation, client_id, .. }) = frame {
+            let (conversation, client_id) = (*conversation, *client_id);
+            return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
+        }
+        self.write(&ServerFrame::Error(ErrorFrame { code, text, reconnect: true })).await
     }
 
     async fn forbidden(&mut self, conversation: ConversationId) -> Result<(), End> {
@@ -410,6 +469,15 @@ impl Connection {
     }
 
     async fn follow(&mut self, conversation: ConversationId, after: Seq) -> Result<(), End> {
+        // A cursor past the end (corrupt, or from a forged resume) would
+        // hide every new message until the conversation caught up with it:
+        // start at the end instead; the replay's `last_seq` says where.
+        let after = if after > Seq::ZERO {
+            let found = self.state.store.conversation(conversation).await.map_err(|e| End::store(&e))?;
+            found.map_or(Seq::ZERO, |found| after.min(found.last_seq))
+        } else {
+            after
+        };
         // Register first, read second: see the module comment.
         self.mailbox.follow(conversation);
         self.positions.insert(conversation, Position { passed: after, sent: after });

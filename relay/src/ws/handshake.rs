@@ -16,9 +16,6 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::now;
 
-/// A client that has not said hello by then is dropped.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Who is on the other end of an established connection.
 #[derive(Debug, Clone)]
 pub(crate) enum Peer {
@@ -77,7 +74,9 @@ pub(crate) async fn handshake(
     limits: &Limits,
     upgrade: Upgrade,
 ) -> Result<Established, Refused> {
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket::read_frame(socket, limits)).await {
+    // A client that has not said hello by then is dropped.
+    let hello_timeout = Duration::from_millis(state.config.hello_timeout_ms);
+    let hello = match tokio::time::timeout(hello_timeout, socket::read_frame(socket, limits)).await {
         Err(_) | Ok(Incoming::Closed) => return Err(Refused(None)),
         Ok(Incoming::Frame(ClientFrame::Hello(hello))) => hello,
         Ok(Incoming::Frame(_)) => return Err(refuse(ErrorCode::HelloExpected, "the first frame must be a hello")),
@@ -108,7 +107,10 @@ pub(crate) async fn handshake(
         server_time: now(),
         limits: kefu_protocol::DEFAULT_LIMITS,
     };
-    socket::write_frame(socket, &kefu_protocol::ServerFrame::Welcome(welcome)).await.map_err(|_| Refused(None))?;
+    let write_timeout = Duration::from_millis(config.write_timeout_ms);
+    socket::write_frame(socket, &kefu_protocol::ServerFrame::Welcome(welcome), write_timeout)
+        .await
+        .map_err(|_| Refused(None))?;
     Ok(Established { peer, resume })
 }
 

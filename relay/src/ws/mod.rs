@@ -17,6 +17,7 @@ use kefu_protocol::DEFAULT_LIMITS;
 use kefu_protocol::codec::clip;
 
 use crate::http;
+use crate::limits::{self, ClientAddress};
 use crate::state::AppState;
 
 /// tungstenite allocates its read buffer per socket up front; its default
@@ -27,10 +28,21 @@ const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 /// "frame too large" error; larger ones are cut off by the transport.
 const TRANSPORT_MAX_MESSAGE: usize = 2 * DEFAULT_LIMITS.max_frame_bytes as usize;
 
-/// Upgrades the request and serves the connection until it ends.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// Upgrades the request and serves the connection until it ends. An
+/// address over its connection limit gets 429 before any upgrade, so a
+/// flood of connections costs the relay no socket task.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    address: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining; connect to another node").into_response();
+    }
+    if let Err(wait) = state.limiters.connections.check(address) {
+        tracing::debug!(?address, "connection refused: rate limited");
+        return limits::too_many("connections", wait);
     }
     let upgrade = match read_upgrade(&state, &headers).await {
         Ok(upgrade) => upgrade,

@@ -7,10 +7,6 @@ use kefu_protocol::codec::{self, DecodeError};
 use kefu_protocol::frame::Limits;
 use kefu_protocol::{ClientFrame, ServerFrame};
 
-/// A write that takes longer than this means the client stopped reading;
-/// its connection is closed rather than holding memory and a task.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What came off the socket.
 #[derive(Debug)]
 pub(crate) enum Incoming {
@@ -47,17 +43,23 @@ pub(crate) async fn read_frame(socket: &mut WebSocket, limits: &Limits) -> Incom
     }
 }
 
-/// Writes one frame.
-pub(crate) async fn write_frame(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), WriteFailed> {
+/// Writes one frame. A write that takes longer than `timeout`
+/// (`Config::write_timeout_ms`) means the client stopped reading; its
+/// connection is then closed rather than holding memory and a task.
+pub(crate) async fn write_frame(
+    socket: &mut WebSocket,
+    frame: &ServerFrame,
+    timeout: Duration,
+) -> Result<(), WriteFailed> {
     let bytes = codec::encode(frame);
-    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Binary(bytes.into()))).await {
+    match tokio::time::timeout(timeout, socket.send(Message::Binary(bytes.into()))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(WriteFailed),
     }
 }
 
 /// Sends a WebSocket close with a code and a short reason, best effort.
-pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str, timeout: Duration) {
     let frame = CloseFrame { code, reason: reason.into() };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(timeout, socket.send(Message::Close(Some(frame)))).await;
 }

@@ -1,0 +1,155 @@
+//! Relays on either store backend: the embedded SQLite file, or a fresh
+//! PostgreSQL database per test (`--database-url`).
+//!
+//! The server is found at `KEFU_TEST_POSTGRES_URL` (an admin connection,
+//! e.g. `postgres://postgres@127.0.0.1:5432/postgres`), else on
+//! 127.0.0.1:5432 as the OS user, `postgres` or `root`, on database `test`
+//! or `postgres`. Databases are created and dropped with `psql`, which
+//! keeps this crate free of a database driver of its own.
+
+use std::ops::{Deref, DerefMut};
+use std::process::Stdio;
+
+use anyhow::{Context, Result, bail};
+use tokio::process::Command;
+
+use crate::Relay;
+
+/// Which store a test relay writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `kefu.db` in the relay's data dir: the default.
+    Sqlite,
+    /// A database of its own on the test PostgreSQL server.
+    Postgres,
+}
+
+impl Relay {
+    /// A relay on `backend` with extra flags, as [`Relay::start_with`].
+    /// [`Relay::restart`] comes back on the same database.
+    pub async fn start_on(backend: Backend, args: &[&str]) -> Result<BackendRelay> {
+        match backend {
+            Backend::Sqlite => Ok(BackendRelay { relay: Relay::start_with(args).await?, _database: None }),
+            Backend::Postgres => {
+                let database = Database::create().await?;
+                let mut with_url = vec!["--database-url", database.url()];
+                with_url.extend_from_slice(args);
+                let relay = Relay::start_with(&with_url).await?;
+                Ok(BackendRelay { relay, _database: Some(database) })
+            }
+        }
+    }
+}
+
+/// A relay and the PostgreSQL database it stores into, if any. Derefs to
+/// the [`Relay`]; the relay is killed before its database is dropped.
+#[derive(Debug)]
+pub struct BackendRelay {
+    relay: Relay,
+    _database: Option<Database>,
+}
+
+impl Deref for BackendRelay {
+    type Target = Relay;
+
+    fn deref(&self) -> &Relay {
+        &self.relay
+    }
+}
+
+impl DerefMut for BackendRelay {
+    fn deref_mut(&mut self) -> &mut Relay {
+        &mut self.relay
+    }
+}
+
+/// A fresh database on the test PostgreSQL server, dropped (best effort,
+/// also when the test fails) when this is.
+#[derive(Debug)]
+pub struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    /// Creates `kefu_e2e_<random>`.
+    pub async fn create() -> Result<Database> {
+        let admin = admin_url().await?;
+        let name = format!("kefu_e2e_{:016x}", rand_u64());
+        psql(&admin, &format!("CREATE DATABASE {name}")).await?;
+        let url = with_database(&admin, &name);
+        Ok(Database { admin, name, url })
+    }
+
+    /// Its `postgres://` URL, for `--database-url`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        // FORCE ends connections of a relay that is still shutting down.
+        let dropped = std::process::Command::new("psql")
+            .args([self.admin.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .stdout(Stdio::null())
+            .status();
+        if !matches!(dropped, Ok(status) if status.success()) {
+            eprintln!("could not drop the test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// Runs one statement as the admin.
+async fn psql(admin: &str, sql: &str) -> Result<()> {
+    let output = Command::new("psql")
+        .args([admin, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .await
+        .context("running psql (is the PostgreSQL client installed?)")?;
+    if !output.status.success() {
+        bail!("psql `{sql}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The first admin connection that works.
+async fn admin_url() -> Result<String> {
+    let candidates = match std::env::var("KEFU_TEST_POSTGRES_URL") {
+        Ok(url) => vec![url],
+        Err(_) => {
+            let mut users: Vec<String> = std::env::var("USER").into_iter().collect();
+            users.extend(["postgres".to_owned(), "root".to_owned()]);
+            let mut candidates = Vec::new();
+            for user in &users {
+                for database in ["test", "postgres"] {
+                    candidates.push(format!("postgres://{user}@127.0.0.1:5432/{database}"));
+                }
+            }
+            candidates
+        }
+    };
+    for url in &candidates {
+        if psql(url, "SELECT 1").await.is_ok() {
+            return Ok(url.clone());
+        }
+    }
+    bail!("no PostgreSQL server for the tests at any of {candidates:?}; set KEFU_TEST_POSTGRES_URL")
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let without_query = url.split_once('?').map_or(url, |(base, _)| base);
+    let server = without_query.rsplit_once('/').map_or(without_query, |(server, _)| server);
+    format!("{server}/{name}")
+}
+
+/// Random enough for a database name no other test run picks.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
