@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, env = "KEFU_HELLO_TIMEOUT_MS", default_value_t = 10_000)]
     pub hello_timeout_ms: u64,
 
+    /// Threads of the async runtime; 0 means one per CPU core. The
+    /// benchmarks run the relay on one (`cargo xtask bench`).
+    #[arg(long, env = "KEFU_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// How long one write to a client may take, in milliseconds; a client
     /// that stops reading is disconnected once its buffers are full.
     #[arg(long, env = "KEFU_WRITE_TIMEOUT_MS", default_value_t = 10_000)]

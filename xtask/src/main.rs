@@ -7,6 +7,9 @@
 //!   real relays, and the protocol crate built for `wasm32-unknown-unknown`.
 //! - `cargo xtask build-web`: only the web apps, into `target/web` (see
 //!   [`web`]).
+//! - `cargo xtask bench [--quick] [kefu-bench flags...]`: the benchmarks
+//!   (`bench/`): Kefu against Socket.IO and nchan, results and plots in
+//!   `bench/results`, then the widget's weight.
 //!
 //! Installing is idempotent and touches the Rust toolchain (rustup targets,
 //! cargo-installed tools) and the npm tools in `tools/` (`npm ci`), so a
@@ -26,9 +29,10 @@ fn main() -> Result<()> {
         "start" => start(&rest),
         "test" => test(&rest),
         "build-web" => web::build().map(drop),
+        "bench" => bench(&rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web"
+                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web | cargo xtask bench [--quick] [--only SCENARIO] [--repeat N]"
             );
             bail!("unknown task {task:?}")
         }
@@ -66,6 +70,26 @@ fn test(filters: &[String]) -> Result<()> {
     if filters.is_empty() {
         cargo(&["test", "--workspace", "--doc"])?;
         cargo(&["build", "--package", "kefu-protocol", "--target", "wasm32-unknown-unknown"])?;
+    }
+    Ok(())
+}
+
+/// Builds the relay in release and runs the benchmarks against it; then,
+/// where the example exists, the widget's weight into the same folder.
+fn bench(args: &[String]) -> Result<()> {
+    let root = repo_root();
+    std::env::set_current_dir(&root).with_context(|| format!("entering {}", root.display()))?;
+    cargo(&["build", "--release", "--package", "kefu-relay", "--bin", "kefu-relay"])?;
+    let mut run = vec!["run", "--release", "--package", "kefu-bench", "--"];
+    run.extend(args.iter().map(String::as_str));
+    cargo(&run)?;
+    if root.join("tests/examples/widget_weight.rs").exists() {
+        let out = args
+            .iter()
+            .position(|a| a == "--out")
+            .and_then(|i| args.get(i + 1))
+            .map_or("bench/results", String::as_str);
+        cargo(&["run", "--release", "--package", "kefu-tests", "--example", "widget_weight", "--", "--out", out])?;
     }
     Ok(())
 }
