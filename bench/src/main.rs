@@ -67,7 +67,9 @@ struct Plan {
     chat_conversations: usize,
     chat_rate: f64,
     nodes_conversations: usize,
-    nodes_rate: f64,
+    /// Messages per second, a point each: where two nodes keep up and
+    /// where they stop.
+    nodes_rates: Vec<f64>,
     storm_clients: usize,
     storm_rate: f64,
 }
@@ -88,7 +90,7 @@ impl Plan {
                 chat_conversations: 500,
                 chat_rate: 500.0,
                 nodes_conversations: 200,
-                nodes_rate: 1_000.0,
+                nodes_rates: vec![1_000.0],
                 storm_clients: 1_000,
                 storm_rate: 200.0,
             }
@@ -103,7 +105,7 @@ impl Plan {
                 chat_conversations: 5_000,
                 chat_rate: 2_000.0,
                 nodes_conversations: 1_000,
-                nodes_rate: 5_000.0,
+                nodes_rates: vec![1_000.0, 2_500.0, 5_000.0],
                 storm_clients: 10_000,
                 storm_rate: 500.0,
             }
@@ -221,10 +223,12 @@ async fn run(args: Args, fd_limit: u64) -> Result<()> {
     }
 
     if wants("nodes") && systems.contains(&System::Kefu) {
-        let (count, rate, window) = (plan.nodes_conversations, plan.nodes_rate, plan.window);
-        match repeated("two nodes", repeat, || scenarios::two_nodes(count, rate, window)).await {
-            Ok(points) => results.two_nodes = Some(median_chat(&points)),
-            Err(error) => results.notes.push(format!("two nodes: {error:#}")),
+        let (count, window) = (plan.nodes_conversations, plan.window);
+        for &rate in &plan.nodes_rates {
+            match repeated("two nodes", repeat, || scenarios::two_nodes(count, rate, window)).await {
+                Ok(points) => results.two_nodes.push(median_chat(&points)),
+                Err(error) => results.notes.push(format!("two nodes at {rate}/s: {error:#}")),
+            }
         }
     }
 

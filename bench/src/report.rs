@@ -19,7 +19,7 @@ pub(crate) struct Results {
     /// Rooms x members of the fan-out sweep.
     pub(crate) fanout_shape: (usize, usize),
     pub(crate) live_chat: Option<ChatPoint>,
-    pub(crate) two_nodes: Option<ChatPoint>,
+    pub(crate) two_nodes: Vec<ChatPoint>,
     pub(crate) storm: Option<StormPoint>,
     /// What could not be measured, and why.
     pub(crate) notes: Vec<String>,
@@ -130,30 +130,39 @@ pub(crate) fn markdown(results: &Results) -> String {
         out.push('\n');
     }
 
-    for (title, point) in [
-        ("Live chat (Kefu): visitor + agent per conversation, messages both ways, all stored", &results.live_chat),
-        ("Two nodes (Kefu): PostgreSQL + Redis, visitors on node A, their agents on node B", &results.two_nodes),
+    for (title, points) in [
+        (
+            "Live chat (Kefu): visitor + agent per conversation, messages both ways, all stored",
+            results.live_chat.as_slice(),
+        ),
+        (
+            "Two nodes (Kefu): PostgreSQL + Redis, visitors on node A, their agents on node B",
+            results.two_nodes.as_slice(),
+        ),
     ] {
-        if let Some(p) = point {
+        if !points.is_empty() {
             let _ = writeln!(out, "### {title}\n");
             let _ = writeln!(
                 out,
                 "| conversations | messages/s (target) | delivered/s | loss % | p50 ms | p99 ms | p99.9 ms | server CPU % | server RSS (MiB) |"
             );
             let _ = writeln!(out, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-            let _ = writeln!(
-                out,
-                "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {:.0} | {:.1} |\n",
-                p.conversations,
-                p.target_per_second,
-                p.delivered_per_second,
-                p.loss_percent,
-                ms(p.latency.p50_ms),
-                ms(p.latency.p99_ms),
-                ms(p.latency.p999_ms),
-                p.cpu_percent,
-                p.rss_mib
-            );
+            for p in points {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {:.0} | {:.1} |",
+                    p.conversations,
+                    p.target_per_second,
+                    p.delivered_per_second,
+                    p.loss_percent,
+                    ms(p.latency.p50_ms),
+                    ms(p.latency.p99_ms),
+                    ms(p.latency.p999_ms),
+                    p.cpu_percent,
+                    p.rss_mib
+                );
+            }
+            out.push('\n');
         }
     }
 

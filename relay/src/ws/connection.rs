@@ -59,7 +59,13 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
     // oversized send is answered with `Rejected` for its client id.
     let limits = Limits { max_body_bytes: DEFAULT_LIMITS.max_frame_bytes, ..DEFAULT_LIMITS };
     let write_timeout = Duration::from_millis(state.config.write_timeout_ms);
-    let established = match handshake::handshake(&mut socket, &state, session, &limits, upgrade).await {
+    // The big steps (handshake, start, each frame's handling, finish) are
+    // boxed: awaited inline, the largest of them would size this task's
+    // future, and so every idle connection (9.3 KiB, measured with
+    // heaptrack). Boxed, an idle connection keeps only what `run` waits on
+    // and the connection's own state: 3.1 KiB.
+    let handshake = Box::pin(handshake::handshake(&mut socket, &state, session, &limits, upgrade));
+    let established = match handshake.await {
         Ok(established) => established,
         Err(handshake::Refused(error)) => {
             if let Some(error) = error {
@@ -97,17 +103,17 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
         last_heard: Instant::now(),
         nonce: 0,
     };
-    let end = match connection.start(resume).await {
+    let end = match Box::pin(connection.start(resume)).await {
         Ok(()) => connection.run().await,
         Err(end) => end,
     };
-    connection.finish(end).await;
+    Box::pin(connection.finish(end)).await;
     let state = connection.state.clone();
     drop(connection);
     if let Some((site, _)) = agent {
         // The mailbox is gone, so the agent counts as gone if this was its
         // last console.
-        if let Err(error) = team::publish_roster(&state, site).await {
+        if let Err(error) = Box::pin(team::publish_roster(&state, site)).await {
             tracing::warn!(%error, "could not publish the roster");
         }
     }
@@ -267,17 +273,17 @@ impl Connection {
                     "heartbeat timeout",
                 ),
                 Some(appended) = self.appends.next(), if !self.appends.is_empty() => {
-                    self.on_appended(appended).await
+                    Box::pin(self.on_appended(appended)).await
                 }
-                Some(frame) = self.mailbox.recv() => self.deliver(&frame).await,
+                Some(frame) = self.mailbox.recv() => Box::pin(self.deliver(&frame)).await,
                 incoming = socket::read_frame(&mut self.socket, &self.limits),
                     if self.appends.len() < MAX_APPENDS_IN_FLIGHT => {
                     self.last_heard = Instant::now();
-                    self.on_incoming(incoming).await
+                    Box::pin(self.on_incoming(incoming)).await
                 }
                 _ = pings.tick() => {
                     self.nonce += 1;
-                    self.write(&ServerFrame::Ping(Ping { nonce: self.nonce })).await
+                    Box::pin(self.write(&ServerFrame::Ping(Ping { nonce: self.nonce }))).await
                 }
             };
             if let Err(end) = result {
