@@ -1,8 +1,11 @@
 //! How much group commit buys: message appends per second through the
-//! store's writer, on a real file with `synchronous = FULL`, with many
-//! concurrent senders and with one sender waiting for each append.
+//! store's writer, on a real file with `synchronous = FULL` (or a real
+//! PostgreSQL database), with many concurrent senders and with one sender
+//! waiting for each append.
 //!
-//! Run with `cargo run --release -p kefu-relay --example store_bench`.
+//! Run with `cargo run --release -p kefu-relay --example store_bench`, or
+//! `... -- postgres://USER@127.0.0.1:5432/DB` to measure PostgreSQL: each
+//! run then creates a database of its own next to `DB` and drops it after.
 //! Figures depend on the disk's fsync speed; nothing here asserts on them.
 
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ use anyhow::Context as _;
 use kefu_protocol::frame::{Author, Body};
 use kefu_protocol::ids::{ClientMessageId, SiteKey};
 use kefu_relay::store::{Conversation, NewMessage, Store, WriterStats};
+use sqlx::Connection as _;
 
 const CONCURRENT_MESSAGES: usize = 20_000;
 const TASKS: usize = 200;
@@ -21,10 +25,15 @@ const SERIAL_MESSAGES: usize = 2_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    println!("store_bench: SQLite in WAL mode, synchronous = FULL (one fsync per commit)");
+    let postgres = std::env::args().nth(1);
+    match &postgres {
+        None => println!("store_bench: SQLite in WAL mode, synchronous = FULL (one fsync per commit)"),
+        Some(url) => println!("store_bench: PostgreSQL next to {url}"),
+    }
+    let setup = || setup(postgres.as_deref());
 
     let concurrent = {
-        let (_dir, store, conversations) = setup().await?;
+        let (place, store, conversations) = setup().await?;
         let per_task = CONCURRENT_MESSAGES / TASKS;
         let started = Instant::now();
         let before = store.writer_stats();
@@ -48,12 +57,13 @@ async fn main() -> anyhow::Result<()> {
         let run = Run::new(TASKS * per_task, started.elapsed(), before, store.writer_stats());
         check_gapless(&store, &conversations, TASKS * per_task).await?;
         store.close().await;
+        place.remove().await?;
         run.print(&format!("{TASKS} tasks, each awaiting its appends, {CONVERSATIONS} conversations"));
         run
     };
 
     let pipelined = {
-        let (_dir, store, conversations) = setup().await?;
+        let (place, store, conversations) = setup().await?;
         let started = Instant::now();
         let before = store.writer_stats();
         let mut tickets = Vec::with_capacity(CONCURRENT_MESSAGES);
@@ -66,12 +76,13 @@ async fn main() -> anyhow::Result<()> {
         let run = Run::new(CONCURRENT_MESSAGES, started.elapsed(), before, store.writer_stats());
         check_gapless(&store, &conversations, CONCURRENT_MESSAGES).await?;
         store.close().await;
+        place.remove().await?;
         run.print("1 task submitting all, then awaiting the tickets in order");
         run
     };
 
     let serial = {
-        let (_dir, store, conversations) = setup().await?;
+        let (place, store, conversations) = setup().await?;
         let started = Instant::now();
         let before = store.writer_stats();
         for i in 0..SERIAL_MESSAGES {
@@ -79,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let run = Run::new(SERIAL_MESSAGES, started.elapsed(), before, store.writer_stats());
         store.close().await;
+        place.remove().await?;
         run.print("1 task awaiting each append (batching effectively off)");
         run
     };
@@ -91,17 +103,56 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fresh store with one site and `CONVERSATIONS` open conversations.
-async fn setup() -> anyhow::Result<(tempfile::TempDir, Store, Vec<Conversation>)> {
-    let dir = tempfile::TempDir::new()?;
-    let store = Store::open(dir.path()).await?;
+/// Where a run's store lives; dropped after the store is closed.
+enum Place {
+    File(#[allow(dead_code, reason = "held for its Drop")] tempfile::TempDir),
+    Database { admin: String, name: String },
+}
+
+impl Place {
+    async fn remove(self) -> anyhow::Result<()> {
+        if let Place::Database { admin, name } = self {
+            let mut connection = sqlx::AnyConnection::connect(&admin).await?;
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut connection).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A fresh store with one site and `CONVERSATIONS` open conversations: a
+/// SQLite file, or a new database on the PostgreSQL server `admin` is on.
+async fn setup(admin: Option<&str>) -> anyhow::Result<(Place, Store, Vec<Conversation>)> {
+    let (place, store) = match admin {
+        None => {
+            let dir = tempfile::TempDir::new()?;
+            let store = Store::open(dir.path()).await?;
+            (Place::File(dir), store)
+        }
+        Some(admin) => {
+            sqlx::any::install_default_drivers();
+            let name = format!("kefu_store_bench_{}_{}", std::process::id(), rand_suffix());
+            let mut connection = sqlx::AnyConnection::connect(admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await?;
+            let (server, _) = admin
+                .split_once('?')
+                .map_or(admin, |(base, _)| base)
+                .rsplit_once('/')
+                .context("no database in the URL")?;
+            let store = Store::open_postgres(&format!("{server}/{name}")).await?;
+            (Place::Database { admin: admin.to_owned(), name }, store)
+        }
+    };
     let site = store.create_site(&SiteKey::new("bench")?, "Bench").await?;
     let mut conversations = Vec::with_capacity(CONVERSATIONS);
     for _ in 0..CONVERSATIONS {
         let visitor = store.create_visitor(site.id, "token-hash").await?;
         conversations.push(store.open_conversation(site.id, visitor).await?);
     }
-    Ok((dir, store, conversations))
+    Ok((place, store, conversations))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 fn message(conversation: &Conversation, n: usize) -> NewMessage {

@@ -41,15 +41,16 @@ impl TryFrom<ConversationRow> for Conversation {
     }
 }
 
-/// Reads a conversation on `connection`: the writer uses it inside its
-/// transaction, to report the state its own insert left.
-pub(super) async fn conversation_on(
+/// Reads conversations on `connection`: the writer uses it inside its
+/// transaction, to report the state its own inserts left. `ids` is the
+/// list for `IN (...)`, numbers only (see the writer's `id_list`).
+pub(super) async fn conversations_on(
     connection: &mut sqlx::AnyConnection,
-    id: ConversationId,
-) -> Result<Option<Conversation>, sqlx::Error> {
-    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1");
-    let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(id.0)).fetch_optional(connection).await?;
-    row.map(Conversation::try_from).transpose()
+    ids: &str,
+) -> Result<Vec<Conversation>, sqlx::Error> {
+    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({ids})");
+    let rows: Vec<ConversationRow> = sqlx::query_as(&sql).persistent(false).fetch_all(connection).await?;
+    rows.into_iter().map(Conversation::try_from).collect()
 }
 
 /// Opening a conversation retries when it loses a race against a close;

@@ -261,6 +261,33 @@ async fn a_duplicate_queued_in_the_same_batch_is_stored_once(db: TestDb) {
     assert_eq!(f.store.messages_after(c.id, Seq::ZERO, 10).await.unwrap().len(), 1);
 }
 
+async fn every_fresh_message_carries_its_conversations_new_state(db: TestDb) {
+    let f = Fixture::new(db).await;
+    let (c, other) = (f.conversation().await, f.conversation().await);
+    // Queued together, so most likely one batch; either way each fresh
+    // message must come with its own conversation, at or after itself.
+    let tickets = [
+        f.store.submit(text(&c, 1, "one")).await.unwrap(),
+        f.store.submit(text(&other, 2, "elsewhere")).await.unwrap(),
+        f.store.submit(text(&c, 3, "two")).await.unwrap(),
+        f.store.submit(text(&c, 1, "one")).await.unwrap(),
+    ];
+    let mut appended = Vec::new();
+    for ticket in tickets {
+        appended.push(ticket.await.unwrap());
+    }
+    for fresh in &appended[..3] {
+        let state = fresh.conversation.as_ref().expect("a fresh message reports its conversation");
+        assert_eq!(state.id, fresh.message.conversation);
+        assert!(state.last_seq >= fresh.message.seq, "{state:?} is older than {:?}", fresh.message);
+    }
+    assert_eq!(appended[2].conversation, f.store.conversation(c.id).await.unwrap());
+    assert_eq!(appended[2].conversation.as_ref().unwrap().last_seq, Seq(2));
+    assert_eq!(appended[1].conversation.as_ref().unwrap().last_seq, Seq(1));
+    assert!(!appended[3].fresh);
+    assert_eq!(appended[3].conversation, None, "a resend changes no conversation");
+}
+
 async fn the_same_client_id_from_another_author_is_another_message(db: TestDb) {
     let f = Fixture::new(db).await;
     let c = f.conversation().await;
@@ -755,6 +782,7 @@ on_both_backends![
     append_numbers_each_conversation_from_one,
     a_resend_returns_the_original_and_is_stored_once,
     a_duplicate_queued_in_the_same_batch_is_stored_once,
+    every_fresh_message_carries_its_conversations_new_state,
     the_same_client_id_from_another_author_is_another_message,
     concurrent_appends_give_gapless_seqs_in_each_senders_order[flavor = "multi_thread", worker_threads = 4],
     a_bad_request_fails_alone_and_the_batch_goes_on,

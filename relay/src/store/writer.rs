@@ -12,14 +12,15 @@
 //! keeps it alone: no two transactions ever race for the next seq of a
 //! conversation. Relays sharing a PostgreSQL database each have a writer,
 //! so there a batch first locks the rows of the conversations it appends
-//! to (see `lock_conversations`) and reads their `last_seq` only then.
+//! to (see `read_targets`) and reads their `last_seq` only then.
 //!
-//! Per message the writer runs one statement (see `store_one`); every
-//! statement is a round trip (to sqlx's SQLite thread, or to the server),
-//! and those round trips, not the fsync, bound a batch's cost once batches
-//! are large.
+//! A batch costs the same few statements whatever its size (see
+//! `store_batch`): every statement is a round trip (to sqlx's SQLite
+//! thread, or to the server), and with one statement per message those
+//! round trips, not the fsync, bounded how many messages a node could
+//! store a second.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,8 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use kefu_protocol::frame::Message;
-use kefu_protocol::ids::{MessageId, Seq, Timestamp};
+use kefu_protocol::frame::{Author, Message};
+use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, SiteId, Timestamp, VisitorId};
 use sqlx::AnyConnection;
 use sqlx::any::AnyConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -237,124 +238,324 @@ impl Writer {
     }
 }
 
-/// Stores each message of the batch in one transaction. `None` for a
-/// message whose conversation is unknown (or not its author's): that
-/// request alone fails, the rest go on.
+/// Stores the batch in one transaction, with a fixed number of statements
+/// whatever its size: statements are round trips, and on PostgreSQL a round
+/// trip per message was what bounded a node's messages per second.
+///
+/// 1. read (on PostgreSQL: lock) the conversations the batch appends to,
+///    and the sites of the agents writing;
+/// 2. find which messages are resends, already stored;
+/// 3. number the rest here, each taking the next seq of its conversation,
+///    and insert them in one statement (the schema's trigger advances each
+///    conversation's `last_seq`);
+/// 4. read the conversations' new state for the agents' queue.
+///
+/// `None` for a message whose conversation is unknown or not its author's
+/// (a visitor may write only in its own, an agent only in its site's):
+/// that request alone fails, the rest go on.
 async fn store_batch(
     backend: Backend,
     connection: &mut AnyConnection,
     batch: &[Pending],
     now: Timestamp,
 ) -> Result<Vec<Option<Appended>>, sqlx::Error> {
+    // IMMEDIATE takes SQLite's write lock up front: a deferred transaction
+    // would take it at the insert and could then fail with "busy" without
+    // waiting if a pool write slipped in after its first read.
     let mut tx = match backend {
-        // IMMEDIATE takes the write lock up front: a deferred transaction
-        // would take it at the first UPDATE and could then fail with "busy"
-        // without waiting if a pool write slipped in after its first read.
         Backend::Sqlite => connection.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => {
-            let mut tx = connection.begin().await?;
-            lock_conversations(&mut tx, batch).await?;
-            tx
-        }
+        Backend::Postgres => connection.begin().await?,
     };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for pending in batch {
-        outcomes.push(store_one(&mut tx, &pending.message, now).await?);
+    let targets = read_targets(backend, &mut tx, batch).await?;
+    let originals = read_originals(&mut tx, batch).await?;
+
+    let mut last_seqs: HashMap<ConversationId, u64> =
+        targets.conversations.iter().map(|(&id, target)| (id, target.last_seq)).collect();
+    let mut plan = Vec::with_capacity(batch.len());
+    for (i, pending) in batch.iter().enumerate() {
+        let message = &pending.message;
+        let key = message.client_id.map(|client_id| (message.conversation, message.author, client_id));
+        let stored_before = key.and_then(|key| originals.iter().find(|original| original_key(original) == Some(key)));
+        let earlier_in_batch = key.and_then(|key| {
+            batch[..i].iter().position(|earlier| {
+                let earlier = &earlier.message;
+                earlier.client_id.map(|client_id| (earlier.conversation, earlier.author, client_id)) == Some(key)
+            })
+        });
+        plan.push(if let Some(original) = stored_before {
+            Planned::Resend(original.clone())
+        } else if let Some(first) = earlier_in_batch {
+            Planned::SameAs(first)
+        } else if !targets.allows(message) {
+            Planned::Refused
+        } else {
+            let last_seq = last_seqs.entry(message.conversation).or_default();
+            *last_seq += 1;
+            Planned::Insert(Seq(*last_seq))
+        });
     }
+    // A resend queued in the batch after its refused first copy is refused
+    // too: it points at a request that stored nothing.
+    for i in 0..plan.len() {
+        if let Planned::SameAs(first) = plan[i]
+            && !matches!(plan[first], Planned::Insert(_))
+        {
+            plan[i] = Planned::Refused;
+        }
+    }
+
+    let ids = insert_messages(&mut tx, batch, &plan, now).await?;
+    let mut outcomes: Vec<Option<Appended>> = Vec::with_capacity(batch.len());
+    for (pending, planned) in batch.iter().zip(&plan) {
+        let message = &pending.message;
+        outcomes.push(match planned {
+            Planned::Refused => None,
+            Planned::Resend(original) => Some(Appended { message: original.clone(), fresh: false, conversation: None }),
+            Planned::SameAs(first) => outcomes[*first].as_ref().map(|first| Appended {
+                message: first.message.clone(),
+                fresh: false,
+                conversation: None,
+            }),
+            Planned::Insert(seq) => {
+                let id = ids.get(&(message.conversation, *seq)).ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("the insert returned no id for {} seq {seq}", message.conversation))
+                })?;
+                Some(Appended {
+                    // Filled in for the whole batch by `attach_conversations`.
+                    conversation: None,
+                    message: Message {
+                        conversation: message.conversation,
+                        seq: *seq,
+                        prev: Seq(seq.0 - 1),
+                        id: *id,
+                        client_id: message.client_id,
+                        author: message.author,
+                        body: message.body.clone(),
+                        sent_at: now,
+                    },
+                    fresh: true,
+                })
+            }
+        });
+    }
+    attach_conversations(&mut tx, &mut outcomes).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Locks, until the commit, the conversation rows the batch appends to, so
-/// that no other relay node's writer takes a seq in them meanwhile. A
-/// racing writer waits here; once it has the locks, each of its statements
-/// sees the seqs (and idempotency keys) this one committed.
-///
-/// In id order, so two batches that share conversations lock them in the
-/// same order and never deadlock. The ids are numbers, written into the
-/// statement (`Any` binds no arrays).
-async fn lock_conversations(tx: &mut AnyConnection, batch: &[Pending]) -> Result<(), sqlx::Error> {
-    let ids: BTreeSet<i64> = batch.iter().map(|pending| int(pending.message.conversation.0)).collect();
-    let mut sql = String::from("SELECT id FROM conversations WHERE id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        let comma = if i == 0 { "" } else { ", " };
-        let _ = write!(sql, "{comma}{id}");
+/// What the batch decided for one request.
+enum Planned {
+    /// Stored by an earlier batch (on any node): answered with the original.
+    Resend(Message),
+    /// The same message as the request at this index of the batch.
+    SameAs(usize),
+    /// Unknown conversation, or not the author's.
+    Refused,
+    /// Stored now, with this seq.
+    Insert(Seq),
+}
+
+/// The conversations a batch appends to and the sites of its agents.
+struct Targets {
+    conversations: HashMap<ConversationId, Target>,
+    agent_sites: HashMap<AgentId, SiteId>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    id: Unsigned,
+    site_id: Unsigned,
+    visitor_id: Unsigned,
+    last_seq: Unsigned,
+}
+
+struct Target {
+    site: SiteId,
+    visitor: VisitorId,
+    last_seq: u64,
+}
+
+impl Targets {
+    /// Whether `message`'s author may write in its conversation.
+    fn allows(&self, message: &NewMessage) -> bool {
+        let Some(target) = self.conversations.get(&message.conversation) else { return false };
+        match message.author {
+            Author::Visitor(visitor) => target.visitor == visitor,
+            Author::Agent(agent) => self.agent_sites.get(&agent) == Some(&target.site),
+            Author::System => true,
+        }
     }
-    sql.push_str(") ORDER BY id FOR UPDATE");
-    // Not prepared: the text differs from batch to batch and would only
-    // churn the connection's statement cache.
-    sqlx::query(&sql).persistent(false).execute(tx).await?;
+}
+
+/// Reads the batch's conversations and its agents' sites. On PostgreSQL
+/// the conversation rows stay locked until the commit, so that no other
+/// node's writer takes a seq in them meanwhile: a racing writer waits here,
+/// and once it has the locks it reads the seqs and idempotency keys this
+/// one committed. In id order, so two batches that share conversations
+/// lock them in the same order and never deadlock.
+async fn read_targets(backend: Backend, tx: &mut AnyConnection, batch: &[Pending]) -> Result<Targets, sqlx::Error> {
+    let ids: BTreeSet<u64> = batch.iter().map(|pending| pending.message.conversation.0).collect();
+    let lock = match backend {
+        Backend::Postgres => " ORDER BY id FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let sql =
+        format!("SELECT id, site_id, visitor_id, last_seq FROM conversations WHERE id IN ({}){lock}", id_list(&ids));
+    let rows: Vec<TargetRow> = sqlx::query_as(&sql).persistent(false).fetch_all(&mut *tx).await?;
+    let conversations = rows
+        .into_iter()
+        .map(|row| {
+            let target =
+                Target { site: SiteId(row.site_id.0), visitor: VisitorId(row.visitor_id.0), last_seq: row.last_seq.0 };
+            (ConversationId(row.id.0), target)
+        })
+        .collect();
+
+    let agents: BTreeSet<u64> = batch
+        .iter()
+        .filter_map(|pending| match pending.message.author {
+            Author::Agent(agent) => Some(agent.0),
+            _ => None,
+        })
+        .collect();
+    let mut agent_sites = HashMap::new();
+    if !agents.is_empty() {
+        let sql = format!("SELECT id, site_id FROM agents WHERE id IN ({})", id_list(&agents));
+        let rows: Vec<(Unsigned, Unsigned)> = sqlx::query_as(&sql).persistent(false).fetch_all(&mut *tx).await?;
+        agent_sites = rows.into_iter().map(|(agent, site)| (AgentId(agent.0), SiteId(site.0))).collect();
+    }
+    Ok(Targets { conversations, agent_sites })
+}
+
+/// The stored messages that requests of the batch resend: each looked up
+/// by its whole idempotency key, so the unique index finds it however long
+/// its conversation is.
+async fn read_originals(tx: &mut AnyConnection, batch: &[Pending]) -> Result<Vec<Message>, sqlx::Error> {
+    let keyed: Vec<&NewMessage> =
+        batch.iter().map(|pending| &pending.message).filter(|m| m.client_id.is_some()).collect();
+    if keyed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = String::from(concat!("SELECT ", message_columns!(), " FROM messages WHERE "));
+    for i in 0..keyed.len() {
+        let or = if i == 0 { "" } else { " OR " };
+        let n = 4 * i;
+        let _ = write!(
+            sql,
+            "{or}(conversation_id = ${} AND author_kind = ${} AND author_id = ${} AND client_id = ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4
+        );
+    }
+    let mut query = sqlx::query_as::<_, MessageRow>(&sql).persistent(false);
+    for message in &keyed {
+        let (author_kind, author_id) = author_columns(message.author);
+        query = query
+            .bind(int(message.conversation.0))
+            .bind(author_kind)
+            .bind(author_id)
+            .bind(client_id_column(message.client_id));
+    }
+    let rows = query.fetch_all(&mut *tx).await?;
+    rows.into_iter().map(Message::try_from).collect()
+}
+
+fn original_key(message: &Message) -> Option<(ConversationId, Author, ClientMessageId)> {
+    message.client_id.map(|client_id| (message.conversation, message.author, client_id))
+}
+
+/// Inserts the batch's new messages in one statement; returns their ids by
+/// conversation and seq.
+async fn insert_messages(
+    tx: &mut AnyConnection,
+    batch: &[Pending],
+    plan: &[Planned],
+    now: Timestamp,
+) -> Result<HashMap<(ConversationId, Seq), MessageId>, sqlx::Error> {
+    let new: Vec<(&NewMessage, Seq)> = batch
+        .iter()
+        .zip(plan)
+        .filter_map(|(pending, planned)| match planned {
+            Planned::Insert(seq) => Some((&pending.message, *seq)),
+            _ => None,
+        })
+        .collect();
+    if new.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut sql = String::from(
+        "INSERT INTO messages \
+         (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at) VALUES ",
+    );
+    for i in 0..new.len() {
+        let comma = if i == 0 { "" } else { ", " };
+        let n = 7 * i;
+        // Every row shares the batch's time, bound once as $1.
+        let _ = write!(
+            sql,
+            "{comma}(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8
+        );
+    }
+    sql.push_str(" RETURNING id, conversation_id, seq");
+    let bodies: Vec<_> = new.iter().map(|(message, _)| body_columns(&message.body)).collect();
+    let mut query = sqlx::query_as::<_, (Unsigned, Unsigned, Unsigned)>(&sql).persistent(false).bind(int(now.0));
+    for ((message, seq), (body_kind, body)) in new.iter().zip(&bodies) {
+        let (author_kind, author_id) = author_columns(message.author);
+        query = query
+            .bind(int(message.conversation.0))
+            .bind(int(seq.0))
+            .bind(author_kind)
+            .bind(author_id)
+            .bind(client_id_column(message.client_id))
+            .bind(*body_kind)
+            .bind(&**body);
+    }
+    let rows = query.fetch_all(&mut *tx).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, conversation, seq)| ((ConversationId(conversation.0), Seq(seq.0)), MessageId(id.0)))
+        .collect())
+}
+
+/// Gives every fresh message the state its conversation is left in, read
+/// in one statement for the whole batch. Two messages of one conversation
+/// in a batch both carry the state after the later one; nobody sees either
+/// before the commit, and receivers keep the highest `last_seq` they were
+/// told.
+async fn attach_conversations(tx: &mut AnyConnection, outcomes: &mut [Option<Appended>]) -> Result<(), sqlx::Error> {
+    let ids: BTreeSet<u64> = outcomes
+        .iter()
+        .flatten()
+        .filter(|appended| appended.fresh)
+        .map(|appended| appended.message.conversation.0)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let states = conversations::conversations_on(tx, &id_list(&ids)).await?;
+    for appended in outcomes.iter_mut().flatten().filter(|appended| appended.fresh) {
+        appended.conversation = states.iter().find(|c| c.id == appended.message.conversation).cloned();
+    }
     Ok(())
 }
 
-async fn store_one(
-    tx: &mut AnyConnection,
-    message: &NewMessage,
-    now: Timestamp,
-) -> Result<Option<Appended>, sqlx::Error> {
-    let (author_kind, author_id) = author_columns(message.author);
-    let client_id = client_id_column(message.client_id);
-    let (body_kind, body) = body_columns(&message.body);
-
-    // One statement for the common case: the message takes the next seq
-    // if the conversation exists and the author may write in it (a
-    // visitor only in its own, an agent only in its site's), and the
-    // schema's trigger advances the conversation's `last_seq`. A resend,
-    // including one queued earlier in this same batch or stored by another
-    // node (committed before this batch got its locks), conflicts on the
-    // idempotency key and inserts nothing.
-    let inserted: Option<(Unsigned, Unsigned)> = sqlx::query_as(
-        "INSERT INTO messages \
-         (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at) \
-         SELECT id, last_seq + 1, $3, $4, $5, $7, $6, $1 FROM conversations \
-         WHERE id = $2 AND CASE $3 \
-             WHEN 'visitor' THEN visitor_id = $4 \
-             WHEN 'agent' THEN site_id = (SELECT site_id FROM agents WHERE id = $4) \
-             ELSE TRUE END \
-         ON CONFLICT (conversation_id, author_kind, author_id, client_id) DO NOTHING \
-         RETURNING id, seq",
-    )
-    .bind(int(now.0))
-    .bind(int(message.conversation.0))
-    .bind(author_kind)
-    .bind(author_id)
-    .bind(client_id.as_deref())
-    .bind(&*body)
-    .bind(body_kind)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some((Unsigned(id), Unsigned(seq))) = inserted {
-        let conversation = conversations::conversation_on(tx, message.conversation).await?;
-        return Ok(Some(Appended {
-            conversation,
-            message: Message {
-                conversation: message.conversation,
-                seq: Seq(seq),
-                prev: Seq(seq - 1),
-                id: MessageId(id),
-                client_id: message.client_id,
-                author: message.author,
-                body: message.body.clone(),
-                sent_at: now,
-            },
-            fresh: true,
-        }));
+/// `1, 2, 3`: ids for an `IN (...)`. Written into the statement because
+/// `Any` binds no arrays; such statements are not prepared, as their text
+/// differs from batch to batch and would only churn the statement cache.
+fn id_list(ids: &BTreeSet<u64>) -> String {
+    let mut list = String::new();
+    for &id in ids {
+        let comma = if list.is_empty() { "" } else { ", " };
+        let _ = write!(list, "{comma}{}", int(id));
     }
-
-    // Nothing inserted: a resend (answered with the stored original), or
-    // a conversation that is unknown or not the author's.
-    let Some(client_id) = client_id else { return Ok(None) };
-    let original: Option<MessageRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages \
-         WHERE conversation_id = $1 AND author_kind = $2 AND author_id = $3 AND client_id = $4"
-    ))
-    .bind(int(message.conversation.0))
-    .bind(author_kind)
-    .bind(author_id)
-    .bind(client_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    original.map(|row| Ok(Appended { message: Message::try_from(row)?, fresh: false, conversation: None })).transpose()
+    list
 }
