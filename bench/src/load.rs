@@ -323,6 +323,11 @@ impl KefuConn {
         Ok(())
     }
 
+    /// How many messages [`KefuConn::publish`] has sent.
+    pub(crate) fn sent(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
     /// Sends `payload` as a text message into `conversation`.
     pub(crate) fn publish(&self, conversation: ConversationId, payload: &[u8]) -> Result<()> {
         let client_id = ClientMessageId(self.tag | u128::from(self.next_id.fetch_add(1, Ordering::Relaxed)));

@@ -169,7 +169,10 @@ pub(crate) fn markdown(results: &Results) -> String {
     if let Some(p) = &results.storm {
         let _ = writeln!(
             out,
-            "### Reconnect storm (Kefu): `kill -9` of the relay under traffic, restart on the same store\n"
+            "### Reconnect storm (Kefu): `kill -9` of the node all visitors are on, while an agent on the other node \
+             writes on; restart on the same PostgreSQL\n\n\
+             Half the messages come from the visitors (SDK, resent after the restart), half from the agent: those \
+             written while the visitors were away reach them by replay. Lost: stored messages a visitor never heard.\n"
         );
         let _ = writeln!(
             out,

@@ -1,7 +1,6 @@
 //! The five scenarios of issue 7. Each `run_*` measures one point once on
 //! a fresh server; `main` repeats points and takes medians.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -507,14 +506,20 @@ pub(crate) async fn two_nodes(conversations: usize, per_second: f64, window: Dur
 
 // ----------------------------------------------------- reconnect storm
 
-/// Scenario 5: every client of a relay cut at once by `kill -9`.
+/// Scenario 5: every client of one node cut at once by `kill -9`, while
+/// the other node's agent keeps writing to them.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct StormPoint {
     pub(crate) clients: usize,
     pub(crate) back_seconds: f64,
+    /// Of the messages the visitors heard after the kill, the share that
+    /// reached them by replay: written while they were away.
     pub(crate) replayed_percent: f64,
+    /// Messages the relays acknowledged to their senders.
     pub(crate) acknowledged: u64,
+    /// Stored messages some visitor never heard.
     pub(crate) lost: u64,
+    /// Messages a visitor heard twice.
     pub(crate) duplicated: u64,
 }
 
@@ -528,15 +533,28 @@ struct Heard {
     after_kill: u64,
 }
 
-/// `clients` SDK visitors, each sending into its own conversation at a
-/// total of `per_second`, while the relay is killed and restarted.
+/// `clients` SDK visitors on node A, each in its own conversation, and one
+/// agent connection on node B; visitors and agent write at `per_second` in
+/// all. Node A is killed and restarted on the same port and database; what
+/// the agent wrote meanwhile the visitors must get by replay, nothing lost
+/// or heard twice.
 pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint> {
     use kefu_sdk::{Body, Client, Event, LinkState};
     use std::sync::Mutex;
 
-    let (_dir, mut relay, sites) = kefu_sqlite(1).await?;
+    let database = kefu_tests::postgres::Database::create().await?;
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let sites = load::seed(Some(database.url()), dir_a.path(), 1).await?;
+    let options = RelayOptions {
+        database_url: Some(database.url().to_owned()),
+        redis_url: Some(kefu_tests::cluster::SHARED_REDIS.to_owned()),
+        redis_prefix: Some(kefu_tests::cluster::redis_prefix()),
+        core: 0,
+    };
+    let mut node_a = KefuRelay::start(dir_a.path(), options.clone()).await?;
+    let node_b = KefuRelay::start(dir_b.path(), options).await?;
     let site = sites[0].key.as_str().to_owned();
-    let url = relay.ws_url();
+    let url = node_a.ws_url();
     let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut all = Vec::with_capacity(clients);
     let mut heard = Vec::with_capacity(clients);
@@ -574,12 +592,17 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
     for client in &all {
         conversations.push(client.conversation().await?);
     }
+    let agent_counters = Arc::new(Counters::default());
+    let agent = Arc::new(
+        load::connect(node_b.addr(), load::source(clients), load::agent(&sites[0]), None, agent_counters.clone())
+            .await?,
+    );
     let clients_arc: Arc<Vec<Client>> = Arc::new(all);
-    let acknowledged: Arc<Mutex<HashMap<u64, Vec<u64>>>> = Arc::default();
+    let acknowledged = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = {
         let (clients_arc, acknowledged, stop) = (clients_arc.clone(), acknowledged.clone(), stop.clone());
-        let conversations = conversations.clone();
+        let (agent, conversations) = (agent.clone(), conversations.clone());
         tokio::spawn(async move {
             let started = Instant::now();
             let mut sent = 0u64;
@@ -590,15 +613,19 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
                 let due = (per_second * started.elapsed().as_secs_f64()) as u64;
                 while sent < due {
                     let n = (sent as usize * 7919) % clients_arc.len();
-                    let (client, conversation) = (clients_arc[n].clone(), conversations[n]);
-                    let acknowledged = acknowledged.clone();
-                    sends.spawn(async move {
-                        let body = Body::Text(format!("storm {sent}"));
-                        if let Ok(accepted) = client.send(conversation, body).await {
-                            let mut acked = acknowledged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                            acked.entry(conversation.0).or_default().push(accepted.seq.0);
-                        }
-                    });
+                    let conversation = conversations[n];
+                    // Every other message is the agent's: it keeps coming
+                    // while the visitors' node is down.
+                    if sent.is_multiple_of(2) {
+                        let _ = agent.publish(conversation, format!("agent {sent}").as_bytes());
+                    } else {
+                        let (client, acknowledged) = (clients_arc[n].clone(), acknowledged.clone());
+                        sends.spawn(async move {
+                            if client.send(conversation, Body::Text(format!("storm {sent}"))).await.is_ok() {
+                                acknowledged.fetch_add(1, Ordering::Relaxed);
+                            }
+                        });
+                    }
                     sent += 1;
                 }
                 while sends.try_join_next().is_some() {}
@@ -610,7 +637,7 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
     tokio::time::sleep(Duration::from_secs(2)).await;
     killed.store(true, Ordering::Relaxed);
     let cut = Instant::now();
-    relay.kill9_and_restart().await?;
+    node_a.kill9_and_restart().await?;
     // Each client's link must first go down, then come back.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let back = measure::wait_until(Duration::from_secs(120), || live(&clients_arc)).await;
@@ -621,17 +648,16 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     sender.await?;
-    // Everything acknowledged must reach its visitor: wait for it.
+    // The agent's last sends are answered within moments; then what is
+    // stored is final, and every visitor must hear all of its own.
+    let answered = || agent_counters.accepted.load(Ordering::Relaxed) + agent_counters.rejected.load(Ordering::Relaxed);
+    measure::wait_until(Duration::from_secs(10), || answered() >= agent.sent()).await;
+    let stored = stored_seqs(database.url(), &conversations).await?;
     let lost = || {
-        let acked = acknowledged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut lost = 0u64;
-        for (n, conversation) in conversations.iter().enumerate() {
+        for (n, stored) in stored.iter().enumerate() {
             let heard = heard[n].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for seq in acked.get(&conversation.0).into_iter().flatten() {
-                if !heard.seqs.contains(seq) {
-                    lost += 1;
-                }
-            }
+            lost += stored.iter().filter(|seq| !heard.seqs.contains(seq)).count() as u64;
         }
         lost
     };
@@ -645,8 +671,6 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
         replayed += heard.replayed;
         after_kill += heard.after_kill;
     }
-    let acknowledged_count =
-        acknowledged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().map(|v| v.len() as u64).sum();
     for client in clients_arc.iter() {
         client.stop();
     }
@@ -654,8 +678,20 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
         clients,
         back_seconds,
         replayed_percent: replayed as f64 / after_kill.max(1) as f64 * 100.0,
-        acknowledged: acknowledged_count,
+        acknowledged: acknowledged.load(Ordering::Relaxed) + agent_counters.accepted.load(Ordering::Relaxed),
         lost,
         duplicated,
     })
+}
+
+/// Every conversation's stored seqs, read from the database itself.
+async fn stored_seqs(database_url: &str, conversations: &[ConversationId]) -> Result<Vec<Vec<u64>>> {
+    let store = kefu_relay::store::Store::connect(Some(database_url), std::path::Path::new(".")).await?;
+    let mut all = Vec::with_capacity(conversations.len());
+    for &conversation in conversations {
+        let messages = store.messages_after(conversation, kefu_protocol::ids::Seq::ZERO, u32::MAX).await?;
+        all.push(messages.iter().map(|message| message.seq.0).collect());
+    }
+    store.close().await;
+    Ok(all)
 }
