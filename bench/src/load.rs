@@ -9,7 +9,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,7 +19,6 @@ use kefu_protocol::frame::{Body, Credentials, Hello, Identity, Join, Pong, Send}
 use kefu_protocol::ids::{AgentToken, ClientMessageId, ConversationId, Seq, SiteKey, Timestamp};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, PROTOCOL_VERSION, ServerFrame, codec};
 use kefu_relay::store::{Role, Store};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -113,10 +111,7 @@ async fn spawn(data_dir: &Path, options: &RelayOptions, listen: SocketAddr) -> R
         // The limits guard against abuse; the benchmark measures serving.
         .args(["--connections-per-minute-per-ip", "0", "--frames-per-second", "0"])
         .args(["--logins-per-minute-per-ip", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+        .env("RUST_LOG", "warn");
     if let Some(url) = &options.database_url {
         command.args(["--database-url", url]);
     }
@@ -126,21 +121,7 @@ async fn spawn(data_dir: &Path, options: &RelayOptions, listen: SocketAddr) -> R
     if let Some(prefix) = &options.redis_prefix {
         command.args(["--redis-prefix", prefix]);
     }
-    let mut child = command.spawn().context("spawning taskset kefu-relay")?;
-    let stdout = child.stdout.take().context("relay stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(addr) = line.strip_prefix("kefu-relay listening on http://") {
-                return Ok::<_, anyhow::Error>(addr.trim().parse::<SocketAddr>()?);
-            }
-        }
-        bail!("relay exited before listening")
-    })
-    .await
-    .context("relay did not start in time")??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, addr))
+    kefu_tests::spawn_relay(command).await
 }
 
 /// A site made for the benchmark, with an agent logged in.

@@ -143,14 +143,23 @@ impl Relay {
 }
 
 async fn spawn(data_dir: &Path, args: &[String]) -> Result<(Child, SocketAddr)> {
-    let mut child = Command::new(relay_binary()?)
+    let mut command = Command::new(relay_binary()?);
+    command
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--admin-email", ADMIN_EMAIL, "--admin-password", ADMIN_PASSWORD])
         .args(args)
-        .env("RUST_LOG", std::env::var("KEFU_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env("RUST_LOG", std::env::var("KEFU_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+    spawn_relay(command).await
+}
+
+/// Runs `command`, a relay (or a wrapper that execs one), and waits until
+/// it says where it listens. Its stdout is drained from then on so it never
+/// blocks on a full pipe; its stderr goes to ours; it dies with the value.
+pub async fn spawn_relay(mut command: Command) -> Result<(Child, SocketAddr)> {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -168,7 +177,6 @@ async fn spawn(data_dir: &Path, args: &[String]) -> Result<(Child, SocketAddr)> 
     })
     .await
     .context("relay did not start in time")??;
-    // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((child, addr))
 }
