@@ -27,13 +27,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{Context, Result, bail, ensure};
+use kefu_tests::browser::Browser;
 use kefu_tests::{PATIENCE, Relay};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 const USAGE: &str = "usage: widget_weight [--out DIR] [--runs N] [--no-build]";
 
@@ -292,35 +289,27 @@ struct Request {
 }
 
 async fn measure(relay: &Relay) -> Result<Run> {
-    let cdp = Cdp::start().await?;
-    cdp.call("Page.addScriptToEvaluateOnNewDocument", json!({ "source": PROBE })).await?;
-    cdp.goto(&format!("{}/demo", relay.http_url())).await?;
-    cdp.wait(|| cdp.finished("/kefu.js")).await.context("the loader did not load")?;
+    let page = Page::start().await?;
+    let browser = &page.browser;
+    browser.call("Page.addScriptToEvaluateOnNewDocument", json!({ "source": PROBE })).await?;
+    browser.goto(&format!("{}/demo", relay.http_url())).await?;
+    page.wait(|| page.finished("/kefu.js")).await.context("the loader did not load")?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    cdp.clicked();
-    let size = cdp.eval("[innerWidth, innerHeight]").await?;
-    let (width, height) = (size[0].as_f64().unwrap_or(0.0), size[1].as_f64().unwrap_or(0.0));
+    page.clicked();
+    let (width, height) = browser.viewport().await?;
     // The launcher: 56 px, 20 px from the bottom right corner.
-    let (x, y) = (width - 48.0, height - 48.0);
-    for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
-        let mut params = json!({ "type": kind, "x": x, "y": y });
-        if kind != "mouseMoved" {
-            params["button"] = json!("left");
-            params["clickCount"] = json!(1);
-        }
-        cdp.call("Input.dispatchMouseEvent", params).await?;
-    }
+    browser.click(width - 48.0, height - 48.0).await?;
     let ready = "window.__kefuReady && window.__kefuT0 ? window.__kefuReady - window.__kefuT0 : 0";
-    let ms = cdp.poll(ready).await.context("the widget's composer never became usable")?;
+    let ms = browser.wait_for(None, ready).await.context("the widget's composer never became usable")?;
     let ms = ms.as_f64().context("a duration")?;
     // Let whatever the open started finish (the wasm is done by now; the
     // page may still fetch an icon or the like).
-    cdp.wait(|| cdp.all_finished()).await.context("requests still running")?;
+    page.wait(|| page.all_finished()).await.context("requests still running")?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut run = Run { ms, ..Run::default() };
-    for request in lock(&cdp.requests).values() {
+    for request in lock(&page.requests).values() {
         let Some(bytes) = request.bytes else { continue };
         if request.path == "/demo" {
             continue; // the host's own page
@@ -333,192 +322,57 @@ async fn measure(relay: &Relay) -> Result<Run> {
     Ok(run)
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
-
-/// A minimal DevTools-protocol client for one page of a fresh Chromium
-/// profile (so every run starts with an empty cache). `kefu_tests::browser`
-/// drives the browser tests; this one also keeps the Network domain's byte
-/// counts, which that one has no need for.
-#[derive(Debug)]
-struct Cdp {
-    _child: tokio::process::Child,
-    _profile: tempfile::TempDir,
-    commands: mpsc::UnboundedSender<Value>,
-    pending: Pending,
-    next_id: std::sync::atomic::AtomicU64,
-    session: String,
+/// A fresh headless Chromium (so every run starts with an empty cache) that
+/// also keeps the Network domain's byte counts per request.
+struct Page {
+    browser: Browser,
     requests: Arc<Mutex<HashMap<String, Request>>>,
     after_click: Arc<std::sync::atomic::AtomicBool>,
-    loads: Arc<tokio::sync::Notify>,
 }
 
-impl Cdp {
-    async fn start() -> Result<Cdp> {
-        let binary =
-            std::env::var_os("KEFU_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-        ensure!(binary.exists(), "{} is missing: install Debian's chromium", binary.display());
-        let profile = tempfile::tempdir()?;
-        // The flags of `kefu_tests::browser`.
-        let mut child = tokio::process::Command::new(binary)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--remote-debugging-port=0",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting chromium")?;
-        let mut lines = BufReader::new(child.stderr.take().context("chromium stderr")?).lines();
-        let url = tokio::time::timeout(PATIENCE, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                    return Ok(url.trim().to_owned());
-                }
-            }
-            bail!("chromium exited before it listened")
-        })
-        .await
-        .context("chromium did not start in time")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
-        let (socket, _) = tokio_tungstenite::connect_async(&url).await?;
-        let (mut sink, mut stream) = socket.split();
-        let (commands, mut outgoing) = mpsc::unbounded_channel::<Value>();
+impl Page {
+    async fn start() -> Result<Page> {
+        let browser = Browser::start().await?;
+        let mut events = browser.events();
+        let requests: Arc<Mutex<HashMap<String, Request>>> = Arc::default();
+        let after_click = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (into, clicked) = (Arc::clone(&requests), Arc::clone(&after_click));
         tokio::spawn(async move {
-            while let Some(command) = outgoing.recv().await {
-                if sink.send(Message::Text(command.to_string().into())).await.is_err() {
-                    break;
+            while let Some(event) = events.recv().await {
+                let params = &event["params"];
+                let id = params["requestId"].as_str().unwrap_or_default().to_owned();
+                match event["method"].as_str() {
+                    Some("Network.requestWillBeSent") => {
+                        let url = params["request"]["url"].as_str().unwrap_or_default();
+                        let path = url.split("://").nth(1).and_then(|rest| rest.find('/').map(|at| &rest[at..]));
+                        let path = path.unwrap_or(url).split('?').next().unwrap_or_default().to_owned();
+                        let after = clicked.load(std::sync::atomic::Ordering::SeqCst);
+                        lock(&into).insert(id, Request { path, after_click: after, ..Request::default() });
+                    }
+                    Some("Network.responseReceived") => {
+                        let headers = params["response"]["headers"].as_object();
+                        let encoding = headers
+                            .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-encoding")))
+                            .and_then(|(_, v)| v.as_str())
+                            .unwrap_or("identity");
+                        if let Some(request) = lock(&into).get_mut(&id) {
+                            request.encoding = encoding.to_owned();
+                        }
+                    }
+                    Some("Network.loadingFinished") => {
+                        let bytes = params["encodedDataLength"].as_f64().unwrap_or(0.0) as u64;
+                        if let Some(request) = lock(&into).get_mut(&id) {
+                            request.bytes = Some(bytes);
+                        }
+                    }
+                    Some("Network.loadingFailed") => {
+                        lock(&into).remove(&id);
+                    }
+                    _ => {}
                 }
             }
         });
-        let pending: Pending = Arc::default();
-        let requests: Arc<Mutex<HashMap<String, Request>>> = Arc::default();
-        let after_click = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let loads = Arc::new(tokio::sync::Notify::new());
-        {
-            let (pending, requests, after_click, loads) =
-                (Arc::clone(&pending), Arc::clone(&requests), Arc::clone(&after_click), Arc::clone(&loads));
-            tokio::spawn(async move {
-                while let Some(Ok(message)) = stream.next().await {
-                    let Message::Text(text) = message else { continue };
-                    let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
-                    if let Some(id) = value.get("id").and_then(Value::as_u64) {
-                        let result = match value.get("error") {
-                            Some(error) => Err(anyhow!("CDP error: {error}")),
-                            None => Ok(value.get("result").cloned().unwrap_or(Value::Null)),
-                        };
-                        if let Some(reply) = lock(&pending).remove(&id) {
-                            let _ = reply.send(result);
-                        }
-                        continue;
-                    }
-                    let params = &value["params"];
-                    let id = params["requestId"].as_str().unwrap_or_default().to_owned();
-                    match value["method"].as_str() {
-                        Some("Network.requestWillBeSent") => {
-                            let url = params["request"]["url"].as_str().unwrap_or_default();
-                            let path = url.split("://").nth(1).and_then(|rest| rest.find('/').map(|at| &rest[at..]));
-                            let path = path.unwrap_or(url).split('?').next().unwrap_or_default().to_owned();
-                            let after = after_click.load(std::sync::atomic::Ordering::SeqCst);
-                            lock(&requests).insert(id, Request { path, after_click: after, ..Request::default() });
-                        }
-                        Some("Network.responseReceived") => {
-                            let headers = params["response"]["headers"].as_object();
-                            let encoding = headers
-                                .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-encoding")))
-                                .and_then(|(_, v)| v.as_str())
-                                .unwrap_or("identity");
-                            if let Some(request) = lock(&requests).get_mut(&id) {
-                                request.encoding = encoding.to_owned();
-                            }
-                        }
-                        Some("Network.loadingFinished") => {
-                            let bytes = params["encodedDataLength"].as_f64().unwrap_or(0.0) as u64;
-                            if let Some(request) = lock(&requests).get_mut(&id) {
-                                request.bytes = Some(bytes);
-                            }
-                        }
-                        Some("Network.loadingFailed") => {
-                            lock(&requests).remove(&id);
-                        }
-                        Some("Page.loadEventFired") => loads.notify_waiters(),
-                        _ => {}
-                    }
-                }
-            });
-        }
-        let mut cdp = Cdp {
-            _child: child,
-            _profile: profile,
-            commands,
-            pending,
-            next_id: std::sync::atomic::AtomicU64::new(1),
-            session: String::new(),
-            requests,
-            after_click,
-            loads,
-        };
-        let target = cdp.call("Target.createTarget", json!({ "url": "about:blank" })).await?;
-        let target_id = target["targetId"].as_str().context("targetId")?.to_owned();
-        let attached = cdp.call("Target.attachToTarget", json!({ "targetId": target_id, "flatten": true })).await?;
-        cdp.session = attached["sessionId"].as_str().context("sessionId")?.to_owned();
-        for domain in ["Page.enable", "Runtime.enable", "Network.enable"] {
-            cdp.call(domain, json!({})).await?;
-        }
-        Ok(cdp)
-    }
-
-    async fn call(&self, method: &str, params: Value) -> Result<Value> {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (reply, result) = oneshot::channel();
-        lock(&self.pending).insert(id, reply);
-        let mut command = json!({ "id": id, "method": method, "params": params });
-        if !self.session.is_empty() {
-            command["sessionId"] = json!(self.session);
-        }
-        self.commands.send(command).map_err(|_| anyhow!("chromium connection closed"))?;
-        tokio::time::timeout(PATIENCE, result).await.with_context(|| format!("{method} timed out"))??
-    }
-
-    async fn goto(&self, url: &str) -> Result<()> {
-        let loaded = self.loads.notified();
-        self.call("Page.navigate", json!({ "url": url })).await?;
-        tokio::time::timeout(PATIENCE, loaded).await.with_context(|| format!("{url} did not load"))?;
-        Ok(())
-    }
-
-    async fn eval(&self, expression: &str) -> Result<Value> {
-        let params = json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
-        let result = self.call("Runtime.evaluate", params).await?;
-        if let Some(exception) = result.get("exceptionDetails") {
-            bail!("JavaScript threw: {exception}");
-        }
-        Ok(result.pointer("/result/value").cloned().unwrap_or(Value::Null))
-    }
-
-    /// Polls `expression` in the page until it is a non-zero number.
-    async fn poll(&self, expression: &str) -> Result<Value> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let value = self.eval(expression).await?;
-            if value.as_f64().is_some_and(|n| n != 0.0) {
-                return Ok(value);
-            }
-            ensure!(tokio::time::Instant::now() < deadline, "waited {PATIENCE:?} for `{expression}`");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        Ok(Page { browser, requests, after_click })
     }
 
     async fn wait(&self, done: impl Fn() -> bool) -> Result<()> {

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::PATIENCE;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
+type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<Value>>>>;
 
 /// A headless Chromium with one page.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ pub struct Browser {
     session: String,
     requests: Arc<Mutex<Vec<String>>>,
     loads: Arc<tokio::sync::Notify>,
+    subscribers: Subscribers,
 }
 
 /// Where Debian puts chromium; `KEFU_CHROMIUM` overrides it.
@@ -98,8 +100,10 @@ impl Browser {
         let pending: Pending = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let loads = Arc::new(tokio::sync::Notify::new());
+        let subscribers: Subscribers = Arc::default();
         {
-            let (pending, requests, loads) = (Arc::clone(&pending), Arc::clone(&requests), Arc::clone(&loads));
+            let (pending, requests, loads, subscribers) =
+                (Arc::clone(&pending), Arc::clone(&requests), Arc::clone(&loads), Arc::clone(&subscribers));
             tokio::spawn(async move {
                 while let Some(Ok(message)) = stream.next().await {
                     let Message::Text(text) = message else { continue };
@@ -123,6 +127,7 @@ impl Browser {
                         Some("Page.loadEventFired") => loads.notify_waiters(),
                         _ => {}
                     }
+                    lock(&subscribers).retain(|subscriber| subscriber.send(value.clone()).is_ok());
                 }
             });
         }
@@ -135,6 +140,7 @@ impl Browser {
             session: String::new(),
             requests,
             loads,
+            subscribers,
         };
         let target = browser.call("Target.createTarget", json!({ "url": "about:blank" })).await?;
         let target_id = target["targetId"].as_str().context("targetId")?.to_owned();
@@ -238,6 +244,14 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("waited {PATIENCE:?} for `{expression}`; last value {last}")
+    }
+
+    /// Every CDP event from now on (`{"method": ..., "params": ...}`), for
+    /// what this type does not track itself.
+    pub fn events(&self) -> mpsc::UnboundedReceiver<Value> {
+        let (sender, events) = mpsc::unbounded_channel();
+        lock(&self.subscribers).push(sender);
+        events
     }
 
     /// Every URL the page requested so far.
