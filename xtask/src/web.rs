@@ -92,7 +92,7 @@ const WASM_OPT_FLAGS: &[&str] = &[
 /// Part of the cache stamp of [`bindgen_and_optimize`]: bump it when the
 /// steps between cargo and the optimized wasm change, so that a cached
 /// result of the old steps is not reused.
-const PIPELINE_REVISION: &str = "short-names";
+const PIPELINE_REVISION: &str = "short-names, no exported classes";
 
 /// The widget page when the crate has no `widget/index.html`: the app
 /// mounts on `<body>` and sets `<html lang>` itself.
@@ -337,9 +337,18 @@ fn bindgen_and_optimize(paths: &Paths, app: App, raw_wasm: &Path) -> Result<Opti
         .remove_producers_section(true)
         .generate_output()
         .context("wasm-bindgen failed")?;
+    // The glue as bindgen writes it to disk (`Output::js` is indented
+    // differently), which the edits below expect.
+    output.emit(&bindgen_dir).context("writing wasm-bindgen's output")?;
+    let (glue, unused) = drop_exported_classes(&fs::read_to_string(&result.glue)?)?;
+    let exports = &mut output.wasm_mut().exports;
+    let unused: Vec<_> =
+        exports.iter().filter(|export| unused.contains(&export.name)).map(|export| export.id()).collect();
+    for id in unused {
+        exports.delete(id);
+    }
     let renamed = shorten_names(output.wasm_mut(), app);
     output.emit(&bindgen_dir).context("writing wasm-bindgen's output")?;
-    let glue = fs::read_to_string(&result.glue)?;
     fs::write(&result.glue, renamed.apply_to_glue(&glue)?)?;
     eprintln!("  ({:.1}s)", started.elapsed().as_secs_f64());
 
@@ -389,6 +398,70 @@ pub(crate) fn build_named_widget() -> Result<PathBuf> {
     Ok(output)
 }
 
+/// Removes the JavaScript classes the glue exports for Rust types that a
+/// dependency marks `#[wasm_bindgen]` (the widget's: wasm-streams'
+/// `IntoUnderlyingSource`, `IntoUnderlyingSink`, `IntoUnderlyingByteSource`,
+/// which Leptos's server functions link in). The page only ever calls the
+/// glue's default export, so nobody can reach them. Returns the glue
+/// without them and the wasm exports only they called, which the caller
+/// deletes so that wasm-opt drops the code behind them. Relies on
+/// bindgen's layout (a class from `export class X {` to the next line
+/// `}`, then its `Symbol.dispose` line, and a `const XFinalization`
+/// statement) and fails if a removed class is still named anywhere.
+fn drop_exported_classes(glue: &str) -> Result<(String, Vec<String>)> {
+    let mut kept = Vec::new();
+    let mut removed = String::new();
+    let mut classes = Vec::new();
+    let mut lines = glue.lines();
+    while let Some(line) = lines.next() {
+        let Some(class) = line.strip_prefix("export class ").and_then(|rest| rest.strip_suffix(" {")) else {
+            kept.push(line);
+            continue;
+        };
+        classes.push(class.to_owned());
+        removed.push_str(line);
+        for line in lines.by_ref() {
+            removed.push_str(line);
+            if line == "}" {
+                break;
+            }
+        }
+    }
+    let mut glue = String::with_capacity(glue.len());
+    let mut lines = kept.into_iter();
+    while let Some(line) = lines.next() {
+        let ours = |prefix: &str| classes.iter().any(|class| line.starts_with(&prefix.replace('X', class)));
+        if ours("if (Symbol.dispose) X.prototype") {
+            continue;
+        }
+        if ours("const XFinalization = ") {
+            let mut statement = line;
+            while !statement.ends_with(';') {
+                statement = lines.next().context("the glue ends inside a Finalization statement")?;
+                removed.push_str(statement);
+            }
+            continue;
+        }
+        glue.push_str(line);
+        glue.push('\n');
+    }
+    for class in &classes {
+        ensure!(!glue.contains(class.as_str()), "the glue still names {class} once its class is removed");
+    }
+    let used = wasm_uses(&glue);
+    let unused = wasm_uses(&removed).into_iter().filter(|name| !used.contains(name)).collect();
+    Ok((glue, unused))
+}
+
+/// Every `wasm.<export>` the glue names.
+fn wasm_uses(glue: &str) -> std::collections::BTreeSet<String> {
+    glue.split("wasm.")
+        .skip(1)
+        .map(|rest| rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).next().unwrap_or_default())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The names [`shorten_names`] gave: (bindgen's name, the short one).
 #[derive(Debug, Default)]
 struct Renamed {
@@ -408,9 +481,17 @@ struct Renamed {
 fn shorten_names(module: &mut walrus::Module, app: App) -> Renamed {
     let own_module = format!("./{}_bg.js", app.stem);
     let mut renamed = Renamed { module: (own_module.clone(), "a".to_owned()), ..Renamed::default() };
-    for (i, import) in module.imports.iter_mut().filter(|import| import.module == own_module).enumerate() {
-        let short = short_name(i);
-        renamed.imports.push((std::mem::replace(&mut import.name, short.clone()), short));
+    for import in module.imports.iter_mut().filter(|import| import.module == own_module) {
+        // One JavaScript function may back several imports.
+        let short = match renamed.imports.iter().find(|(name, _)| *name == import.name) {
+            Some((_, short)) => short.clone(),
+            None => {
+                let short = short_name(renamed.imports.len());
+                renamed.imports.push((import.name.clone(), short.clone()));
+                short
+            }
+        };
+        import.name = short;
         import.module.clone_from(&renamed.module.1);
     }
     for (i, export) in module.exports.iter_mut().enumerate() {
@@ -861,6 +942,20 @@ mod tests {
              return { \"a\": import0, };\nwasm.a(wasm.b.buffer);"
         );
         assert!(renamed.apply_to_glue(&glue.replace("wasm.memory.buffer", "wasm.table")).is_err());
+    }
+
+    #[test]
+    fn exported_classes_go_with_the_exports_only_they_call() {
+        let glue = "export class Source {\n    free() {\n        wasm.__wbg_source_free(1);\n    }\n    pull() {\n        \
+                    wasm.source_pull(this.ptr, wasm.memory);\n    }\n}\n\
+                    if (Symbol.dispose) Source.prototype[Symbol.dispose] = Source.prototype.free;\n\
+                    function f() { wasm.memory; }\n\
+                    const SourceFinalization = (typeof FinalizationRegistry === 'undefined')\n    ? {}\n    \
+                    : new FinalizationRegistry(ptr => wasm.__wbg_source_free(ptr, 1));\n\
+                    export { f as default };\n";
+        let (kept, unused) = drop_exported_classes(glue).unwrap();
+        assert_eq!(kept, "function f() { wasm.memory; }\nexport { f as default };\n");
+        assert_eq!(unused, ["__wbg_source_free", "source_pull"]);
     }
 
     #[test]
