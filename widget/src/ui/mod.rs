@@ -38,7 +38,9 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn get() -> Ctx {
-        expect_context::<Ctx>()
+        // Not `expect_context`: its panic message prints a `Location` and
+        // the type name with `{:?}`, which links Debug formatting.
+        use_context::<Ctx>().expect("App provides the Ctx")
     }
 
     /// Runs `call` on the connection, if there is one.
