@@ -8,7 +8,10 @@
 //!    incremental). Steps 2 to 4 run for each of the two apps.
 //! 2. wasm-bindgen (`--target web`, no TypeScript), through the
 //!    `wasm-bindgen-cli-support` crate: its version is pinned to the
-//!    `wasm-bindgen` in Cargo.lock, and checked below.
+//!    `wasm-bindgen` in Cargo.lock, and checked below. Then, in the wasm
+//!    and the glue alike, the classes the glue exports for dependencies'
+//!    types go with the exports only they call ([`drop_exported_classes`]),
+//!    and the imports and exports get short names ([`shorten_names`]).
 //! 3. `wasm-opt -Oz --converge` from npm `binaryen` (installed in `tools/` by `npm ci`;
 //!    Debian's binaryen emits wasm that fails at start-up).
 //!
@@ -421,6 +424,7 @@ fn drop_exported_classes(glue: &str) -> Result<(String, Vec<String>)> {
         classes.push(class.to_owned());
         removed.push_str(line);
         for line in lines.by_ref() {
+            removed.push('\n');
             removed.push_str(line);
             if line == "}" {
                 break;
@@ -438,6 +442,7 @@ fn drop_exported_classes(glue: &str) -> Result<(String, Vec<String>)> {
             let mut statement = line;
             while !statement.ends_with(';') {
                 statement = lines.next().context("the glue ends inside a Finalization statement")?;
+                removed.push('\n');
                 removed.push_str(statement);
             }
             continue;
