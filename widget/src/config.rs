@@ -53,7 +53,11 @@ impl Config {
 
 /// `scheme://host[:port]` and nothing more, as `postMessage` wants it.
 fn is_origin(value: &str) -> bool {
-    let Some((scheme, host)) = value.split_once("://") else {
+    // A `:` then `//` rather than a search for "://": the scheme has no
+    // `:`, and a substring search would link a routine of its own.
+    let Some((scheme, host)) =
+        value.split_once(':').and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
+    else {
         return false;
     };
     matches!(scheme, "http" | "https")

@@ -4,8 +4,6 @@
 //! Reliability is the session's; this module only keeps what it must
 //! across reloads, in [`Store`].
 
-use std::collections::BTreeSet;
-
 use kefu_protocol::frame::{Body, Credentials, ErrorCode, Identity, ReceiptKind, ReturningVisitor};
 use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey};
 use kefu_protocol::session::{Action, Event, LinkState, Millis, Session, SessionConfig};
@@ -42,7 +40,7 @@ impl Connection {
             conversation,
             has_identity,
             unaddressed: Vec::new(),
-            settled: BTreeSet::new(),
+            settled: Vec::new(),
             replaying: false,
             acked_delivered: Seq::ZERO,
             acked_read: Seq::ZERO,
@@ -104,8 +102,10 @@ struct Host {
     /// session at the next welcome.
     unaddressed: Vec<StoredPending>,
     /// Sends the relay answered on this page, so no stale copy of them is
-    /// stored again from another tab's outbox.
-    settled: BTreeSet<ClientMessageId>,
+    /// stored again from another tab's outbox. A list: a page sends a few
+    /// hundred messages at most, and a set type would add its own code to
+    /// the wasm.
+    settled: Vec<ClientMessageId>,
     /// Between a welcome and its replay's end: marks wait until the replay
     /// is in, so one ack covers it all.
     replaying: bool,
@@ -253,7 +253,7 @@ impl App for Host {
                 if let Some(arrived) = self.change(|model| model.accepted(&accepted)) {
                     self.parent.message(&arrived);
                 }
-                self.settled.insert(accepted.client_id);
+                self.settled.push(accepted.client_id);
                 self.outbox_changed = true;
             }
             Event::Rejected(rejected) => {
@@ -270,7 +270,7 @@ impl App for Host {
                     return;
                 }
                 self.change(|model| model.rejected(rejected.client_id));
-                self.settled.insert(rejected.client_id);
+                self.settled.push(rejected.client_id);
             }
             Event::ReplayComplete(complete) => {
                 if Some(complete.conversation) == self.conversation {

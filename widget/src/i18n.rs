@@ -84,8 +84,9 @@ pub struct Strings {
     pub read: &'static str,
     pub failed: &'static str,
     pub typing: &'static str,
-    /// A system line: an agent joined; `{}` is the agent's name.
-    pub joined: &'static str,
+    /// A system line: an agent joined; the agent's name goes between the
+    /// two parts.
+    pub joined: (&'static str, &'static str),
     pub closed: &'static str,
     pub reopened: &'static str,
 }
@@ -97,7 +98,8 @@ impl Strings {
     pub fn system_line(&self, event: &ConversationEvent) -> String {
         match event {
             ConversationEvent::Assigned { to, .. } | ConversationEvent::Transferred { to, .. } => {
-                self.joined.replace("{}", &to.name)
+                let (before, after) = self.joined;
+                [before, to.name.as_str(), after].concat()
             }
             ConversationEvent::Closed { .. } => self.closed.to_owned(),
             ConversationEvent::Reopened { .. } => self.reopened.to_owned(),
@@ -125,7 +127,7 @@ static EN: Strings = Strings {
     read: "Read",
     failed: "Not sent",
     typing: "Typing…",
-    joined: "{} joined the chat",
+    joined: ("", " joined the chat"),
     closed: "The conversation was closed",
     reopened: "The conversation was reopened",
 };
@@ -150,7 +152,7 @@ static ZH_CN: Strings = Strings {
     read: "已读",
     failed: "发送失败",
     typing: "正在输入…",
-    joined: "{} 加入了对话",
+    joined: ("", " 加入了对话"),
     closed: "对话已结束",
     reopened: "对话已重新开启",
 };
@@ -175,7 +177,7 @@ static ZH_TW: Strings = Strings {
     read: "已讀",
     failed: "傳送失敗",
     typing: "正在輸入…",
-    joined: "{} 加入了對話",
+    joined: ("", " 加入了對話"),
     closed: "對話已結束",
     reopened: "對話已重新開啟",
 };
@@ -215,7 +217,7 @@ mod tests {
             for text in [s.title, s.subtitle_online, s.subtitle_offline, s.greeting, s.placeholder, s.send, s.typing] {
                 assert!(!text.is_empty(), "{lang:?}");
             }
-            assert!(s.joined.contains("{}"), "{lang:?}");
+            assert!(!s.joined.1.is_empty(), "{lang:?}");
         }
     }
 

@@ -421,7 +421,12 @@ impl Model {
     }
 
     fn reindex(&mut self) {
-        self.index = self.rows.iter().enumerate().map(|(i, row)| (row.key, i)).collect();
+        // Inserting one by one rather than `collect`: that would sort the
+        // keys first and link a sort routine into the wasm for it alone.
+        self.index.clear();
+        for (i, row) in self.rows.iter().enumerate() {
+            self.index.insert(row.key, i);
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //!   real relays, and the protocol crate built for `wasm32-unknown-unknown`.
 //! - `cargo xtask build-web`: only the web apps, into `target/web` (see
 //!   [`web`]).
+//! - `cargo xtask wasm-names`: the widget's wasm as shipped but with its
+//!   function names, for `twiggy` (see [`web::build_named_widget`]).
 //! - `cargo xtask bench [--quick] [kefu-bench flags...]`: the benchmarks
 //!   (`bench/`): Kefu against Socket.IO and nchan, results and plots in
 //!   `bench/results`, then the widget's weight.
@@ -29,10 +31,11 @@ fn main() -> Result<()> {
         "start" => start(&rest),
         "test" => test(&rest),
         "build-web" => web::build().map(drop),
+        "wasm-names" => web::build_named_widget().map(drop),
         "bench" => bench(&rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web | cargo xtask bench [--quick] [--only SCENARIO] [--repeat N]"
+                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web | cargo xtask wasm-names | cargo xtask bench [--quick] [--only SCENARIO] [--repeat N]"
             );
             bail!("unknown task {task:?}")
         }

@@ -8,7 +8,10 @@
 //!    incremental). Steps 2 to 4 run for each of the two apps.
 //! 2. wasm-bindgen (`--target web`, no TypeScript), through the
 //!    `wasm-bindgen-cli-support` crate: its version is pinned to the
-//!    `wasm-bindgen` in Cargo.lock, and checked below.
+//!    `wasm-bindgen` in Cargo.lock, and checked below. Then, in the wasm
+//!    and the glue alike, the classes the glue exports for dependencies'
+//!    types go with the exports only they call ([`drop_exported_classes`]),
+//!    and the imports and exports get short names ([`shorten_names`]).
 //! 3. `wasm-opt -Oz --converge` from npm `binaryen` (installed in `tools/` by `npm ci`;
 //!    Debian's binaryen emits wasm that fails at start-up).
 //!
@@ -88,6 +91,11 @@ const WASM_OPT_FLAGS: &[&str] = &[
     "--strip-debug",
     "--strip-producers",
 ];
+
+/// Part of the cache stamp of [`bindgen_and_optimize`]: bump it when the
+/// steps between cargo and the optimized wasm change, so that a cached
+/// result of the old steps is not reused.
+const PIPELINE_REVISION: &str = "short-names, no exported classes";
 
 /// The widget page when the crate has no `widget/index.html`: the app
 /// mounts on `<body>` and sets `<html lang>` itself.
@@ -309,6 +317,7 @@ fn bindgen_and_optimize(paths: &Paths, app: App, raw_wasm: &Path) -> Result<Opti
     stamp.update(&input);
     stamp.update(WASM_OPT_FLAGS.join(" "));
     stamp.update(env!("CARGO_PKG_VERSION"));
+    stamp.update(PIPELINE_REVISION);
     let stamp = hex::encode(stamp.finalize());
     let stamp_file = cache.join("input.sha256");
     if fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) && result.wasm.exists() && result.glue.exists() {
@@ -322,15 +331,28 @@ fn bindgen_and_optimize(paths: &Paths, app: App, raw_wasm: &Path) -> Result<Opti
     }
     let started = Instant::now();
     eprintln!("$ wasm-bindgen --target web --no-typescript {}", raw_wasm.display());
-    wasm_bindgen_cli_support::Bindgen::new()
+    let mut output = wasm_bindgen_cli_support::Bindgen::new()
         .input_path(raw_wasm)
         .out_name(app.stem)
         .web(true)?
         .typescript(false)
         .remove_name_section(true)
         .remove_producers_section(true)
-        .generate(&bindgen_dir)
+        .generate_output()
         .context("wasm-bindgen failed")?;
+    // The glue as bindgen writes it to disk (`Output::js` is indented
+    // differently), which the edits below expect.
+    output.emit(&bindgen_dir).context("writing wasm-bindgen's output")?;
+    let (glue, unused) = drop_exported_classes(&fs::read_to_string(&result.glue)?)?;
+    let exports = &mut output.wasm_mut().exports;
+    let unused: Vec<_> =
+        exports.iter().filter(|export| unused.contains(&export.name)).map(|export| export.id()).collect();
+    for id in unused {
+        exports.delete(id);
+    }
+    let renamed = shorten_names(output.wasm_mut(), app);
+    output.emit(&bindgen_dir).context("writing wasm-bindgen's output")?;
+    fs::write(&result.glue, renamed.apply_to_glue(&glue)?)?;
     eprintln!("  ({:.1}s)", started.elapsed().as_secs_f64());
 
     let started = Instant::now();
@@ -345,6 +367,196 @@ fn bindgen_and_optimize(paths: &Paths, app: App, raw_wasm: &Path) -> Result<Opti
 
     fs::write(&stamp_file, stamp)?;
     Ok(Optimized { snippets: Some(bindgen_dir.join("snippets")).filter(|s| s.is_dir()), ..result })
+}
+
+/// `cargo xtask wasm-names`: the widget's wasm as [`build`] ships it, but
+/// with its function names kept (`-g` in place of `--strip-debug`), for
+/// `twiggy top` / `twiggy dominators` to say what the weight is made of.
+/// Returns the file; its code section matches the shipped one to within a
+/// few hundred bytes.
+pub(crate) fn build_named_widget() -> Result<PathBuf> {
+    let paths = Paths::new();
+    install_tools()?;
+    check_bindgen_version(&paths.root)?;
+    let raw_wasm = build_apps()?;
+    let dir = paths.cache().join("names");
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&raw_wasm[0])
+        .out_name(WIDGET.stem)
+        .web(true)?
+        .typescript(false)
+        .keep_debug(true)
+        .generate(&dir)
+        .context("wasm-bindgen failed")?;
+    let input = dir.join(format!("{}_bg.wasm", WIDGET.stem)).to_string_lossy().into_owned();
+    let output = dir.join(format!("{}_bg.names.wasm", WIDGET.stem));
+    let output_arg = output.to_string_lossy().into_owned();
+    let mut args: Vec<&str> = WASM_OPT_FLAGS.iter().copied().filter(|f| *f != "--strip-debug").collect();
+    args.extend(["-g", input.as_str(), "-o", output_arg.as_str()]);
+    run(&paths.wasm_opt().to_string_lossy(), &args)?;
+    eprintln!("the widget's wasm with names: {}", output.display());
+    Ok(output)
+}
+
+/// Removes the JavaScript classes the glue exports for Rust types that a
+/// dependency marks `#[wasm_bindgen]` (the widget's: wasm-streams'
+/// `IntoUnderlyingSource`, `IntoUnderlyingSink`, `IntoUnderlyingByteSource`,
+/// which Leptos's server functions link in). The page only ever calls the
+/// glue's default export, so nobody can reach them. Returns the glue
+/// without them and the wasm exports only they called, which the caller
+/// deletes so that wasm-opt drops the code behind them. Relies on
+/// bindgen's layout (a class from `export class X {` to the next line
+/// `}`, then its `Symbol.dispose` line, and a `const XFinalization`
+/// statement) and fails if a removed class is still named anywhere.
+fn drop_exported_classes(glue: &str) -> Result<(String, Vec<String>)> {
+    let mut kept = Vec::new();
+    let mut removed = String::new();
+    let mut classes = Vec::new();
+    let mut lines = glue.lines();
+    while let Some(line) = lines.next() {
+        let Some(class) = line.strip_prefix("export class ").and_then(|rest| rest.strip_suffix(" {")) else {
+            kept.push(line);
+            continue;
+        };
+        classes.push(class.to_owned());
+        removed.push_str(line);
+        for line in lines.by_ref() {
+            removed.push('\n');
+            removed.push_str(line);
+            if line == "}" {
+                break;
+            }
+        }
+    }
+    let mut glue = String::with_capacity(glue.len());
+    let mut lines = kept.into_iter();
+    while let Some(line) = lines.next() {
+        let ours = |prefix: &str| classes.iter().any(|class| line.starts_with(&prefix.replace('X', class)));
+        if ours("if (Symbol.dispose) X.prototype") {
+            continue;
+        }
+        if ours("const XFinalization = ") {
+            let mut statement = line;
+            while !statement.ends_with(';') {
+                statement = lines.next().context("the glue ends inside a Finalization statement")?;
+                removed.push('\n');
+                removed.push_str(statement);
+            }
+            continue;
+        }
+        glue.push_str(line);
+        glue.push('\n');
+    }
+    for class in &classes {
+        ensure!(!glue.contains(class.as_str()), "the glue still names {class} once its class is removed");
+    }
+    let used = wasm_uses(&glue);
+    let unused = wasm_uses(&removed).into_iter().filter(|name| !used.contains(name)).collect();
+    Ok((glue, unused))
+}
+
+/// Every `wasm.<export>` the glue names.
+fn wasm_uses(glue: &str) -> std::collections::BTreeSet<String> {
+    glue.split("wasm.")
+        .skip(1)
+        .map(|rest| rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).next().unwrap_or_default())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The names [`shorten_names`] gave: (bindgen's name, the short one).
+#[derive(Debug, Default)]
+struct Renamed {
+    /// The glue's import module, `./kefu_widget_bg.js`, and its new name.
+    module: (String, String),
+    imports: Vec<(String, String)>,
+    exports: Vec<(String, String)>,
+}
+
+/// Renames the functions the glue and the wasm share, both ways, to one
+/// or two letters. bindgen names them after the Rust item plus a 64-bit
+/// hash (`__wbg_setAttribute_e8f9a7c3b2d1f0a4`, 170 of them in the
+/// widget), written once in the wasm and once in the glue, where neither
+/// wasm-opt nor terser may touch them; the hashes alone are random hex
+/// that brotli cannot shrink. [`Renamed::apply_to_glue`] makes the same
+/// change in the glue. Imports of snippets keep their names.
+fn shorten_names(module: &mut walrus::Module, app: App) -> Renamed {
+    let own_module = format!("./{}_bg.js", app.stem);
+    let mut renamed = Renamed { module: (own_module.clone(), "a".to_owned()), ..Renamed::default() };
+    for import in module.imports.iter_mut().filter(|import| import.module == own_module) {
+        // One JavaScript function may back several imports.
+        let short = match renamed.imports.iter().find(|(name, _)| *name == import.name) {
+            Some((_, short)) => short.clone(),
+            None => {
+                let short = short_name(renamed.imports.len());
+                renamed.imports.push((import.name.clone(), short.clone()));
+                short
+            }
+        };
+        import.name = short;
+        import.module.clone_from(&renamed.module.1);
+    }
+    for (i, export) in module.exports.iter_mut().enumerate() {
+        let short = short_name(i);
+        renamed.exports.push((std::mem::replace(&mut export.name, short.clone()), short));
+    }
+    renamed
+}
+
+/// `a` to `Z`, then `aa`, `ab`, ...: valid JavaScript identifiers.
+fn short_name(mut i: usize) -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut name = String::new();
+    loop {
+        name.insert(0, char::from(LETTERS[i % LETTERS.len()]));
+        i /= LETTERS.len();
+        if i == 0 {
+            return name;
+        }
+        i -= 1;
+    }
+}
+
+impl Renamed {
+    /// The glue with the new names: the keys of its import object
+    /// (`        __wbg_x_0123: function(`), its module's name, and every
+    /// `wasm.<export>`. Fails rather than guess when the glue does not
+    /// have exactly the expected shape.
+    fn apply_to_glue(&self, glue: &str) -> Result<String> {
+        let mut glue = glue.to_owned();
+        let (module, short_module) = &self.module;
+        let key = format!("\"{module}\": import0,");
+        ensure!(glue.matches(&key).count() == 1, "the glue names its import module other than as {key}");
+        glue = glue.replacen(&key, &format!("\"{short_module}\": import0,"), 1);
+        for (name, short) in &self.imports {
+            let key = format!("\n        {name}: function(");
+            ensure!(glue.matches(&key).count() == 1, "the glue's import object has no single key {name}");
+            glue = glue.replacen(&key, &format!("\n        {short}: function("), 1);
+        }
+        let exports: std::collections::HashMap<&str, &str> =
+            self.exports.iter().map(|(name, short)| (name.as_str(), short.as_str())).collect();
+        let mut out = String::with_capacity(glue.len());
+        let mut rest = glue.as_str();
+        while let Some(at) = rest.find("wasm.") {
+            let before = rest[..at].chars().next_back();
+            out.push_str(&rest[..at + "wasm.".len()]);
+            rest = &rest[at + "wasm.".len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.') {
+                continue; // `x.wasm.` or `mywasm.`: not the exports
+            }
+            let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).unwrap_or(rest.len());
+            let name = &rest[..end];
+            let short =
+                exports.get(name).with_context(|| format!("the glue uses wasm.{name}, which is not exported"))?;
+            out.push_str(short);
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
 }
 
 /// Writes the servable tree into `out` and returns the widget's transfer
@@ -710,6 +922,45 @@ mod tests {
             minify_css(css),
             ".a :hover,.b > .c{color: red;font-family: \"A  B\",sans-serif}@media (max-width: 10px){.d{top: 0}}"
         );
+    }
+
+    #[test]
+    fn short_names_are_unique_identifiers() {
+        let names: Vec<String> = (0..3000).map(short_name).collect();
+        assert_eq!(names[..3], ["a", "b", "c"]);
+        assert_eq!(names[51..54], ["Z", "aa", "ab"]);
+        assert_eq!(names.iter().collect::<std::collections::HashSet<_>>().len(), names.len());
+    }
+
+    #[test]
+    fn the_glue_gets_the_short_names_and_nothing_else_changes() {
+        let renamed = Renamed {
+            module: ("./app_bg.js".into(), "a".into()),
+            imports: vec![("__wbg_log_0123".into(), "a".into())],
+            exports: vec![("__wbindgen_malloc".into(), "a".into()), ("memory".into(), "b".into())],
+        };
+        let glue = "const import0 = {\n        __wbg_log_0123: function(arg0) { mywasm.memory; },\n    };\n    \
+                    return { \"./app_bg.js\": import0, };\nwasm.__wbindgen_malloc(wasm.memory.buffer);";
+        assert_eq!(
+            renamed.apply_to_glue(glue).unwrap(),
+            "const import0 = {\n        a: function(arg0) { mywasm.memory; },\n    };\n    \
+             return { \"a\": import0, };\nwasm.a(wasm.b.buffer);"
+        );
+        assert!(renamed.apply_to_glue(&glue.replace("wasm.memory.buffer", "wasm.table")).is_err());
+    }
+
+    #[test]
+    fn exported_classes_go_with_the_exports_only_they_call() {
+        let glue = "export class Source {\n    free() {\n        wasm.__wbg_source_free(1);\n    }\n    pull() {\n        \
+                    wasm.source_pull(this.ptr, wasm.memory);\n    }\n}\n\
+                    if (Symbol.dispose) Source.prototype[Symbol.dispose] = Source.prototype.free;\n\
+                    function f() { wasm.memory; }\n\
+                    const SourceFinalization = (typeof FinalizationRegistry === 'undefined')\n    ? {}\n    \
+                    : new FinalizationRegistry(ptr => wasm.__wbg_source_free(ptr, 1));\n\
+                    export { f as default };\n";
+        let (kept, unused) = drop_exported_classes(glue).unwrap();
+        assert_eq!(kept, "function f() { wasm.memory; }\nexport { f as default };\n");
+        assert_eq!(unused, ["__wbg_source_free", "source_pull"]);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use leptos::ev;
-use leptos::html::Textarea;
 use leptos::prelude::*;
 use web_sys::KeyboardEvent;
 
@@ -31,18 +30,8 @@ pub fn Composer() -> impl IntoView {
     let ctx = Ctx::get();
     let text = ctx.text;
     let draft = RwSignal::new(String::new());
-    let input = NodeRef::<Textarea>::new();
+    let input = ctx.composer;
     let typist = Typist::new(ctx, draft);
-
-    Effect::new(move |_| {
-        if ctx.focus_composer.get() > 0 {
-            request_animation_frame(move || {
-                if let Some(input) = input.get_untracked() {
-                    let _ = input.focus();
-                }
-            });
-        }
-    });
 
     let submit = move || {
         let message = draft.get_untracked();

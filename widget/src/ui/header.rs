@@ -10,12 +10,11 @@ use super::icons::{ChatIcon, CloseIcon};
 pub fn Header() -> impl IntoView {
     let ctx = Ctx::get();
     let text = ctx.text;
+    // Plain closures rather than memos here and in the banner: a memo of
+    // a type no other memo has links its own copy of the memo code, and
+    // these re-render only a text node, and only when it changed.
     let subtitle =
-        Memo::new(
-            move |_| {
-                if ctx.model.with(|m| m.nobody_online()) { text.subtitle_offline } else { text.subtitle_online }
-            },
-        );
+        move || if ctx.model.with(|m| m.nobody_online()) { text.subtitle_offline } else { text.subtitle_online };
     view! {
         <header class="kefu-header">
             <div class="kefu-avatar" aria-hidden="true">
@@ -41,7 +40,7 @@ pub fn Header() -> impl IntoView {
 pub fn Banner() -> impl IntoView {
     let ctx = Ctx::get();
     let text = ctx.text;
-    let message = Memo::new(move |_| {
+    let message = move || {
         ctx.model.with(|m| {
             if m.unavailable() {
                 Some(text.unavailable)
@@ -51,10 +50,10 @@ pub fn Banner() -> impl IntoView {
                 None
             }
         })
-    });
+    };
     view! {
         <div role="status" class="kefu-status">
-            {move || message.get().map(|message| view! { <p class="kefu-banner">{message}</p> })}
+            {move || message().map(|message| view! { <p class="kefu-banner">{message}</p> })}
         </div>
     }
 }

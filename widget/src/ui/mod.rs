@@ -7,6 +7,7 @@ pub mod icons;
 pub mod messages;
 
 use leptos::ev;
+use leptos::html::Textarea;
 use leptos::prelude::*;
 use web_sys::{KeyboardEvent, MessageEvent, VisibilityState};
 
@@ -30,14 +31,16 @@ pub struct Ctx {
     pub text: &'static Strings,
     /// Inside the loader's iframe (a close button, Escape closes).
     pub embed: bool,
-    /// Bumped to move the focus to the composer.
-    pub focus_composer: RwSignal<u32>,
+    /// The composer's text box, for [`Ctx::focus_composer`].
+    pub composer: NodeRef<Textarea>,
     pub emoji_open: RwSignal<bool>,
 }
 
 impl Ctx {
     pub fn get() -> Ctx {
-        expect_context::<Ctx>()
+        // Not `expect_context`: its panic message prints a `Location` and
+        // the type name with `{:?}`, which links Debug formatting.
+        use_context::<Ctx>().expect("App provides the Ctx")
     }
 
     /// Runs `call` on the connection, if there is one.
@@ -56,10 +59,20 @@ impl Ctx {
             false => self.model.update(|model| model.set_open(open)),
         }
         if open {
-            self.focus_composer.update(|n| *n += 1);
+            self.focus_composer();
         } else {
             self.emoji_open.set(false);
         }
+    }
+
+    /// Moves the focus to the composer once the browser has laid the
+    /// panel out (a hidden text box cannot take it).
+    pub fn focus_composer(self) {
+        request_animation_frame(move || {
+            if let Some(input) = self.composer.get_untracked() {
+                let _ = input.focus();
+            }
+        });
     }
 
     /// The visitor closed the panel: the parent page hides the iframe.
@@ -81,13 +94,16 @@ pub fn App(config: Config) -> impl IntoView {
         parent: StoredValue::new(parent.clone()),
         text: config.lang.strings(),
         embed: config.embed,
-        focus_composer: RwSignal::new(u32::from(config.start_open && !coarse_pointer())),
+        composer: NodeRef::new(),
         emoji_open: RwSignal::new(false),
     };
     provide_context(ctx);
     // Listening before saying ready, so the parent's first `open` is heard.
     listen(ctx);
     ctx.parent.with_value(Parent::ready);
+    if config.start_open && !coarse_pointer() {
+        ctx.focus_composer();
+    }
     match config.site.clone() {
         Some(site) => ctx.connection.set_value(Some(Connection::start(site, model, parent))),
         None => model.update(Model::set_unavailable),
@@ -138,7 +154,7 @@ fn listen(ctx: Ctx) {
         }
         if ctx.emoji_open.get_untracked() {
             ctx.emoji_open.set(false);
-            ctx.focus_composer.update(|n| *n += 1);
+            ctx.focus_composer();
         } else if ctx.embed {
             ctx.close();
         }
