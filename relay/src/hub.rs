@@ -323,6 +323,12 @@ impl Mailbox {
         self.queue.recv().await
     }
 
+    /// Whether more frames are waiting: the connection holds back its
+    /// flush until they are written too.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Cancelled when the queue overflowed.
     pub fn too_slow(&self) -> CancellationToken {
         self.me.too_slow.clone()

@@ -255,6 +255,14 @@ impl Connection {
         let shutdown = self.state.shutdown.clone();
         let too_slow = self.mailbox.too_slow();
         loop {
+            // Frames are fed unflushed while more wait in the mailbox, so a
+            // burst of fan-out leaves in a few writes rather than one
+            // system call per frame; nothing fed waits past this point.
+            if !self.mailbox.has_queued()
+                && let Err(failed) = socket::flush(&mut self.socket, self.write_timeout).await
+            {
+                return failed.into();
+            }
             let result = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return End::Close(
@@ -322,8 +330,10 @@ impl Connection {
         }
     }
 
+    /// Feeds a frame to the socket; `run` flushes before it waits, and
+    /// `finish` by closing.
     async fn write(&mut self, frame: &ServerFrame) -> Result<(), End> {
-        Ok(socket::write_frame(&mut self.socket, frame, self.write_timeout).await?)
+        Ok(socket::feed_frame(&mut self.socket, frame, self.write_timeout).await?)
     }
 
     async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), End> {
