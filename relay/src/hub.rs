@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use kefu_protocol::ServerFrame;
 use kefu_protocol::frame::{AgentStatus, Availability};
 use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId};
@@ -55,21 +56,27 @@ pub enum Audience {
     Visitors,
 }
 
-impl Routes {
-    fn offer_site(&self, site: SiteId, audience: Audience, frame: &Arc<ServerFrame>) {
-        for subscriber in self.sites.get(&(site, audience)).into_iter().flatten() {
-            subscriber.offer(frame);
-        }
-    }
+/// A frame on its way to the connections following its target: one for
+/// all of them, with room for its wire bytes. The first connection that
+/// sends it unchanged encodes it (`ws::socket`, the only place that knows
+/// the codec) and the others send the same bytes, so a message to a room
+/// of a hundred is encoded once, not a hundred times.
+#[derive(Debug)]
+pub struct Published {
+    pub frame: Arc<ServerFrame>,
+    pub(crate) encoded: OnceLock<Bytes>,
+}
 
+impl Routes {
     fn offer(&self, target: Target, frame: &Arc<ServerFrame>) {
-        match target {
-            Target::Conversation(conversation) => {
-                for subscriber in self.conversations.get(&conversation).into_iter().flatten() {
-                    subscriber.offer(frame);
-                }
-            }
-            Target::Site(site, audience) => self.offer_site(site, audience, frame),
+        let followers = match target {
+            Target::Conversation(conversation) => self.conversations.get(&conversation),
+            Target::Site(site, audience) => self.sites.get(&(site, audience)),
+        };
+        let Some(followers) = followers else { return };
+        let published = Arc::new(Published { frame: Arc::clone(frame), encoded: OnceLock::new() });
+        for subscriber in followers {
+            subscriber.offer(&published);
         }
     }
 
@@ -86,20 +93,20 @@ impl Routes {
     /// Tells the site's visitors how many agents are connected now.
     fn announce_availability(&self, site: SiteId) {
         let frame = Arc::new(ServerFrame::Availability(Availability { agents_online: self.agents_online(site) }));
-        self.offer_site(site, Audience::Visitors, &frame);
+        self.offer(Target::Site(site, Audience::Visitors), &frame);
     }
 }
 
 #[derive(Debug, Clone)]
 struct Subscriber {
     session: SessionId,
-    queue: mpsc::Sender<Arc<ServerFrame>>,
+    queue: mpsc::Sender<Arc<Published>>,
     too_slow: CancellationToken,
 }
 
 impl Subscriber {
-    fn offer(&self, frame: &Arc<ServerFrame>) {
-        match self.queue.try_send(Arc::clone(frame)) {
+    fn offer(&self, published: &Arc<Published>) {
+        match self.queue.try_send(Arc::clone(published)) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.too_slow.cancel(),
         }
@@ -112,7 +119,7 @@ impl Subscriber {
 pub struct Mailbox {
     hub: Hub,
     me: Subscriber,
-    queue: mpsc::Receiver<Arc<ServerFrame>>,
+    queue: mpsc::Receiver<Arc<Published>>,
     conversations: Vec<ConversationId>,
     sites: Vec<(SiteId, Audience)>,
 }
@@ -319,7 +326,7 @@ impl Mailbox {
 
     /// The next published frame; `None` never happens while the mailbox
     /// lives, because it holds a sender itself.
-    pub async fn recv(&mut self) -> Option<Arc<ServerFrame>> {
+    pub async fn recv(&mut self) -> Option<Arc<Published>> {
         self.queue.recv().await
     }
 
@@ -388,9 +395,22 @@ mod tests {
         a.follow(ConversationId(7));
         b.follow(ConversationId(8));
         hub.publish(ConversationId(7), ping(1));
-        assert_eq!(*a.recv().await.unwrap(), ping(1));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(1));
         assert!(b.queue.try_recv().is_err());
         assert!(a.queue.try_recv().is_err(), "following twice must not deliver twice");
+    }
+
+    #[tokio::test]
+    async fn followers_share_one_published_frame() {
+        let hub = Hub::default();
+        let mut a = hub.mailbox(SessionId(1), 8);
+        let mut b = hub.mailbox(SessionId(2), 8);
+        a.follow(ConversationId(7));
+        b.follow(ConversationId(7));
+        hub.publish(ConversationId(7), ping(1));
+        assert!(a.has_queued());
+        let (a, b) = (a.recv().await.unwrap(), b.recv().await.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one frame, and so one encoding, for every follower");
     }
 
     #[tokio::test]
@@ -403,8 +423,8 @@ mod tests {
             hub.publish(ConversationId(1), ping(n));
         }
         assert!(too_slow.is_cancelled());
-        assert_eq!(*slow.recv().await.unwrap(), ping(0));
-        assert_eq!(*slow.recv().await.unwrap(), ping(1));
+        assert_eq!(*slow.recv().await.unwrap().frame, ping(0));
+        assert_eq!(*slow.recv().await.unwrap().frame, ping(1));
         assert!(slow.queue.try_recv().is_err());
     }
 
@@ -437,8 +457,8 @@ mod tests {
         assert!(matches!(bridge.try_recv(), Ok(Command::Publish(t, _)) if t == conversation));
         hub.deliver_here(conversation, Arc::new(ping(2)));
         assert!(bridge.try_recv().is_err(), "what came from another node is not sent back");
-        assert_eq!(*a.recv().await.unwrap(), ping(1));
-        assert_eq!(*a.recv().await.unwrap(), ping(2));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(1));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(2));
 
         drop(a);
         assert!(bridge.try_recv().is_err(), "b still follows");
@@ -461,7 +481,8 @@ mod tests {
         assert!(hub.expire_remote(now + Duration::from_secs(7)).is_empty(), "renewed in time");
         assert_eq!(hub.expire_remote(now + Duration::from_secs(9)), [SiteId(1)]);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
-        let announced: Vec<_> = std::iter::from_fn(|| visitor.queue.try_recv().ok()).collect();
+        let announced: Vec<_> =
+            std::iter::from_fn(|| visitor.queue.try_recv().ok().map(|p| Arc::clone(&p.frame))).collect();
         let availability = |n| Arc::new(ServerFrame::Availability(Availability { agents_online: n }));
         assert_eq!(announced, [availability(2), availability(0)]);
     }
@@ -481,11 +502,11 @@ mod tests {
         second_console.attend(SiteId(1), AgentId(5), AgentStatus::Online);
         assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Online)]));
         drop(second_console);
-        assert_eq!(*visitor.recv().await.unwrap(), availability(1));
+        assert_eq!(*visitor.recv().await.unwrap().frame, availability(1));
         drop(agent);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
         assert!(hub.presence(SiteId(1)).is_empty());
-        assert_eq!(*visitor.recv().await.unwrap(), availability(0));
+        assert_eq!(*visitor.recv().await.unwrap().frame, availability(0));
         let mut other_site = hub.mailbox(SessionId(3), 8);
         other_site.follow_site(SiteId(2), Audience::Agents);
         assert!(visitor.queue.try_recv().is_err(), "another site's agents do not count");

@@ -11,7 +11,6 @@
 //! client sees one unbroken chain either way.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
@@ -30,7 +29,7 @@ use tokio::time::Instant;
 use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
 use crate::auth;
-use crate::hub::{Audience, Mailbox};
+use crate::hub::{Audience, Mailbox, Published};
 use crate::limits::{FrameLimit, Verdict};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket, NewMessage};
@@ -336,6 +335,12 @@ impl Connection {
         Ok(socket::feed_frame(&mut self.socket, frame, self.write_timeout).await?)
     }
 
+    /// Feeds a frame from the hub unchanged, in the bytes it shares with
+    /// every other recipient.
+    async fn write_published(&mut self, published: &Published) -> Result<(), End> {
+        Ok(socket::feed_published(&mut self.socket, published, self.write_timeout).await?)
+    }
+
     async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), End> {
         let frame = match incoming {
             Incoming::Frame(frame) => frame,
@@ -530,15 +535,15 @@ impl Connection {
     }
 
     /// Passes on what the hub published, in order and once.
-    async fn deliver(&mut self, frame: &Arc<ServerFrame>) -> Result<(), End> {
-        match &**frame {
-            ServerFrame::Message(message) => self.deliver_message(message).await,
+    async fn deliver(&mut self, published: &Published) -> Result<(), End> {
+        match &*published.frame {
+            ServerFrame::Message(message) => self.deliver_message(published, message).await,
             ServerFrame::Typing(TypingNotice { by, .. }) if *by == self.peer.author() => Ok(()),
-            other => self.write(other).await,
+            _ => self.write_published(published).await,
         }
     }
 
-    async fn deliver_message(&mut self, message: &Message) -> Result<(), End> {
+    async fn deliver_message(&mut self, published: &Published, message: &Message) -> Result<(), End> {
         let Some(position) = self.positions.get(&message.conversation) else {
             return Ok(()); // followed through the site only
         };
@@ -550,21 +555,39 @@ impl Connection {
             // by different connections; the store has them all.
             return self.catch_up(message.conversation, Some(message.seq)).await;
         }
-        self.pass_on(message.clone()).await
+        match self.advance(message) {
+            None => Ok(()),
+            // As published, a message says `prev: seq - 1`: what every
+            // agent is sent, and a visitor with no note just before it.
+            // Those share the published bytes.
+            Some(prev) if prev == message.prev => self.write_published(published).await,
+            Some(prev) => self.write(&ServerFrame::Message(Message { prev, ..message.clone() })).await,
+        }
     }
 
     /// Sends the next message of a conversation, or skips it if this peer
-    /// is not shown it, and moves the position past it.
+    /// is not shown it.
     async fn pass_on(&mut self, mut message: Message) -> Result<(), End> {
+        let Some(prev) = self.advance(&message) else {
+            return Ok(());
+        };
+        message.prev = prev;
+        self.write(&ServerFrame::Message(message)).await
+    }
+
+    /// Moves this connection's position past the next message of a
+    /// conversation; returns its `prev` for this peer, or `None` if this
+    /// peer is not shown it.
+    fn advance(&mut self, message: &Message) -> Option<Seq> {
         let shown = matches!(self.peer, Peer::Agent(_)) || message.body.is_for_visitors();
         let position = self.positions.entry(message.conversation).or_default();
         position.passed = message.seq;
         if !shown {
-            return Ok(());
+            return None;
         }
-        message.prev = position.sent;
+        let prev = position.sent;
         position.sent = message.seq;
-        self.write(&ServerFrame::Message(message)).await
+        Some(prev)
     }
 
     async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {

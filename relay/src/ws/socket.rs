@@ -8,6 +8,8 @@ use kefu_protocol::codec::{self, DecodeError};
 use kefu_protocol::frame::Limits;
 use kefu_protocol::{ClientFrame, ServerFrame};
 
+use crate::hub::Published;
+
 /// What came off the socket.
 #[derive(Debug)]
 pub(crate) enum Incoming {
@@ -67,6 +69,17 @@ pub(crate) async fn feed_frame(
 ) -> Result<(), WriteFailed> {
     let message = Message::Binary(codec::encode(frame).into());
     within(timeout, socket.feed(message)).await
+}
+
+/// Feeds a frame from the hub as it was published: its bytes are encoded
+/// by the first connection to send it and shared by all the others.
+pub(crate) async fn feed_published(
+    socket: &mut WebSocket,
+    published: &Published,
+    timeout: Duration,
+) -> Result<(), WriteFailed> {
+    let bytes = published.encoded.get_or_init(|| codec::encode(&*published.frame).into());
+    within(timeout, socket.feed(Message::Binary(bytes.clone()))).await
 }
 
 /// Sends whatever was fed and is still buffered.
