@@ -282,7 +282,7 @@ impl Connection {
                 Some(appended) = self.appends.next(), if !self.appends.is_empty() => {
                     Box::pin(self.on_appended(appended)).await
                 }
-                Some(frame) = self.mailbox.recv() => Box::pin(self.deliver(&frame)).await,
+                frame = self.mailbox.recv() => Box::pin(self.deliver(&frame)).await,
                 incoming = socket::read_frame(&mut self.socket, &self.limits),
                     if self.appends.len() < MAX_APPENDS_IN_FLIGHT => {
                     self.last_heard = Instant::now();
