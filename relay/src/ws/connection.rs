@@ -22,7 +22,7 @@ use kefu_protocol::frame::{
     Cursor, ErrorCode, ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected, ReplayComplete,
     Send, Typing, TypingNotice, Update, Visit,
 };
-use kefu_protocol::ids::{ConversationId, Seq, SiteId, VisitorId};
+use kefu_protocol::ids::{ConversationId, Seq, SessionId, SiteId, VisitorId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
 use tokio::time::Instant;
 
@@ -52,17 +52,55 @@ mod close_code {
 }
 
 /// Serves one WebSocket from hello to close.
-pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: handshake::Upgrade) {
+///
+/// The big steps (handshake, start, each frame's handling, finish) are
+/// boxed: awaited inline, the largest of them would size this task's
+/// future, and so every idle connection (9.3 KiB, measured with heaptrack).
+/// For the same reason this is not an `async fn`: its arguments, and the
+/// parts a `Connection` is built from, would keep their own room in the
+/// future for the connection's whole life though they are moved into the
+/// `Connection` at once (1.3 KiB more). So `open` runs boxed, and what an
+/// idle connection keeps is the `Connection` and what `run` waits on.
+pub(super) fn serve(socket: WebSocket, state: AppState, upgrade: handshake::Upgrade) -> impl Future<Output = ()> {
+    let opening = Box::pin(open(socket, state, upgrade));
+    async move {
+        let Some((session, mut connection, resume)) = opening.await else {
+            return;
+        };
+        let agent = match &connection.peer {
+            Peer::Agent(agent) => Some(agent.site),
+            Peer::Visitor { .. } => None,
+        };
+        let end = match Box::pin(connection.start(resume)).await {
+            Ok(()) => connection.run().await,
+            Err(end) => end,
+        };
+        Box::pin(connection.finish(end)).await;
+        let state = connection.state.clone();
+        drop(connection);
+        if let Some(site) = agent {
+            // The mailbox is gone, so the agent counts as gone if this was
+            // its last console.
+            if let Err(error) = Box::pin(team::publish_roster(&state, site)).await {
+                tracing::warn!(%error, "could not publish the roster");
+            }
+        }
+        tracing::debug!(?session, "disconnected");
+    }
+}
+
+/// The handshake and, if the client is let in, its connection and the
+/// conversations it asked to resume.
+async fn open(
+    mut socket: WebSocket,
+    state: AppState,
+    upgrade: handshake::Upgrade,
+) -> Option<(SessionId, Connection, Vec<Cursor>)> {
     let session = state.next_session();
     // Bodies are checked by the connection rather than the codec, so an
     // oversized send is answered with `Rejected` for its client id.
     let limits = Limits { max_body_bytes: DEFAULT_LIMITS.max_frame_bytes, ..DEFAULT_LIMITS };
     let write_timeout = Duration::from_millis(state.config.write_timeout_ms);
-    // The big steps (handshake, start, each frame's handling, finish) are
-    // boxed: awaited inline, the largest of them would size this task's
-    // future, and so every idle connection (9.3 KiB, measured with
-    // heaptrack). Boxed, an idle connection keeps only what `run` waits on
-    // and the connection's own state: 3.1 KiB.
     let handshake = Box::pin(handshake::handshake(&mut socket, &state, session, &limits, upgrade));
     let established = match handshake.await {
         Ok(established) => established,
@@ -74,21 +112,17 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
                 let _ = socket::write_frame(&mut socket, &ServerFrame::Error(error), write_timeout).await;
                 socket::close(&mut socket, code, "refused", write_timeout).await;
             }
-            return;
+            return None;
         }
     };
     let Established { peer, resume } = established;
     tracing::debug!(?session, ?peer, ?resume, "connected");
-    let agent = match &peer {
-        Peer::Agent(agent) => Some((agent.site, agent.id)),
-        Peer::Visitor { .. } => None,
-    };
     let mut mailbox = state.hub.mailbox(session, state.config.outbound_queue);
-    if let Some((site, id)) = agent {
-        mailbox.attend(site, id, AgentStatus::Away);
+    if let Peer::Agent(agent) = &peer {
+        mailbox.attend(agent.site, agent.id, AgentStatus::Away);
     }
     let frame_limit = FrameLimit::new(state.config.frames_per_second, state.config.frame_burst);
-    let mut connection = Connection {
+    let connection = Connection {
         state,
         socket,
         limits,
@@ -102,21 +136,7 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
         last_heard: Instant::now(),
         nonce: 0,
     };
-    let end = match Box::pin(connection.start(resume)).await {
-        Ok(()) => connection.run().await,
-        Err(end) => end,
-    };
-    Box::pin(connection.finish(end)).await;
-    let state = connection.state.clone();
-    drop(connection);
-    if let Some((site, _)) = agent {
-        // The mailbox is gone, so the agent counts as gone if this was its
-        // last console.
-        if let Err(error) = Box::pin(team::publish_roster(&state, site)).await {
-            tracing::warn!(%error, "could not publish the roster");
-        }
-    }
-    tracing::debug!(?session, "disconnected");
+    Some((session, connection, resume))
 }
 
 /// How far a connection has got in a conversation.
