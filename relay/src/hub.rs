@@ -2,8 +2,8 @@
 //!
 //! Each connection has a [`Mailbox`]: a bounded queue the hub pushes into
 //! without ever waiting. When the queue is full the connection is too slow
-//! to keep up; the hub trips its `too_slow` token and the connection closes
-//! with a reason, so one stuck reader can never make the relay buffer
+//! to keep up; its mailbox says so instead of the next frame and the
+//! connection closes with a reason, so one stuck reader can never make the relay buffer
 //! without bound or delay anybody else. What a slow client misses it gets
 //! back by replay from the store when it reconnects.
 //!
@@ -24,7 +24,6 @@ use kefu_protocol::ServerFrame;
 use kefu_protocol::frame::{AgentStatus, Availability};
 use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Bridge, Command, RemotePresence, SitePresence, Target};
 
@@ -102,14 +101,11 @@ impl Routes {
 struct Subscriber {
     session: SessionId,
     queue: Arc<Queue>,
-    too_slow: CancellationToken,
 }
 
 impl Subscriber {
     fn offer(&self, published: &Arc<Published>) {
-        if self.queue.push(published) == Pushed::Full {
-            self.too_slow.cancel();
-        }
+        self.queue.push(published);
     }
 }
 
@@ -120,50 +116,61 @@ impl Subscriber {
 /// held only to push or pop.
 #[derive(Debug)]
 struct Queue {
-    frames: Mutex<VecDeque<Arc<Published>>>,
+    state: Mutex<Queued>,
     capacity: usize,
     /// The connection waiting for a frame.
     waker: AtomicWaker,
 }
 
+#[derive(Debug, Default)]
+struct Queued {
+    frames: VecDeque<Arc<Published>>,
+    /// A frame found the queue full: the connection is too slow.
+    overflowed: bool,
+}
+
 /// Slots an empty queue may keep for the next frames.
 const KEPT_QUEUE_CAPACITY: usize = 16;
 
-#[derive(Debug, PartialEq, Eq)]
-enum Pushed {
-    Queued,
-    Full,
-}
-
 impl Queue {
-    fn push(&self, published: &Arc<Published>) -> Pushed {
+    fn push(&self, published: &Arc<Published>) {
         {
-            let mut frames = self.frames();
-            if frames.len() >= self.capacity {
-                return Pushed::Full;
+            let mut queued = self.state();
+            if queued.frames.len() >= self.capacity {
+                queued.overflowed = true;
+            } else {
+                queued.frames.push_back(Arc::clone(published));
             }
-            frames.push_back(Arc::clone(published));
         }
         self.waker.wake();
-        Pushed::Queued
     }
 
-    fn pop(&self) -> Option<Arc<Published>> {
-        let mut frames = self.frames();
-        let published = frames.pop_front();
+    /// The next frame, `Ok(None)` if there is none yet, or `Err(TooSlow)`
+    /// once the queue has overflowed.
+    fn pop(&self) -> Result<Option<Arc<Published>>, TooSlow> {
+        let mut queued = self.state();
+        if queued.overflowed {
+            return Err(TooSlow);
+        }
+        let published = queued.frames.pop_front();
         // What a burst grew the queue to is not kept by a connection that
         // has caught up.
-        if frames.is_empty() && frames.capacity() > KEPT_QUEUE_CAPACITY {
-            frames.shrink_to(KEPT_QUEUE_CAPACITY);
+        if queued.frames.is_empty() && queued.frames.capacity() > KEPT_QUEUE_CAPACITY {
+            queued.frames.shrink_to(KEPT_QUEUE_CAPACITY);
         }
-        published
+        Ok(published)
     }
 
-    fn frames(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Published>>> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Queued> {
         // Each change is one push or pop: a poisoned lock is still usable.
-        self.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// A connection's queue overflowed: it did not keep up with what it was
+/// sent.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooSlow;
 
 /// One connection's receiving end, and its registrations in the hub.
 /// Dropping it removes every registration.
@@ -178,10 +185,10 @@ pub struct Mailbox {
 impl Hub {
     /// A mailbox for a new connection holding at most `capacity` frames.
     pub fn mailbox(&self, session: SessionId, capacity: usize) -> Mailbox {
-        let queue = Queue { frames: Mutex::default(), capacity: capacity.max(1), waker: AtomicWaker::new() };
+        let queue = Queue { state: Mutex::default(), capacity: capacity.max(1), waker: AtomicWaker::new() };
         Mailbox {
             hub: self.clone(),
-            me: Subscriber { session, queue: Arc::new(queue), too_slow: CancellationToken::new() },
+            me: Subscriber { session, queue: Arc::new(queue) },
             conversations: Vec::new(),
             sites: Vec::new(),
         }
@@ -374,16 +381,17 @@ impl Mailbox {
         self.conversations.contains(&conversation)
     }
 
-    /// The next published frame, once there is one.
-    pub async fn recv(&mut self) -> Arc<Published> {
+    /// The next published frame, once there is one; `TooSlow` as soon
+    /// as the queue has overflowed, before the frames still in it.
+    pub async fn recv(&mut self) -> Result<Arc<Published>, TooSlow> {
         let queue = &self.me.queue;
         std::future::poll_fn(|cx| {
-            if let Some(published) = queue.pop() {
+            if let Some(published) = queue.pop().transpose() {
                 return Poll::Ready(published);
             }
             queue.waker.register(cx.waker());
             // A frame pushed before the waker was registered woke nobody.
-            queue.pop().map_or(Poll::Pending, Poll::Ready)
+            queue.pop().transpose().map_or(Poll::Pending, Poll::Ready)
         })
         .await
     }
@@ -391,18 +399,13 @@ impl Mailbox {
     /// The next published frame if one is waiting.
     #[cfg(test)]
     fn try_recv(&mut self) -> Option<Arc<Published>> {
-        self.me.queue.pop()
+        self.me.queue.pop().ok().flatten()
     }
 
     /// Whether more frames are waiting: the connection holds back its
     /// flush until they are written too.
     pub fn has_queued(&self) -> bool {
-        !self.me.queue.frames().is_empty()
-    }
-
-    /// Cancelled when the queue overflowed.
-    pub fn too_slow(&self) -> CancellationToken {
-        self.me.too_slow.clone()
+        !self.me.queue.state().frames.is_empty()
     }
 }
 
@@ -459,7 +462,7 @@ mod tests {
         a.follow(ConversationId(7));
         b.follow(ConversationId(8));
         hub.publish(ConversationId(7), ping(1));
-        assert_eq!(*a.recv().await.frame, ping(1));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(1));
         assert!(b.try_recv().is_none());
         assert!(a.try_recv().is_none(), "following twice must not deliver twice");
     }
@@ -473,23 +476,22 @@ mod tests {
         b.follow(ConversationId(7));
         hub.publish(ConversationId(7), ping(1));
         assert!(a.has_queued());
-        let (a, b) = (a.recv().await, b.recv().await);
+        let (a, b) = (a.recv().await.unwrap(), b.recv().await.unwrap());
         assert!(Arc::ptr_eq(&a, &b), "one frame, and so one encoding, for every follower");
     }
 
     #[tokio::test]
-    async fn overflow_trips_too_slow_instead_of_buffering() {
+    async fn overflow_says_too_slow_instead_of_buffering() {
         let hub = Hub::default();
         let mut slow = hub.mailbox(SessionId(1), 2);
         slow.follow(ConversationId(1));
-        let too_slow = slow.too_slow();
-        for n in 0..5 {
+        hub.publish(ConversationId(1), ping(0));
+        hub.publish(ConversationId(1), ping(1));
+        assert_eq!(*slow.recv().await.unwrap().frame, ping(0), "not full yet");
+        for n in 2..5 {
             hub.publish(ConversationId(1), ping(n));
         }
-        assert!(too_slow.is_cancelled());
-        assert_eq!(*slow.recv().await.frame, ping(0));
-        assert_eq!(*slow.recv().await.frame, ping(1));
-        assert!(slow.try_recv().is_none());
+        assert_eq!(slow.recv().await.err(), Some(TooSlow), "said before the frames still queued");
     }
 
     #[test]
@@ -521,8 +523,8 @@ mod tests {
         assert!(matches!(bridge.try_recv(), Ok(Command::Publish(t, _)) if t == conversation));
         hub.deliver_here(conversation, Arc::new(ping(2)));
         assert!(bridge.try_recv().is_err(), "what came from another node is not sent back");
-        assert_eq!(*a.recv().await.frame, ping(1));
-        assert_eq!(*a.recv().await.frame, ping(2));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(1));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(2));
 
         drop(a);
         assert!(bridge.try_recv().is_err(), "b still follows");
@@ -565,11 +567,11 @@ mod tests {
         second_console.attend(SiteId(1), AgentId(5), AgentStatus::Online);
         assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Online)]));
         drop(second_console);
-        assert_eq!(*visitor.recv().await.frame, availability(1));
+        assert_eq!(*visitor.recv().await.unwrap().frame, availability(1));
         drop(agent);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
         assert!(hub.presence(SiteId(1)).is_empty());
-        assert_eq!(*visitor.recv().await.frame, availability(0));
+        assert_eq!(*visitor.recv().await.unwrap().frame, availability(0));
         let mut other_site = hub.mailbox(SessionId(3), 8);
         other_site.follow_site(SiteId(2), Audience::Agents);
         assert!(visitor.try_recv().is_none(), "another site's agents do not count");

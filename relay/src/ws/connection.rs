@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
 use crate::auth;
-use crate::hub::{Audience, Mailbox, Published};
+use crate::hub::{Audience, Mailbox, Published, TooSlow};
 use crate::limits::{FrameLimit, Verdict};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket, NewMessage};
@@ -272,7 +272,6 @@ impl Connection {
         let deadline = heartbeat + Duration::from_millis(u64::from(self.state.config.heartbeat_grace_ms));
         let mut pings = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         let shutdown = self.state.shutdown.clone();
-        let too_slow = self.mailbox.too_slow();
         loop {
             // Frames are fed unflushed while more wait in the mailbox, so a
             // burst of fan-out leaves in a few writes rather than one
@@ -289,11 +288,6 @@ impl Connection {
                     close_code::RESTART,
                     "relay restarting",
                 ),
-                () = too_slow.cancelled() => return End::Close(
-                    Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
-                    close_code::TRY_LATER,
-                    "too slow",
-                ),
                 () = tokio::time::sleep_until(self.last_heard + deadline) => return End::Close(
                     Closing { reason: CloseReason::HeartbeatTimeout, reconnect_after_ms: Some(0) },
                     close_code::POLICY,
@@ -302,7 +296,14 @@ impl Connection {
                 Some(appended) = self.appends.next(), if !self.appends.is_empty() => {
                     Box::pin(self.on_appended(appended)).await
                 }
-                frame = self.mailbox.recv() => Box::pin(self.deliver(&frame)).await,
+                frame = self.mailbox.recv() => match frame {
+                    Ok(frame) => Box::pin(self.deliver(&frame)).await,
+                    Err(TooSlow) => return End::Close(
+                        Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
+                        close_code::TRY_LATER,
+                        "too slow",
+                    ),
+                },
                 incoming = socket::read_frame(&mut self.socket, &self.limits),
                     if self.appends.len() < MAX_APPENDS_IN_FLIGHT => {
                     self.last_heard = Instant::now();
