@@ -132,7 +132,7 @@ async fn open(
         mailbox,
         positions: HashMap::new(),
         conversations: HashMap::new(),
-        appends: FuturesOrdered::new(),
+        appends: None,
         last_heard: Instant::now(),
         nonce: 0,
     };
@@ -222,7 +222,9 @@ struct Connection {
     /// Conversations this peer may use, with what the checks need.
     conversations: HashMap<ConversationId, Access>,
     /// Sends handed to the store, answered in the order they were made.
-    appends: FuturesOrdered<AppendTicket>,
+    /// Made by the first send: it allocates, and most connections of
+    /// visitors only listen.
+    appends: Option<FuturesOrdered<AppendTicket>>,
     last_heard: Instant,
     nonce: u64,
 }
@@ -293,7 +295,7 @@ impl Connection {
                     close_code::POLICY,
                     "heartbeat timeout",
                 ),
-                Some(appended) = self.appends.next(), if !self.appends.is_empty() => {
+                Some(appended) = next_append(&mut self.appends), if self.appends_in_flight() > 0 => {
                     Box::pin(self.on_appended(appended)).await
                 }
                 frame = self.mailbox.recv() => match frame {
@@ -305,7 +307,7 @@ impl Connection {
                     ),
                 },
                 incoming = socket::read_frame(&mut self.socket, &self.limits),
-                    if self.appends.len() < MAX_APPENDS_IN_FLIGHT => {
+                    if self.appends_in_flight() < MAX_APPENDS_IN_FLIGHT => {
                     self.last_heard = Instant::now();
                     Box::pin(self.on_incoming(incoming)).await
                 }
@@ -343,11 +345,15 @@ impl Connection {
     /// a restart) knows which of its messages were kept and resends only
     /// the others.
     async fn settle_appends(&mut self) {
-        while let Some(appended) = self.appends.next().await {
+        while let Some(appended) = next_append(&mut self.appends).await {
             if self.on_appended(appended).await.is_err() {
                 return;
             }
         }
+    }
+
+    fn appends_in_flight(&self) -> usize {
+        self.appends.as_ref().map_or(0, FuturesOrdered::len)
     }
 
     /// Feeds a frame to the socket; `run` flushes before it waits, and
@@ -458,7 +464,7 @@ impl Connection {
         }
         let message = NewMessage { conversation, client_id: Some(client_id), author: self.peer.author(), body };
         let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
-        self.appends.push_back(ticket);
+        self.appends.get_or_insert_with(FuturesOrdered::new).push_back(ticket);
         Ok(())
     }
 
@@ -717,6 +723,14 @@ impl Connection {
         self.state.store.set_visitor_attributes(visitor, &set).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
+}
+
+/// The next answer from the store, in the order of the sends; `None` if
+/// no send waits for one.
+async fn next_append(
+    appends: &mut Option<FuturesOrdered<AppendTicket>>,
+) -> Option<Result<store::Appended, store::Error>> {
+    appends.as_mut()?.next().await
 }
 
 fn is_blank(body: &Body) -> bool {
