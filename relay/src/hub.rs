@@ -2,8 +2,8 @@
 //!
 //! Each connection has a [`Mailbox`]: a bounded queue the hub pushes into
 //! without ever waiting. When the queue is full the connection is too slow
-//! to keep up; the hub trips its `too_slow` token and the connection closes
-//! with a reason, so one stuck reader can never make the relay buffer
+//! to keep up; its mailbox says so instead of the next frame and the
+//! connection closes with a reason, so one stuck reader can never make the relay buffer
 //! without bound or delay anybody else. What a slow client misses it gets
 //! back by replay from the store when it reconnects.
 //!
@@ -14,15 +14,16 @@
 //! conversation or site gets its first follower here and loses its last,
 //! so a node subscribes once per channel it needs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use kefu_protocol::ServerFrame;
 use kefu_protocol::frame::{AgentStatus, Availability};
 use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Bridge, Command, RemotePresence, SitePresence, Target};
 
@@ -55,21 +56,27 @@ pub enum Audience {
     Visitors,
 }
 
-impl Routes {
-    fn offer_site(&self, site: SiteId, audience: Audience, frame: &Arc<ServerFrame>) {
-        for subscriber in self.sites.get(&(site, audience)).into_iter().flatten() {
-            subscriber.offer(frame);
-        }
-    }
+/// A frame on its way to the connections following its target: one for
+/// all of them, with room for its wire bytes. The first connection that
+/// sends it unchanged encodes it (`ws::socket`, the only place that knows
+/// the codec) and the others send the same bytes, so a message to a room
+/// of a hundred is encoded once, not a hundred times.
+#[derive(Debug)]
+pub struct Published {
+    pub frame: Arc<ServerFrame>,
+    pub(crate) encoded: OnceLock<Bytes>,
+}
 
+impl Routes {
     fn offer(&self, target: Target, frame: &Arc<ServerFrame>) {
-        match target {
-            Target::Conversation(conversation) => {
-                for subscriber in self.conversations.get(&conversation).into_iter().flatten() {
-                    subscriber.offer(frame);
-                }
-            }
-            Target::Site(site, audience) => self.offer_site(site, audience, frame),
+        let followers = match target {
+            Target::Conversation(conversation) => self.conversations.get(&conversation),
+            Target::Site(site, audience) => self.sites.get(&(site, audience)),
+        };
+        let Some(followers) = followers else { return };
+        let published = Arc::new(Published { frame: Arc::clone(frame), encoded: OnceLock::new() });
+        for subscriber in followers {
+            subscriber.offer(&published);
         }
     }
 
@@ -86,25 +93,84 @@ impl Routes {
     /// Tells the site's visitors how many agents are connected now.
     fn announce_availability(&self, site: SiteId) {
         let frame = Arc::new(ServerFrame::Availability(Availability { agents_online: self.agents_online(site) }));
-        self.offer_site(site, Audience::Visitors, &frame);
+        self.offer(Target::Site(site, Audience::Visitors), &frame);
     }
 }
 
 #[derive(Debug, Clone)]
 struct Subscriber {
     session: SessionId,
-    queue: mpsc::Sender<Arc<ServerFrame>>,
-    too_slow: CancellationToken,
+    queue: Arc<Queue>,
 }
 
 impl Subscriber {
-    fn offer(&self, frame: &Arc<ServerFrame>) {
-        match self.queue.try_send(Arc::clone(frame)) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.too_slow.cancel(),
-        }
+    fn offer(&self, published: &Arc<Published>) {
+        self.queue.push(published);
     }
 }
+
+/// One connection's queue of frames to send. Not a tokio channel: that
+/// allocates about 0.8 KiB per connection up front (its state is cache
+/// padded, its first block has 32 slots), which an idle connection never
+/// uses. This queue allocates only when frames arrive. A std mutex: it is
+/// held only to push or pop.
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<Queued>,
+    capacity: usize,
+    /// The connection waiting for a frame.
+    waker: AtomicWaker,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    frames: VecDeque<Arc<Published>>,
+    /// A frame found the queue full: the connection is too slow.
+    overflowed: bool,
+}
+
+/// Slots an empty queue may keep for the next frames.
+const KEPT_QUEUE_CAPACITY: usize = 16;
+
+impl Queue {
+    fn push(&self, published: &Arc<Published>) {
+        {
+            let mut queued = self.state();
+            if queued.frames.len() >= self.capacity {
+                queued.overflowed = true;
+            } else {
+                queued.frames.push_back(Arc::clone(published));
+            }
+        }
+        self.waker.wake();
+    }
+
+    /// The next frame, `Ok(None)` if there is none yet, or `Err(TooSlow)`
+    /// once the queue has overflowed.
+    fn pop(&self) -> Result<Option<Arc<Published>>, TooSlow> {
+        let mut queued = self.state();
+        if queued.overflowed {
+            return Err(TooSlow);
+        }
+        let published = queued.frames.pop_front();
+        // What a burst grew the queue to is not kept by a connection that
+        // has caught up.
+        if queued.frames.is_empty() && queued.frames.capacity() > KEPT_QUEUE_CAPACITY {
+            queued.frames.shrink_to(KEPT_QUEUE_CAPACITY);
+        }
+        Ok(published)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Queued> {
+        // Each change is one push or pop: a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A connection's queue overflowed: it did not keep up with what it was
+/// sent.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooSlow;
 
 /// One connection's receiving end, and its registrations in the hub.
 /// Dropping it removes every registration.
@@ -112,7 +178,6 @@ impl Subscriber {
 pub struct Mailbox {
     hub: Hub,
     me: Subscriber,
-    queue: mpsc::Receiver<Arc<ServerFrame>>,
     conversations: Vec<ConversationId>,
     sites: Vec<(SiteId, Audience)>,
 }
@@ -120,11 +185,10 @@ pub struct Mailbox {
 impl Hub {
     /// A mailbox for a new connection holding at most `capacity` frames.
     pub fn mailbox(&self, session: SessionId, capacity: usize) -> Mailbox {
-        let (sender, queue) = mpsc::channel(capacity.max(1));
+        let queue = Queue { state: Mutex::default(), capacity: capacity.max(1), waker: AtomicWaker::new() };
         Mailbox {
             hub: self.clone(),
-            me: Subscriber { session, queue: sender, too_slow: CancellationToken::new() },
-            queue,
+            me: Subscriber { session, queue: Arc::new(queue) },
             conversations: Vec::new(),
             sites: Vec::new(),
         }
@@ -317,15 +381,31 @@ impl Mailbox {
         self.conversations.contains(&conversation)
     }
 
-    /// The next published frame; `None` never happens while the mailbox
-    /// lives, because it holds a sender itself.
-    pub async fn recv(&mut self) -> Option<Arc<ServerFrame>> {
-        self.queue.recv().await
+    /// The next published frame, once there is one; `TooSlow` as soon
+    /// as the queue has overflowed, before the frames still in it.
+    pub async fn recv(&mut self) -> Result<Arc<Published>, TooSlow> {
+        let queue = &self.me.queue;
+        std::future::poll_fn(|cx| {
+            if let Some(published) = queue.pop().transpose() {
+                return Poll::Ready(published);
+            }
+            queue.waker.register(cx.waker());
+            // A frame pushed before the waker was registered woke nobody.
+            queue.pop().transpose().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
     }
 
-    /// Cancelled when the queue overflowed.
-    pub fn too_slow(&self) -> CancellationToken {
-        self.me.too_slow.clone()
+    /// The next published frame if one is waiting.
+    #[cfg(test)]
+    fn try_recv(&mut self) -> Option<Arc<Published>> {
+        self.me.queue.pop().ok().flatten()
+    }
+
+    /// Whether more frames are waiting: the connection holds back its
+    /// flush until they are written too.
+    pub fn has_queued(&self) -> bool {
+        !self.me.queue.state().frames.is_empty()
     }
 }
 
@@ -382,24 +462,36 @@ mod tests {
         a.follow(ConversationId(7));
         b.follow(ConversationId(8));
         hub.publish(ConversationId(7), ping(1));
-        assert_eq!(*a.recv().await.unwrap(), ping(1));
-        assert!(b.queue.try_recv().is_err());
-        assert!(a.queue.try_recv().is_err(), "following twice must not deliver twice");
+        assert_eq!(*a.recv().await.unwrap().frame, ping(1));
+        assert!(b.try_recv().is_none());
+        assert!(a.try_recv().is_none(), "following twice must not deliver twice");
     }
 
     #[tokio::test]
-    async fn overflow_trips_too_slow_instead_of_buffering() {
+    async fn followers_share_one_published_frame() {
+        let hub = Hub::default();
+        let mut a = hub.mailbox(SessionId(1), 8);
+        let mut b = hub.mailbox(SessionId(2), 8);
+        a.follow(ConversationId(7));
+        b.follow(ConversationId(7));
+        hub.publish(ConversationId(7), ping(1));
+        assert!(a.has_queued());
+        let (a, b) = (a.recv().await.unwrap(), b.recv().await.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "one frame, and so one encoding, for every follower");
+    }
+
+    #[tokio::test]
+    async fn overflow_says_too_slow_instead_of_buffering() {
         let hub = Hub::default();
         let mut slow = hub.mailbox(SessionId(1), 2);
         slow.follow(ConversationId(1));
-        let too_slow = slow.too_slow();
-        for n in 0..5 {
+        hub.publish(ConversationId(1), ping(0));
+        hub.publish(ConversationId(1), ping(1));
+        assert_eq!(*slow.recv().await.unwrap().frame, ping(0), "not full yet");
+        for n in 2..5 {
             hub.publish(ConversationId(1), ping(n));
         }
-        assert!(too_slow.is_cancelled());
-        assert_eq!(*slow.recv().await.unwrap(), ping(0));
-        assert_eq!(*slow.recv().await.unwrap(), ping(1));
-        assert!(slow.queue.try_recv().is_err());
+        assert_eq!(slow.recv().await.err(), Some(TooSlow), "said before the frames still queued");
     }
 
     #[test]
@@ -417,7 +509,7 @@ mod tests {
     #[tokio::test]
     async fn a_bridged_hub_subscribes_once_per_channel_and_publishes_what_is_local() {
         let hub = Hub::default();
-        let (commands, mut bridge) = mpsc::unbounded_channel();
+        let (commands, mut bridge) = tokio::sync::mpsc::unbounded_channel();
         hub.bridge(Bridge { commands });
         let conversation = Target::Conversation(ConversationId(7));
         let mut a = hub.mailbox(SessionId(1), 8);
@@ -431,8 +523,8 @@ mod tests {
         assert!(matches!(bridge.try_recv(), Ok(Command::Publish(t, _)) if t == conversation));
         hub.deliver_here(conversation, Arc::new(ping(2)));
         assert!(bridge.try_recv().is_err(), "what came from another node is not sent back");
-        assert_eq!(*a.recv().await.unwrap(), ping(1));
-        assert_eq!(*a.recv().await.unwrap(), ping(2));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(1));
+        assert_eq!(*a.recv().await.unwrap().frame, ping(2));
 
         drop(a);
         assert!(bridge.try_recv().is_err(), "b still follows");
@@ -455,7 +547,7 @@ mod tests {
         assert!(hub.expire_remote(now + Duration::from_secs(7)).is_empty(), "renewed in time");
         assert_eq!(hub.expire_remote(now + Duration::from_secs(9)), [SiteId(1)]);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
-        let announced: Vec<_> = std::iter::from_fn(|| visitor.queue.try_recv().ok()).collect();
+        let announced: Vec<_> = std::iter::from_fn(|| visitor.try_recv().map(|p| Arc::clone(&p.frame))).collect();
         let availability = |n| Arc::new(ServerFrame::Availability(Availability { agents_online: n }));
         assert_eq!(announced, [availability(2), availability(0)]);
     }
@@ -475,13 +567,13 @@ mod tests {
         second_console.attend(SiteId(1), AgentId(5), AgentStatus::Online);
         assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Online)]));
         drop(second_console);
-        assert_eq!(*visitor.recv().await.unwrap(), availability(1));
+        assert_eq!(*visitor.recv().await.unwrap().frame, availability(1));
         drop(agent);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
         assert!(hub.presence(SiteId(1)).is_empty());
-        assert_eq!(*visitor.recv().await.unwrap(), availability(0));
+        assert_eq!(*visitor.recv().await.unwrap().frame, availability(0));
         let mut other_site = hub.mailbox(SessionId(3), 8);
         other_site.follow_site(SiteId(2), Audience::Agents);
-        assert!(visitor.queue.try_recv().is_err(), "another site's agents do not count");
+        assert!(visitor.try_recv().is_none(), "another site's agents do not count");
     }
 }

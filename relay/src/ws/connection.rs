@@ -11,7 +11,6 @@
 //! client sees one unbroken chain either way.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
@@ -23,14 +22,14 @@ use kefu_protocol::frame::{
     Cursor, ErrorCode, ErrorFrame, Identify, Join, Limits, Message, Ping, Pong, Receipt, Rejected, ReplayComplete,
     Send, Typing, TypingNotice, Update, Visit,
 };
-use kefu_protocol::ids::{ConversationId, Seq, SiteId, VisitorId};
+use kefu_protocol::ids::{ConversationId, Seq, SessionId, SiteId, VisitorId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
 use tokio::time::Instant;
 
 use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
 use crate::auth;
-use crate::hub::{Audience, Mailbox};
+use crate::hub::{Audience, Mailbox, Published, TooSlow};
 use crate::limits::{FrameLimit, Verdict};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket, NewMessage};
@@ -53,17 +52,55 @@ mod close_code {
 }
 
 /// Serves one WebSocket from hello to close.
-pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: handshake::Upgrade) {
+///
+/// The big steps (handshake, start, each frame's handling, finish) are
+/// boxed: awaited inline, the largest of them would size this task's
+/// future, and so every idle connection (9.3 KiB, measured with heaptrack).
+/// For the same reason this is not an `async fn`: its arguments, and the
+/// parts a `Connection` is built from, would keep their own room in the
+/// future for the connection's whole life though they are moved into the
+/// `Connection` at once (1.3 KiB more). So `open` runs boxed, and what an
+/// idle connection keeps is the `Connection` and what `run` waits on.
+pub(super) fn serve(socket: WebSocket, state: AppState, upgrade: handshake::Upgrade) -> impl Future<Output = ()> {
+    let opening = Box::pin(open(socket, state, upgrade));
+    async move {
+        let Some((session, mut connection, resume)) = opening.await else {
+            return;
+        };
+        let agent = match &connection.peer {
+            Peer::Agent(agent) => Some(agent.site),
+            Peer::Visitor { .. } => None,
+        };
+        let end = match Box::pin(connection.start(resume)).await {
+            Ok(()) => connection.run().await,
+            Err(end) => end,
+        };
+        Box::pin(connection.finish(end)).await;
+        let state = connection.state.clone();
+        drop(connection);
+        if let Some(site) = agent {
+            // The mailbox is gone, so the agent counts as gone if this was
+            // its last console.
+            if let Err(error) = Box::pin(team::publish_roster(&state, site)).await {
+                tracing::warn!(%error, "could not publish the roster");
+            }
+        }
+        tracing::debug!(?session, "disconnected");
+    }
+}
+
+/// The handshake and, if the client is let in, its connection and the
+/// conversations it asked to resume.
+async fn open(
+    mut socket: WebSocket,
+    state: AppState,
+    upgrade: handshake::Upgrade,
+) -> Option<(SessionId, Connection, Vec<Cursor>)> {
     let session = state.next_session();
     // Bodies are checked by the connection rather than the codec, so an
     // oversized send is answered with `Rejected` for its client id.
     let limits = Limits { max_body_bytes: DEFAULT_LIMITS.max_frame_bytes, ..DEFAULT_LIMITS };
     let write_timeout = Duration::from_millis(state.config.write_timeout_ms);
-    // The big steps (handshake, start, each frame's handling, finish) are
-    // boxed: awaited inline, the largest of them would size this task's
-    // future, and so every idle connection (9.3 KiB, measured with
-    // heaptrack). Boxed, an idle connection keeps only what `run` waits on
-    // and the connection's own state: 3.1 KiB.
     let handshake = Box::pin(handshake::handshake(&mut socket, &state, session, &limits, upgrade));
     let established = match handshake.await {
         Ok(established) => established,
@@ -75,21 +112,17 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
                 let _ = socket::write_frame(&mut socket, &ServerFrame::Error(error), write_timeout).await;
                 socket::close(&mut socket, code, "refused", write_timeout).await;
             }
-            return;
+            return None;
         }
     };
     let Established { peer, resume } = established;
     tracing::debug!(?session, ?peer, ?resume, "connected");
-    let agent = match &peer {
-        Peer::Agent(agent) => Some((agent.site, agent.id)),
-        Peer::Visitor { .. } => None,
-    };
     let mut mailbox = state.hub.mailbox(session, state.config.outbound_queue);
-    if let Some((site, id)) = agent {
-        mailbox.attend(site, id, AgentStatus::Away);
+    if let Peer::Agent(agent) = &peer {
+        mailbox.attend(agent.site, agent.id, AgentStatus::Away);
     }
     let frame_limit = FrameLimit::new(state.config.frames_per_second, state.config.frame_burst);
-    let mut connection = Connection {
+    let connection = Connection {
         state,
         socket,
         limits,
@@ -99,25 +132,11 @@ pub(super) async fn serve(mut socket: WebSocket, state: AppState, upgrade: hands
         mailbox,
         positions: HashMap::new(),
         conversations: HashMap::new(),
-        appends: FuturesOrdered::new(),
+        appends: None,
         last_heard: Instant::now(),
         nonce: 0,
     };
-    let end = match Box::pin(connection.start(resume)).await {
-        Ok(()) => connection.run().await,
-        Err(end) => end,
-    };
-    Box::pin(connection.finish(end)).await;
-    let state = connection.state.clone();
-    drop(connection);
-    if let Some((site, _)) = agent {
-        // The mailbox is gone, so the agent counts as gone if this was its
-        // last console.
-        if let Err(error) = Box::pin(team::publish_roster(&state, site)).await {
-            tracing::warn!(%error, "could not publish the roster");
-        }
-    }
-    tracing::debug!(?session, "disconnected");
+    Some((session, connection, resume))
 }
 
 /// How far a connection has got in a conversation.
@@ -203,7 +222,9 @@ struct Connection {
     /// Conversations this peer may use, with what the checks need.
     conversations: HashMap<ConversationId, Access>,
     /// Sends handed to the store, answered in the order they were made.
-    appends: FuturesOrdered<AppendTicket>,
+    /// Made by the first send: it allocates, and most connections of
+    /// visitors only listen.
+    appends: Option<FuturesOrdered<AppendTicket>>,
     last_heard: Instant,
     nonce: u64,
 }
@@ -253,8 +274,15 @@ impl Connection {
         let deadline = heartbeat + Duration::from_millis(u64::from(self.state.config.heartbeat_grace_ms));
         let mut pings = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         let shutdown = self.state.shutdown.clone();
-        let too_slow = self.mailbox.too_slow();
         loop {
+            // Frames are fed unflushed while more wait in the mailbox, so a
+            // burst of fan-out leaves in a few writes rather than one
+            // system call per frame; nothing fed waits past this point.
+            if !self.mailbox.has_queued()
+                && let Err(failed) = socket::flush(&mut self.socket, self.write_timeout).await
+            {
+                return failed.into();
+            }
             let result = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return End::Close(
@@ -262,22 +290,24 @@ impl Connection {
                     close_code::RESTART,
                     "relay restarting",
                 ),
-                () = too_slow.cancelled() => return End::Close(
-                    Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
-                    close_code::TRY_LATER,
-                    "too slow",
-                ),
                 () = tokio::time::sleep_until(self.last_heard + deadline) => return End::Close(
                     Closing { reason: CloseReason::HeartbeatTimeout, reconnect_after_ms: Some(0) },
                     close_code::POLICY,
                     "heartbeat timeout",
                 ),
-                Some(appended) = self.appends.next(), if !self.appends.is_empty() => {
+                Some(appended) = next_append(&mut self.appends), if self.appends_in_flight() > 0 => {
                     Box::pin(self.on_appended(appended)).await
                 }
-                Some(frame) = self.mailbox.recv() => Box::pin(self.deliver(&frame)).await,
+                frame = self.mailbox.recv() => match frame {
+                    Ok(frame) => Box::pin(self.deliver(&frame)).await,
+                    Err(TooSlow) => return End::Close(
+                        Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
+                        close_code::TRY_LATER,
+                        "too slow",
+                    ),
+                },
                 incoming = socket::read_frame(&mut self.socket, &self.limits),
-                    if self.appends.len() < MAX_APPENDS_IN_FLIGHT => {
+                    if self.appends_in_flight() < MAX_APPENDS_IN_FLIGHT => {
                     self.last_heard = Instant::now();
                     Box::pin(self.on_incoming(incoming)).await
                 }
@@ -315,15 +345,27 @@ impl Connection {
     /// a restart) knows which of its messages were kept and resends only
     /// the others.
     async fn settle_appends(&mut self) {
-        while let Some(appended) = self.appends.next().await {
+        while let Some(appended) = next_append(&mut self.appends).await {
             if self.on_appended(appended).await.is_err() {
                 return;
             }
         }
     }
 
+    fn appends_in_flight(&self) -> usize {
+        self.appends.as_ref().map_or(0, FuturesOrdered::len)
+    }
+
+    /// Feeds a frame to the socket; `run` flushes before it waits, and
+    /// `finish` by closing.
     async fn write(&mut self, frame: &ServerFrame) -> Result<(), End> {
-        Ok(socket::write_frame(&mut self.socket, frame, self.write_timeout).await?)
+        Ok(socket::feed_frame(&mut self.socket, frame, self.write_timeout).await?)
+    }
+
+    /// Feeds a frame from the hub unchanged, in the bytes it shares with
+    /// every other recipient.
+    async fn write_published(&mut self, published: &Published) -> Result<(), End> {
+        Ok(socket::feed_published(&mut self.socket, published, self.write_timeout).await?)
     }
 
     async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), End> {
@@ -422,7 +464,7 @@ impl Connection {
         }
         let message = NewMessage { conversation, client_id: Some(client_id), author: self.peer.author(), body };
         let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
-        self.appends.push_back(ticket);
+        self.appends.get_or_insert_with(FuturesOrdered::new).push_back(ticket);
         Ok(())
     }
 
@@ -520,15 +562,15 @@ impl Connection {
     }
 
     /// Passes on what the hub published, in order and once.
-    async fn deliver(&mut self, frame: &Arc<ServerFrame>) -> Result<(), End> {
-        match &**frame {
-            ServerFrame::Message(message) => self.deliver_message(message).await,
+    async fn deliver(&mut self, published: &Published) -> Result<(), End> {
+        match &*published.frame {
+            ServerFrame::Message(message) => self.deliver_message(published, message).await,
             ServerFrame::Typing(TypingNotice { by, .. }) if *by == self.peer.author() => Ok(()),
-            other => self.write(other).await,
+            _ => self.write_published(published).await,
         }
     }
 
-    async fn deliver_message(&mut self, message: &Message) -> Result<(), End> {
+    async fn deliver_message(&mut self, published: &Published, message: &Message) -> Result<(), End> {
         let Some(position) = self.positions.get(&message.conversation) else {
             return Ok(()); // followed through the site only
         };
@@ -540,21 +582,39 @@ impl Connection {
             // by different connections; the store has them all.
             return self.catch_up(message.conversation, Some(message.seq)).await;
         }
-        self.pass_on(message.clone()).await
+        match self.advance(message) {
+            None => Ok(()),
+            // As published, a message says `prev: seq - 1`: what every
+            // agent is sent, and a visitor with no note just before it.
+            // Those share the published bytes.
+            Some(prev) if prev == message.prev => self.write_published(published).await,
+            Some(prev) => self.write(&ServerFrame::Message(Message { prev, ..message.clone() })).await,
+        }
     }
 
     /// Sends the next message of a conversation, or skips it if this peer
-    /// is not shown it, and moves the position past it.
+    /// is not shown it.
     async fn pass_on(&mut self, mut message: Message) -> Result<(), End> {
+        let Some(prev) = self.advance(&message) else {
+            return Ok(());
+        };
+        message.prev = prev;
+        self.write(&ServerFrame::Message(message)).await
+    }
+
+    /// Moves this connection's position past the next message of a
+    /// conversation; returns its `prev` for this peer, or `None` if this
+    /// peer is not shown it.
+    fn advance(&mut self, message: &Message) -> Option<Seq> {
         let shown = matches!(self.peer, Peer::Agent(_)) || message.body.is_for_visitors();
         let position = self.positions.entry(message.conversation).or_default();
         position.passed = message.seq;
         if !shown {
-            return Ok(());
+            return None;
         }
-        message.prev = position.sent;
+        let prev = position.sent;
         position.sent = message.seq;
-        self.write(&ServerFrame::Message(message)).await
+        Some(prev)
     }
 
     async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
@@ -663,6 +723,14 @@ impl Connection {
         self.state.store.set_visitor_attributes(visitor, &set).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
+}
+
+/// The next answer from the store, in the order of the sends; `None` if
+/// no send waits for one.
+async fn next_append(
+    appends: &mut Option<FuturesOrdered<AppendTicket>>,
+) -> Option<Result<store::Appended, store::Error>> {
+    appends.as_mut()?.next().await
 }
 
 fn is_blank(body: &Body) -> bool {
