@@ -274,12 +274,16 @@ async fn store_batch(
     let mut plan = Vec::with_capacity(batch.len());
     for (i, pending) in batch.iter().enumerate() {
         let message = &pending.message;
-        let key = message.client_id.map(|client_id| (message.conversation, message.author, client_id));
-        let stored_before = key.and_then(|key| originals.iter().find(|original| original_key(original) == Some(key)));
+        let key = idempotency_key(message.conversation, message.author, message.client_id);
+        let stored_before = key.and_then(|key| {
+            originals.iter().find(|original| {
+                idempotency_key(original.conversation, original.author, original.client_id) == Some(key)
+            })
+        });
         let earlier_in_batch = key.and_then(|key| {
             batch[..i].iter().position(|earlier| {
                 let earlier = &earlier.message;
-                earlier.client_id.map(|client_id| (earlier.conversation, earlier.author, client_id)) == Some(key)
+                idempotency_key(earlier.conversation, earlier.author, earlier.client_id) == Some(key)
             })
         });
         plan.push(if let Some(original) = stored_before {
@@ -462,8 +466,14 @@ async fn read_originals(tx: &mut AnyConnection, batch: &[Pending]) -> Result<Vec
     rows.into_iter().map(Message::try_from).collect()
 }
 
-fn original_key(message: &Message) -> Option<(ConversationId, Author, ClientMessageId)> {
-    message.client_id.map(|client_id| (message.conversation, message.author, client_id))
+/// What makes two sends the same message: the unique key of `messages`.
+/// `None` for the relay's own lines, which have no client id.
+fn idempotency_key(
+    conversation: ConversationId,
+    author: Author,
+    client_id: Option<ClientMessageId>,
+) -> Option<(ConversationId, Author, ClientMessageId)> {
+    client_id.map(|client_id| (conversation, author, client_id))
 }
 
 /// Inserts the batch's new messages in one statement; returns their ids by
