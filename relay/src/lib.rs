@@ -7,8 +7,9 @@
 //! - [`ws`]: the `/ws` endpoint. `ws::socket` is the only place that turns
 //!   bytes into frames and back; `ws::connection` runs one client's
 //!   connection (hello, replay, live traffic, heartbeats).
-//! - [`store`]: the SQLite file. A message gets its seq in the transaction
-//!   that stores it; a group-commit writer batches many per fsync.
+//! - [`store`]: SQLite (one node) or PostgreSQL (several nodes). A
+//!   message gets its seq in the transaction that stores it; a
+//!   group-commit writer batches many per fsync.
 //! - [`hub`]: in-process fan-out to the connections following a
 //!   conversation or a site, each through a bounded queue.
 //! - [`cluster`]: several relay nodes as one, over Redis: the hub's

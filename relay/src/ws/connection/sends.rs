@@ -1,0 +1,163 @@
+//! Sends and what answers them: a message handed to the store and
+//! acknowledged after its commit, refusals, receipt marks, typing.
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use kefu_protocol::frame::{
+    Accepted, Ack, Body, ConversationStatus, ErrorCode, ErrorFrame, Receipt, Rejected, Send, Typing, TypingNotice,
+};
+use kefu_protocol::ids::ConversationId;
+use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
+
+use super::{Connection, End, Peer};
+use crate::store::{self, AppendTicket, NewMessage};
+use crate::team;
+
+impl Connection {
+    /// Answers the sends already handed to the store before saying
+    /// goodbye, so a client closed mid-burst (a flood, a protocol error,
+    /// a restart) knows which of its messages were kept and resends only
+    /// the others.
+    pub(super) async fn settle_appends(&mut self) {
+        while let Some(appended) = next_append(&mut self.appends).await {
+            if self.on_appended(appended).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn appends_in_flight(&self) -> usize {
+        self.appends.as_ref().map_or(0, FuturesOrdered::len)
+    }
+
+    /// Refuses a frame over the frame limit without acting on it: a send
+    /// is rejected for its client id, so the client knows to send it again
+    /// later; anything else gets an error.
+    pub(super) async fn rate_limited(&mut self, frame: &ClientFrame) -> Result<(), End> {
+        let text = format!(
+            "more than {} frames a second (after a burst of {}); slow down",
+            self.state.config.frames_per_second, self.state.config.frame_burst
+        );
+        let code = ErrorCode::RateLimited;
+        if let ClientFrame::Send(Send { conversation, client_id, .. }) = frame {
+            let (conversation, client_id) = (*conversation, *client_id);
+            return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
+        }
+        self.write(&ServerFrame::Error(ErrorFrame { code, text, reconnect: true })).await
+    }
+
+    pub(super) async fn on_send(&mut self, send: Send) -> Result<(), End> {
+        let Send { conversation, client_id, body } = send;
+        let refusal = if body.len_bytes() > DEFAULT_LIMITS.max_body_bytes as usize {
+            Some((ErrorCode::BodyTooLarge, format!("messages are limited to {} bytes", DEFAULT_LIMITS.max_body_bytes)))
+        } else if let Some(reason) = self.may_not_send(&body) {
+            Some((ErrorCode::Forbidden, reason.to_owned()))
+        } else if is_blank(&body) {
+            Some((ErrorCode::Malformed, "empty message".to_owned()))
+        } else if self.access(conversation).await?.is_none() {
+            Some((ErrorCode::Forbidden, format!("conversation {conversation} does not exist or is not yours")))
+        } else {
+            None
+        };
+        if let Some((code, text)) = refusal {
+            return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
+        }
+        let message = NewMessage { conversation, client_id: Some(client_id), author: self.peer.author(), body };
+        let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
+        self.appends.get_or_insert_with(FuturesOrdered::new).push_back(ticket);
+        Ok(())
+    }
+
+    /// Why this peer may not send a body of this kind, if it may not.
+    fn may_not_send(&self, body: &Body) -> Option<&'static str> {
+        match (body, &self.peer) {
+            (Body::Text(_), _) | (Body::Note(_), Peer::Agent(_)) => None,
+            (Body::Note(_), Peer::Visitor { .. }) => Some("private notes are for agents"),
+            (Body::Event(_), _) => Some("system lines are written by the relay"),
+        }
+    }
+
+    pub(super) async fn on_appended(&mut self, appended: Result<store::Appended, store::Error>) -> Result<(), End> {
+        let appended = appended.map_err(|e| End::store(&e))?;
+        if let Some(conversation) = &appended.conversation {
+            team::publish(&self.state, conversation.site, &appended);
+            // Only a closed or unassigned chat can need reopening or an
+            // agent: most visitor messages skip the task entirely.
+            let needs_team = conversation.status == ConversationStatus::Closed || conversation.assignee.is_none();
+            if matches!(self.peer, Peer::Visitor { .. }) && needs_team {
+                let (state, conversation) = (self.state.clone(), conversation.clone());
+                self.state.connections.spawn(async move {
+                    if let Err(error) = team::visitor_wrote(&state, &conversation).await {
+                        tracing::error!(%error, "could not reopen or assign after a visitor's message");
+                    }
+                });
+            }
+        }
+        let message = appended.message;
+        let conversation = message.conversation;
+        let Some(client_id) = message.client_id else {
+            return Ok(());
+        };
+        self.write(&ServerFrame::Accepted(Accepted {
+            conversation,
+            client_id,
+            id: message.id,
+            seq: message.seq,
+            sent_at: message.sent_at,
+        }))
+        .await
+    }
+
+    pub(super) async fn on_ack(&mut self, ack: Ack) -> Result<(), End> {
+        if self.access(ack.conversation).await?.is_none() {
+            return self.forbidden(ack.conversation).await;
+        }
+        let by = self.peer.author();
+        let recorded = self
+            .state
+            .store
+            .record_receipt(ack.conversation, by, ack.kind, ack.up_to)
+            .await
+            .map_err(|e| End::store(&e))?;
+        if let Some(up_to) = recorded {
+            let receipt = Receipt { conversation: ack.conversation, by, kind: ack.kind, up_to };
+            self.state.hub.publish(ack.conversation, ServerFrame::Receipt(receipt));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_typing(&mut self, typing: Typing) -> Result<(), End> {
+        let Typing { conversation, active, draft } = typing;
+        let Some(access) = self.access(conversation).await? else {
+            return self.forbidden(conversation).await;
+        };
+        let draft = match self.peer {
+            // Only visitors' drafts are previewed, only to agents (visitors
+            // never follow other visitors' conversations), and only where
+            // the site allows it.
+            Peer::Visitor { .. } if active && draft.is_some() => {
+                let settings = self.state.store.site_settings(access.site).await.map_err(|e| End::store(&e))?;
+                draft.filter(|d| settings.draft_preview && d.len() <= DEFAULT_LIMITS.max_body_bytes as usize)
+            }
+            _ => None,
+        };
+        let notice = TypingNotice { conversation, by: self.peer.author(), active, draft };
+        self.state.hub.publish(conversation, ServerFrame::Typing(notice));
+        Ok(())
+    }
+}
+
+/// The next answer from the store, in the order of the sends; `None` if
+/// no send waits for one.
+pub(super) async fn next_append(
+    appends: &mut Option<FuturesOrdered<AppendTicket>>,
+) -> Option<Result<store::Appended, store::Error>> {
+    appends.as_mut()?.next().await
+}
+
+fn is_blank(body: &Body) -> bool {
+    match body {
+        Body::Text(text) | Body::Note(text) => text.trim().is_empty(),
+        Body::Event(_) => false,
+    }
+}
