@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
-    AgentStatus, Availability, CloseReason, Closing, Cursor, ErrorCode, ErrorFrame, Limits, Ping, Pong,
+    AgentStatus, Availability, CloseReason, Closing, Cursor, ErrorCode, ErrorFrame, Join, Limits, Ping, Pong,
 };
 use kefu_protocol::ids::{ConversationId, Seq, SessionId, SiteId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
@@ -419,4 +419,3 @@ impl Connection {
         .await
     }
 }
-

@@ -3,7 +3,7 @@
 //! order (see the parent module).
 
 use kefu_protocol::ServerFrame;
-use kefu_protocol::frame::{Join, Message, ReplayComplete};
+use kefu_protocol::frame::{Join, Message, ReplayComplete, TypingNotice};
 use kefu_protocol::ids::{ConversationId, Seq};
 
 use super::{Connection, End, Peer, Position};

@@ -6,7 +6,6 @@ use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
     Accepted, Ack, Body, ConversationStatus, ErrorCode, ErrorFrame, Receipt, Rejected, Send, Typing, TypingNotice,
 };
-use kefu_protocol::ids::ConversationId;
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
 
 use super::{Connection, End, Peer};
