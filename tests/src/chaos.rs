@@ -716,12 +716,13 @@ async fn read_store(
     conversations: &[ConversationId],
 ) -> Result<BTreeMap<ConversationId, Vec<Message>>> {
     let store = kefu_relay::store::Store::open(data_dir).await?;
+    let site = store.site_by_key(&SiteKey::new(SITE)?).await?.context("the site is gone")?.id;
     let mut stored = BTreeMap::new();
     for conversation in conversations {
         let mut messages: Vec<Message> = Vec::new();
         loop {
             let after = messages.last().map_or(Seq::ZERO, |message| message.seq);
-            let page = store.messages_after(*conversation, after, 500).await?;
+            let page = store.messages_after(site, *conversation, after, 500).await?;
             if page.is_empty() {
                 break;
             }
