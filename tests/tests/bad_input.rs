@@ -59,11 +59,14 @@ async fn bad_input_is_refused_clearly_and_breaks_nothing() -> Result<()> {
     assert_eq!(code, Some(1009));
 
     // A frame far over every limit: the transport cuts the connection off
-    // before reading it all. (That the relay survives it is checked by the
-    // healthy pair at the end.)
+    // before reading it all, so the relay never answers it: no welcome, no
+    // frame at all, and the link ends rather than waiting for more. (That
+    // the relay survives it is checked by the healthy pair at the end.)
     let mut raw = Raw::connect(&url).await?;
     let _ = raw.send_bytes(vec![0u8; 8 * DEFAULT_LIMITS.max_frame_bytes as usize]).await;
-    let _ = raw.drain_to_close().await;
+    let (frames, code) = raw.drain_to_close().await?;
+    assert!(frames.is_empty(), "the relay answered a frame it cannot have read: {frames:?}");
+    assert!(matches!(code, None | Some(1009)), "cut off, or closed as too big: {code:?}");
 
     // A hello of a protocol version this relay does not speak, with a
     // body it cannot parse: the version is still read and named.
