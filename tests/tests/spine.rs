@@ -237,8 +237,9 @@ async fn a_client_that_stops_answering_is_dropped_at_the_deadline(backend: Backe
     let relay = Relay::start_on(backend, &["--heartbeat-interval-ms", "200", "--heartbeat-grace-ms", "300"]).await?;
     // A raw client that says hello and then never answers a ping. The
     // clock starts before the hello: the relay last heard it after that.
+    let mut silent = kefu_tests::raw::Raw::connect(&relay.ws_url()).await?;
     let started = std::time::Instant::now();
-    let (mut silent, welcome) = kefu_tests::raw::Raw::visitor(&relay.ws_url(), "demo").await?;
+    let welcome = silent.hello_visitor("demo").await?;
     assert_eq!((welcome.heartbeat.interval_ms, welcome.heartbeat.grace_ms), (200, 300));
     let deadline = Duration::from_millis(200 + 300);
     let (frames, code) = silent.drain_to_close().await?;
