@@ -6,7 +6,7 @@
 //! `postgres::name` on a fresh PostgreSQL database (see
 //! `kefu_tests::postgres`): the promise is the store's, whichever it is.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -124,12 +124,12 @@ async fn visitor_sends_20_while_offline_each_stored_once_in_order(backend: Backe
     }
 
     let got = collect(&mut agent_events, 20, in_conversation(conversation)).await?;
-    let mut copies: HashMap<&str, usize> = HashMap::new();
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
     for message in &got {
         *copies.entry(text(message)).or_default() += 1;
     }
-    let expected: HashMap<String, usize> = (1..=20).map(|n| (format!("offline {n}"), 1)).collect();
-    let copies: HashMap<String, usize> = copies.into_iter().map(|(text, n)| (text.to_owned(), n)).collect();
+    let expected: BTreeMap<String, usize> = (1..=20).map(|n| (format!("offline {n}"), 1)).collect();
+    let copies: BTreeMap<String, usize> = copies.into_iter().map(|(text, n)| (text.to_owned(), n)).collect();
     assert_eq!(copies, expected, "each message once");
     // Sent from 20 tasks, so their relative order is the order the tasks
     // reached the client; what matters is seqs 1..=20 without gaps and
