@@ -348,10 +348,11 @@ async fn a_visitor_that_never_reads_is_disconnected_and_the_sender_is_not_held_u
     let got = frames.iter().filter(|f| matches!(f, ServerFrame::Message(_))).count();
     eprintln!("the stuck visitor got {got} of {TOTAL} before being cut off (close {code:?})");
     assert!(got < TOTAL, "the stuck visitor was disconnected, not waited for");
-    assert_eq!(
-        frames.last(),
-        Some(&ServerFrame::Closing(Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) })),
-        "told it was too slow, last"
+    let last = frames.last().map(|frame| format!("{frame:?}").chars().take(120).collect::<String>());
+    assert!(
+        frames.last()
+            == Some(&ServerFrame::Closing(Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) })),
+        "not told it was too slow, last; the last frame: {last:?}"
     );
     assert_eq!(code, Some(1013), "closed with try-again-later");
     // Nothing was lost: it is all stored, for the visitor's next visit.

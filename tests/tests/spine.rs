@@ -6,7 +6,7 @@
 //! `postgres::name` on a fresh PostgreSQL database (see
 //! `kefu_tests::postgres`): the promise is the store's, whichever it is.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -124,12 +124,12 @@ async fn visitor_sends_20_while_offline_each_stored_once_in_order(backend: Backe
     }
 
     let got = collect(&mut agent_events, 20, in_conversation(conversation)).await?;
-    let mut copies: HashMap<&str, usize> = HashMap::new();
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
     for message in &got {
         *copies.entry(text(message)).or_default() += 1;
     }
-    let expected: HashMap<String, usize> = (1..=20).map(|n| (format!("offline {n}"), 1)).collect();
-    let copies: HashMap<String, usize> = copies.into_iter().map(|(text, n)| (text.to_owned(), n)).collect();
+    let expected: BTreeMap<String, usize> = (1..=20).map(|n| (format!("offline {n}"), 1)).collect();
+    let copies: BTreeMap<String, usize> = copies.into_iter().map(|(text, n)| (text.to_owned(), n)).collect();
     assert_eq!(copies, expected, "each message once");
     // Sent from 20 tasks, so their relative order is the order the tasks
     // reached the client; what matters is seqs 1..=20 without gaps and
@@ -237,8 +237,9 @@ async fn a_client_that_stops_answering_is_dropped_at_the_deadline(backend: Backe
     let relay = Relay::start_on(backend, &["--heartbeat-interval-ms", "200", "--heartbeat-grace-ms", "300"]).await?;
     // A raw client that says hello and then never answers a ping. The
     // clock starts before the hello: the relay last heard it after that.
+    let mut silent = kefu_tests::raw::Raw::connect(&relay.ws_url()).await?;
     let started = std::time::Instant::now();
-    let (mut silent, welcome) = kefu_tests::raw::Raw::visitor(&relay.ws_url(), "demo").await?;
+    let welcome = silent.hello_visitor("demo").await?;
     assert_eq!((welcome.heartbeat.interval_ms, welcome.heartbeat.grace_ms), (200, 300));
     let deadline = Duration::from_millis(200 + 300);
     let (frames, code) = silent.drain_to_close().await?;
