@@ -667,3 +667,54 @@ async fn an_agent_of_one_site_learns_nothing_of_another() -> Result<()> {
     assert_eq!(beta_messages[0]["body"], json!({ "Text": "BETA-MESSAGE" }));
     Ok(())
 }
+
+/// One person, an agent of two sites: creating the second agent with the
+/// first's email is allowed (emails are unique per site, and an admin
+/// learns nothing of other sites' agents); logging in without naming a
+/// site lists both sites to choose from, naming one logs in there; and a
+/// wrong password answers exactly as an unknown email does.
+#[tokio::test]
+async fn one_email_is_an_agent_of_two_sites_and_login_asks_which() -> Result<()> {
+    let relay = Relay::start().await?;
+    add_beta_site(&relay).await?;
+    let api = Api::new(&relay);
+    let demo_admin = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+
+    let twin = json!({ "email": "Boss@Beta.test", "name": "Boss at demo", "password": "beta password",
+                       "role": "agent", "capacity": 3 });
+    let created = api.call(Method::POST, "/api/agents", &demo_admin, Some(twin.clone())).await?;
+    let created = created.expect(StatusCode::CREATED)?;
+    let again = api.call(Method::POST, "/api/agents", &demo_admin, Some(twin)).await?;
+    again.expect_error(StatusCode::CONFLICT)?;
+
+    let login = |site: Option<&str>, password: &str| {
+        let mut body = json!({ "email": "boss@beta.test", "password": password });
+        if let Some(site) = site {
+            body["site"] = json!(site);
+        }
+        api.call(Method::POST, "/api/login", &Auth::None, Some(body))
+    };
+    let choose = login(None, "beta password").await?.expect(StatusCode::MULTIPLE_CHOICES)?;
+    ensure!(choose.get("token").is_none(), "no session before a site is chosen: {choose}");
+    assert_eq!(
+        choose["sites"],
+        json!([{ "key": "beta", "name": "Beta" }, { "key": "demo", "name": "Demo site" }]),
+        "both sites, by name"
+    );
+    let at_demo = login(Some("demo"), "beta password").await?.expect(StatusCode::OK)?;
+    assert_eq!(at_demo["agent"]["id"], created["id"]);
+    let at_beta = login(Some("beta"), "beta password").await?.expect(StatusCode::OK)?;
+    assert_eq!(at_beta["agent"]["name"], "Beta Boss");
+    ensure!(at_beta["agent"]["site"] != at_demo["agent"]["site"], "{at_beta} {at_demo}");
+
+    // No oracle: a wrong password, an unknown email and an unknown site
+    // are one answer.
+    let unknown = json!({ "email": "nobody@beta.test", "password": "beta password" });
+    let unknown = api.call(Method::POST, "/api/login", &Auth::None, Some(unknown)).await?;
+    let unknown = unknown.expect_error(StatusCode::UNAUTHORIZED)?;
+    let wrong = login(None, "not the password").await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let wrong_at_demo = login(Some("demo"), "not the password").await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let no_such_site = login(Some("nowhere"), "beta password").await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    assert_eq!([&wrong, &wrong_at_demo, &no_such_site], [&unknown; 3]);
+    Ok(())
+}
