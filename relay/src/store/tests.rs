@@ -870,6 +870,25 @@ async fn migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links
     store.close().await;
 }
 
+/// Open conversations nobody wrote in go once they and their visitor's
+/// last visit are older than the cutoff; any with a message stay.
+async fn empty_open_conversations_expire(db: TestDb) {
+    let f = Fixture::new(db).await;
+    let (empty, spoken, closed) = (f.conversation().await, f.conversation().await, f.conversation().await);
+    f.store.append(text(&spoken, 1, "hello")).await.unwrap();
+    f.store.close_conversation(closed.site, closed.id).await.unwrap().unwrap();
+    assert_eq!(f.store.expire_empty_conversations(Timestamp(0)).await.unwrap(), 0, "nothing is that old");
+    let later = Timestamp(super::now().0 + 1_000);
+    assert_eq!(f.store.expire_empty_conversations(later).await.unwrap(), 1);
+    assert_eq!(f.store.conversation(empty.site, empty.id).await.unwrap(), None);
+    assert!(f.store.conversation(spoken.site, spoken.id).await.unwrap().is_some());
+    assert!(f.store.conversation(closed.site, closed.id).await.unwrap().is_some());
+    // The visitor comes back: a fresh conversation, and it may write.
+    let again = f.store.open_conversation(empty.site, empty.visitor).await.unwrap();
+    assert_ne!(again.id, empty.id);
+    assert_eq!(f.store.append(text(&again, 1, "hi")).await.unwrap().message.seq, Seq(1));
+}
+
 /// Two relay nodes on one database: two stores, each with its own writer,
 /// appending to the same conversations at once, with every message sent
 /// twice (once through each node, as a client that reconnects elsewhere
@@ -991,6 +1010,7 @@ on_both_backends![
     sessions_are_rejected_when_unknown_or_expired,
     a_call_naming_another_site_reads_and_changes_nothing,
     the_database_refuses_a_cross_site_assignee,
+    empty_open_conversations_expire,
     migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links,
     sites_and_agents_are_unique_and_logins_ignore_case,
     the_first_site_is_created_once,
