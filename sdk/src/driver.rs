@@ -18,9 +18,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::Error;
+use crate::{Error, Tls};
 
 /// A connect or a write that takes longer than this counts as failed; the
 /// session's backoff then decides when to try again.
@@ -52,7 +52,7 @@ type Handles = (
 );
 
 /// Starts a driver on the current tokio runtime.
-pub(crate) fn spawn(url: String, credentials: Credentials, config: SessionConfig) -> Handles {
+pub(crate) fn spawn(url: String, credentials: Credentials, config: SessionConfig, tls: Tls) -> Handles {
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (identity_tx, identity) = watch::channel(None);
     let (link_tx, link) = watch::channel(LinkState::Connecting);
@@ -60,6 +60,7 @@ pub(crate) fn spawn(url: String, credentials: Credentials, config: SessionConfig
     let driver = Driver {
         session: Session::new(credentials, config, rand::random()),
         url,
+        tls,
         started: Instant::now(),
         socket: None,
         connecting: None,
@@ -76,6 +77,7 @@ pub(crate) fn spawn(url: String, credentials: Credentials, config: SessionConfig
 struct Driver {
     session: Session,
     url: String,
+    tls: Tls,
     started: Instant,
     socket: Option<Socket>,
     connecting: Option<Connecting>,
@@ -170,7 +172,7 @@ impl Driver {
             match action {
                 Action::Connect => {
                     self.socket = None;
-                    self.connecting = Some(Box::pin(connect(self.url.clone())));
+                    self.connecting = Some(Box::pin(connect(self.url.clone(), self.tls.connector())));
                 }
                 Action::Transmit(frame) => {
                     let Some(socket) = self.socket.as_mut() else { continue };
@@ -218,10 +220,11 @@ impl Driver {
     }
 }
 
-async fn connect(url: String) -> Option<Socket> {
+/// Opens a WebSocket; `tls` is used for `wss://` URLs only.
+async fn connect(url: String, tls: Connector) -> Option<Socket> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(2 * DEFAULT_LIMITS.max_frame_bytes as usize);
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(tls));
     match tokio::time::timeout(IO_TIMEOUT, connecting).await {
         Ok(Ok((socket, _response))) => Some(socket),
         Ok(Err(error)) => {

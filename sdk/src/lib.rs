@@ -11,6 +11,7 @@
 //! - [`Client`]: the handle an application holds (send, join, ack, typing).
 //! - [`Events`]: what arrives, in order, deduplicated.
 //! - `driver`: the task that owns the socket and the session.
+//! - [`Tls`]: the certificates trusted for `wss://` and `https://`.
 //! - [`login`]: `POST /api/login` for agents.
 //!
 //! ```no_run
@@ -26,6 +27,7 @@
 //! ```
 
 mod driver;
+mod tls;
 
 use kefu_protocol::frame::{AgentStatus, Attribute, Change, Credentials, Identify, Identity, ReceiptKind, Visit};
 use kefu_protocol::ids::{AgentToken, ConversationId, Seq, SiteKey};
@@ -34,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use kefu_protocol;
 pub use kefu_protocol::frame::{Accepted, Body, Message, Rejected};
 pub use kefu_protocol::session::{Event, LinkState, SessionConfig};
+pub use tls::Tls;
 
 /// What can go wrong for a client.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub enum Error {
     Login(String),
     #[error("http: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// A connection to a relay that keeps itself alive. Cloning is cheap; all
@@ -78,13 +83,25 @@ impl Events {
 
 impl Client {
     /// Connects with `credentials` to the relay's WebSocket `url`
-    /// (`ws://host:port/ws`), in the background.
+    /// (`ws://host:port/ws`, or `wss://` trusting the public web's roots),
+    /// in the background.
     pub fn connect(url: impl Into<String>, credentials: Credentials, config: SessionConfig) -> (Client, Events) {
+        Client::connect_with_tls(url, credentials, config, Tls::default())
+    }
+
+    /// Like [`Client::connect`], checking a `wss://` relay's certificate
+    /// with `tls` (for a relay with a private or self-signed CA).
+    pub fn connect_with_tls(
+        url: impl Into<String>,
+        credentials: Credentials,
+        config: SessionConfig,
+        tls: Tls,
+    ) -> (Client, Events) {
         let site = match &credentials {
             Credentials::Visitor { site, .. } => Some(site.clone()),
             Credentials::Agent { .. } | Credentials::AgentCookie => None,
         };
-        let (commands, identity, link, events) = driver::spawn(url.into(), credentials, config);
+        let (commands, identity, link, events) = driver::spawn(url.into(), credentials, config, tls);
         (Client { commands, identity, link, site }, Events { events })
     }
 
@@ -213,9 +230,16 @@ pub struct Login {
     pub token: String,
 }
 
-/// Logs an agent in at the relay's HTTP base (`http://host:port`).
+/// Logs an agent in at the relay's HTTP base (`http://host:port`, or
+/// `https://` trusting the public web's roots).
 pub async fn login(base: &str, email: &str, password: &str) -> Result<Login, Error> {
-    let response = reqwest::Client::new()
+    login_with_tls(base, email, password, &Tls::default()).await
+}
+
+/// Like [`login`], checking an `https://` relay's certificate with `tls`.
+pub async fn login_with_tls(base: &str, email: &str, password: &str, tls: &Tls) -> Result<Login, Error> {
+    let response = tls
+        .http_client()?
         .post(format!("{}/api/login", base.trim_end_matches('/')))
         .json(&serde_json::json!({ "email": email, "password": password }))
         .send()
