@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use kefu_protocol::frame::{
     Ack, AgentStatus, Attribute, Attributes, Body, Change, CloseReason, Closing, ConversationEvent, Credentials,
-    Cursor, ErrorCode, ErrorFrame, Hello, Identify, Identity, Join, Message, ReceiptKind, Rejected, ReturningVisitor,
-    Send, Typing, Update, Visit,
+    Cursor, ErrorCode, ErrorFrame, Hello, Identify, Identity, Join, Message, ReceiptKind, ReturningVisitor, Send,
+    Typing, Update, Visit,
 };
 use kefu_protocol::ids::{AgentToken, ClientMessageId, ConversationId, Seq, SiteKey};
 use kefu_protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame, codec};
