@@ -34,11 +34,14 @@ pub struct ConversationSummary {
 
 /// Which conversations to list: newest activity first, optionally only
 /// open or closed ones, strictly before `before` (a previous page's last
-/// `updated_at`).
+/// `updated_at`) or, given `before_id` too (that page's last id), last
+/// active at `before` with a lower id: many conversations can share one
+/// millisecond, and a page may end among them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationPage {
     pub status: Option<ConversationStatus>,
     pub before: Option<Timestamp>,
+    pub before_id: Option<ConversationId>,
     pub limit: u32,
 }
 
@@ -115,13 +118,15 @@ impl Store {
             "SELECT c.id, c.visitor_id, c.status, c.last_seq, c.updated_at, c.assignee_id, c.waiting_since, \
                  p.name AS visitor_name \
              FROM conversations c LEFT JOIN visitor_profiles p ON p.visitor_id = c.visitor_id \
-             WHERE c.site_id = $1 AND ($2 IS NULL OR c.status = $2) AND ($3 IS NULL OR c.updated_at < $3) \
+             WHERE c.site_id = $1 AND ($2 IS NULL OR c.status = $2) \
+                 AND ($3 IS NULL OR c.updated_at < $3 OR (c.updated_at = $3 AND c.id < $5)) \
              ORDER BY c.updated_at DESC, c.id DESC LIMIT $4",
         )
         .bind(int(site.0))
         .bind(page.status.map(status_column))
         .bind(page.before.map(|before| int(before.0)))
         .bind(i64::from(page.limit))
+        .bind(page.before_id.map(|id| int(id.0)))
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(ConversationSummary::try_from).collect::<Result<_, _>>()?)
@@ -163,22 +168,29 @@ impl Store {
         Ok(messages)
     }
 
-    /// Records what the visitor's browser says about itself, each clipped
-    /// to 512 bytes. `None` keeps what was recorded before.
+    /// Records what the browser of one of `site`'s visitors says about
+    /// itself, each clipped to 512 bytes. `None` keeps what was
+    /// recorded before. [`Error::NotFound`] if the visitor is not `site`'s.
     pub async fn record_visitor_client(
         &self,
+        site: SiteId,
         visitor: VisitorId,
         user_agent: Option<&str>,
         language: Option<&str>,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE visitors SET user_agent = coalesce($1, user_agent), language = coalesce($2, language) WHERE id = $3",
+        let done = sqlx::query(
+            "UPDATE visitors SET user_agent = coalesce($1, user_agent), language = coalesce($2, language) \
+             WHERE id = $3 AND site_id = $4",
         )
         .bind(user_agent.map(|value| clip_bytes(value.to_owned(), CLIENT_FIELD_MAX_BYTES)))
         .bind(language.map(|value| clip_bytes(value.to_owned(), CLIENT_FIELD_MAX_BYTES)))
         .bind(int(visitor.0))
+        .bind(int(site.0))
         .execute(self.pool())
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
         Ok(())
     }
 
@@ -246,8 +258,8 @@ mod tests {
         (db, store, a, b)
     }
 
-    async fn say(store: &Store, conversation: ConversationId, author: Author, text: &str) {
-        let message = NewMessage { conversation, client_id: None, author, body: Body::Text(text.into()) };
+    async fn say(store: &Store, site: SiteId, conversation: ConversationId, author: Author, text: &str) {
+        let message = NewMessage { site, conversation, client_id: None, author, body: Body::Text(text.into()) };
         store.append(message).await.unwrap();
     }
 
@@ -257,19 +269,19 @@ mod tests {
         for _ in 0..3 {
             let visitor = store.create_visitor(a, "h").await.unwrap();
             let conversation = store.open_conversation(a, visitor).await.unwrap();
-            say(&store, conversation.id, Author::Visitor(visitor), "hi").await;
+            say(&store, a, conversation.id, Author::Visitor(visitor), "hi").await;
             ids.push(conversation.id);
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         }
         let stranger = store.create_visitor(b, "h").await.unwrap();
         store.open_conversation(b, stranger).await.unwrap();
-        store.close_conversation(ids[0]).await.unwrap();
-        let named = store.conversation(ids[2]).await.unwrap().unwrap().visitor;
+        store.close_conversation(a, ids[0]).await.unwrap();
+        let named = store.conversation(a, ids[2]).await.unwrap().unwrap().visitor;
         let identity =
             Identity { user_id: "u", name: Some("Ada"), email: None, verified: false, profile_signed: false };
-        store.identify_visitor(named, &identity).await.unwrap();
+        store.identify_visitor(a, named, &identity).await.unwrap();
 
-        let all = ConversationPage { status: None, before: None, limit: 10 };
+        let all = ConversationPage { status: None, before: None, before_id: None, limit: 10 };
         let page = store.conversation_page(a, &all).await.unwrap();
         assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0], ids[2], ids[1]], "closing is activity");
         assert_eq!(page[1].visitor_name.as_deref(), Some("Ada"));
@@ -291,7 +303,7 @@ mod tests {
         let visitor = store.create_visitor(a, "h").await.unwrap();
         let conversation = store.open_conversation(a, visitor).await.unwrap().id;
         for n in 1..=7 {
-            say(&store, conversation, Author::Visitor(visitor), &format!("m{n}")).await;
+            say(&store, a, conversation, Author::Visitor(visitor), &format!("m{n}")).await;
         }
         let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq.0).collect::<Vec<_>>();
         assert_eq!(seqs(store.messages_before(a, conversation, None, 3).await.unwrap()), [5, 6, 7]);
@@ -309,8 +321,8 @@ mod tests {
         let visitor = store.create_visitor(a, "h").await.unwrap();
         assert_eq!(store.visitor_client(a, visitor).await.unwrap(), Some(VisitorClient::default()));
         let long = "é".repeat(600);
-        store.record_visitor_client(visitor, Some(&long), Some("de-CH")).await.unwrap();
-        store.record_visitor_client(visitor, None, None).await.unwrap();
+        store.record_visitor_client(a, visitor, Some(&long), Some("de-CH")).await.unwrap();
+        store.record_visitor_client(a, visitor, None, None).await.unwrap();
         let client = store.visitor_client(a, visitor).await.unwrap().unwrap();
         // 'é' is two bytes: 256 of them fill the limit exactly.
         assert_eq!(client.user_agent.unwrap(), "é".repeat(CLIENT_FIELD_MAX_BYTES / 2));
@@ -325,7 +337,7 @@ mod tests {
         let mut visitors = Vec::new();
         for (site, identity) in [(a, verified("u1")), (a, verified("u1")), (a, claimed("u1")), (b, verified("u1"))] {
             let visitor = store.create_visitor(site, "h").await.unwrap();
-            store.identify_visitor(visitor, &identity).await.unwrap();
+            store.identify_visitor(site, visitor, &identity).await.unwrap();
             store.open_conversation(site, visitor).await.unwrap();
             visitors.push(visitor);
         }

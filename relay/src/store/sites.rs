@@ -73,6 +73,15 @@ pub struct AgentUpdate {
     pub password_hash: Option<String>,
 }
 
+/// An agent a login might mean: see [`Store::agent_logins`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginCandidate {
+    pub agent: Agent,
+    pub site: Site,
+    /// A PHC string from `auth::hash_password`.
+    pub password_hash: String,
+}
+
 /// An agent to create. `password_hash` is a PHC string from
 /// `auth::hash_password`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,9 +217,10 @@ impl Store {
     }
 
     /// Creates an agent. `password_hash` is a PHC string from
-    /// `auth::hash_password`. [`Error::Conflict`] if the email is taken
-    /// (emails compare case-insensitively), [`Error::NotFound`] if the
-    /// site does not exist.
+    /// `auth::hash_password`. [`Error::Conflict`] if the site has an agent
+    /// with that email (emails compare case-insensitively; other sites'
+    /// agents do not count), [`Error::NotFound`] if the site does not
+    /// exist.
     pub async fn create_agent(
         &self,
         site: SiteId,
@@ -348,45 +358,63 @@ impl Store {
         Ok(Some((site, agent)))
     }
 
-    /// The agent with that email (case-insensitive) and its password hash,
-    /// for checking a login.
-    pub async fn agent_login(&self, email: &str) -> Result<Option<(Agent, String)>, Error> {
+    /// Every agent with that email (case-insensitive), on any site, with
+    /// its site and password hash, by site name: what a login checks the
+    /// password against. The one read across sites, as a login comes
+    /// before anyone is known to belong to one.
+    pub async fn agent_logins(&self, email: &str) -> Result<Vec<LoginCandidate>, Error> {
         #[derive(sqlx::FromRow)]
         struct LoginRow {
             #[sqlx(flatten)]
             agent: AgentRow,
             password_hash: String,
+            site_key: String,
+            site_name: String,
         }
-        // lower() on both sides is what the unique index on either backend
-        // compares (SQLite's NOCASE and PostgreSQL's lower(email)).
-        let sql = format!("SELECT {AGENT_COLUMNS}, agents.password_hash FROM agents WHERE lower(email) = lower($1)");
-        let row: Option<LoginRow> = sqlx::query_as(&sql).bind(email).fetch_optional(self.pool()).await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some((Agent::try_from(row.agent)?, row.password_hash)))
+        // lower() on both sides is what the email indexes compare.
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS}, agents.password_hash, sites.key AS site_key, sites.name AS site_name \
+             FROM agents JOIN sites ON sites.id = agents.site_id \
+             WHERE lower(agents.email) = lower($1) ORDER BY sites.name, sites.id"
+        );
+        let rows: Vec<LoginRow> = sqlx::query_as(&sql).bind(email).fetch_all(self.pool()).await?;
+        rows.into_iter()
+            .map(|row| {
+                let site = Site::try_from(SiteRow { id: row.agent.site_id, key: row.site_key, name: row.site_name })?;
+                Ok(LoginCandidate { agent: Agent::try_from(row.agent)?, site, password_hash: row.password_hash })
+            })
+            .collect()
     }
 
-    /// Records a login. `token_hash` is `auth::token_hash` of the token
-    /// handed to the agent; the token itself is never stored. Expired
-    /// sessions are pruned here so the table does not grow forever.
+    /// Records a login of an agent of `site`. `token_hash` is
+    /// `auth::token_hash` of the token handed to the agent; the token
+    /// itself is never stored. Expired sessions are pruned here so the
+    /// table does not grow forever. [`Error::NotFound`] if the agent is
+    /// not one of `site`'s.
     pub async fn create_agent_session(
         &self,
+        site: SiteId,
         agent: AgentId,
         token_hash: &str,
         expires_at: Timestamp,
     ) -> Result<(), Error> {
         let now = now();
         sqlx::query("DELETE FROM agent_sessions WHERE expires_at <= $1").bind(int(now.0)).execute(self.pool()).await?;
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO agent_sessions (token_hash, agent_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+             SELECT $1, id, $3, $4 FROM agents WHERE id = $2 AND site_id = $5",
         )
         .bind(token_hash)
         .bind(int(agent.0))
         .bind(int(now.0))
         .bind(int(expires_at.0))
+        .bind(int(site.0))
         .execute(self.pool())
         .await
         .map_err(|error| constraint(error, "agent session"))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
         Ok(())
     }
 
@@ -506,7 +534,7 @@ mod tests {
         };
         let ann = store.add_agent(&new).await.unwrap();
         assert_eq!((ann.capacity, ann.active), (2, true));
-        store.create_agent_session(ann.id, "session", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "session", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
         assert!(store.agent_by_session("session", now()).await.unwrap().is_some());
 
         let promote = AgentUpdate { role: Some(Role::Admin), capacity: Some(5), ..AgentUpdate::default() };
@@ -521,7 +549,7 @@ mod tests {
         assert!(!gone.active);
         assert_eq!(store.agent_by_session("session", now()).await.unwrap(), None);
         // Even a session made after (by a stale login) does not work.
-        store.create_agent_session(ann.id, "late", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "late", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
         assert_eq!(store.agent_by_session("late", now()).await.unwrap(), None);
         assert_eq!(store.agents(a.id).await.unwrap(), [gone]);
         assert!(store.agents(b.id).await.unwrap().is_empty());
@@ -531,8 +559,8 @@ mod tests {
         let (_dir, store, a, _) = store(db).await;
         let ann = store.create_agent(a.id, "ann@example.com", "Ann", "phc", Role::Agent).await.unwrap();
         let later = Timestamp(u64::from(u32::MAX) * 1000);
-        store.create_agent_session(ann.id, "one", later).await.unwrap();
-        store.create_agent_session(ann.id, "two", later).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "one", later).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "two", later).await.unwrap();
         store.delete_agent_session("one").await.unwrap();
         store.delete_agent_session("unknown").await.unwrap();
         assert_eq!(store.agent_by_session("one", now()).await.unwrap(), None);

@@ -37,7 +37,7 @@ impl Connection {
 
     /// Tells the site's agents, and this visitor, what is known of it now.
     async fn publish_profile(&mut self, visitor: VisitorId, site: SiteId) -> Result<(), End> {
-        let profile = self.state.store.visitor_profile(visitor).await.map_err(|e| End::store(&e))?;
+        let profile = self.state.store.visitor_profile(site, visitor).await.map_err(|e| End::store(&e))?;
         self.state.hub.publish_site(site, Audience::Agents, ServerFrame::Visitor(profile.clone()));
         self.write(&ServerFrame::Visitor(profile)).await
     }
@@ -49,7 +49,7 @@ impl Connection {
             title: clip_bytes(visit.title, profile_limits::TITLE),
             referrer: visit.referrer.map(|r| clip_bytes(r, profile_limits::URL)),
         };
-        self.state.store.record_visit(visitor, &visit).await.map_err(|e| End::store(&e))?;
+        self.state.store.record_visit(site, visitor, &visit).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
 
@@ -77,11 +77,11 @@ impl Connection {
             verified,
             profile_signed,
         };
-        let stored = self.state.store.visitor_identity(visitor).await.map_err(|e| End::store(&e))?;
+        let stored = self.state.store.visitor_identity(site, visitor).await.map_err(|e| End::store(&e))?;
         if stored.unchanged_by(&identity) {
             return Ok(());
         }
-        self.state.store.identify_visitor(visitor, &identity).await.map_err(|e| End::store(&e))?;
+        self.state.store.identify_visitor(site, visitor, &identity).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
 
@@ -123,7 +123,7 @@ impl Connection {
                 value: clip_bytes(a.value, profile_limits::VALUE),
             })
             .collect();
-        self.state.store.set_visitor_attributes(visitor, &set).await.map_err(|e| End::store(&e))?;
+        self.state.store.set_visitor_attributes(site, visitor, &set).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
 }
