@@ -66,7 +66,8 @@ pub async fn show(
     let (site, visitor) = (current.agent.site, VisitorId(id));
     let client = state.store.visitor_client(site, visitor).await?.ok_or(Error::NotFound)?;
     let profile = state.store.visitor_profile(site, visitor).await?;
-    let profile_signed = profile.verified && state.store.visitor_identity(site, visitor).await?.profile_signed;
+    let stored_identity = state.store.visitor_identity(site, visitor).await?;
+    let profile_signed = profile.verified && stored_identity.profile_signed;
     let visits = state.store.visits(site, visitor, VISITS).await?;
     let user_id = profile.user_id.as_deref().filter(|_| profile.verified);
     let conversations = state.store.visitor_conversations(site, visitor, user_id).await?;

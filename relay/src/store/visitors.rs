@@ -193,22 +193,25 @@ impl Store {
     ) -> Result<(), Error> {
         let stored_strength = "(CASE WHEN NOT visitor_profiles.verified THEN 0 \
                                WHEN visitor_profiles.profile_signed THEN 2 ELSE 1 END)";
-        let done = sqlx::query(&format!(
+        // A local, not a temporary: a borrowed temporary in the query makes
+        // the future not `Send` for every lifetime.
+        let upsert = format!(
             "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified, profile_signed) \
              SELECT id, $2, $3, $4, $5, $6 FROM visitors WHERE id = $1 AND site_id = $8 \
              ON CONFLICT (visitor_id) DO UPDATE SET user_id = $2, name = $3, email = $4, verified = $5, \
              profile_signed = $6 WHERE $7 >= {stored_strength}"
-        ))
-        .bind(int(visitor.0))
-        .bind(identity.user_id)
-        .bind(identity.name)
-        .bind(identity.email)
-        .bind(identity.verified)
-        .bind(identity.profile_signed)
-        .bind(i64::from(identity.strength()))
-        .bind(int(site.0))
-        .execute(self.pool())
-        .await?;
+        );
+        let done = sqlx::query(&upsert)
+            .bind(int(visitor.0))
+            .bind(identity.user_id)
+            .bind(identity.name)
+            .bind(identity.email)
+            .bind(identity.verified)
+            .bind(identity.profile_signed)
+            .bind(i64::from(identity.strength()))
+            .bind(int(site.0))
+            .execute(self.pool())
+            .await?;
         // Nothing written: a verified identity kept, or a stranger.
         if done.rows_affected() == 0 && !self.has_visitor(site, visitor).await? {
             return Err(Error::NotFound);

@@ -39,10 +39,11 @@ impl Connection {
     /// an error.
     pub(super) async fn rate_limited(&mut self, frame: &ClientFrame, retry_after: Duration) -> Result<(), End> {
         if let ClientFrame::Send(Send { conversation, client_id, .. }) = frame {
-            self.deferred = Some(*client_id);
+            let (conversation, client_id) = (*conversation, *client_id);
+            self.deferred = Some(client_id);
             // Rounded up: a client that comes back on the dot finds room.
             let retry_after_ms = u32::try_from(retry_after.as_micros().div_ceil(1000)).unwrap_or(u32::MAX).max(1);
-            let deferred = Deferred { conversation: *conversation, client_id: *client_id, retry_after_ms };
+            let deferred = Deferred { conversation, client_id, retry_after_ms };
             return self.write(&ServerFrame::Deferred(deferred)).await;
         }
         let text = format!(
