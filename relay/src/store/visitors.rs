@@ -193,8 +193,6 @@ impl Store {
     ) -> Result<(), Error> {
         let stored_strength = "(CASE WHEN NOT visitor_profiles.verified THEN 0 \
                                WHEN visitor_profiles.profile_signed THEN 2 ELSE 1 END)";
-        // A local, not a temporary: a borrowed temporary in the query makes
-        // the future not `Send` for every lifetime.
         let upsert = format!(
             "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified, profile_signed) \
              SELECT id, $2, $3, $4, $5, $6 FROM visitors WHERE id = $1 AND site_id = $8 \
