@@ -175,6 +175,9 @@ pub struct VisitorDetails {
     pub language: Option<String>,
     #[serde(default)]
     pub conversations: Vec<PastConversation>,
+    /// Name and email were signed with the user id, not only claimed.
+    #[serde(default)]
+    pub profile_signed: bool,
 }
 
 #[derive(Serialize)]

@@ -109,9 +109,10 @@ pub fn decode<F: Frame>(bytes: &[u8], limits: &Limits) -> Result<F, DecodeError>
     Ok(frame)
 }
 
-/// `text` cut to at most `max_bytes` bytes at a character boundary: how
-/// clients and the relay shorten user text that would not fit a limit.
-pub fn clip(mut text: String, max_bytes: usize) -> String {
+/// `text` cut to at most `max_bytes` bytes (not characters) at a character
+/// boundary: how clients and the relay shorten user text that would not
+/// fit a limit. Limits in this protocol are bytes, as the codec counts.
+pub fn clip_bytes(mut text: String, max_bytes: usize) -> String {
     if text.len() > max_bytes {
         let mut end = max_bytes;
         while !text.is_char_boundary(end) {
@@ -139,10 +140,10 @@ mod tests {
 
     #[test]
     fn clipping_never_splits_a_character() {
-        assert_eq!(clip("hello".into(), 10), "hello");
-        assert_eq!(clip("hello".into(), 3), "hel");
-        assert_eq!(clip("中文字".into(), 4), "中"); // 3 bytes each
-        assert_eq!(clip("中文字".into(), 6), "中文");
-        assert_eq!(clip("👋".into(), 3), "");
+        assert_eq!(clip_bytes("hello".into(), 10), "hello");
+        assert_eq!(clip_bytes("hello".into(), 3), "hel");
+        assert_eq!(clip_bytes("中文字".into(), 4), "中"); // 3 bytes each
+        assert_eq!(clip_bytes("中文字".into(), 6), "中文");
+        assert_eq!(clip_bytes("👋".into(), 3), "");
     }
 }

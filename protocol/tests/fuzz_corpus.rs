@@ -17,10 +17,10 @@ use std::path::PathBuf;
 
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
-    Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, ErrorCode, ErrorFrame,
-    Heartbeat, Hello, Identify, Identity, Join, Message, Ping, Pong, Presence, Receipt, ReceiptKind, Rejected,
-    ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update, Visit, VisitorProfile,
-    Welcome,
+    Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Message, Ping, Pong, Presence, Receipt, ReceiptKind,
+    Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update, Visit,
+    VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -283,6 +283,7 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 text: "too long".into(),
             }),
         ),
+        ("deferred", ServerFrame::Deferred(Deferred { conversation: C, client_id: CID, retry_after_ms: 250 })),
         ("message-text", ServerFrame::Message(message(5, 2, text("hi")))),
         (
             "message-event",

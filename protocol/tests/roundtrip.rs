@@ -19,10 +19,10 @@ use std::fmt::Debug;
 use kefu_protocol::codec::{DecodeError, Frame, peek_hello_version};
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
-    Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, ErrorCode, ErrorFrame,
-    Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt, ReceiptKind, Rejected,
-    ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update, Visit, VisitorProfile,
-    Welcome,
+    Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt,
+    ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
+    Visit, VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -136,6 +136,7 @@ fn server_variant(frame: &ServerFrame) -> u8 {
         ServerFrame::Visitor(_) => 12,
         ServerFrame::Availability(_) => 13,
         ServerFrame::Roster(_) => 14,
+        ServerFrame::Deferred(_) => 15,
     }
 }
 
@@ -428,6 +429,11 @@ proptest! {
     #[test]
     fn server_rejected(conversation in conversation(), client_id in client_id(), code in error_code(), text in text()) {
         check_server(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text }))?;
+    }
+
+    #[test]
+    fn server_deferred(conversation in conversation(), client_id in client_id(), retry_after_ms in any::<u32>()) {
+        check_server(&ServerFrame::Deferred(Deferred { conversation, client_id, retry_after_ms }))?;
     }
 
     #[test]

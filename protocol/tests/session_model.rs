@@ -13,6 +13,9 @@
 //!   with no gap and no duplicate, each the one the relay stored, skipping
 //!   only the private notes a visitor is not shown;
 //! - the cursor is the last of them;
+//! - a send the relay defers for its frame budget stays in the outbox and
+//!   is stored once, after the wait, in the order sent (unless the network
+//!   lost a send on its way up and a later one overtook it);
 //!
 //! and once the network behaves, everything sent is answered and every
 //! stored message is delivered.
@@ -24,8 +27,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use kefu_protocol::frame::{
-    Accepted, AgentRef, Author, Body, CloseReason, Closing, ConversationEvent, Credentials, ErrorCode, Heartbeat,
-    Identity, Message, Ping, Rejected, ReplayComplete, ReturningVisitor, Welcome,
+    Accepted, AgentRef, Author, Body, CloseReason, Closing, ConversationEvent, Credentials, Deferred, ErrorCode,
+    Heartbeat, Identity, Message, Ping, Rejected, ReplayComplete, ReturningVisitor, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -57,6 +60,14 @@ struct Relay {
     visitor_mode: bool,
     /// The client has had a welcome, so it knows who it is.
     client_was_welcomed: bool,
+    /// The link is over its frame budget: the next send is deferred for
+    /// this long.
+    over_budget: Option<u32>,
+    /// Like the real relay: the deferred send, until it comes back; the
+    /// link's other sends are ignored till then.
+    deferred: Option<ClientMessageId>,
+    /// Every client id in the order it was stored.
+    stored_order: Vec<ClientMessageId>,
 }
 
 impl Relay {
@@ -154,7 +165,15 @@ impl Relay {
                     }
                 }
             }
+            ClientFrame::Send(send) if self.deferred.is_some_and(|deferred| deferred != send.client_id) => {}
+            ClientFrame::Send(send) if self.over_budget.is_some() => {
+                let retry_after_ms = self.over_budget.take().unwrap_or_default();
+                self.deferred = Some(send.client_id);
+                let (conversation, client_id) = (send.conversation, send.client_id);
+                self.down.push_back(ServerFrame::Deferred(Deferred { conversation, client_id, retry_after_ms }));
+            }
             ClientFrame::Send(send) if matches!(send.body, Body::Event(_)) => {
+                self.deferred = None;
                 // Like the real relay: system lines are the relay's own.
                 self.down.push_back(ServerFrame::Rejected(Rejected {
                     conversation: send.conversation,
@@ -164,6 +183,7 @@ impl Relay {
                 }));
             }
             ClientFrame::Send(send) => {
+                self.deferred = None;
                 let author = if self.visitor_mode { Author::Visitor(VISITOR) } else { Author::Agent(AgentId(5)) };
                 let seq = match self.stored.get(&send.client_id) {
                     Some((conversation, seq, body)) => {
@@ -172,6 +192,7 @@ impl Relay {
                     }
                     None => {
                         let seq = self.store(send.conversation, Some(send.client_id), author, send.body.clone());
+                        self.stored_order.push(send.client_id);
                         self.stored.insert(send.client_id, (send.conversation, seq, send.body));
                         seq
                     }
@@ -202,6 +223,8 @@ impl Relay {
     fn link_closed(&mut self) {
         self.subscribed.clear();
         self.down.clear();
+        self.deferred = None;
+        self.over_budget = None;
     }
 }
 
@@ -231,6 +254,11 @@ struct Host {
     seed: u64,
     /// The open transport lost a frame that only a new link recovers.
     lossy: bool,
+    /// A send was lost on its way up while later ones went on: they may
+    /// be stored before it, as on no real (ordered) transport.
+    overtaken: bool,
+    /// The relay deferred a send at least once.
+    deferrals: usize,
 }
 
 impl Host {
@@ -259,6 +287,8 @@ impl Host {
             visitor,
             seed,
             lossy: false,
+            overtaken: false,
+            deferrals: 0,
         };
         let actions = host.session.start(Millis(0));
         host.apply(actions);
@@ -359,7 +389,9 @@ impl Host {
             Op::Flush => self.flush(),
             Op::LoseUp => {
                 // A lost pong costs nothing; anything else waits for the next link.
-                self.lossy |= self.up.pop_front().is_some_and(|f| !matches!(f, ClientFrame::Pong(_)));
+                let lost = self.up.pop_front();
+                self.lossy |= lost.as_ref().is_some_and(|f| !matches!(f, ClientFrame::Pong(_)));
+                self.overtaken |= matches!(lost, Some(ClientFrame::Send(_)));
             }
             Op::LoseDown => {
                 // A lost message is a hole the next message reveals; a lost
@@ -411,6 +443,11 @@ impl Host {
                     self.relay.down.push_back(ServerFrame::Ping(Ping { nonce: self.now.0 }));
                 }
             }
+            Op::OverBudget(ms) => {
+                if self.open {
+                    self.relay.over_budget = Some(ms);
+                }
+            }
             Op::Close(ms) => {
                 if self.open {
                     let closing = Closing { reason: CloseReason::ShuttingDown, reconnect_after_ms: Some(ms) };
@@ -430,6 +467,10 @@ impl Host {
             match &frame {
                 ServerFrame::Message(message) => self.seen.push(message.clone()),
                 ServerFrame::Accepted(_) | ServerFrame::Rejected(_) | ServerFrame::ReplayComplete(_) => {
+                    self.answers.push(frame.clone());
+                }
+                ServerFrame::Deferred(_) => {
+                    self.deferrals += 1;
                     self.answers.push(frame.clone());
                 }
                 _ => {}
@@ -503,6 +544,11 @@ impl Host {
             self.sent.iter().filter(|id| !self.accepted.contains(id) && !self.rejected.contains(id)).copied().collect();
         let pending: Vec<_> = self.session.pending().map(|p| p.client_id).collect();
         assert_eq!(pending, unanswered, "the outbox is every unanswered send, once, in order");
+        if !self.overtaken {
+            let order: Vec<_> = self.sent.iter().filter(|id| self.relay.stored.contains_key(id)).collect();
+            let stored: Vec<_> = self.relay.stored_order.iter().collect();
+            assert_eq!(stored, order, "stored in the order sent");
+        }
         for conversation in CONVERSATIONS {
             let last = self.delivered.get(&conversation).and_then(|got| got.last().copied());
             assert_eq!(self.session.cursor(conversation), last.unwrap_or(Seq::ZERO), "cursor of {conversation:?}");
@@ -515,8 +561,14 @@ impl Host {
         if self.open && !self.lossy {
             // A link that lost nothing but messages needs no reconnect to
             // catch up: the next message of each conversation reveals any
-            // hole, and the replay it asks for fills it.
+            // hole, and the replay it asks for fills it. Sends the relay
+            // deferred go out again when their wait is over.
             self.flush();
+            while self.session.link() == LinkState::Live && self.session.pending().next().is_some() {
+                let Some(at) = self.session.next_wakeup() else { break };
+                self.advance(at.since(self.now));
+                self.flush();
+            }
             if self.session.link() == LinkState::Live {
                 for i in 0..CONVERSATIONS.len() {
                     self.run(&Op::Post(i));
@@ -595,6 +647,9 @@ enum Op {
     Ping,
     /// The relay drains and asks the client to come back after this long.
     Close(u32),
+    /// The link runs out of frame budget: the relay defers the next send
+    /// and asks for it again after this long.
+    OverBudget(u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -619,6 +674,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Wake),
         1 => Just(Op::Ping),
         1 => (0..5_000u32).prop_map(Op::Close),
+        2 => (0..3_000u32).prop_map(Op::OverBudget),
     ]
 }
 
@@ -709,5 +765,41 @@ fn the_model_resends_repeats_rejects_and_reloads() {
     assert_eq!(host.delivered[&CONVERSATIONS[0]].len(), 2, "the reloaded page shows the whole conversation");
     let repeated = host.answers.iter().filter(|frame| matches!(frame, ServerFrame::Accepted(_))).count();
     assert_eq!(repeated, 4, "the resent first message, the repeated second, the requeued last");
+    host.settle();
+}
+
+#[test]
+fn the_model_defers_and_resends_in_order() {
+    // A burst over the budget: the second send is deferred, the third and
+    // fourth (already on the wire) ignored, a fifth typed during the wait
+    // held back; after the wait all four go out again and are stored once,
+    // in the order typed.
+    let mut host = Host::new(true, 3);
+    let script = [
+        Op::Flush,
+        Op::Send(0),
+        Op::Flush,
+        Op::OverBudget(500),
+        Op::Send(0),
+        Op::Send(0),
+        Op::Send(0),
+        Op::Flush,
+        Op::Send(0),
+        Op::Flush,
+        Op::Advance(499),
+        Op::Flush,
+    ];
+    for op in &script {
+        host.run(op);
+        host.check_invariants();
+    }
+    assert_eq!(host.deferrals, 1);
+    assert_eq!(host.relay.stored.len(), 1, "nothing more is stored before the wait is over");
+    assert_eq!(host.session.pending().count(), 4, "the deferred sends stay in the outbox");
+    host.run(&Op::Advance(1));
+    host.run(&Op::Flush);
+    host.check_invariants();
+    assert_eq!(host.relay.stored_order, host.sent, "each stored once, in the order sent");
+    assert_eq!(host.session.pending().count(), 0);
     host.settle();
 }

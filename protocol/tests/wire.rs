@@ -15,10 +15,10 @@
 use kefu_protocol::codec::peek_hello_version;
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
-    Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, ErrorCode, ErrorFrame,
-    Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt, ReceiptKind, Rejected,
-    ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update, Visit, VisitorProfile,
-    Welcome,
+    Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt,
+    ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
+    Visit, VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -89,9 +89,10 @@ fn server_index(frame: &ServerFrame) -> u8 {
         ServerFrame::Visitor(_) => 12,
         ServerFrame::Availability(_) => 13,
         ServerFrame::Roster(_) => 14,
+        ServerFrame::Deferred(_) => 15,
     }
 }
-const SERVER_VARIANTS: u8 = 15;
+const SERVER_VARIANTS: u8 = 16;
 
 fn error_code_index(code: ErrorCode) -> u8 {
     match code {
@@ -617,6 +618,11 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
             .concat(),
         ),
         ("empty roster", ServerFrame::Roster(Roster { agents: vec![] }), vec![0x0E, 0x00]),
+        (
+            "deferred",
+            ServerFrame::Deferred(Deferred { conversation: ConversationId(3), client_id: CID, retry_after_ms: 300 }),
+            [&[0x0F, 0x03][..], V1M, V300].concat(),
+        ),
     ]
 }
 
@@ -1175,6 +1181,9 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             0..4
         )
         .prop_map(|agents| ServerFrame::Roster(Roster { agents })),
+        (conversation(), client_id(), any::<u32>()).prop_map(|(conversation, client_id, retry_after_ms)| {
+            ServerFrame::Deferred(Deferred { conversation, client_id, retry_after_ms })
+        }),
     ]
 }
 

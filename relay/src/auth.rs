@@ -89,21 +89,6 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0_u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-/// Whether `hash` (hex) is HMAC-SHA256 of `user_id` keyed with the site's
-/// identity secret: what a site's backend computes to vouch for a visitor.
-/// Compared in constant time.
-pub fn identity_hash_matches(secret: &str, user_id: &str, hash: &str) -> bool {
-    use hmac::{Hmac, Mac};
-    let Ok(claimed) = hex::decode(hash.trim()) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(user_id.as_bytes());
-    mac.verify_slice(&claimed).is_ok()
-}
-
 /// Sets up a fresh store: the site "demo" and an admin agent with
 /// `admin_email` and `admin_password`, or a generated password, which is
 /// returned so it can be shown once. Does nothing and returns `None` when
@@ -226,19 +211,5 @@ mod tests {
         assert!(!secrets_equal("abc", "abd"));
         assert!(!secrets_equal("abc", "ab"));
         assert!(secrets_equal("", ""));
-    }
-
-    #[test]
-    fn identity_hashes_are_hmac_sha256_of_the_user_id() {
-        // Known answer from another implementation:
-        // printf 'user-42' | openssl dgst -sha256 -hmac 'site-secret'
-        let secret = "site-secret";
-        let good = "360ea68ccc98e76abe82ace2ab09553dc9a0814b9df79c2e0d396877aca6aa72";
-        assert!(identity_hash_matches(secret, "user-42", good));
-        assert!(identity_hash_matches(secret, "user-42", &good.to_uppercase()));
-        assert!(!identity_hash_matches(secret, "user-43", good));
-        assert!(!identity_hash_matches("other-secret", "user-42", good));
-        assert!(!identity_hash_matches(secret, "user-42", "not hex"));
-        assert!(!identity_hash_matches(secret, "user-42", ""));
     }
 }

@@ -108,7 +108,8 @@ pub(crate) struct Bridge {
 /// One site's agents on one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SitePresence {
-    /// Agent connections, whatever their status: what visitors are told.
+    /// Agent connections, whatever their status (visitors are told only
+    /// of `agents` who are `Online`).
     pub connections: u32,
     /// Each connected agent once, `Online` if any of its connections is.
     pub agents: Vec<(AgentId, AgentStatus)>,
@@ -516,11 +517,6 @@ impl RemotePresence {
             alive
         });
         gone
-    }
-
-    /// Agent connections of `site` on other nodes.
-    pub(crate) fn connections(&self, site: SiteId) -> u32 {
-        self.nodes.values().filter_map(|(_, sites)| sites.get(&site)).map(|s| s.connections).sum()
     }
 
     /// Agents of `site` on other nodes with their best status.

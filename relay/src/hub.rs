@@ -86,11 +86,20 @@ impl Routes {
         u32::try_from(count).unwrap_or(u32::MAX)
     }
 
+    /// Agents of `site` who take chats now, on any node, each once: those
+    /// whose best status is `Online`. An Away agent will not answer, and a
+    /// bot that never says it is Online (the SDK's default) is not counted
+    /// as someone there.
     fn agents_online(&self, site: SiteId) -> u32 {
-        self.local_agents_online(site).saturating_add(self.remote.connections(site))
+        let mut present = local_best_status(&self.agents, site);
+        for (agent, status) in self.remote.agents(site) {
+            raise(&mut present, agent, status);
+        }
+        let online = present.values().filter(|&&status| status == AgentStatus::Online).count();
+        u32::try_from(online).unwrap_or(u32::MAX)
     }
 
-    /// Tells the site's visitors how many agents are connected now.
+    /// Tells the site's visitors how many agents can answer now.
     fn announce_availability(&self, site: SiteId) {
         let frame = Arc::new(ServerFrame::Availability(Availability { agents_online: self.agents_online(site) }));
         self.offer(Target::Site(site, Audience::Visitors), &frame);
@@ -282,7 +291,7 @@ impl Hub {
         gone
     }
 
-    /// How many agent connections `site` has now, on every node.
+    /// How many agents of `site` take chats now (`Online`), on every node.
     pub fn agents_online(&self, site: SiteId) -> u32 {
         self.lock().agents_online(site)
     }
@@ -372,7 +381,11 @@ impl Mailbox {
     /// announce `Online` are given chats.
     pub fn attend(&mut self, site: SiteId, agent: AgentId, status: AgentStatus) {
         let mut routes = self.hub.lock();
-        routes.agents.insert(self.me.session, (site, agent, status));
+        let before = routes.agents.insert(self.me.session, (site, agent, status));
+        if before != Some((site, agent, status)) {
+            // Going Online or Away changes whether visitors have someone.
+            routes.announce_availability(site);
+        }
         self.hub.tell_bridge(|| Command::PresenceChanged);
     }
 
@@ -414,7 +427,8 @@ impl Drop for Mailbox {
         let session = self.me.session;
         let hub = &self.hub;
         let mut routes = hub.lock();
-        if routes.agents.remove(&session).is_some() {
+        if let Some((site, _, _)) = routes.agents.remove(&session) {
+            routes.announce_availability(site);
             hub.tell_bridge(|| Command::PresenceChanged);
         }
         for &conversation in &self.conversations {
@@ -541,7 +555,7 @@ mod tests {
         let now = Instant::now();
         let changed = hub.set_remote(99, vec![(SiteId(1), there.clone())], now + Duration::from_secs(6));
         assert_eq!(changed, [SiteId(1)]);
-        assert_eq!(hub.agents_online(SiteId(1)), 2);
+        assert_eq!(hub.agents_online(SiteId(1)), 1, "one agent, Online, on two connections");
         assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Online)]));
         assert!(hub.set_remote(99, vec![(SiteId(1), there)], now + Duration::from_secs(8)).is_empty());
         assert!(hub.expire_remote(now + Duration::from_secs(7)).is_empty(), "renewed in time");
@@ -549,31 +563,45 @@ mod tests {
         assert_eq!(hub.agents_online(SiteId(1)), 0);
         let announced: Vec<_> = std::iter::from_fn(|| visitor.try_recv().map(|p| Arc::clone(&p.frame))).collect();
         let availability = |n| Arc::new(ServerFrame::Availability(Availability { agents_online: n }));
-        assert_eq!(announced, [availability(2), availability(0)]);
+        assert_eq!(announced, [availability(1), availability(0)]);
     }
 
     #[tokio::test]
     async fn visitors_learn_when_agents_come_and_go() {
         let hub = Hub::default();
-        let mut visitor = hub.mailbox(SessionId(1), 8);
+        let mut visitor = hub.mailbox(SessionId(1), 64);
         visitor.follow_site(SiteId(1), Audience::Visitors);
-        let availability = |n| ServerFrame::Availability(Availability { agents_online: n });
+        // The last availability announced since the last look.
+        let mut told = move || {
+            std::iter::from_fn(|| visitor.try_recv()).last().map(|p| match *p.frame {
+                ServerFrame::Availability(a) => a.agents_online,
+                ref other => panic!("{other:?}"),
+            })
+        };
         let mut agent = hub.mailbox(SessionId(2), 8);
         agent.follow_site(SiteId(1), Audience::Agents);
         agent.attend(SiteId(1), AgentId(5), AgentStatus::Away);
-        assert_eq!(hub.agents_online(SiteId(1)), 1);
+        assert_eq!(hub.agents_online(SiteId(1)), 0, "an Away agent answers nobody");
+        assert_eq!(told(), Some(0));
         assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Away)]));
         let mut second_console = hub.mailbox(SessionId(4), 8);
         second_console.attend(SiteId(1), AgentId(5), AgentStatus::Online);
+        assert_eq!(told(), Some(1), "going Online is announced");
         assert_eq!(hub.presence(SiteId(1)), HashMap::from([(AgentId(5), AgentStatus::Online)]));
+        second_console.attend(SiteId(1), AgentId(5), AgentStatus::Away);
+        assert_eq!(told(), Some(0), "going Away is announced");
+        second_console.attend(SiteId(1), AgentId(5), AgentStatus::Online);
+        assert_eq!(told(), Some(1));
         drop(second_console);
-        assert_eq!(*visitor.recv().await.unwrap().frame, availability(1));
+        assert_eq!(told(), Some(0), "the Online console is gone");
         drop(agent);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
         assert!(hub.presence(SiteId(1)).is_empty());
-        assert_eq!(*visitor.recv().await.unwrap().frame, availability(0));
+        assert_eq!(told(), Some(0));
         let mut other_site = hub.mailbox(SessionId(3), 8);
         other_site.follow_site(SiteId(2), Audience::Agents);
-        assert!(visitor.try_recv().is_none(), "another site's agents do not count");
+        other_site.attend(SiteId(2), AgentId(6), AgentStatus::Online);
+        assert_eq!(told(), None, "another site's agents are not announced here");
+        assert_eq!(hub.agents_online(SiteId(1)), 0);
     }
 }

@@ -18,6 +18,8 @@
 //! - [`team`]: who answers which conversation: take, transfer, close,
 //!   reopen, auto-assignment within capacity, the agents' roster.
 //! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap.
+//! - [`identity`]: the visitor identities a site's backend signs (tokens
+//!   with an expiry, the older plain hash), and what "replayed" means.
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
 //!   admin's agents, site settings and canned replies, history and the
 //!   visitor panel for the console, `/healthz`.
@@ -33,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod limits;
 pub mod server;
 pub mod state;

@@ -132,8 +132,9 @@ impl Limiters {
 pub enum Verdict {
     /// Act on it.
     Pass,
-    /// Refuse it with `RateLimited` and carry on.
-    Refuse,
+    /// Refuse it with `RateLimited` and carry on; the budget has room for
+    /// another frame after `retry_after`.
+    Refuse { retry_after: Duration },
     /// The client keeps flooding long after being told: close.
     Close,
 }
@@ -157,11 +158,11 @@ impl FrameLimit {
 
     /// Counts one frame.
     pub fn check(&self) -> Verdict {
-        match &self.frames {
-            None => Verdict::Pass,
-            Some((frames, _)) if frames.check().is_ok() => Verdict::Pass,
-            Some((_, refusals)) if refusals.check().is_ok() => Verdict::Refuse,
-            Some(_) => Verdict::Close,
+        let Some((frames, refusals)) = &self.frames else { return Verdict::Pass };
+        match frames.check() {
+            Ok(()) => Verdict::Pass,
+            Err(_) if refusals.check().is_err() => Verdict::Close,
+            Err(not_until) => Verdict::Refuse { retry_after: not_until.wait_time_from(DefaultClock::default().now()) },
         }
     }
 }
@@ -218,7 +219,11 @@ mod tests {
         let frames = FrameLimit::new(1, 5);
         let verdicts: Vec<_> = (0..11).map(|_| frames.check()).collect();
         assert_eq!(&verdicts[..5], [Verdict::Pass; 5]);
-        assert_eq!(&verdicts[5..10], [Verdict::Refuse; 5]);
+        for verdict in &verdicts[5..10] {
+            // One frame a second: the next one fits within a second.
+            let Verdict::Refuse { retry_after } = verdict else { panic!("{verdicts:?}") };
+            assert!(*retry_after > Duration::ZERO && *retry_after <= Duration::from_secs(1), "{retry_after:?}");
+        }
         assert_eq!(verdicts[10], Verdict::Close);
     }
 }

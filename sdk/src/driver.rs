@@ -18,9 +18,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::{Error, Wire};
+use crate::{Error, Tls, Wire};
 
 /// A connect or a write that takes longer than this counts as failed; the
 /// session's backoff then decides when to try again.
@@ -59,6 +59,7 @@ pub(crate) fn spawn(
     url: String,
     credentials: Credentials,
     config: SessionConfig,
+    tls: Tls,
     tap: Option<mpsc::UnboundedSender<Wire>>,
 ) -> Handles {
     let (commands_tx, commands) = mpsc::unbounded_channel();
@@ -69,6 +70,7 @@ pub(crate) fn spawn(
     let driver = Driver {
         session: Session::new(credentials, config, rand::random()),
         url,
+        tls,
         started: Instant::now(),
         socket: None,
         connecting: None,
@@ -87,6 +89,7 @@ pub(crate) fn spawn(
 struct Driver {
     session: Session,
     url: String,
+    tls: Tls,
     started: Instant,
     socket: Option<Socket>,
     connecting: Option<Connecting>,
@@ -188,7 +191,7 @@ impl Driver {
             match action {
                 Action::Connect => {
                     self.socket = None;
-                    self.connecting = Some(Box::pin(connect(self.url.clone())));
+                    self.connecting = Some(Box::pin(connect(self.url.clone(), self.tls.connector())));
                 }
                 Action::Transmit(frame) => {
                     let Some(socket) = self.socket.as_mut() else { continue };
@@ -246,10 +249,11 @@ impl Driver {
     }
 }
 
-async fn connect(url: String) -> Option<Socket> {
+/// Opens a WebSocket; `tls` is used for `wss://` URLs only.
+async fn connect(url: String, tls: Connector) -> Option<Socket> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(2 * DEFAULT_LIMITS.max_frame_bytes as usize);
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(tls));
     match tokio::time::timeout(IO_TIMEOUT, connecting).await {
         Ok(Ok((socket, _response))) => Some(socket),
         Ok(Err(error)) => {

@@ -13,6 +13,7 @@
 //! - [`Tap`]: every frame as it crossed the wire, before the session
 //!   judged it; for tests and diagnostics ([`Client::connect_tapped`]).
 //! - `driver`: the task that owns the socket and the session.
+//! - [`Tls`]: the certificates trusted for `wss://` and `https://`.
 //! - [`login`]: `POST /api/login` for agents.
 //!
 //! ```no_run
@@ -28,6 +29,7 @@
 //! ```
 
 mod driver;
+mod tls;
 
 use kefu_protocol::frame::{AgentStatus, Attribute, Change, Credentials, Identify, Identity, ReceiptKind, Visit};
 use kefu_protocol::ids::{AgentToken, ConversationId, Seq, SiteKey};
@@ -37,6 +39,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use kefu_protocol;
 pub use kefu_protocol::frame::{Accepted, Body, Message, Rejected};
 pub use kefu_protocol::session::{Event, LinkState, SessionConfig};
+pub use tls::Tls;
 
 /// What can go wrong for a client.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,8 @@ pub enum Error {
     Login(String),
     #[error("http: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// A connection to a relay that keeps itself alive. Cloning is cheap; all
@@ -112,9 +117,21 @@ impl Tap {
 
 impl Client {
     /// Connects with `credentials` to the relay's WebSocket `url`
-    /// (`ws://host:port/ws`), in the background.
+    /// (`ws://host:port/ws`, or `wss://` trusting the public web's roots),
+    /// in the background.
     pub fn connect(url: impl Into<String>, credentials: Credentials, config: SessionConfig) -> (Client, Events) {
-        Client::start(url.into(), credentials, config, None)
+        Client::start(url.into(), credentials, config, Tls::default(), None)
+    }
+
+    /// Like [`Client::connect`], checking a `wss://` relay's certificate
+    /// with `tls` (for a relay with a private or self-signed CA).
+    pub fn connect_with_tls(
+        url: impl Into<String>,
+        credentials: Credentials,
+        config: SessionConfig,
+        tls: Tls,
+    ) -> (Client, Events) {
+        Client::start(url.into(), credentials, config, tls, None)
     }
 
     /// Like [`Client::connect`], and hands every frame sent and received
@@ -125,7 +142,7 @@ impl Client {
         config: SessionConfig,
     ) -> (Client, Events, Tap) {
         let (tap, frames) = mpsc::unbounded_channel();
-        let (client, events) = Client::start(url.into(), credentials, config, Some(tap));
+        let (client, events) = Client::start(url.into(), credentials, config, Tls::default(), Some(tap));
         (client, events, Tap { frames })
     }
 
@@ -133,13 +150,15 @@ impl Client {
         url: String,
         credentials: Credentials,
         config: SessionConfig,
+        tls: Tls,
         tap: Option<mpsc::UnboundedSender<Wire>>,
     ) -> (Client, Events) {
         let site = match &credentials {
             Credentials::Visitor { site, .. } => Some(site.clone()),
             Credentials::Agent { .. } | Credentials::AgentCookie => None,
         };
-        let driver::Handles { commands, identity, link, outbox, events } = driver::spawn(url, credentials, config, tap);
+        let driver::Handles { commands, identity, link, outbox, events } =
+            driver::spawn(url, credentials, config, tls, tap);
         (Client { commands, identity, link, outbox, site }, Events { events })
     }
 
@@ -281,9 +300,16 @@ pub struct Login {
     pub token: String,
 }
 
-/// Logs an agent in at the relay's HTTP base (`http://host:port`).
+/// Logs an agent in at the relay's HTTP base (`http://host:port`, or
+/// `https://` trusting the public web's roots).
 pub async fn login(base: &str, email: &str, password: &str) -> Result<Login, Error> {
-    let response = reqwest::Client::new()
+    login_with_tls(base, email, password, &Tls::default()).await
+}
+
+/// Like [`login`], checking an `https://` relay's certificate with `tls`.
+pub async fn login_with_tls(base: &str, email: &str, password: &str, tls: &Tls) -> Result<Login, Error> {
+    let response = tls
+        .http_client()?
         .post(format!("{}/api/login", base.trim_end_matches('/')))
         .json(&serde_json::json!({ "email": email, "password": password }))
         .send()

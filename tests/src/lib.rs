@@ -13,6 +13,7 @@
 //! - [`browser`]: headless Chromium over the DevTools protocol.
 //! - [`cluster`]: several relay nodes: a round-robin load balancer and a
 //!   private `redis-server` a test can stop.
+//! - [`tls`]: a TLS-terminating proxy with a CA made at test time.
 
 pub mod browser;
 pub mod chaos;
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod faults;
 pub mod postgres;
 pub mod raw;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! reaches the site's agents, and visitors learn whether an agent is online.
 
 use anyhow::{Context, Result};
-use kefu_protocol::frame::{Attribute, Identify, Visit, VisitorProfile};
+use kefu_protocol::frame::{AgentStatus, Attribute, Identify, Visit, VisitorProfile};
 use kefu_sdk::{Client, Event, Events};
 use kefu_tests::{Relay, collect};
 
@@ -107,9 +107,24 @@ async fn visitors_are_told_whether_an_agent_is_online() -> Result<()> {
     let (_visitor, mut events) = Client::visitor(relay.ws_url(), "demo")?;
     assert_eq!(collect(&mut events, 1, availability).await?, [0]);
 
+    // Connected but Away (the SDK's default, and what a bot that never
+    // says otherwise is): nobody will answer, so nobody is counted.
     let (agent, _) = Client::agent(relay.ws_url(), &relay.admin_token().await?)?;
-    assert_eq!(collect(&mut events, 1, availability).await?, [1]);
+    agent.identity().await?;
+    assert_eq!(collect(&mut events, 1, availability).await?, [0], "an Away agent is not someone there");
+    let told = |want: u32| {
+        move |event| match event {
+            Event::Availability(a) if a.agents_online == want => Some(()),
+            _ => None,
+        }
+    };
+    agent.set_status(AgentStatus::Online)?;
+    collect(&mut events, 1, told(1)).await?;
+    agent.set_status(AgentStatus::Away)?;
+    collect(&mut events, 1, told(0)).await?;
+    agent.set_status(AgentStatus::Online)?;
+    collect(&mut events, 1, told(1)).await?;
     agent.stop();
-    assert_eq!(collect(&mut events, 1, availability).await?, [0]);
+    collect(&mut events, 1, told(0)).await?;
     Ok(())
 }

@@ -1,11 +1,34 @@
-//! Talking to the page that embeds the widget, with `postMessage`. Every
+//! Talking to the page that embeds the widget, with `postMessage`, and to
+//! a native app that shows the full page (`/c/KEY`) in a webview. Every
 //! message is a plain object with `kefu: 1` and a `type`.
 //!
 //! From the parent: `open`, `close`, `setUser`, `setAttributes`, `page`.
 //! To the parent: `ready`, `close`, `unread`, `message`.
+//!
+//! # The native bridge
+//!
+//! A mobile app has no loader to call `setUser`. It can instead:
+//!
+//! - open `/c/KEY#kefu_user=TOKEN` with a signed identity token from its
+//!   backend (`config::identity_from_fragment`): the fragment never
+//!   reaches a server log or a `Referer`, and the widget removes it from
+//!   the address at once;
+//! - send the same messages as a parent page by dispatching a `kefu`
+//!   event on the page's window from its own injected script:
+//!   `window.dispatchEvent(new CustomEvent("kefu", {detail: {kefu: 1,
+//!   type: "setUser", user: {token}}}))` (or `setAttributes`, `page`). Only
+//!   scripts running in the page itself can dispatch it, never another
+//!   frame;
+//! - hear every message to the parent, plus `openLink` (`url`) when the
+//!   visitor follows a link, on whichever handler the webview installed:
+//!   `window.webkit.messageHandlers.kefu.postMessage(object)` (iOS
+//!   WKWebView), `window.KefuAndroid.postMessage(json)` (an Android
+//!   `addJavascriptInterface` named `KefuAndroid`) or
+//!   `window.ReactNativeWebView.postMessage(json)`. With a handler
+//!   installed, links open through the app (outside the webview).
 
 use js_sys::{Array, Object, Reflect};
-use kefu_protocol::codec::clip;
+use kefu_protocol::codec::clip_bytes;
 use kefu_protocol::frame::{Attribute, Identify, Visit};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -13,6 +36,9 @@ use crate::model::Arrived;
 
 /// Longest user id, name, email or hash the widget passes on, in bytes.
 const MAX_FIELD: usize = 256;
+/// Longest signed identity token passed on, in bytes (the relay reads no
+/// longer one).
+pub const MAX_TOKEN: usize = 2_048;
 /// Longest URL, title or attribute value passed on, in bytes.
 const MAX_TEXT: usize = 2_048;
 /// Most attributes taken from one `setAttributes`.
@@ -41,13 +67,19 @@ impl Inbound {
             "close" => Inbound::Close,
             "setUser" => {
                 let user = get(data, "user");
-                let field = |name: &str| text(&get(&user, name)).map(|v| clip(v, MAX_FIELD)).filter(|v| !v.is_empty());
-                Inbound::SetUser(Identify {
-                    user_id: field("id")?,
-                    name: field("name"),
-                    email: field("email"),
-                    hash: field("hash"),
-                })
+                let field =
+                    |name: &str| text(&get(&user, name)).map(|v| clip_bytes(v, MAX_FIELD)).filter(|v| !v.is_empty());
+                match text(&get(&user, "token")).filter(|token| !token.is_empty() && token.len() <= MAX_TOKEN) {
+                    // A signed token carries the user id, name and email;
+                    // the relay reads them from it.
+                    Some(token) => signed_user(token),
+                    None => Inbound::SetUser(Identify {
+                        user_id: field("id")?,
+                        name: field("name"),
+                        email: field("email"),
+                        hash: field("hash"),
+                    }),
+                }
             }
             "setAttributes" => {
                 let attributes = get(data, "attributes");
@@ -58,8 +90,8 @@ impl Inbound {
                     .iter()
                     .filter_map(|entry| {
                         let entry: Array = entry.dyn_into().ok()?;
-                        let key = clip(entry.get(0).as_string()?, MAX_FIELD);
-                        let value = clip(text(&entry.get(1))?, MAX_TEXT);
+                        let key = clip_bytes(entry.get(0).as_string()?, MAX_FIELD);
+                        let value = clip_bytes(text(&entry.get(1))?, MAX_TEXT);
                         Some(Attribute { key, value })
                     })
                     .take(MAX_ATTRIBUTES)
@@ -67,13 +99,19 @@ impl Inbound {
                 Inbound::SetAttributes(set)
             }
             "page" => Inbound::Page(Visit {
-                url: clip(text(&get(data, "url"))?, MAX_TEXT),
-                title: text(&get(data, "title")).map(|t| clip(t, MAX_TEXT)).unwrap_or_default(),
-                referrer: text(&get(data, "referrer")).map(|r| clip(r, MAX_TEXT)).filter(|r| !r.is_empty()),
+                url: clip_bytes(text(&get(data, "url"))?, MAX_TEXT),
+                title: text(&get(data, "title")).map(|t| clip_bytes(t, MAX_TEXT)).unwrap_or_default(),
+                referrer: text(&get(data, "referrer")).map(|r| clip_bytes(r, MAX_TEXT)).filter(|r| !r.is_empty()),
             }),
             _ => return None,
         })
     }
+}
+
+/// `setUser` with a signed identity token (from the parent, the native
+/// bridge or the page's fragment).
+pub fn signed_user(token: String) -> Inbound {
+    Inbound::SetUser(Identify { user_id: String::new(), name: None, email: None, hash: Some(token) })
 }
 
 /// The page that embeds the widget, if any, and the origin it must have.
@@ -130,17 +168,81 @@ impl Parent {
     }
 
     fn post(&self, kind: &str, fill: impl FnOnce(&Object)) {
+        let message = Object::new();
+        set(&message, "kefu", &JsValue::from(1));
+        set(&message, "type", &JsValue::from_str(kind));
+        fill(&message);
+        native::post(&message);
         let Some(origin) = &self.origin else {
             return;
         };
         let Some(parent) = web_sys::window().and_then(|window| window.parent().ok().flatten()) else {
             return;
         };
+        let _ = parent.post_message(&message, origin);
+    }
+}
+
+/// The native app around the full-page widget, if it installed a handler.
+pub mod native {
+    use js_sys::{Function, JSON, Object};
+    use wasm_bindgen::{JsCast, JsValue};
+
+    use super::{get, set};
+
+    /// Where a message for the app goes, and in which shape.
+    enum Handler {
+        /// iOS: `webkit.messageHandlers.kefu`, takes the object.
+        Object(JsValue),
+        /// Android and React Native: take a JSON string.
+        Json(JsValue),
+    }
+
+    fn handler() -> Option<Handler> {
+        let window: JsValue = web_sys::window()?.into();
+        let ios = get(&get(&get(&window, "webkit"), "messageHandlers"), "kefu");
+        if ios.is_object() {
+            return Some(Handler::Object(ios));
+        }
+        ["KefuAndroid", "ReactNativeWebView"]
+            .into_iter()
+            .map(|name| get(&window, name))
+            .find(|bridge| get(bridge, "postMessage").is_function())
+            .map(Handler::Json)
+    }
+
+    /// Whether an app listens (links then open through it).
+    pub fn present() -> bool {
+        handler().is_some()
+    }
+
+    /// Hands `message` to the app, if one listens.
+    pub fn post(message: &Object) {
+        let (target, argument) = match handler() {
+            Some(Handler::Object(target)) => (target, JsValue::from(message)),
+            Some(Handler::Json(target)) => match JSON::stringify(message) {
+                Ok(json) => (target, json.into()),
+                Err(_) => return,
+            },
+            None => return,
+        };
+        if let Ok(post) = get(&target, "postMessage").dyn_into::<Function>() {
+            let _ = post.call1(&target, &argument);
+        }
+    }
+
+    /// Asks the app to open `url` outside the webview; false when no app
+    /// listens, and the link should open as usual.
+    pub fn open_link(url: &str) -> bool {
+        if !present() {
+            return false;
+        }
         let message = Object::new();
         set(&message, "kefu", &JsValue::from(1));
-        set(&message, "type", &JsValue::from_str(kind));
-        fill(&message);
-        let _ = parent.post_message(&message, origin);
+        set(&message, "type", &JsValue::from_str("openLink"));
+        set(&message, "url", &JsValue::from_str(url));
+        post(&message);
+        true
     }
 }
 

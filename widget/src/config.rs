@@ -2,7 +2,9 @@
 //! colour, and whether it runs inside the loader's iframe.
 //!
 //! `/widget?site=KEY&lang=zh-CN&color=%23RRGGBB&embed=1&origin=https://shop.example`
-//! inside the loader's iframe; `/c/KEY` as a full page for mobile webviews.
+//! inside the loader's iframe; `/c/KEY` as a full page for mobile webviews,
+//! which may say who their user is in the fragment:
+//! `/c/KEY#kefu_user=TOKEN` (see [`identity_from_fragment`]).
 
 use kefu_protocol::ids::SiteKey;
 
@@ -30,6 +32,9 @@ pub struct Config {
     /// with `open=1` in embed mode, when the loader creates the iframe on a
     /// click).
     pub start_open: bool,
+    /// A signed identity token from the page's fragment: a mobile app's
+    /// way to say who its user is without a loader.
+    pub identity: Option<String>,
 }
 
 impl Config {
@@ -47,8 +52,22 @@ impl Config {
             embed,
             parent_origin: if embed { parent_origin } else { None },
             start_open: !embed || open,
+            identity: None,
         }
     }
+}
+
+/// The signed identity token in a fragment such as `#kefu_user=TOKEN`
+/// (other `&`-separated entries are ignored). A fragment is never sent to
+/// a server, so the token stays out of access logs and `Referer` headers.
+/// Only the characters of a signed token (base64url and dots) are taken,
+/// at most `bridge::MAX_TOKEN` bytes; the relay checks the signature.
+pub fn identity_from_fragment(fragment: &str) -> Option<String> {
+    let token = fragment.trim_start_matches('#').split('&').find_map(|entry| entry.strip_prefix("kefu_user="))?;
+    let valid = !token.is_empty()
+        && token.len() <= crate::bridge::MAX_TOKEN
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    valid.then(|| token.to_owned())
 }
 
 /// `scheme://host[:port]` and nothing more, as `postMessage` wants it.
@@ -174,6 +193,18 @@ mod tests {
         for origin in ["javascript:alert(1)", "https://", "https://a.example/path", "ftp://a.example"] {
             assert!(!is_origin(origin), "{origin}");
         }
+    }
+
+    #[test]
+    fn a_webview_names_its_user_in_the_fragment() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln-_";
+        assert_eq!(identity_from_fragment(&format!("#kefu_user={token}")).as_deref(), Some(token));
+        assert_eq!(identity_from_fragment(&format!("#x=1&kefu_user={token}&y=2")).as_deref(), Some(token));
+        for bad in ["", "#", "#kefu_user=", "#kefu_user=a<b", "#other=abc", "#kefu_user=a%20b"] {
+            assert_eq!(identity_from_fragment(bad), None, "{bad}");
+        }
+        let long = format!("#kefu_user={}", "a".repeat(crate::bridge::MAX_TOKEN + 1));
+        assert_eq!(identity_from_fragment(&long), None);
     }
 
     #[test]

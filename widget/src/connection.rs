@@ -269,7 +269,7 @@ impl App for Host {
                     out.extend(actions);
                     return;
                 }
-                self.change(|model| model.rejected(rejected.client_id));
+                self.change(|model| model.rejected(rejected.client_id, rejected.code));
                 self.settled.push(rejected.client_id);
             }
             Event::ReplayComplete(complete) => {

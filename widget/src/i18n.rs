@@ -83,6 +83,10 @@ pub struct Strings {
     pub delivered: &'static str,
     pub read: &'static str,
     pub failed: &'static str,
+    /// Not sent, and why: over the relay's size limit.
+    pub failed_too_long: &'static str,
+    /// Not sent, and why: the visitor may not write there.
+    pub failed_not_allowed: &'static str,
     pub typing: &'static str,
     /// A system line: an agent joined; the agent's name goes between the
     /// two parts.
@@ -126,6 +130,8 @@ static EN: Strings = Strings {
     delivered: "Delivered",
     read: "Read",
     failed: "Not sent",
+    failed_too_long: "Not sent: too long",
+    failed_not_allowed: "Not sent: not allowed here",
     typing: "Typing…",
     joined: ("", " joined the chat"),
     closed: "The conversation was closed",
@@ -151,6 +157,8 @@ static ZH_CN: Strings = Strings {
     delivered: "已送达",
     read: "已读",
     failed: "发送失败",
+    failed_too_long: "发送失败：内容太长",
+    failed_not_allowed: "发送失败：无权在此发送",
     typing: "正在输入…",
     joined: ("", " 加入了对话"),
     closed: "对话已结束",
@@ -176,6 +184,8 @@ static ZH_TW: Strings = Strings {
     delivered: "已送達",
     read: "已讀",
     failed: "傳送失敗",
+    failed_too_long: "傳送失敗：內容太長",
+    failed_not_allowed: "傳送失敗：無權在此傳送",
     typing: "正在輸入…",
     joined: ("", " 加入了對話"),
     closed: "對話已結束",

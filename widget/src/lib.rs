@@ -42,11 +42,20 @@ pub fn mount() {
     let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
     let path = location.pathname().unwrap_or_default();
     let browser_lang = window().navigator().language();
-    let config = config::Config::from_url(
+    let mut config = config::Config::from_url(
         &path,
         |name| params.as_ref().and_then(|params| params.get(name)),
         browser_lang.as_deref(),
     );
+    let fragment = location.hash().unwrap_or_default();
+    config.identity = config::identity_from_fragment(&fragment);
+    if !fragment.is_empty()
+        && let Ok(history) = window().history()
+    {
+        // The token has been read: keep it out of the address bar, the
+        // history and anything the visitor shares.
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("{path}{search}")));
+    }
     if let Some(root) = document().document_element() {
         let _ = root.set_attribute("lang", config.lang.tag());
     }

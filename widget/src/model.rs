@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use kefu_protocol::frame::{Accepted, Author, Body, Message, Receipt, ReceiptKind, TypingNotice};
+use kefu_protocol::frame::{Accepted, Author, Body, ErrorCode, Message, Receipt, ReceiptKind, TypingNotice};
 use kefu_protocol::ids::{AgentId, ClientMessageId, Seq, Timestamp, VisitorId};
 use kefu_protocol::session::{LinkState, Millis};
 
@@ -49,8 +49,8 @@ pub enum RowKey {
 pub enum Mark {
     /// In the outbox: goes out (again) whenever the link is up.
     Sending,
-    /// The relay refused it for good.
-    Failed,
+    /// The relay refused it for good, for this reason.
+    Failed(Refusal),
     /// Stored by the relay.
     Sent,
     /// Reached an agent's screen.
@@ -68,7 +68,26 @@ pub struct Row {
     /// Wall-clock time: the relay's once stored, the device's before.
     pub at: Timestamp,
     seq: Option<Seq>,
-    failed: bool,
+    failed: Option<Refusal>,
+}
+
+/// Why the relay will never store a message, as the visitor is told.
+/// (A message over the frame budget is only deferred, never refused.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooLong,
+    NotAllowed,
+    Other,
+}
+
+impl Refusal {
+    pub fn from_code(code: ErrorCode) -> Refusal {
+        match code {
+            ErrorCode::BodyTooLarge | ErrorCode::FrameTooLarge => Refusal::TooLong,
+            ErrorCode::Forbidden | ErrorCode::Unauthorized => Refusal::NotAllowed,
+            _ => Refusal::Other,
+        }
+    }
 }
 
 /// A message that arrived live (not history replayed on load), for the
@@ -159,7 +178,7 @@ impl Model {
     pub fn queue(&mut self, client_id: ClientMessageId, text: String, at: Timestamp) {
         let key = RowKey::Own(client_id);
         if self.position(key).is_none() {
-            self.rows.push(Row { key, sender: Sender::Visitor, text, at, seq: None, failed: false });
+            self.rows.push(Row { key, sender: Sender::Visitor, text, at, seq: None, failed: None });
             self.reindex();
         }
     }
@@ -193,7 +212,7 @@ impl Model {
                 let mut row = self.rows.remove(index);
                 row.seq = Some(message.seq);
                 row.at = message.sent_at;
-                row.failed = false;
+                row.failed = None;
                 self.insert_stored(row);
             }
             None => self.insert_stored(Row {
@@ -202,7 +221,7 @@ impl Model {
                 text: text.clone(),
                 at: message.sent_at,
                 seq: Some(message.seq),
-                failed: false,
+                failed: None,
             }),
         }
         self.is_live(message.seq).then_some(Arrived { sender, text, at: message.sent_at })
@@ -223,18 +242,18 @@ impl Model {
         let mut row = self.rows.remove(index);
         row.seq = Some(accepted.seq);
         row.at = accepted.sent_at;
-        row.failed = false;
+        row.failed = None;
         let arrived = Arrived { sender: row.sender, text: row.text.clone(), at: row.at };
         self.insert_stored(row);
         self.is_live(accepted.seq).then_some(arrived)
     }
 
     /// The relay will never store one of the visitor's messages.
-    pub fn rejected(&mut self, client_id: ClientMessageId) {
+    pub fn rejected(&mut self, client_id: ClientMessageId, code: ErrorCode) {
         if let Some(index) = self.position(RowKey::Own(client_id))
             && self.rows[index].seq.is_none()
         {
-            self.rows[index].failed = true;
+            self.rows[index].failed = Some(Refusal::from_code(code));
         }
     }
 
@@ -349,8 +368,10 @@ impl Model {
             return None;
         }
         Some(match row.seq {
-            None if row.failed => Mark::Failed,
-            None => Mark::Sending,
+            None => match row.failed {
+                Some(refusal) => Mark::Failed(refusal),
+                None => Mark::Sending,
+            },
             Some(seq) if self.agent_read >= seq => Mark::Read,
             Some(seq) if self.agent_delivered >= seq => Mark::Delivered,
             Some(_) => Mark::Sent,
@@ -591,8 +612,11 @@ mod tests {
     fn a_refused_message_shows_as_failed() {
         let mut model = model();
         model.queue(ClientMessageId(1), "too long".into(), Timestamp(1));
-        model.rejected(ClientMessageId(1));
-        assert_eq!(model.mark(own(1)), Some(Mark::Failed));
+        model.rejected(ClientMessageId(1), ErrorCode::BodyTooLarge);
+        assert_eq!(model.mark(own(1)), Some(Mark::Failed(Refusal::TooLong)));
+        model.queue(ClientMessageId(2), "elsewhere".into(), Timestamp(2));
+        model.rejected(ClientMessageId(2), ErrorCode::Forbidden);
+        assert_eq!(model.mark(own(2)), Some(Mark::Failed(Refusal::NotAllowed)));
     }
 
     #[test]

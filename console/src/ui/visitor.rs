@@ -19,15 +19,20 @@ pub fn VisitorPanel() -> impl IntoView {
         let visitor = visitor.get()?;
         ctx.model.with(|m| Some((visitor, m.visitor_name(visitor), m.profile(visitor).cloned())))
     });
-    // What to fetch details for: the visitor, and where they are now.
+    // What to fetch details for: the visitor, where they are now, and who
+    // they are (whether name and email are signed comes with the details).
     let wanted = Memo::new(move |_| {
         profile.with(|p| {
-            p.as_ref().map(|(v, _, p)| (*v, p.as_ref().and_then(|p| p.page.as_ref().map(|pg| pg.url.clone()))))
+            p.as_ref().map(|(v, _, p)| {
+                let page = p.as_ref().and_then(|p| p.page.as_ref().map(|pg| pg.url.clone()));
+                let identity = p.as_ref().map(|p| (p.verified, p.user_id.clone(), p.name.clone(), p.email.clone()));
+                (*v, page, identity)
+            })
         })
     });
     let details = RwSignal::new(None::<(VisitorId, VisitorDetails)>);
     Effect::new(move |_| {
-        let Some((visitor, _)) = wanted.get() else {
+        let Some((visitor, _, _)) = wanted.get() else {
             return;
         };
         spawn_local(async move {
@@ -69,6 +74,8 @@ fn Card(
     let ctx = Ctx::get();
     let p = profile;
     let verified = p.as_ref().is_some_and(|p| p.verified);
+    // Name and email count as verified only when they were signed.
+    let signed = Memo::new(move |_| more.with(|m| m.as_ref().is_some_and(|m| m.profile_signed)));
     let email = p.as_ref().and_then(|p| p.email.clone());
     let user_id = p.as_ref().and_then(|p| p.user_id.clone());
     let page = p.as_ref().and_then(|p| p.page.clone());
@@ -81,17 +88,29 @@ fn Card(
             <span class="avatar big visitor-avatar" aria-hidden="true">{initial}</span>
             <div>
                 <p class="visitor-name">{name}</p>
-                {if verified {
-                    view! { <span class="tag verified" title="Identity signed by the site's backend">"✓ Verified"</span> }.into_any()
-                } else {
-                    view! { <span class="tag anonymous" title="Not verified by the site">"Anonymous"</span> }.into_any()
+                {move || match (verified, signed.get()) {
+                    (true, true) => view! {
+                        <span class="tag verified" title="User id, name and email signed by the site's backend">"✓ Verified"</span>
+                    }.into_any(),
+                    (true, false) => view! {
+                        <span class="tag verified" title="Only the user id is signed (plain hash); name and email are the page's claim">
+                            "✓ User id verified"
+                        </span>
+                    }.into_any(),
+                    (false, _) => view! { <span class="tag anonymous" title="Not verified by the site">"Anonymous"</span> }.into_any(),
                 }}
             </div>
         </div>
         <div class="card">
             <dl class="facts">
                 <dt>"Visitor"</dt><dd>{format!("#{visitor}")}</dd>
-                {email.map(|email| view! { <dt>"Email"</dt><dd class="wrap">{email}</dd> })}
+                {email.map(|email| view! {
+                    <dt>"Email"</dt>
+                    <dd class="wrap">
+                        {email}
+                        {move || (verified && signed.get()).then(|| view! { <span class="signed" title="Signed by the site's backend">" ✓"</span> })}
+                    </dd>
+                })}
                 {user_id.map(|id| view! { <dt>"User id"</dt><dd class="wrap">{id}</dd> })}
                 {move || more.get().map(|m| view! {
                     {m.browser.map(|b| view! { <dt>"Browser"</dt><dd>{b}</dd> })}

@@ -27,13 +27,29 @@ pub struct Accepted {
 }
 
 /// Relay -> sender: the message will never be stored (the sender may not
-/// write there, or the body is invalid). Resending will not help.
+/// write there, or the body is invalid). Resending will not help; the
+/// code says why, for the sender's user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
     pub conversation: ConversationId,
     pub client_id: ClientMessageId,
     pub code: ErrorCode,
     pub text: String,
+}
+
+/// Relay -> sender: the message was not stored *yet*, because the
+/// connection is over its frame budget. It and every send after it on
+/// this connection are set aside (only this one is answered); the client
+/// sends them again, in order and starting with this one, after
+/// `retry_after_ms`. The relay takes no other send of the connection
+/// before this one comes back, so the order the user typed in is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    pub conversation: ConversationId,
+    pub client_id: ClientMessageId,
+    /// How long to wait before sending it again (the HTTP `Retry-After`
+    /// of this protocol), in milliseconds.
+    pub retry_after_ms: u32,
 }
 
 /// Relay -> participants: a stored message.

@@ -20,7 +20,7 @@ pub use conversation::{ConversationStatus, ConversationUpdate, Join, ReplayCompl
 pub use error::{CloseReason, Closing, ErrorCode, ErrorFrame};
 pub use heartbeat::{Ping, Pong};
 pub use hello::{Credentials, Cursor, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome};
-pub use message::{Accepted, Author, Body, Message, Rejected, Send};
+pub use message::{Accepted, Author, Body, Deferred, Message, Rejected, Send};
 pub use receipt::{Ack, Receipt, ReceiptKind};
 pub use team::{AgentRef, AgentStatus, Change, ConversationEvent, Presence, Roster, TeamMember, Update};
 pub use typing::{Typing, TypingNotice};
@@ -61,4 +61,5 @@ pub enum ServerFrame {
     Visitor(VisitorProfile),
     Availability(Availability),
     Roster(Roster),
+    Deferred(Deferred),
 }

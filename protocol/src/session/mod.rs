@@ -11,7 +11,10 @@
 //! This is where Kefu keeps its promise on the client side: an outbox
 //! resends every unacknowledged message on every new link until the relay
 //! acknowledges it, and per-conversation cursors hand messages on exactly
-//! once, in seq order, asking for a replay when they see a hole.
+//! once, in seq order, asking for a replay when they see a hole. A send the
+//! relay defers for its frame budget (`Deferred`) stays in the outbox: it
+//! and everything queued after it go out again, in order, once the relay's
+//! wait is over.
 //!
 //! # Driving a session
 //!
@@ -38,9 +41,9 @@ use std::collections::BTreeSet;
 
 use crate::codec::{self, DEFAULT_LIMITS, Frame, PROTOCOL_VERSION};
 use crate::frame::{
-    Accepted, Ack, Body, ClientFrame, Closing, ConversationUpdate, Credentials, ErrorCode, ErrorFrame, Hello, Identity,
-    Join, Limits, Message, Pong, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, ServerFrame, Typing,
-    TypingNotice, Welcome,
+    Accepted, Ack, Body, ClientFrame, Closing, ConversationUpdate, Credentials, Deferred, ErrorCode, ErrorFrame, Hello,
+    Identity, Join, Limits, Message, Pong, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor,
+    ServerFrame, Typing, TypingNotice, Welcome,
 };
 use crate::frame::{
     AgentStatus, Attribute, Attributes, Availability, Change, Identify, Roster, Update, Visit, VisitorProfile,
@@ -214,6 +217,21 @@ pub struct Session {
     /// What a visitor's host said about its visitor, repeated after every
     /// welcome so a page view or `setUser` made offline still arrives.
     profile: ProfileFrames,
+    /// The relay deferred a send on this link: it and every entry after it
+    /// wait for `retry_at`; nothing is transmitted before then.
+    deferral: Option<Deferral>,
+}
+
+/// Sends set aside by the relay for its frame budget.
+///
+/// The relay answers only the first deferred send and ignores every later
+/// send of the link until that one comes back, so the entries from `from`
+/// to the end of the outbox are exactly those not on their way: resending
+/// them in outbox order keeps the order the user typed in.
+#[derive(Debug, Clone, Copy)]
+struct Deferral {
+    from: ClientMessageId,
+    retry_at: Millis,
 }
 
 /// What the host said about its user: a visitor's latest page, identity
@@ -260,6 +278,7 @@ impl Session {
             limits: DEFAULT_LIMITS,
             joined_during_handshake: BTreeSet::new(),
             profile: ProfileFrames::default(),
+            deferral: None,
         }
     }
 
@@ -338,6 +357,7 @@ impl Session {
                     out.push(Action::Emit(Event::Rejected(rejected)));
                 }
             }
+            ServerFrame::Deferred(deferred) => self.on_deferred(now, deferred),
             ServerFrame::Message(message) => self.on_message(message, &mut out),
             ServerFrame::ReplayComplete(complete) => {
                 out.push(Action::Emit(Event::ReplayComplete(complete)));
@@ -399,6 +419,13 @@ impl Session {
         if expired {
             out.push(Action::Disconnect);
             self.schedule_reconnect(now, 0, &mut out);
+        } else if let Some(deferral) = self.deferral
+            && self.is_live()
+            && now >= deferral.retry_at
+        {
+            self.deferral = None;
+            let resend = self.outbox.iter().skip_while(|pending| pending.client_id != deferral.from);
+            out.extend(resend.map(|pending| Action::Transmit(ClientFrame::Send(pending.to_send()))));
         }
         out
     }
@@ -408,7 +435,10 @@ impl Session {
         match &self.phase {
             Phase::Stopped => None,
             Phase::Connecting { handshake, .. } => Some(handshake.expires_at()),
-            Phase::Live { silence, .. } => silence.map(|s| s.expires_at()),
+            Phase::Live { silence, .. } => {
+                let resend = self.deferral.map(|deferral| deferral.retry_at);
+                silence.map(|s| s.expires_at()).into_iter().chain(resend).min()
+            }
             Phase::Waiting { retry_at, .. } => Some(*retry_at),
         }
     }
@@ -582,11 +612,22 @@ impl Session {
             return vec![Action::Emit(Event::Rejected(rejected))];
         }
         let mut out = Vec::new();
-        if self.is_live() {
+        // While a deferral waits, a new entry waits behind the deferred
+        // ones and goes out with them.
+        if self.is_live() && self.deferral.is_none() {
             out.push(Action::Transmit(ClientFrame::Send(pending.to_send())));
         }
         self.outbox.push(pending);
         out
+    }
+
+    /// The relay set aside `deferred` and every send after it on this link.
+    fn on_deferred(&mut self, now: Millis, deferred: Deferred) {
+        if !self.outbox.contains(deferred.client_id) {
+            return;
+        }
+        let retry_at = now.add_ms(u64::from(deferred.retry_after_ms));
+        self.deferral = Some(Deferral { from: deferred.client_id, retry_at });
     }
 
     /// Why the relay would refuse a message for its size, if it would.
@@ -646,6 +687,7 @@ impl Session {
         }
         self.cursors.new_link();
         self.joined_during_handshake.clear();
+        self.deferral = None;
         let delay = self.backoff.next_delay(&mut self.rng);
         let phase = Phase::Waiting { attempt: self.backoff.attempt(), retry_at: now.add_ms(extra_ms).add_ms(delay) };
         self.set_phase(phase, out);
@@ -657,6 +699,7 @@ impl Session {
         }
         self.cursors.new_link();
         self.joined_during_handshake.clear();
+        self.deferral = None;
         self.set_phase(Phase::Stopped, out);
     }
 

@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/logout", post(session::logout))
         .route("/api/me", get(session::me))
         .route("/api/site", get(site::show).put(site::update))
+        .route("/api/site/identity-secret", post(site::rotate_identity_secret))
         .route("/api/widget/{site_key}", get(site::widget))
         .route("/api/agents", get(agents::list).post(agents::create))
         .route("/api/agents/{id}", patch(agents::update))

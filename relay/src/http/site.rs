@@ -23,7 +23,8 @@ pub struct SiteView {
     pub id: SiteId,
     pub key: String,
     pub name: String,
-    /// For signing visitor identities (HMAC-SHA256 of the user id); admins only.
+    /// For signing visitor identities (tokens, or the plain HMAC-SHA256 of
+    /// the user id; see `crate::identity`); admins only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_secret: Option<String>,
     pub draft_preview: bool,
@@ -75,6 +76,21 @@ pub async fn update(
     let update = validate(change)?;
     let (site, settings) = state.store.update_site(admin.site, &update).await?;
     let identity_secret = state.store.identity_secret(site.id).await?;
+    Ok(axum::Json(view(site, settings, Some(identity_secret))))
+}
+
+/// `POST /api/site/identity-secret`: an admin replaces the site's identity
+/// secret (it leaked, or staff left). The previous one still verifies for
+/// a grace period (`identity::ROTATION_GRACE_SECS`) while the site's
+/// backend switches over; the answer carries the new one.
+pub async fn rotate_identity_secret(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+) -> Result<axum::Json<SiteView>, Error> {
+    let site = state.store.site(admin.site).await?.ok_or(Error::NotFound)?;
+    let settings = state.store.site_settings(site.id).await?;
+    let identity_secret = state.store.rotate_identity_secret(site.id).await?;
+    tracing::info!(site = ?site.id, admin = ?admin.id, "identity secret rotated");
     Ok(axum::Json(view(site, settings, Some(identity_secret))))
 }
 

@@ -31,6 +31,10 @@ pub struct VisitorView {
     /// those of the site's visitors verified as the same user; newest
     /// first.
     pub conversations: Vec<PastConversationView>,
+    /// The name and email were signed with the user id (a signed identity
+    /// token); with the plain hash only the user id is verified
+    /// (`profile.verified`) and they are the page's claim.
+    pub profile_signed: bool,
 }
 
 /// A page the visitor was on.
@@ -62,6 +66,8 @@ pub async fn show(
     let (site, visitor) = (current.agent.site, VisitorId(id));
     let client = state.store.visitor_client(site, visitor).await?.ok_or(Error::NotFound)?;
     let profile = state.store.visitor_profile(site, visitor).await?;
+    let stored_identity = state.store.visitor_identity(site, visitor).await?;
+    let profile_signed = profile.verified && stored_identity.profile_signed;
     let visits = state.store.visits(site, visitor, VISITS).await?;
     let user_id = profile.user_id.as_deref().filter(|_| profile.verified);
     let conversations = state.store.visitor_conversations(site, visitor, user_id).await?;
@@ -84,5 +90,6 @@ pub async fn show(
             })
             .collect(),
         profile,
+        profile_signed,
     }))
 }

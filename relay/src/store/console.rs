@@ -2,6 +2,7 @@
 //! conversations and messages, and the visitor panel's browser details and
 //! earlier conversations. Every read is scoped to one site.
 
+use kefu_protocol::codec::clip_bytes;
 use kefu_protocol::frame::{ConversationStatus, Message};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
@@ -10,7 +11,7 @@ use super::{Error, Store, Unsigned, int, undecodable};
 
 /// Longest user agent or language string kept: real ones are far shorter,
 /// and the visitor controls what is sent.
-const CLIENT_FIELD_MAX_CHARS: usize = 512;
+const CLIENT_FIELD_MAX_BYTES: usize = 512;
 
 /// How many earlier conversations the visitor panel lists.
 const PAST_CONVERSATIONS: u32 = 50;
@@ -106,11 +107,6 @@ fn status_column(status: ConversationStatus) -> &'static str {
     }
 }
 
-/// At most `max` characters of `value` (not bytes: never splits one).
-fn clip(value: &str, max: usize) -> &str {
-    value.char_indices().nth(max).map_or(value, |(end, _)| &value[..end])
-}
-
 impl Store {
     /// A page of `site`'s conversations, most recently active first.
     pub async fn conversation_page(
@@ -173,7 +169,7 @@ impl Store {
     }
 
     /// Records what the browser of one of `site`'s visitors says about
-    /// itself, each clipped to 512 characters. `None` keeps what was
+    /// itself, each clipped to 512 bytes. `None` keeps what was
     /// recorded before. [`Error::NotFound`] if the visitor is not `site`'s.
     pub async fn record_visitor_client(
         &self,
@@ -186,8 +182,8 @@ impl Store {
             "UPDATE visitors SET user_agent = coalesce($1, user_agent), language = coalesce($2, language) \
              WHERE id = $3 AND site_id = $4",
         )
-        .bind(user_agent.map(|value| clip(value, CLIENT_FIELD_MAX_CHARS)))
-        .bind(language.map(|value| clip(value, CLIENT_FIELD_MAX_CHARS)))
+        .bind(user_agent.map(|value| clip_bytes(value.to_owned(), CLIENT_FIELD_MAX_BYTES)))
+        .bind(language.map(|value| clip_bytes(value.to_owned(), CLIENT_FIELD_MAX_BYTES)))
         .bind(int(visitor.0))
         .bind(int(site.0))
         .execute(self.pool())
@@ -281,7 +277,8 @@ mod tests {
         store.open_conversation(b, stranger).await.unwrap();
         store.close_conversation(a, ids[0]).await.unwrap();
         let named = store.conversation(a, ids[2]).await.unwrap().unwrap().visitor;
-        let identity = Identity { user_id: "u", name: Some("Ada"), email: None, verified: false };
+        let identity =
+            Identity { user_id: "u", name: Some("Ada"), email: None, verified: false, profile_signed: false };
         store.identify_visitor(a, named, &identity).await.unwrap();
 
         let all = ConversationPage { status: None, before: None, before_id: None, limit: 10 };
@@ -327,15 +324,16 @@ mod tests {
         store.record_visitor_client(a, visitor, Some(&long), Some("de-CH")).await.unwrap();
         store.record_visitor_client(a, visitor, None, None).await.unwrap();
         let client = store.visitor_client(a, visitor).await.unwrap().unwrap();
-        assert_eq!(client.user_agent.unwrap().chars().count(), CLIENT_FIELD_MAX_CHARS);
+        // 'é' is two bytes: 256 of them fill the limit exactly.
+        assert_eq!(client.user_agent.unwrap(), "é".repeat(CLIENT_FIELD_MAX_BYTES / 2));
         assert_eq!(client.language.as_deref(), Some("de-CH"));
         assert_eq!(store.visitor_client(b, visitor).await.unwrap(), None);
     }
 
     async fn a_verified_user_brings_the_conversations_of_their_other_visitors(db: TestDb) {
         let (_dir, store, a, b) = store(db).await;
-        let verified = |user_id| Identity { user_id, name: None, email: None, verified: true };
-        let claimed = |user_id| Identity { user_id, name: None, email: None, verified: false };
+        let verified = |user_id| Identity { user_id, name: None, email: None, verified: true, profile_signed: false };
+        let claimed = |user_id| Identity { user_id, name: None, email: None, verified: false, profile_signed: false };
         let mut visitors = Vec::new();
         for (site, identity) in [(a, verified("u1")), (a, verified("u1")), (a, claimed("u1")), (b, verified("u1"))] {
             let visitor = store.create_visitor(site, "h").await.unwrap();
@@ -348,13 +346,6 @@ mod tests {
         let linked = store.visitor_conversations(a, visitors[0], Some("u1")).await.unwrap();
         assert_eq!(linked.len(), 2, "the other verified visitor of site a, not the unverified one nor site b's");
         assert!(store.visitor_conversations(b, visitors[0], Some("u1")).await.unwrap().len() == 1);
-    }
-
-    #[test]
-    fn clipping_counts_characters() {
-        assert_eq!(clip("héllo", 2), "hé");
-        assert_eq!(clip("hi", 5), "hi");
-        assert_eq!(clip("", 0), "");
     }
 
     on_both_backends![

@@ -734,7 +734,8 @@ async fn a_call_naming_another_site_reads_and_changes_nothing(db: TestDb) {
     assert!(matches!(f.store.touch_visitor(wrong, c.visitor).await, Err(Error::NotFound)));
     let visit = Visit { url: "https://elsewhere.example/".into(), title: "Elsewhere".into(), referrer: None };
     assert!(matches!(f.store.record_visit(wrong, c.visitor, &visit).await, Err(Error::NotFound)));
-    let identity = super::Identity { user_id: "mallory", name: Some("M"), email: None, verified: true };
+    let identity =
+        super::Identity { user_id: "mallory", name: Some("M"), email: None, verified: true, profile_signed: false };
     assert!(matches!(f.store.identify_visitor(wrong, c.visitor, &identity).await, Err(Error::NotFound)));
     let attributes = [Attribute { key: "plan".into(), value: "stolen".into() }];
     assert!(matches!(f.store.set_visitor_attributes(wrong, c.visitor, &attributes).await, Err(Error::NotFound)));

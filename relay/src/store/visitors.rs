@@ -1,5 +1,6 @@
 //! What is known of a visitor beyond its id: pages, identity, attributes;
-//! and each site's identity secret.
+//! and each site's identity secret, with the previous one during the grace
+//! period after a rotation (see `crate::identity`).
 
 use std::collections::BTreeMap;
 
@@ -7,14 +8,58 @@ use kefu_protocol::frame::{Attribute, Visit, VisitorProfile};
 use kefu_protocol::ids::{SiteId, Timestamp, VisitorId};
 
 use super::{Error, Flag, Store, Unsigned, int, now};
+use crate::identity::{ROTATION_GRACE_SECS, Secrets};
 
 /// A claimed identity, checked by the caller against the site's secret.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity<'a> {
     pub user_id: &'a str,
     pub name: Option<&'a str>,
     pub email: Option<&'a str>,
+    /// The user id is vouched for (a signed token or the plain hash).
     pub verified: bool,
+    /// Name and email are vouched for too (a signed token).
+    pub profile_signed: bool,
+}
+
+impl Identity<'_> {
+    /// How much of it the site vouched for: a claim, the user id, all.
+    fn strength(&self) -> u8 {
+        u8::from(self.verified) + u8::from(self.verified && self.profile_signed)
+    }
+}
+
+/// The identity a visitor has now, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredIdentity {
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    #[sqlx(try_from = "Flag")]
+    pub verified: bool,
+    #[sqlx(try_from = "Flag")]
+    pub profile_signed: bool,
+}
+
+impl StoredIdentity {
+    /// Whether recording `identity` would change nothing: it is the same,
+    /// or weaker and so not recorded (see `Store::identify_visitor`).
+    pub fn unchanged_by(&self, identity: &Identity<'_>) -> bool {
+        let stored_strength = u8::from(self.verified) + u8::from(self.verified && self.profile_signed);
+        let same = self.user_id.as_deref() == Some(identity.user_id)
+            && self.name.as_deref() == identity.name
+            && self.email.as_deref() == identity.email
+            && self.verified == identity.verified
+            && self.profile_signed == identity.profile_signed;
+        same || identity.strength() < stored_strength
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SecretsRow {
+    identity_secret: String,
+    previous_secret: Option<String>,
+    previous_until: Option<Unsigned>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -49,6 +94,53 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         Ok(secret)
+    }
+
+    /// The secrets that verify the site's identities now: the current one
+    /// (created on first use) and the previous one until its grace ends.
+    pub async fn identity_secrets(&self, site: SiteId) -> Result<Secrets, Error> {
+        self.identity_secret(site).await?;
+        let row: SecretsRow = sqlx::query_as(
+            "SELECT identity_secret, previous_secret, previous_until FROM site_secrets WHERE site_id = $1",
+        )
+        .bind(int(site.0))
+        .fetch_one(self.pool())
+        .await?;
+        let now_secs = now().0 / 1000;
+        let previous = row.previous_secret.filter(|_| row.previous_until.is_some_and(|until| until.0 > now_secs));
+        Ok(Secrets { current: row.identity_secret, previous })
+    }
+
+    /// Replaces the site's identity secret with a new one and returns it;
+    /// the one it replaces still verifies for `ROTATION_GRACE_SECS`.
+    pub async fn rotate_identity_secret(&self, site: SiteId) -> Result<String, Error> {
+        self.identity_secret(site).await?;
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let until = now().0 / 1000 + ROTATION_GRACE_SECS;
+        sqlx::query(
+            "UPDATE site_secrets SET previous_secret = identity_secret, previous_until = $2, identity_secret = $3 \
+             WHERE site_id = $1",
+        )
+        .bind(int(site.0))
+        .bind(int(until))
+        .bind(&secret)
+        .execute(self.pool())
+        .await?;
+        Ok(secret)
+    }
+
+    /// The identity of one of `site`'s visitors as stored; the default for
+    /// one that has none (or is not `site`'s).
+    pub async fn visitor_identity(&self, site: SiteId, visitor: VisitorId) -> Result<StoredIdentity, Error> {
+        let row = sqlx::query_as(
+            "SELECT p.user_id, p.name, p.email, p.verified, p.profile_signed FROM visitor_profiles p \
+             JOIN visitors v ON v.id = p.visitor_id WHERE p.visitor_id = $1 AND v.site_id = $2",
+        )
+        .bind(int(visitor.0))
+        .bind(int(site.0))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.unwrap_or_default())
     }
 
     /// One of `site`'s visitors is on `visit.url` now: the current page,
@@ -88,29 +180,36 @@ impl Store {
         Ok(())
     }
 
-    /// Records who the site says one of its visitors is. An unverified
-    /// claim never replaces a verified identity. [`Error::NotFound`] (and
-    /// nothing written) if the visitor is not `site`'s.
+    /// Records who the site says one of its visitors is. A weaker identity
+    /// never replaces a stronger one: an unverified claim no verified
+    /// identity, a plain hash (user id only) no signed token's name and
+    /// email. [`Error::NotFound`] (and nothing written) if the visitor is
+    /// not `site`'s.
     pub async fn identify_visitor(
         &self,
         site: SiteId,
         visitor: VisitorId,
         identity: &Identity<'_>,
     ) -> Result<(), Error> {
-        let done = sqlx::query(
-            "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified) \
-             SELECT id, $2, $3, $4, $5 FROM visitors WHERE id = $1 AND site_id = $6 \
-             ON CONFLICT (visitor_id) DO UPDATE SET user_id = $2, name = $3, email = $4, verified = $5 \
-             WHERE $5 OR NOT visitor_profiles.verified",
-        )
-        .bind(int(visitor.0))
-        .bind(identity.user_id)
-        .bind(identity.name)
-        .bind(identity.email)
-        .bind(identity.verified)
-        .bind(int(site.0))
-        .execute(self.pool())
-        .await?;
+        let stored_strength = "(CASE WHEN NOT visitor_profiles.verified THEN 0 \
+                               WHEN visitor_profiles.profile_signed THEN 2 ELSE 1 END)";
+        let upsert = format!(
+            "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified, profile_signed) \
+             SELECT id, $2, $3, $4, $5, $6 FROM visitors WHERE id = $1 AND site_id = $8 \
+             ON CONFLICT (visitor_id) DO UPDATE SET user_id = $2, name = $3, email = $4, verified = $5, \
+             profile_signed = $6 WHERE $7 >= {stored_strength}"
+        );
+        let done = sqlx::query(&upsert)
+            .bind(int(visitor.0))
+            .bind(identity.user_id)
+            .bind(identity.name)
+            .bind(identity.email)
+            .bind(identity.verified)
+            .bind(identity.profile_signed)
+            .bind(i64::from(identity.strength()))
+            .bind(int(site.0))
+            .execute(self.pool())
+            .await?;
         // Nothing written: a verified identity kept, or a stranger.
         if done.rows_affected() == 0 && !self.has_visitor(site, visitor).await? {
             return Err(Error::NotFound);

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use kefu_protocol::DEFAULT_LIMITS;
-use kefu_protocol::codec::clip;
+use kefu_protocol::codec::clip_bytes;
 
 use crate::http;
 use crate::limits::{self, ClientAddress};
@@ -73,12 +73,14 @@ const CLIENT_HEADER_BYTES: usize = 512;
 /// browsers send cookies with cross-site WebSocket upgrades too, so another
 /// site's page must not be able to open an agent's connection.
 async fn read_upgrade(state: &AppState, headers: &HeaderMap) -> Result<handshake::Upgrade, crate::error::Error> {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| clip(v.to_owned(), CLIENT_HEADER_BYTES));
+    let text =
+        |name| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| clip_bytes(v.to_owned(), CLIENT_HEADER_BYTES));
     let cookie_agent = if same_origin(headers) { http::agent_from_cookie(state, headers).await? } else { None };
     Ok(handshake::Upgrade {
         cookie_agent,
         user_agent: text(header::USER_AGENT),
-        language: text(header::ACCEPT_LANGUAGE).map(|l| clip(l.split(',').next().unwrap_or("").trim().to_owned(), 35)),
+        language: text(header::ACCEPT_LANGUAGE)
+            .map(|l| clip_bytes(l.split(',').next().unwrap_or("").trim().to_owned(), 35)),
     })
 }
 

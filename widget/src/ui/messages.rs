@@ -8,7 +8,7 @@ use leptos::prelude::*;
 
 use super::Ctx;
 use super::icons::{ClockIcon, TicksIcon};
-use crate::model::{Mark, Model, RowKey, Sender};
+use crate::model::{Mark, Model, Refusal, RowKey, Sender};
 
 /// Closer than this to the bottom counts as reading the latest messages:
 /// new ones scroll into view. Further up, the visitor is reading history
@@ -107,7 +107,14 @@ pub fn MarkView(mark: Mark) -> impl IntoView {
             <span class="kefu-mark kefu-mark-sending"><ClockIcon />{text.sending}</span>
         }
         .into_any(),
-        Mark::Failed => view! { <span class="kefu-mark kefu-mark-failed">{text.failed}</span> }.into_any(),
+        Mark::Failed(refusal) => {
+            let why = match refusal {
+                Refusal::TooLong => text.failed_too_long,
+                Refusal::NotAllowed => text.failed_not_allowed,
+                Refusal::Other => text.failed,
+            };
+            view! { <span class="kefu-mark kefu-mark-failed">{why}</span> }.into_any()
+        }
         Mark::Sent => view! {
             <span class="kefu-mark" title=text.sent><TicksIcon double=false /><span class="kefu-sr">{text.sent}</span></span>
         }

@@ -9,9 +9,10 @@ pub mod messages;
 use leptos::ev;
 use leptos::html::Textarea;
 use leptos::prelude::*;
+use wasm_bindgen::JsCast;
 use web_sys::{KeyboardEvent, MessageEvent, VisibilityState};
 
-use crate::bridge::{Inbound, Parent};
+use crate::bridge::{self, Inbound, Parent};
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::i18n::Strings;
@@ -108,6 +109,9 @@ pub fn App(config: Config) -> impl IntoView {
         Some(site) => ctx.connection.set_value(Some(Connection::start(site, model, parent))),
         None => model.update(Model::set_unavailable),
     }
+    if let Some(token) = config.identity.clone() {
+        obey(ctx, bridge::signed_user(token));
+    }
 
     let style = format!("--kefu-brand:{};--kefu-on-brand:{}", config.brand.css(), config.brand.text_css());
     let class = if config.embed { "kefu kefu-embed" } else { "kefu kefu-page" };
@@ -139,13 +143,32 @@ fn listen(ctx: Ctx) {
         if !ctx.parent.with_value(|parent| parent.sent(&event)) {
             return;
         }
-        match Inbound::parse(&event.data()) {
-            Some(Inbound::Open) => ctx.set_open(true),
-            Some(Inbound::Close) => ctx.set_open(false),
-            Some(Inbound::SetUser(identify)) => ctx.connection(|c| c.with_session(|s| s.identify(identify))),
-            Some(Inbound::SetAttributes(set)) => ctx.connection(|c| c.with_session(|s| s.set_attributes(set))),
-            Some(Inbound::Page(visit)) => ctx.connection(|c| c.with_session(|s| s.visit(visit))),
-            None => {}
+        if let Some(inbound) = Inbound::parse(&event.data()) {
+            obey(ctx, inbound);
+        }
+    });
+    // The native bridge: only a script running in this page (a webview's
+    // injected script) can dispatch an event on its window.
+    let _ = window_event_listener_untyped("kefu", move |event| {
+        let detail = event.unchecked_ref::<web_sys::CustomEvent>().detail();
+        if let Some(inbound) = Inbound::parse(&detail) {
+            obey(ctx, inbound);
+        }
+    });
+    // Links open through the native app, outside its webview, when one
+    // listens; as usual otherwise.
+    let _ = window_event_listener(ev::click, move |event: web_sys::MouseEvent| {
+        let link = event
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .and_then(|e| e.closest("a[href]").ok().flatten());
+        let url = link
+            .and_then(|a| a.get_attribute("href"))
+            .filter(|url| url.starts_with("https://") || url.starts_with("http://"));
+        if let Some(url) = url
+            && bridge::native::open_link(&url)
+        {
+            event.prevent_default();
         }
     });
     let _ = window_event_listener(ev::keydown, move |event: KeyboardEvent| {
@@ -159,6 +182,17 @@ fn listen(ctx: Ctx) {
             ctx.close();
         }
     });
+}
+
+/// Carries out what the parent page or the native app asked for.
+fn obey(ctx: Ctx, inbound: Inbound) {
+    match inbound {
+        Inbound::Open => ctx.set_open(true),
+        Inbound::Close => ctx.set_open(false),
+        Inbound::SetUser(identify) => ctx.connection(|c| c.with_session(|s| s.identify(identify))),
+        Inbound::SetAttributes(set) => ctx.connection(|c| c.with_session(|s| s.set_attributes(set))),
+        Inbound::Page(visit) => ctx.connection(|c| c.with_session(|s| s.visit(visit))),
+    }
 }
 
 /// A touch screen: focusing the composer there would pop the keyboard up

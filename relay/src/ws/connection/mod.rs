@@ -26,7 +26,7 @@ use kefu_protocol::frame::{
     AgentStatus, Availability, CloseReason, Closing, ConversationStatus, ConversationUpdate, Cursor, ErrorCode,
     ErrorFrame, Join, Limits, Ping, Pong,
 };
-use kefu_protocol::ids::{ConversationId, Seq, SessionId, SiteId};
+use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SessionId, SiteId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
 use tokio::time::Instant;
 
@@ -145,6 +145,7 @@ async fn open(
         positions: HashMap::new(),
         conversations: HashMap::new(),
         appends: None,
+        deferred: None,
         last_heard: Instant::now(),
         nonce: 0,
     };
@@ -237,6 +238,9 @@ struct Connection {
     /// Made by the first send: it allocates, and most connections of
     /// visitors only listen.
     appends: Option<FuturesOrdered<AppendTicket>>,
+    /// The send answered with `Deferred`: until it comes back, this
+    /// connection's other sends are set aside unanswered (see `sends`).
+    deferred: Option<ClientMessageId>,
     last_heard: Instant,
     nonce: u64,
 }
@@ -389,11 +393,16 @@ impl Connection {
             }
             Incoming::Invalid(error, _) => return Err(End::protocol(error.code(), error.to_string())),
         };
+        if let ClientFrame::Send(send) = &frame
+            && self.set_aside(send)
+        {
+            return Ok(());
+        }
         // Heartbeat answers are never refused: that would end the link.
         if !matches!(frame, ClientFrame::Pong(_)) {
             match self.frame_limit.check() {
                 Verdict::Pass => {}
-                Verdict::Refuse => return self.rate_limited(&frame).await,
+                Verdict::Refuse { retry_after } => return self.rate_limited(&frame, retry_after).await,
                 Verdict::Close => return Err(End::flood()),
             }
         }

@@ -1,10 +1,13 @@
 //! Sends and what answers them: a message handed to the store and
 //! acknowledged after its commit, refusals, receipt marks, typing.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
-    Accepted, Ack, Body, ConversationStatus, ErrorCode, ErrorFrame, Receipt, Rejected, Send, Typing, TypingNotice,
+    Accepted, Ack, Body, ConversationStatus, Deferred, ErrorCode, ErrorFrame, Receipt, Rejected, Send, Typing,
+    TypingNotice,
 };
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
 
@@ -29,20 +32,42 @@ impl Connection {
         self.appends.as_ref().map_or(0, FuturesOrdered::len)
     }
 
-    /// Refuses a frame over the frame limit without acting on it: a send
-    /// is rejected for its client id, so the client knows to send it again
-    /// later; anything else gets an error.
-    pub(super) async fn rate_limited(&mut self, frame: &ClientFrame) -> Result<(), End> {
+    /// Refuses a frame over the frame limit without acting on it. A send
+    /// is deferred, not rejected: the client keeps it and sends it again
+    /// after `retry_after`, with everything it sent after it, which this
+    /// connection sets aside until then (`set_aside`). Anything else gets
+    /// an error.
+    pub(super) async fn rate_limited(&mut self, frame: &ClientFrame, retry_after: Duration) -> Result<(), End> {
+        if let ClientFrame::Send(Send { conversation, client_id, .. }) = frame {
+            let (conversation, client_id) = (*conversation, *client_id);
+            self.deferred = Some(client_id);
+            // Rounded up: a client that comes back on the dot finds room.
+            let retry_after_ms = u32::try_from(retry_after.as_micros().div_ceil(1000)).unwrap_or(u32::MAX).max(1);
+            let deferred = Deferred { conversation, client_id, retry_after_ms };
+            return self.write(&ServerFrame::Deferred(deferred)).await;
+        }
         let text = format!(
             "more than {} frames a second (after a burst of {}); slow down",
             self.state.config.frames_per_second, self.state.config.frame_burst
         );
-        let code = ErrorCode::RateLimited;
-        if let ClientFrame::Send(Send { conversation, client_id, .. }) = frame {
-            let (conversation, client_id) = (*conversation, *client_id);
-            return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
+        self.write(&ServerFrame::Error(ErrorFrame { code: ErrorCode::RateLimited, text, reconnect: true })).await
+    }
+
+    /// Whether a send comes after a deferred one that has not come back:
+    /// storing it would put it before the deferred one, so it is set aside
+    /// unanswered, and the client sends it again after the deferred one.
+    /// Set-aside sends are not charged to the frame budget: like a
+    /// heartbeat answer they cost no store work and no answer, and a client
+    /// that had them on the wire before it heard `Deferred` is no flood.
+    pub(super) fn set_aside(&mut self, send: &Send) -> bool {
+        match self.deferred {
+            Some(deferred) if deferred == send.client_id => {
+                self.deferred = None;
+                false
+            }
+            Some(_) => true,
+            None => false,
         }
-        self.write(&ServerFrame::Error(ErrorFrame { code, text, reconnect: true })).await
     }
 
     pub(super) async fn on_send(&mut self, send: Send) -> Result<(), End> {
