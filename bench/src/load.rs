@@ -150,7 +150,7 @@ pub(crate) async fn seed(database_url: Option<&str>, data_dir: &Path, count: usi
             )
             .await?;
         let token = kefu_relay::auth::new_token();
-        store.create_agent_session(agent.id, &kefu_relay::auth::token_hash(&token), expires).await?;
+        store.create_agent_session(site.id, agent.id, &kefu_relay::auth::token_hash(&token), expires).await?;
         sites.push(Site { key, token: AgentToken::new(token)? });
     }
     store.close().await;

@@ -652,7 +652,7 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
     // stored is final, and every visitor must hear all of its own.
     let answered = || agent_counters.accepted.load(Ordering::Relaxed) + agent_counters.rejected.load(Ordering::Relaxed);
     measure::wait_until(Duration::from_secs(10), || answered() >= agent.sent()).await;
-    let stored = stored_seqs(database.url(), &conversations).await?;
+    let stored = stored_seqs(database.url(), &sites[0].key, &conversations).await?;
     let lost = || {
         let mut lost = 0u64;
         for (n, stored) in stored.iter().enumerate() {
@@ -684,12 +684,18 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
     })
 }
 
-/// Every conversation's stored seqs, read from the database itself.
-async fn stored_seqs(database_url: &str, conversations: &[ConversationId]) -> Result<Vec<Vec<u64>>> {
+/// Every conversation's stored seqs, read from the database itself; the
+/// conversations are of the site with key `site`.
+async fn stored_seqs(
+    database_url: &str,
+    site: &kefu_protocol::ids::SiteKey,
+    conversations: &[ConversationId],
+) -> Result<Vec<Vec<u64>>> {
     let store = kefu_relay::store::Store::connect(Some(database_url), std::path::Path::new(".")).await?;
+    let site = store.site_by_key(site).await?.context("the seeded site is gone")?.id;
     let mut all = Vec::with_capacity(conversations.len());
     for &conversation in conversations {
-        let messages = store.messages_after(conversation, kefu_protocol::ids::Seq::ZERO, u32::MAX).await?;
+        let messages = store.messages_after(site, conversation, kefu_protocol::ids::Seq::ZERO, u32::MAX).await?;
         all.push(messages.iter().map(|message| message.seq.0).collect());
     }
     store.close().await;

@@ -157,6 +157,7 @@ fn rand_suffix() -> u128 {
 
 fn message(conversation: &Conversation, n: usize) -> NewMessage {
     NewMessage {
+        site: conversation.site,
         conversation: conversation.id,
         client_id: Some(ClientMessageId(n as u128)),
         author: Author::Visitor(conversation.visitor),
@@ -168,8 +169,10 @@ fn message(conversation: &Conversation, n: usize) -> NewMessage {
 async fn check_gapless(store: &Store, conversations: &[Conversation], total: usize) -> anyhow::Result<()> {
     let mut sum = 0;
     for conversation in conversations {
-        let last = store.conversation(conversation.id).await?.context("conversation vanished")?.last_seq;
-        let stored = store.messages_after(conversation.id, kefu_protocol::ids::Seq::ZERO, u32::MAX).await?;
+        let last =
+            store.conversation(conversation.site, conversation.id).await?.context("conversation vanished")?.last_seq;
+        let stored =
+            store.messages_after(conversation.site, conversation.id, kefu_protocol::ids::Seq::ZERO, u32::MAX).await?;
         let seqs: Vec<u64> = stored.iter().map(|message| message.seq.0).collect();
         anyhow::ensure!(seqs == (1..=last.0).collect::<Vec<_>>(), "gap in {}", conversation.id);
         sum += seqs.len();

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kefu_protocol::frame::Limits;
-use kefu_protocol::ids::{ConversationId, Seq, SiteId};
+use kefu_protocol::ids::{ConversationId, SiteId};
 use kefu_protocol::{ServerFrame, codec};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -418,15 +418,7 @@ impl Link {
     /// Hands this node's followers of `conversation` its newest stored
     /// message; a connection that is behind reads the rest from the store.
     async fn nudge(&self, conversation: ConversationId) {
-        let newest = async {
-            let Some(current) = self.state.store.conversation(conversation).await? else { return Ok(None) };
-            if current.last_seq == Seq::ZERO {
-                return Ok(None);
-            }
-            let before = Seq(current.last_seq.0 - 1);
-            Ok::<_, crate::store::Error>(self.state.store.messages_after(conversation, before, 1).await?.pop())
-        };
-        match newest.await {
+        match self.state.store.newest_message_for_followers(conversation).await {
             Ok(Some(message)) => {
                 let target = Target::Conversation(conversation);
                 self.state.hub.deliver_here(target, Arc::new(ServerFrame::Message(message)));

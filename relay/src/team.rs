@@ -57,16 +57,13 @@ pub async fn change(
     change: Change,
 ) -> Result<Result<(), Refusal>, store::Error> {
     let store = &state.store;
-    let Some(current) = store.conversation(conversation).await? else {
+    let site = actor.site;
+    let Some(current) = store.conversation(site, conversation).await? else {
         return Ok(Err(Refusal::Forbidden(format!("conversation {conversation} does not exist"))));
     };
-    if current.site != actor.site {
-        return Ok(Err(Refusal::Forbidden(format!("conversation {conversation} does not exist"))));
-    }
-    let site = actor.site;
     match change {
         Change::Take => {
-            let Some(taken) = store.assign_conversation(conversation, None, actor.id).await? else {
+            let Some(taken) = store.assign_conversation(site, conversation, None, actor.id).await? else {
                 return Ok(Err(taken_by_someone(state, site, &current).await?));
             };
             let event = ConversationEvent::Assigned { to: actor.named(), by: Some(actor.named()) };
@@ -88,7 +85,7 @@ pub async fn change(
             let Some(from_member) = store.member(site, from).await? else {
                 return Ok(Err(Refusal::Conflict("the assigned agent is gone; take the chat instead".into())));
             };
-            let Some(moved) = store.assign_conversation(conversation, Some(from), to).await? else {
+            let Some(moved) = store.assign_conversation(site, conversation, Some(from), to).await? else {
                 return Ok(Err(Refusal::Conflict("the chat changed hands meanwhile; look again".into())));
             };
             let event = ConversationEvent::Transferred {
@@ -99,6 +96,7 @@ pub async fn change(
             let note = note.trim();
             if !note.is_empty() {
                 let note = NewMessage {
+                    site,
                     conversation,
                     client_id: None,
                     author: Author::Agent(actor.id),
@@ -109,14 +107,14 @@ pub async fn change(
             tokio::spawn(dispatch_logged(state.clone(), site));
         }
         Change::Close => {
-            let Some(closed) = store.close_conversation(conversation).await? else {
+            let Some(closed) = store.close_conversation(site, conversation).await? else {
                 return Ok(Err(Refusal::Conflict("the chat is already closed".into())));
             };
             system_line(state, &closed, ConversationEvent::Closed { by: actor.named() }).await?;
             tokio::spawn(dispatch_logged(state.clone(), site));
         }
         Change::Reopen => {
-            let Some(reopened) = store.reopen_conversation(conversation, Some(actor.id)).await? else {
+            let Some(reopened) = store.reopen_conversation(site, conversation, Some(actor.id)).await? else {
                 return Ok(Err(Refusal::Conflict("the chat is already open".into())));
             };
             system_line(state, &reopened, ConversationEvent::Reopened { by: Some(actor.named()) }).await?;
@@ -145,7 +143,7 @@ pub async fn set_status(
     agent: AgentId,
     status: AgentStatus,
 ) -> Result<(), store::Error> {
-    state.store.set_agent_status(agent, status).await?;
+    state.store.set_agent_status(site, agent, status).await?;
     publish_roster(state, site).await?;
     if status == AgentStatus::Online {
         dispatch(state, site).await?;
@@ -158,7 +156,7 @@ pub async fn set_status(
 /// with nobody assigned is a chance to assign.
 pub async fn visitor_wrote(state: &AppState, conversation: &Conversation) -> Result<(), store::Error> {
     if conversation.status == ConversationStatus::Closed {
-        if let Some(reopened) = state.store.reopen_conversation(conversation.id, None).await? {
+        if let Some(reopened) = state.store.reopen_conversation(conversation.site, conversation.id, None).await? {
             system_line(state, &reopened, ConversationEvent::Reopened { by: None }).await?;
         }
     } else if conversation.assignee.is_some() {
@@ -190,7 +188,7 @@ async fn assign_waiting(state: &AppState, site: SiteId) -> Result<(), store::Err
             break;
         };
         // Lost only to an agent taking it by hand just now: look again.
-        if let Some(assigned) = state.store.assign_conversation(waiting.id, None, agent.id).await? {
+        if let Some(assigned) = state.store.assign_conversation(site, waiting.id, None, agent.id).await? {
             let to = AgentRef { id: agent.id, name: agent.name };
             system_line(state, &assigned, ConversationEvent::Assigned { to, by: None }).await?;
             assigned_any = true;
@@ -216,8 +214,13 @@ async fn system_line(
     conversation: &Conversation,
     event: ConversationEvent,
 ) -> Result<(), store::Error> {
-    let line =
-        NewMessage { conversation: conversation.id, client_id: None, author: Author::System, body: Body::Event(event) };
+    let line = NewMessage {
+        site: conversation.site,
+        conversation: conversation.id,
+        client_id: None,
+        author: Author::System,
+        body: Body::Event(event),
+    };
     let appended = state.store.append(line).await?;
     publish(state, conversation.site, &appended);
     Ok(())

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::Error;
+use crate::{Error, Wire};
 
 /// A connect or a write that takes longer than this counts as failed; the
 /// session's backoff then decides when to try again.
@@ -44,18 +44,27 @@ pub(crate) enum Command {
     Stop,
 }
 
-type Handles = (
-    mpsc::UnboundedSender<Command>,
-    watch::Receiver<Option<Identity>>,
-    watch::Receiver<LinkState>,
-    mpsc::UnboundedReceiver<Event>,
-);
+/// What a [`crate::Client`] holds of its driver.
+pub(crate) struct Handles {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) identity: watch::Receiver<Option<Identity>>,
+    pub(crate) link: watch::Receiver<LinkState>,
+    pub(crate) outbox: watch::Receiver<usize>,
+    pub(crate) events: mpsc::UnboundedReceiver<Event>,
+}
 
-/// Starts a driver on the current tokio runtime.
-pub(crate) fn spawn(url: String, credentials: Credentials, config: SessionConfig) -> Handles {
+/// Starts a driver on the current tokio runtime; with a `tap`, every frame
+/// written and read goes there too.
+pub(crate) fn spawn(
+    url: String,
+    credentials: Credentials,
+    config: SessionConfig,
+    tap: Option<mpsc::UnboundedSender<Wire>>,
+) -> Handles {
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (identity_tx, identity) = watch::channel(None);
     let (link_tx, link) = watch::channel(LinkState::Connecting);
+    let (outbox_tx, outbox) = watch::channel(0);
     let (events_tx, events) = mpsc::unbounded_channel();
     let driver = Driver {
         session: Session::new(credentials, config, rand::random()),
@@ -68,9 +77,11 @@ pub(crate) fn spawn(url: String, credentials: Credentials, config: SessionConfig
         events: events_tx,
         identity: identity_tx,
         link: link_tx,
+        outbox: outbox_tx,
+        tap,
     };
     tokio::spawn(driver.run());
-    (commands_tx, identity, link, events)
+    Handles { commands: commands_tx, identity, link, outbox, events }
 }
 
 struct Driver {
@@ -85,6 +96,8 @@ struct Driver {
     events: mpsc::UnboundedSender<Event>,
     identity: watch::Sender<Option<Identity>>,
     link: watch::Sender<LinkState>,
+    outbox: watch::Sender<usize>,
+    tap: Option<mpsc::UnboundedSender<Wire>>,
 }
 
 impl Driver {
@@ -112,6 +125,8 @@ impl Driver {
                 () = sleep_until(wake) => self.session.tick(self.now()),
             };
             self.apply(actions).await;
+            let queued = self.session.pending().count();
+            self.outbox.send_if_modified(|outbox| std::mem::replace(outbox, queued) != queued);
         }
         for (_, waiter) in self.waiters.drain() {
             let _ = waiter.send(Err(Error::Stopped));
@@ -147,7 +162,10 @@ impl Driver {
     fn on_message(&mut self, message: Option<WsMessage>) -> Vec<Action> {
         match message {
             Some(WsMessage::Binary(bytes)) => match codec::decode::<ServerFrame>(&bytes, &DEFAULT_LIMITS) {
-                Ok(frame) => self.session.receive(self.now(), frame),
+                Ok(frame) => {
+                    self.tap(|| Wire::Received(frame.clone()));
+                    self.session.receive(self.now(), frame)
+                }
                 Err(error) => {
                     tracing::warn!(%error, "undecodable frame from the relay; reconnecting");
                     self.socket = None;
@@ -176,7 +194,9 @@ impl Driver {
                     let Some(socket) = self.socket.as_mut() else { continue };
                     let bytes = codec::encode(&frame);
                     let sent = tokio::time::timeout(IO_TIMEOUT, socket.send(WsMessage::Binary(bytes.into()))).await;
-                    if !matches!(sent, Ok(Ok(()))) {
+                    if matches!(sent, Ok(Ok(()))) {
+                        self.tap(|| Wire::Sent(frame));
+                    } else {
                         self.socket = None;
                         queue.extend(self.session.disconnected(self.now()));
                     }
@@ -190,6 +210,14 @@ impl Driver {
                 }
                 Action::Emit(event) => self.emit(event),
             }
+        }
+    }
+
+    /// Hands a frame to the tap, if there is one; builds it only then.
+    fn tap(&self, frame: impl FnOnce() -> Wire) {
+        if let Some(tap) = &self.tap {
+            // A tap nobody reads any more is no reason to stop.
+            let _ = tap.send(frame());
         }
     }
 

@@ -10,6 +10,8 @@
 //!
 //! - [`Client`]: the handle an application holds (send, join, ack, typing).
 //! - [`Events`]: what arrives, in order, deduplicated.
+//! - [`Tap`]: every frame as it crossed the wire, before the session
+//!   judged it; for tests and diagnostics ([`Client::connect_tapped`]).
 //! - `driver`: the task that owns the socket and the session.
 //! - [`login`]: `POST /api/login` for agents.
 //!
@@ -29,6 +31,7 @@ mod driver;
 
 use kefu_protocol::frame::{AgentStatus, Attribute, Change, Credentials, Identify, Identity, ReceiptKind, Visit};
 use kefu_protocol::ids::{AgentToken, ConversationId, Seq, SiteKey};
+use kefu_protocol::{ClientFrame, ServerFrame};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use kefu_protocol;
@@ -57,6 +60,8 @@ pub struct Client {
     commands: mpsc::UnboundedSender<driver::Command>,
     identity: watch::Receiver<Option<Identity>>,
     link: watch::Receiver<LinkState>,
+    /// How many sends wait in the outbox for their acknowledgement.
+    outbox: watch::Receiver<usize>,
     /// A visitor's site, to build returning credentials.
     site: Option<SiteKey>,
 }
@@ -76,16 +81,66 @@ impl Events {
     }
 }
 
+/// One frame as it crossed the wire, seen by a [`Tap`].
+// Frames are looked at one at a time; boxing them buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Wire {
+    /// Written to the relay. A `Hello` starts a new link: what is received
+    /// after it came on that link.
+    Sent(ClientFrame),
+    /// Read from the relay and decoded, before the session judged it: a
+    /// duplicate or a message past a hole shows here, though [`Events`]
+    /// never hands it on.
+    Received(ServerFrame),
+}
+
+/// Every frame a client sends and receives, in the order it did, for
+/// tests and diagnostics that check what the relay itself sent rather
+/// than what the session made of it. Unbounded like [`Events`]: read it.
+#[derive(Debug)]
+pub struct Tap {
+    frames: mpsc::UnboundedReceiver<Wire>,
+}
+
+impl Tap {
+    /// The next frame; `None` once the client stopped for good.
+    pub async fn next(&mut self) -> Option<Wire> {
+        self.frames.recv().await
+    }
+}
+
 impl Client {
     /// Connects with `credentials` to the relay's WebSocket `url`
     /// (`ws://host:port/ws`), in the background.
     pub fn connect(url: impl Into<String>, credentials: Credentials, config: SessionConfig) -> (Client, Events) {
+        Client::start(url.into(), credentials, config, None)
+    }
+
+    /// Like [`Client::connect`], and hands every frame sent and received
+    /// to the returned [`Tap`] as well.
+    pub fn connect_tapped(
+        url: impl Into<String>,
+        credentials: Credentials,
+        config: SessionConfig,
+    ) -> (Client, Events, Tap) {
+        let (tap, frames) = mpsc::unbounded_channel();
+        let (client, events) = Client::start(url.into(), credentials, config, Some(tap));
+        (client, events, Tap { frames })
+    }
+
+    fn start(
+        url: String,
+        credentials: Credentials,
+        config: SessionConfig,
+        tap: Option<mpsc::UnboundedSender<Wire>>,
+    ) -> (Client, Events) {
         let site = match &credentials {
             Credentials::Visitor { site, .. } => Some(site.clone()),
             Credentials::Agent { .. } | Credentials::AgentCookie => None,
         };
-        let (commands, identity, link, events) = driver::spawn(url.into(), credentials, config);
-        (Client { commands, identity, link, site }, Events { events })
+        let driver::Handles { commands, identity, link, outbox, events } = driver::spawn(url, credentials, config, tap);
+        (Client { commands, identity, link, outbox, site }, Events { events })
     }
 
     /// A new visitor of the site with key `site`.
@@ -194,6 +249,19 @@ impl Client {
         let mut link = self.link.clone();
         let state = *link.wait_for(pred).await.map_err(|_| Error::Stopped)?;
         Ok(state)
+    }
+
+    /// How many sends wait in the outbox for their acknowledgement now.
+    pub fn outbox(&self) -> usize {
+        *self.outbox.borrow()
+    }
+
+    /// Waits until the number of sends waiting in the outbox is one that
+    /// `pred` accepts: e.g. until sends made while offline are all queued.
+    pub async fn wait_outbox(&self, pred: impl FnMut(&usize) -> bool) -> Result<usize, Error> {
+        let mut outbox = self.outbox.clone();
+        let queued = *outbox.wait_for(pred).await.map_err(|_| Error::Stopped)?;
+        Ok(queued)
     }
 
     /// Closes the connection for good. Unacknowledged sends fail.

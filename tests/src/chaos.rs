@@ -17,10 +17,14 @@
 //!      and every party must catch up to the store, within a bound;
 //!   4. the relay is killed and the store is read straight from its file.
 //! - [`check`]: what every party sent and received against the store:
-//!   pure, so its own tests feed it broken histories.
+//!   pure, so its own tests feed it broken histories. What a party
+//!   received is looked at twice: the frames the relay sent it, off the
+//!   SDK's [`Tap`] before the session drops duplicates and holes (the
+//!   relay's promise), and the messages its event stream handed on (the
+//!   application's view).
 //! - [`Figures`]: the counts, printed as a table, asserted by the tests.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,8 +34,9 @@ use anyhow::{Context, Result, bail, ensure};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{Author, Credentials};
-use kefu_protocol::ids::{AgentToken, ConversationId, Seq, SiteKey};
-use kefu_sdk::{Accepted, Body, Client, Event, Events, Message, SessionConfig};
+use kefu_protocol::ids::{AgentToken, ConversationId, MessageId, Seq, SiteKey};
+use kefu_protocol::{ClientFrame, ServerFrame};
+use kefu_sdk::{Accepted, Body, Client, Event, Events, Message, SessionConfig, Tap, Wire};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
@@ -173,11 +178,17 @@ pub struct Figures {
     /// Extra copies in the store of one client message (same client id,
     /// or same text, from the same author).
     pub duplicated_stored: usize,
-    /// Messages a party was handed more than once.
+    /// Messages sent to a party again that it had not asked for again:
+    /// on the wire, a message the relay sent on a link after it had sent
+    /// it there already, or that the hello's cursor or a join said the
+    /// client held; in the event stream, one handed to the application
+    /// twice (also a copy stored at a seq of its own, by its text).
     pub duplicated_delivered: usize,
-    /// Order breaks: a party's seqs not strictly increasing, a sender's
-    /// messages stored in another order than sent, holes in the store's
-    /// seqs.
+    /// Order breaks: on the wire, a message whose `prev` is not the one
+    /// the relay sent before it on that link (nor the start of a replay
+    /// the client asked for); a party's seqs not strictly increasing in
+    /// its event stream; a sender's messages stored in another order than
+    /// sent; holes in the store's seqs.
     pub out_of_order: usize,
     /// Messages in the store a party may see but never got, after the
     /// catch-up.
@@ -281,6 +292,19 @@ pub struct PartyLog {
     pub sent: Vec<Sent>,
     /// Every message its event stream handed it, in order.
     pub received: Vec<Message>,
+    /// What crossed its wire, in order: the hellos and joins it sent, and
+    /// the messages and replay ends the relay sent it (see [`on_the_wire`]).
+    pub wire: Vec<Wire>,
+}
+
+/// Whether the checker needs this frame: the requests that say what the
+/// relay owes a link, and what it sent on it.
+pub fn on_the_wire(wire: &Wire) -> bool {
+    matches!(
+        wire,
+        Wire::Sent(ClientFrame::Hello(_) | ClientFrame::Join(_))
+            | Wire::Received(ServerFrame::Message(_) | ServerFrame::ReplayComplete(_))
+    )
 }
 
 /// One send and how it ended.
@@ -394,6 +418,8 @@ struct Party {
     sender: JoinHandle<()>,
     /// Records its events; ends when the client stops.
     reader: JoinHandle<()>,
+    /// Records its wire; ends when the client stops.
+    wiretap: JoinHandle<()>,
 }
 
 impl Crew {
@@ -407,7 +433,7 @@ impl Crew {
         stop: &watch::Receiver<bool>,
     ) -> Result<ConversationId> {
         let credentials = Credentials::Visitor { site: SiteKey::new(SITE)?, returning: None };
-        let (client, events) = Client::connect(proxy.ws_url(), credentials, config.session());
+        let (client, events, tap) = Client::connect_tapped(proxy.ws_url(), credentials, config.session());
         let conversation =
             tokio::time::timeout(PATIENCE, client.conversation()).await.context("a visitor got no welcome")??;
         let log = party_log(format!("visitor {index}"), Role::Visitor, vec![conversation]);
@@ -428,7 +454,8 @@ impl Crew {
         });
         let sender = tokio::spawn(send_loop(client.clone(), queue, config.window, Arc::clone(&log)));
         let reader = tokio::spawn(read_events(events, Arc::clone(&log), None));
-        self.parties.push(Party { client, log, sender, reader });
+        let wiretap = tokio::spawn(read_wire(tap, Arc::clone(&log)));
+        self.parties.push(Party { client, log, sender, reader, wiretap });
         Ok(conversation)
     }
 
@@ -444,7 +471,7 @@ impl Crew {
         stop: &watch::Receiver<bool>,
     ) -> Result<()> {
         let credentials = Credentials::Agent { token: AgentToken::new(token)? };
-        let (client, events) = Client::connect(proxy.ws_url(), credentials, config.session());
+        let (client, events, tap) = Client::connect_tapped(proxy.ws_url(), credentials, config.session());
         for conversation in &follows {
             client.join(*conversation)?;
         }
@@ -462,7 +489,8 @@ impl Crew {
         };
         let sender = tokio::spawn(send_loop(client.clone(), queue, config.window, Arc::clone(&log)));
         let reader = tokio::spawn(read_events(events, Arc::clone(&log), Some(replier)));
-        self.parties.push(Party { client, log, sender, reader });
+        let wiretap = tokio::spawn(read_wire(tap, Arc::clone(&log)));
+        self.parties.push(Party { client, log, sender, reader, wiretap });
         Ok(())
     }
 
@@ -516,8 +544,10 @@ impl Crew {
         for party in self.parties {
             party.client.stop();
             party.sender.abort();
-            // The reader ends once the stopped client closes its events.
+            // The readers end once the stopped client closes its events
+            // and its tap.
             let _ = tokio::time::timeout(PATIENCE, party.reader).await;
+            let _ = tokio::time::timeout(PATIENCE, party.wiretap).await;
             logs.push(lock(&party.log).clone());
         }
         logs
@@ -525,7 +555,7 @@ impl Crew {
 }
 
 fn party_log(name: String, role: Role, follows: Vec<ConversationId>) -> Arc<Mutex<PartyLog>> {
-    Arc::new(Mutex::new(PartyLog { name, role, follows, sent: Vec::new(), received: Vec::new() }))
+    Arc::new(Mutex::new(PartyLog { name, role, follows, sent: Vec::new(), received: Vec::new(), wire: Vec::new() }))
 }
 
 fn lock(log: &Mutex<PartyLog>) -> MutexGuard<'_, PartyLog> {
@@ -613,6 +643,15 @@ async fn read_events(mut events: Events, log: Arc<Mutex<PartyLog>>, mut replier:
             let _ = replier.replies.try_send((message.conversation, text));
         }
         lock(&log).received.push(message);
+    }
+}
+
+/// Records what crossed a client's wire that the checker needs.
+async fn read_wire(mut tap: Tap, log: Arc<Mutex<PartyLog>>) {
+    while let Some(wire) = tap.next().await {
+        if on_the_wire(&wire) {
+            lock(&log).wire.push(wire);
+        }
     }
 }
 
@@ -716,12 +755,13 @@ async fn read_store(
     conversations: &[ConversationId],
 ) -> Result<BTreeMap<ConversationId, Vec<Message>>> {
     let store = kefu_relay::store::Store::open(data_dir).await?;
+    let site = store.site_by_key(&SiteKey::new(SITE)?).await?.context("the site is gone")?.id;
     let mut stored = BTreeMap::new();
     for conversation in conversations {
         let mut messages: Vec<Message> = Vec::new();
         loop {
             let after = messages.last().map_or(Seq::ZERO, |message| message.seq);
-            let page = store.messages_after(*conversation, after, 500).await?;
+            let page = store.messages_after(site, *conversation, after, 500).await?;
             if page.is_empty() {
                 break;
             }
@@ -767,6 +807,8 @@ pub fn check(parties: &[PartyLog], stored: &BTreeMap<ConversationId, Vec<Message
     }
 
     for party in parties {
+        check_wire(party, &mut figures, &mut problems);
+
         // What it sent: every send answered, every acknowledged one stored
         // as acknowledged, its own messages stored in the order it sent them.
         let mut last_own: HashMap<ConversationId, Seq> = HashMap::new();
@@ -810,8 +852,9 @@ pub fn check(parties: &[PartyLog], stored: &BTreeMap<ConversationId, Vec<Message
             }
         }
 
-        // What it received: per conversation, each message once, in
-        // strictly increasing seqs, as stored, and everything it may see.
+        // What its application was handed: per conversation, each message
+        // once, in strictly increasing seqs, as stored, and everything it
+        // may see.
         for conversation in &party.follows {
             let empty = Vec::new();
             let messages = stored.get(conversation).unwrap_or(&empty);
@@ -823,19 +866,19 @@ pub fn check(parties: &[PartyLog], stored: &BTreeMap<ConversationId, Vec<Message
             for message in party.received.iter().filter(|m| m.conversation == *conversation) {
                 if !seen.insert(message.id) {
                     figures.duplicated_delivered += 1;
-                    problems.push(format!("{}: got seq {} of {conversation:?} again", party.name, message.seq.0));
+                    problems.push(format!("{}: handed seq {} of {conversation:?} again", party.name, message.seq.0));
                     continue;
                 }
                 if let Body::Text(text) = &message.body
                     && !seen_texts.insert((message.author, text))
                 {
                     figures.duplicated_delivered += 1;
-                    problems.push(format!("{}: got {text:?} again, as seq {}", party.name, message.seq.0));
+                    problems.push(format!("{}: handed {text:?} again, as seq {}", party.name, message.seq.0));
                 }
                 if message.seq <= previous {
                     figures.out_of_order += 1;
                     problems.push(format!(
-                        "{}: got seq {} of {conversation:?} after seq {}",
+                        "{}: handed seq {} of {conversation:?} after seq {}",
                         party.name, message.seq.0, previous.0
                     ));
                 }
@@ -876,6 +919,84 @@ pub fn check(parties: &[PartyLog], stored: &BTreeMap<ConversationId, Vec<Message
     figures
 }
 
+/// What the relay owes one link in one conversation.
+#[derive(Debug, Default)]
+struct Owed {
+    /// The seq the next message must name as its `prev`: the last one sent
+    /// on this link, or the cursor the hello resumed from.
+    last: Seq,
+    /// Replays asked for (a join's `after`) whose `ReplayComplete` has not
+    /// come yet, oldest first; `true` once its first message came.
+    replays: VecDeque<(Seq, bool)>,
+}
+
+/// The frames the relay sent a party, link by link, against what the
+/// party asked for. On one link the relay sends each conversation as a
+/// chain: every message names the one before it as `prev`, except the
+/// first of a replay, which names the join's `after` (and the first after
+/// a hello, the resume cursor). Whatever breaks the chain is counted: as
+/// delivered twice if the party had been sent that message before, as out
+/// of order if not. The session would drop both quietly.
+fn check_wire(party: &PartyLog, figures: &mut Figures, problems: &mut Vec<String>) {
+    let mut links = 0;
+    let mut owed: HashMap<ConversationId, Owed> = HashMap::new();
+    let mut had: HashSet<MessageId> = HashSet::new();
+    for wire in &party.wire {
+        match wire {
+            Wire::Sent(ClientFrame::Hello(hello)) => {
+                links += 1;
+                owed = hello
+                    .resume
+                    .iter()
+                    .map(|cursor| {
+                        // The resume is replayed like a join, and ends so.
+                        let replays = VecDeque::from([(cursor.seq, true)]);
+                        (cursor.conversation, Owed { last: cursor.seq, replays })
+                    })
+                    .collect();
+            }
+            Wire::Sent(ClientFrame::Join(join)) => {
+                owed.entry(join.conversation).or_default().replays.push_back((join.after, false));
+            }
+            Wire::Received(ServerFrame::ReplayComplete(complete)) => {
+                owed.entry(complete.conversation).or_default().replays.pop_front();
+            }
+            Wire::Received(ServerFrame::Message(message)) => {
+                let link = owed.entry(message.conversation).or_default();
+                let replay_starts = link.replays.iter_mut().find(|(_, started)| !started);
+                let fits = if message.prev == link.last {
+                    true
+                } else if let Some((after, started)) = replay_starts
+                    && *after == message.prev
+                {
+                    *started = true;
+                    true
+                } else {
+                    false
+                };
+                let again = !had.insert(message.id);
+                if fits {
+                    link.last = message.seq;
+                } else if again {
+                    figures.duplicated_delivered += 1;
+                    problems.push(format!(
+                        "{}: the relay sent seq {} of {:?} again on link {links}, after seq {}",
+                        party.name, message.seq.0, message.conversation, link.last.0
+                    ));
+                } else {
+                    figures.out_of_order += 1;
+                    problems.push(format!(
+                        "{}: the relay sent seq {} (after {}) of {:?} on link {links}, after seq {}",
+                        party.name, message.seq.0, message.prev.0, message.conversation, link.last.0
+                    ));
+                    link.last = message.seq;
+                }
+            }
+            Wire::Sent(_) | Wire::Received(_) => {}
+        }
+    }
+}
+
 /// The stored message with `seq`, in a conversation's messages in seq order.
 fn at(messages: &[Message], seq: Seq) -> Option<&Message> {
     messages.binary_search_by_key(&seq, |message| message.seq).ok().map(|index| &messages[index])
@@ -883,7 +1004,8 @@ fn at(messages: &[Message], seq: Seq) -> Option<&Message> {
 
 #[cfg(test)]
 mod tests {
-    use kefu_protocol::ids::{ClientMessageId, MessageId, Timestamp, VisitorId};
+    use kefu_protocol::frame::{Cursor, Join, ReplayComplete};
+    use kefu_protocol::ids::{ClientMessageId, Timestamp, VisitorId};
 
     use super::*;
 
@@ -925,8 +1047,74 @@ mod tests {
                 .map(|m| Sent { conversation: CONVERSATION, text: crate::text(m).to_owned(), outcome: accepted(m) })
                 .collect(),
             received: stored.clone(),
+            wire: [hello(&[])].into_iter().chain(stored.iter().map(sent_by_relay)).collect(),
         };
         (vec![visitor], BTreeMap::from([(CONVERSATION, stored)]))
+    }
+
+    /// A hello resuming `CONVERSATION` after each of `cursors`.
+    fn hello(cursors: &[u64]) -> Wire {
+        let credentials = Credentials::Visitor { site: SiteKey::new(SITE).expect("a valid key"), returning: None };
+        let resume = cursors.iter().map(|seq| Cursor { conversation: CONVERSATION, seq: Seq(*seq) }).collect();
+        let hello = kefu_protocol::frame::Hello { version: kefu_protocol::PROTOCOL_VERSION, credentials, resume };
+        Wire::Sent(ClientFrame::Hello(hello))
+    }
+
+    fn sent_by_relay(message: &Message) -> Wire {
+        Wire::Received(ServerFrame::Message(message.clone()))
+    }
+
+    fn join(after: u64) -> Wire {
+        Wire::Sent(ClientFrame::Join(Join { conversation: CONVERSATION, after: Seq(after) }))
+    }
+
+    fn replay_complete(last: u64) -> Wire {
+        Wire::Received(ServerFrame::ReplayComplete(ReplayComplete { conversation: CONVERSATION, last_seq: Seq(last) }))
+    }
+
+    /// The wire counts of `clean()`'s visitor with this wire instead.
+    fn wire_counts(wire: Vec<Wire>) -> (usize, usize) {
+        let (mut parties, stored) = clean();
+        parties[0].wire = wire;
+        let figures = check(&parties, &stored);
+        (figures.duplicated_delivered, figures.out_of_order)
+    }
+
+    #[test]
+    fn the_relay_sending_a_message_twice_on_a_link_is_counted_though_the_session_drops_it() {
+        let (_, stored) = clean();
+        let [one, two] = [&stored[&CONVERSATION][0], &stored[&CONVERSATION][1]];
+        let twice = vec![hello(&[]), sent_by_relay(one), sent_by_relay(two), sent_by_relay(two)];
+        assert_eq!(wire_counts(twice), (1, 0));
+        // Past the resume cursor the hello gave, a message is a repeat too.
+        let ignored_cursor = vec![hello(&[]), sent_by_relay(one), hello(&[1]), sent_by_relay(one), sent_by_relay(two)];
+        assert_eq!(wire_counts(ignored_cursor), (1, 0));
+        // A message skipped or sent early is out of order.
+        let skipped = vec![hello(&[]), sent_by_relay(two), sent_by_relay(one)];
+        assert_eq!(wire_counts(skipped), (0, 2));
+    }
+
+    #[test]
+    fn what_the_client_asked_for_again_is_no_repeat() {
+        let (_, stored) = clean();
+        let [one, two] = [&stored[&CONVERSATION][0], &stored[&CONVERSATION][1]];
+        // A join after 0 replays both, even while a live one is under way.
+        let joined = vec![
+            hello(&[]),
+            sent_by_relay(one),
+            join(0),
+            sent_by_relay(two),
+            sent_by_relay(one),
+            sent_by_relay(two),
+            replay_complete(2),
+        ];
+        assert_eq!(wire_counts(joined), (0, 0));
+        // A new link resumes after the cursor.
+        let resumed = vec![hello(&[]), sent_by_relay(one), hello(&[1]), sent_by_relay(two), replay_complete(2)];
+        assert_eq!(wire_counts(resumed), (0, 0));
+        // Once the replay is complete, its start is no excuse any more.
+        let late = vec![hello(&[]), join(0), sent_by_relay(one), replay_complete(1), sent_by_relay(one)];
+        assert_eq!(wire_counts(late), (1, 0));
     }
 
     #[test]

@@ -355,3 +355,36 @@ pub fn text(message: &Message) -> &str {
         kefu_sdk::Body::Event(_) => "",
     }
 }
+
+/// Reads events up to the first that `is_marker` accepts and returns
+/// every event before it (the marker is consumed); fails after
+/// [`PATIENCE`]. This is how a test says "nothing else arrived": make
+/// something happen after whatever could go wrong (a message written
+/// later, a replay's end), read up to it, and assert on what came in
+/// between. Unlike waiting a moment for the next event, that cannot pass
+/// because the unexpected one came late, or after an unrelated one.
+pub async fn events_until(events: &mut Events, mut is_marker: impl FnMut(&Event) -> bool) -> Result<Vec<Event>> {
+    let mut before = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = events.next().await.context("client stopped")?;
+            if is_marker(&event) {
+                return Ok::<_, anyhow::Error>(());
+            }
+            before.push(event);
+        }
+    })
+    .await
+    .with_context(|| format!("waited {PATIENCE:?} for the marker; before it: {before:?}"))??;
+    Ok(before)
+}
+
+/// The chat messages among `events`, in order.
+pub fn messages(events: Vec<Event>) -> Vec<Message> {
+    events.into_iter().filter_map(message).collect()
+}
+
+/// A marker for [`events_until`]: the message with exactly this text.
+pub fn message_saying(wanted: &str) -> impl FnMut(&Event) -> bool + '_ {
+    move |event| matches!(event, Event::Message(message) if text(message) == wanted)
+}

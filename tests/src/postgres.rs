@@ -29,13 +29,13 @@ impl Relay {
     /// [`Relay::restart`] comes back on the same database.
     pub async fn start_on(backend: Backend, args: &[&str]) -> Result<BackendRelay> {
         match backend {
-            Backend::Sqlite => Ok(BackendRelay { relay: Relay::start_with(args).await?, _database: None }),
+            Backend::Sqlite => Ok(BackendRelay { relay: Relay::start_with(args).await?, database: None }),
             Backend::Postgres => {
                 let database = Database::create().await?;
                 let mut with_url = vec!["--database-url", database.url()];
                 with_url.extend_from_slice(args);
                 let relay = Relay::start_with(&with_url).await?;
-                Ok(BackendRelay { relay, _database: Some(database) })
+                Ok(BackendRelay { relay, database: Some(database) })
             }
         }
     }
@@ -46,7 +46,14 @@ impl Relay {
 #[derive(Debug)]
 pub struct BackendRelay {
     relay: Relay,
-    _database: Option<Database>,
+    database: Option<Database>,
+}
+
+impl BackendRelay {
+    /// The PostgreSQL database, if the relay stores into one.
+    pub fn database(&self) -> Option<&Database> {
+        self.database.as_ref()
+    }
 }
 
 impl Deref for BackendRelay {
@@ -78,13 +85,29 @@ impl Database {
         let admin = admin_url().await?;
         let name = format!("kefu_e2e_{:016x}", rand_u64());
         psql(&admin, &format!("CREATE DATABASE {name}")).await?;
-        let url = with_database(&admin, &name);
+        let url = withdatabase(&admin, &name);
         Ok(Database { admin, name, url })
     }
 
     /// Its `postgres://` URL, for `--database-url`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The database stops answering, as it does when its server goes
+    /// away: new connections to it are refused and open ones are ended.
+    pub async fn cut_off(&self) -> Result<()> {
+        psql(&self.admin, &format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", self.name)).await?;
+        let terminate = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        );
+        psql(&self.admin, &terminate).await
+    }
+
+    /// Takes connections again after [`Database::cut_off`].
+    pub async fn restore(&self) -> Result<()> {
+        psql(&self.admin, &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name)).await
     }
 }
 
@@ -139,7 +162,7 @@ async fn admin_url() -> Result<String> {
 }
 
 /// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
+fn withdatabase(url: &str, name: &str) -> String {
     let without_query = url.split_once('?').map_or(url, |(base, _)| base);
     let server = without_query.rsplit_once('/').map_or(without_query, |(server, _)| server);
     format!("{server}/{name}")

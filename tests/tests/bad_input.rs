@@ -28,7 +28,9 @@ fn send(conversation: ConversationId, n: u128, text: &str) -> ClientFrame {
 
 #[tokio::test]
 async fn bad_input_is_refused_clearly_and_breaks_nothing() -> Result<()> {
-    let relay = Relay::start().await?;
+    // No hello timeout within the test: a connection the relay left open
+    // would stay open, and fail the test, rather than end by timing out.
+    let relay = Relay::start_with(&["--hello-timeout-ms", "600000"]).await?;
     let url = relay.ws_url();
 
     // A healthy pair that must not notice any of the abuse below.
@@ -59,11 +61,15 @@ async fn bad_input_is_refused_clearly_and_breaks_nothing() -> Result<()> {
     assert_eq!(code, Some(1009));
 
     // A frame far over every limit: the transport cuts the connection off
-    // before reading it all. (That the relay survives it is checked by the
-    // healthy pair at the end.)
+    // before reading it all, so the relay never answers it: no welcome, no
+    // frame at all, and the link ends then rather than waiting for more
+    // (there is no hello timeout to end it otherwise). (That
+    // the relay survives it is checked by the healthy pair at the end.)
     let mut raw = Raw::connect(&url).await?;
     let _ = raw.send_bytes(vec![0u8; 8 * DEFAULT_LIMITS.max_frame_bytes as usize]).await;
-    let _ = raw.drain_to_close().await;
+    let (frames, code) = raw.drain_to_close().await?;
+    assert!(frames.is_empty(), "the relay answered a frame it cannot have read: {frames:?}");
+    assert!(matches!(code, None | Some(1009)), "cut off, or closed as too big: {code:?}");
 
     // A hello of a protocol version this relay does not speak, with a
     // body it cannot parse: the version is still read and named.

@@ -11,7 +11,7 @@ use kefu_protocol::ids::{AgentId, ConversationId};
 use kefu_sdk::{Client, Event, Events, Message};
 use kefu_tests::cluster::{Balancer, RedisServer, SHARED_REDIS, redis_prefix};
 use kefu_tests::postgres::Database;
-use kefu_tests::{ADMIN_PASSWORD, PATIENCE, Relay, collect, message, text};
+use kefu_tests::{ADMIN_PASSWORD, PATIENCE, Relay, collect, events_until, message, text};
 
 /// Two nodes on one database and one Redis.
 struct Nodes {
@@ -220,16 +220,25 @@ async fn agents_on_two_nodes_racing_to_take_one_chat_never_both_get_it() -> Resu
         );
         let winner = if a_refused { on_b.id } else { on_a.id };
 
-        // One system line says who got it, on both nodes' replay.
-        let (reader, mut reader_events) = admin(&nodes.a, nodes.a.ws_url()).await?;
-        reader.join(conversation)?;
-        let lines =
-            collect(&mut reader_events, 2, |event| message(event).filter(|m| m.conversation == conversation)).await?;
-        match &lines[1].body {
-            Body::Event(ConversationEvent::Assigned { to, .. }) => assert_eq!(to.id, winner),
-            other => bail!("round {round}: expected one assignment line, got {other:?}"),
+        // One system line says who got it, on both nodes' replay: the
+        // whole replay, up to its end, is the visitor's message and it.
+        for (name, node) in [("a", &nodes.a), ("b", &nodes.b)] {
+            let (reader, mut reader_events) = admin(node, node.ws_url()).await?;
+            reader.join(conversation)?;
+            let replay_done =
+                |event: &Event| matches!(event, Event::ReplayComplete(done) if done.conversation == conversation);
+            let lines: Vec<Message> = events_until(&mut reader_events, replay_done)
+                .await?
+                .into_iter()
+                .filter_map(|event| message(event).filter(|m| m.conversation == conversation))
+                .collect();
+            ensure!(lines.len() == 2, "round {round}, node {name}: expected two lines, got {lines:?}");
+            match &lines[1].body {
+                Body::Event(ConversationEvent::Assigned { to, .. }) => assert_eq!(to.id, winner),
+                other => bail!("round {round}, node {name}: expected one assignment line, got {other:?}"),
+            }
+            reader.stop();
         }
-        reader.stop();
         visitor.stop();
     }
     Ok(())

@@ -11,7 +11,7 @@ use kefu_protocol::frame::{
 };
 use kefu_protocol::ids::{AgentId, ConversationId};
 use kefu_sdk::{Client, Event, Events, Message};
-use kefu_tests::{ADMIN_PASSWORD, PATIENCE, Relay, collect, message, text};
+use kefu_tests::{ADMIN_PASSWORD, PATIENCE, Relay, collect, events_until, message, message_saying, messages, text};
 
 /// An agent of the demo site, signed in over the SDK.
 struct Agent {
@@ -65,6 +65,21 @@ impl Agent {
         })
         .await
         .context("the conversations never reached the expected state")?
+    }
+
+    /// Reads events (keeping track of the conversations) until the message
+    /// saying `marker`; the relay published everything before it first.
+    async fn until_message(&mut self, marker: &str) -> Result<()> {
+        for event in events_until(&mut self.events, message_saying(marker)).await? {
+            match event {
+                Event::Conversation(update) => {
+                    self.seen.insert(update.conversation, update);
+                }
+                Event::Error(error) => self.errors.push(error.code),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The next error the relay reports to this agent, if one comes soon.
@@ -131,9 +146,15 @@ async fn auto_assignment_respects_capacity_and_a_freed_slot_takes_the_waiting_ch
     let mut expected = [Some(ann.id), Some(bob.id)];
     expected.sort();
     assert_eq!(both, expected, "one chat each, within capacity 1");
-    // The third waits: give any wrong assignment time to show.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    ann.until(|_| true).await?;
+    // The third waits. To know that it waits for good: Ann says she is
+    // online again, which runs an assignment pass while the third is
+    // waiting, and her relay handles her next frame only after that pass.
+    // That frame is a message: whatever the pass published reaches Ann
+    // before it.
+    let ann_has = if a1 == Some(ann.id) { c1 } else { c2 };
+    ann.client.set_status(AgentStatus::Online)?;
+    ann.client.send(ann_has, Body::Text("after the pass".into())).await?;
+    ann.until_message("after the pass").await?;
     assert_eq!(assignee(&ann.seen, c3), None, "nobody has room for the third");
 
     // The first visitor is told who took the chat.
@@ -164,7 +185,7 @@ async fn two_agents_racing_to_take_a_chat_never_share_it() -> Result<()> {
     let mut ann = Agent::create(&relay, &admin, "ann@kefu.test", 5).await?;
     let mut bob = Agent::create(&relay, &admin, "bob@kefu.test", 5).await?;
     for round in 0..10 {
-        let (_visitor, mut visitor_events, conversation) = waiting_visitor(&relay, &format!("race {round}")).await?;
+        let (visitor, mut visitor_events, conversation) = waiting_visitor(&relay, &format!("race {round}")).await?;
         ann.until(|seen| seen.contains_key(&conversation)).await?;
         bob.until(|seen| seen.contains_key(&conversation)).await?;
         ann.client.update(conversation, Change::Take)?;
@@ -176,11 +197,14 @@ async fn two_agents_racing_to_take_a_chat_never_share_it() -> Result<()> {
         let loser = if winner == ann.id { &mut bob } else { &mut ann };
         assert_eq!(loser.error(PATIENCE).await, Some(ErrorCode::Conflict), "round {round}: the loser is told");
 
-        // Exactly one assignment line: the visitor's message, then it.
-        let lines = collect(&mut visitor_events, 2, message).await?;
+        // Exactly one assignment line: the visitor's message, then it, then
+        // the visitor's next message, written after both takes were
+        // handled (the loser heard so).
+        let marker = format!("after race {round}");
+        visitor.send(conversation, Body::Text(marker.clone())).await?;
+        let lines = messages(events_until(&mut visitor_events, message_saying(&marker)).await?);
+        assert_eq!(lines.len(), 2, "round {round}: one line between the message and the marker: {lines:?}");
         assert!(matches!(system_line(&lines[1]), Some(ConversationEvent::Assigned { to, .. }) if to.id == winner));
-        let more = tokio::time::timeout(Duration::from_millis(200), visitor_events.next()).await;
-        assert!(!matches!(more, Ok(Some(Event::Message(_)))), "round {round}: a second line {more:?}");
     }
     Ok(())
 }
@@ -249,10 +273,10 @@ async fn private_notes_never_reach_the_visitor_live_or_on_replay() -> Result<()>
     let returning = visitor.returning_credentials().await?;
     visitor.stop();
     let (again, mut again_events) = Client::connect(relay.ws_url(), returning, kefu_sdk::SessionConfig::default());
-    let replayed = collect(&mut again_events, 3, message).await?;
+    // The whole replay, up to its end: the three, nothing else.
+    let replay_done = |event: &Event| matches!(event, Event::ReplayComplete(done) if done.conversation == conversation);
+    let replayed = messages(events_until(&mut again_events, replay_done).await?);
     assert_eq!(replayed, live);
-    let more = tokio::time::timeout(Duration::from_millis(300), again_events.next()).await;
-    assert!(!matches!(more, Ok(Some(Event::Message(_)))), "nothing else: {more:?}");
 
     // A visitor may not write a note.
     let refused = again.send(conversation, Body::Note("me too".into())).await;

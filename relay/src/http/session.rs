@@ -95,7 +95,7 @@ pub async fn login(
     };
     let token = auth::new_token();
     let expires_at = Timestamp(now().0 + SESSION_TTL_MS);
-    state.store.create_agent_session(agent.id, &auth::token_hash(&token), expires_at).await?;
+    state.store.create_agent_session(agent.site, agent.id, &auth::token_hash(&token), expires_at).await?;
     let agent = AgentView::from(&agent);
     if !request.cookie {
         return Ok(axum::Json(LoginResponse { token, expires_at, agent }).into_response());

@@ -60,8 +60,8 @@ pub async fn show(
 ) -> Result<axum::Json<VisitorView>, Error> {
     let (site, visitor) = (current.agent.site, VisitorId(id));
     let client = state.store.visitor_client(site, visitor).await?.ok_or(Error::NotFound)?;
-    let profile = state.store.visitor_profile(visitor).await?;
-    let visits = state.store.visits(visitor, VISITS).await?;
+    let profile = state.store.visitor_profile(site, visitor).await?;
+    let visits = state.store.visits(site, visitor, VISITS).await?;
     let user_id = profile.user_id.as_deref().filter(|_| profile.verified);
     let conversations = state.store.visitor_conversations(site, visitor, user_id).await?;
     let parsed = client.user_agent.as_deref().map(user_agent::parse).unwrap_or_default();

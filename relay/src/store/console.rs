@@ -167,22 +167,29 @@ impl Store {
         Ok(messages)
     }
 
-    /// Records what the visitor's browser says about itself, each clipped
-    /// to 512 characters. `None` keeps what was recorded before.
+    /// Records what the browser of one of `site`'s visitors says about
+    /// itself, each clipped to 512 characters. `None` keeps what was
+    /// recorded before. [`Error::NotFound`] if the visitor is not `site`'s.
     pub async fn record_visitor_client(
         &self,
+        site: SiteId,
         visitor: VisitorId,
         user_agent: Option<&str>,
         language: Option<&str>,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE visitors SET user_agent = coalesce($1, user_agent), language = coalesce($2, language) WHERE id = $3",
+        let done = sqlx::query(
+            "UPDATE visitors SET user_agent = coalesce($1, user_agent), language = coalesce($2, language) \
+             WHERE id = $3 AND site_id = $4",
         )
         .bind(user_agent.map(|value| clip(value, CLIENT_FIELD_MAX_CHARS)))
         .bind(language.map(|value| clip(value, CLIENT_FIELD_MAX_CHARS)))
         .bind(int(visitor.0))
+        .bind(int(site.0))
         .execute(self.pool())
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
         Ok(())
     }
 
@@ -250,8 +257,8 @@ mod tests {
         (db, store, a, b)
     }
 
-    async fn say(store: &Store, conversation: ConversationId, author: Author, text: &str) {
-        let message = NewMessage { conversation, client_id: None, author, body: Body::Text(text.into()) };
+    async fn say(store: &Store, site: SiteId, conversation: ConversationId, author: Author, text: &str) {
+        let message = NewMessage { site, conversation, client_id: None, author, body: Body::Text(text.into()) };
         store.append(message).await.unwrap();
     }
 
@@ -261,16 +268,16 @@ mod tests {
         for _ in 0..3 {
             let visitor = store.create_visitor(a, "h").await.unwrap();
             let conversation = store.open_conversation(a, visitor).await.unwrap();
-            say(&store, conversation.id, Author::Visitor(visitor), "hi").await;
+            say(&store, a, conversation.id, Author::Visitor(visitor), "hi").await;
             ids.push(conversation.id);
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         }
         let stranger = store.create_visitor(b, "h").await.unwrap();
         store.open_conversation(b, stranger).await.unwrap();
-        store.close_conversation(ids[0]).await.unwrap();
-        let named = store.conversation(ids[2]).await.unwrap().unwrap().visitor;
+        store.close_conversation(a, ids[0]).await.unwrap();
+        let named = store.conversation(a, ids[2]).await.unwrap().unwrap().visitor;
         let identity = Identity { user_id: "u", name: Some("Ada"), email: None, verified: false };
-        store.identify_visitor(named, &identity).await.unwrap();
+        store.identify_visitor(a, named, &identity).await.unwrap();
 
         let all = ConversationPage { status: None, before: None, limit: 10 };
         let page = store.conversation_page(a, &all).await.unwrap();
@@ -294,7 +301,7 @@ mod tests {
         let visitor = store.create_visitor(a, "h").await.unwrap();
         let conversation = store.open_conversation(a, visitor).await.unwrap().id;
         for n in 1..=7 {
-            say(&store, conversation, Author::Visitor(visitor), &format!("m{n}")).await;
+            say(&store, a, conversation, Author::Visitor(visitor), &format!("m{n}")).await;
         }
         let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq.0).collect::<Vec<_>>();
         assert_eq!(seqs(store.messages_before(a, conversation, None, 3).await.unwrap()), [5, 6, 7]);
@@ -312,8 +319,8 @@ mod tests {
         let visitor = store.create_visitor(a, "h").await.unwrap();
         assert_eq!(store.visitor_client(a, visitor).await.unwrap(), Some(VisitorClient::default()));
         let long = "é".repeat(600);
-        store.record_visitor_client(visitor, Some(&long), Some("de-CH")).await.unwrap();
-        store.record_visitor_client(visitor, None, None).await.unwrap();
+        store.record_visitor_client(a, visitor, Some(&long), Some("de-CH")).await.unwrap();
+        store.record_visitor_client(a, visitor, None, None).await.unwrap();
         let client = store.visitor_client(a, visitor).await.unwrap().unwrap();
         assert_eq!(client.user_agent.unwrap().chars().count(), CLIENT_FIELD_MAX_CHARS);
         assert_eq!(client.language.as_deref(), Some("de-CH"));
@@ -327,7 +334,7 @@ mod tests {
         let mut visitors = Vec::new();
         for (site, identity) in [(a, verified("u1")), (a, verified("u1")), (a, claimed("u1")), (b, verified("u1"))] {
             let visitor = store.create_visitor(site, "h").await.unwrap();
-            store.identify_visitor(visitor, &identity).await.unwrap();
+            store.identify_visitor(site, visitor, &identity).await.unwrap();
             store.open_conversation(site, visitor).await.unwrap();
             visitors.push(visitor);
         }

@@ -86,11 +86,13 @@ impl Store {
         Ok(hash)
     }
 
-    /// Notes that the visitor came back now.
-    pub async fn touch_visitor(&self, visitor: VisitorId) -> Result<(), Error> {
-        let done = sqlx::query("UPDATE visitors SET last_seen_at = $1 WHERE id = $2")
+    /// Notes that one of `site`'s visitors came back now.
+    /// [`Error::NotFound`] if it is not one of `site`'s.
+    pub async fn touch_visitor(&self, site: SiteId, visitor: VisitorId) -> Result<(), Error> {
+        let done = sqlx::query("UPDATE visitors SET last_seen_at = $1 WHERE id = $2 AND site_id = $3")
             .bind(int(now().0))
             .bind(int(visitor.0))
+            .bind(int(site.0))
             .execute(self.pool())
             .await?;
         if done.rows_affected() == 0 {
@@ -146,29 +148,34 @@ impl Store {
         Err(Error::Conflict("open conversation"))
     }
 
-    /// Closes an open conversation; `None` if it is not open. Nobody
-    /// waits on a closed conversation. Messages may still be appended to
-    /// it, so a send that was in flight when it closed is not lost.
-    pub async fn close_conversation(&self, id: ConversationId) -> Result<Option<Conversation>, Error> {
+    /// Closes an open conversation of `site`; `None` if it is not open
+    /// (or not `site`'s). Nobody waits on a closed conversation. Messages
+    /// may still be appended to it, so a send that was in flight when it
+    /// closed is not lost.
+    pub async fn close_conversation(&self, site: SiteId, id: ConversationId) -> Result<Option<Conversation>, Error> {
         self.change_conversation(
+            site,
             "status = 'closed', waiting_since = NULL, updated_at = $1",
-            "id = $2 AND status = 'open'",
+            "status = 'open'",
             id,
             None,
         )
         .await
     }
 
-    /// Opens a closed conversation again, assigned to `assignee` (or to
-    /// the queue); `None` if it is not closed.
+    /// Opens a closed conversation of `site` again, assigned to `assignee`
+    /// (an agent of `site`) or to the queue; `None` if it is not closed
+    /// (or either is not `site`'s).
     pub async fn reopen_conversation(
         &self,
+        site: SiteId,
         id: ConversationId,
         assignee: Option<AgentId>,
     ) -> Result<Option<Conversation>, Error> {
         self.change_conversation(
+            site,
             "status = 'open', assignee_id = $3, updated_at = $1",
-            "id = $2 AND status = 'closed'",
+            "status = 'closed'",
             id,
             assignee,
         )
@@ -180,8 +187,10 @@ impl Store {
     /// agents taking the same chat exactly one wins; `None` for the other.
     /// That holds across relay nodes too: PostgreSQL checks the condition
     /// again on the row once it has it locked, after a racing update.
+    /// `None` too if the conversation or `to` is not `site`'s.
     pub async fn assign_conversation(
         &self,
+        site: SiteId,
         id: ConversationId,
         from: Option<AgentId>,
         to: AgentId,
@@ -192,36 +201,48 @@ impl Store {
         };
         let assigned = self
             .change_conversation(
+                site,
                 "assignee_id = $3, updated_at = $1",
-                &format!("id = $2 AND status = 'open' AND {assigned}"),
+                &format!("status = 'open' AND {assigned}"),
                 id,
                 Some(to),
             )
             .await?;
         if assigned.is_some() {
-            sqlx::query("UPDATE agents SET last_assigned_at = $1 WHERE id = $2")
+            sqlx::query("UPDATE agents SET last_assigned_at = $1 WHERE id = $2 AND site_id = $3")
                 .bind(int(now().0))
                 .bind(int(to.0))
+                .bind(int(site.0))
                 .execute(self.pool())
                 .await?;
         }
         Ok(assigned)
     }
 
-    /// One conditional UPDATE of a conversation: `set` and `when` use $1
-    /// for now, $2 for the id and $3 for `agent`. Callers pass literals.
+    /// One conditional UPDATE of one of `site`'s conversations: `set` and
+    /// `when` use $1 for now and $3 for `agent`. Callers pass literals.
+    /// `agent`, if any, must be an agent of `site` too (the schema's keys
+    /// say so as well; checked here so that a stranger is "not changed",
+    /// not a database error).
     async fn change_conversation(
         &self,
+        site: SiteId,
         set: &str,
         when: &str,
         id: ConversationId,
         agent: Option<AgentId>,
     ) -> Result<Option<Conversation>, Error> {
-        let sql = format!("UPDATE conversations SET {set} WHERE {when} RETURNING {CONVERSATION_COLUMNS}");
+        let sql = format!(
+            "UPDATE conversations SET {set} \
+             WHERE id = $2 AND site_id = $4 AND {when} \
+             AND ($3 IS NULL OR EXISTS (SELECT 1 FROM agents WHERE agents.id = $3 AND agents.site_id = $4)) \
+             RETURNING {CONVERSATION_COLUMNS}"
+        );
         let row: Option<ConversationRow> = sqlx::query_as(&sql)
             .bind(int(now().0))
             .bind(int(id.0))
             .bind(agent.map(|a| int(a.0)))
+            .bind(int(site.0))
             .fetch_optional(self.pool())
             .await?;
         Ok(row.map(Conversation::try_from).transpose()?)
@@ -239,10 +260,11 @@ impl Store {
         Ok(row.map(Conversation::try_from).transpose()?)
     }
 
-    /// The conversation with that id.
-    pub async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, Error> {
-        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1");
-        let row: Option<ConversationRow> = sqlx::query_as(&sql).bind(int(id.0)).fetch_optional(self.pool()).await?;
+    /// The conversation with that id, if it is one of `site`'s.
+    pub async fn conversation(&self, site: SiteId, id: ConversationId) -> Result<Option<Conversation>, Error> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND site_id = $2");
+        let row: Option<ConversationRow> =
+            sqlx::query_as(&sql).bind(int(id.0)).bind(int(site.0)).fetch_optional(self.pool()).await?;
         Ok(row.map(Conversation::try_from).transpose()?)
     }
 
@@ -256,24 +278,18 @@ impl Store {
         Ok(rows.into_iter().map(Conversation::try_from).collect::<Result<_, _>>()?)
     }
 
-    /// Moves `by`'s side's `kind` mark up to `up_to`, clamped to the last
-    /// message. `Some(new mark)` if it grew, `None` if it was already there
-    /// (or `by` is the relay itself, which keeps no marks).
-    ///
-    /// The visitor has its own marks; the site's agents share one pair, as
-    /// the visitor sees them as one team. [`Error::NotFound`] if the
-    /// conversation does not exist or is not `by`'s (another visitor's, or
-    /// another site's for an agent).
-    /// The current receipt marks of a conversation, as the receipts that
-    /// set them: sent after a replay so a reconnecting client sees
-    /// delivered and read marks again. Marks at 0 are left out.
-    pub async fn receipts(&self, conversation: ConversationId) -> Result<Vec<Receipt>, Error> {
+    /// The current receipt marks of one of `site`'s conversations, as the
+    /// receipts that set them: sent after a replay so a reconnecting
+    /// client sees delivered and read marks again. Marks at 0 are left
+    /// out; none for a conversation that is not `site`'s.
+    pub async fn receipts(&self, site: SiteId, conversation: ConversationId) -> Result<Vec<Receipt>, Error> {
         type MarksRow = (Unsigned, Unsigned, Unsigned, Unsigned, Unsigned, Option<Unsigned>);
         let row: Option<MarksRow> = sqlx::query_as(
             "SELECT visitor_id, visitor_delivered, visitor_read, agent_delivered, agent_read, agent_marks_by \
-             FROM conversations WHERE id = $1",
+             FROM conversations WHERE id = $1 AND site_id = $2",
         )
         .bind(int(conversation.0))
+        .bind(int(site.0))
         .fetch_optional(self.pool())
         .await?;
         let Some((visitor, visitor_delivered, visitor_read, agent_delivered, agent_read, agent)) = row else {
@@ -294,17 +310,29 @@ impl Store {
             .collect())
     }
 
+    /// Moves `by`'s side's `kind` mark up to `up_to`, clamped to the last
+    /// message. `Some(new mark)` if it grew, `None` if it was already there
+    /// (or `by` is the relay itself, which keeps no marks).
+    ///
+    /// The visitor has its own marks; the site's agents share one pair, as
+    /// the visitor sees them as one team. [`Error::NotFound`] if the
+    /// conversation is not one of `site`'s or not `by`'s (another
+    /// visitor's, or an agent of another site).
     pub async fn record_receipt(
         &self,
+        site: SiteId,
         conversation: ConversationId,
         by: Author,
         kind: ReceiptKind,
         up_to: Seq,
     ) -> Result<Option<Seq>, Error> {
         // Column names come from these closed matches, never from input.
+        // In `scope`, $1 is the conversation, $2 the participant, $3 the site.
         let (side, scope, participant) = match by {
-            Author::Visitor(visitor) => ("visitor", "visitor_id = $2", visitor.0),
-            Author::Agent(agent) => ("agent", "site_id = (SELECT site_id FROM agents WHERE id = $2)", agent.0),
+            Author::Visitor(visitor) => ("visitor", "site_id = $3 AND visitor_id = $2", visitor.0),
+            Author::Agent(agent) => {
+                ("agent", "site_id = $3 AND EXISTS (SELECT 1 FROM agents WHERE id = $2 AND site_id = $3)", agent.0)
+            }
             Author::System => return Ok(None),
         };
         let mark = match kind {
@@ -315,7 +343,7 @@ impl Store {
         let by_agent = if side == "agent" { ", agent_marks_by = $2" } else { "" };
         // The smaller of the two, spelled so both dialects read it (SQLite
         // has no LEAST, PostgreSQL no two-argument MIN).
-        let clamped = "CASE WHEN $3 < last_seq THEN $3 ELSE last_seq END";
+        let clamped = "CASE WHEN $4 < last_seq THEN $4 ELSE last_seq END";
         let grow = format!(
             "UPDATE conversations SET {column} = {clamped}{by_agent} \
              WHERE id = $1 AND {scope} AND {column} < {clamped} \
@@ -324,6 +352,7 @@ impl Store {
         let grown: Option<Unsigned> = sqlx::query_scalar(&grow)
             .bind(int(conversation.0))
             .bind(int(participant))
+            .bind(int(site.0))
             .bind(int(up_to.0))
             .fetch_optional(self.pool())
             .await?;
@@ -335,6 +364,7 @@ impl Store {
         let found: Option<i64> = sqlx::query_scalar(&exists)
             .bind(int(conversation.0))
             .bind(int(participant))
+            .bind(int(site.0))
             .fetch_optional(self.pool())
             .await?;
         match found {

@@ -1,7 +1,7 @@
 //! Appending and reading messages, and how a message maps to a row.
 
 use kefu_protocol::frame::{Author, Body, Message};
-use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, Timestamp, VisitorId};
+use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, SiteId, Timestamp, VisitorId};
 
 use super::{AppendTicket, Appended, Error, NewMessage, Store, Unsigned, int, undecodable};
 
@@ -97,8 +97,9 @@ impl Store {
     ///
     /// Idempotent per `(conversation, author, client_id)`: a resend is
     /// not stored again and gets the original back with `fresh: false`.
-    /// [`Error::NotFound`] if the conversation does not exist or is not
-    /// the author's (another visitor's, another site's for an agent).
+    /// [`Error::NotFound`] if the conversation is not one of the message's
+    /// `site`, or not the author's (another visitor's, another site's for
+    /// an agent).
     /// Appending to a closed conversation is allowed, so a send in flight
     /// when it closed is not lost.
     pub async fn append(&self, message: NewMessage) -> Result<Appended, Error> {
@@ -117,10 +118,12 @@ impl Store {
         self.inner.writer.submit(message).await
     }
 
-    /// Up to `limit` messages of `conversation` with a seq above `after`,
-    /// lowest seq first: the replay after a reconnect, one page at a time.
+    /// Up to `limit` messages of one of `site`'s conversations with a seq
+    /// above `after`, lowest seq first: the replay after a reconnect, one
+    /// page at a time. None for a conversation that is not `site`'s.
     pub async fn messages_after(
         &self,
+        site: SiteId,
         conversation: ConversationId,
         after: Seq,
         limit: u32,
@@ -128,14 +131,32 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            " FROM messages WHERE conversation_id = $1 AND seq > $2 \
+             AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND site_id = $4) ORDER BY seq LIMIT $3"
         );
         let rows: Vec<MessageRow> = sqlx::query_as(sql)
             .bind(int(conversation.0))
             .bind(int(after.0))
             .bind(i64::from(limit))
+            .bind(int(site.0))
             .fetch_all(self.pool())
             .await?;
         Ok(rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?)
+    }
+
+    /// The newest message of `conversation`, whichever site's it is.
+    ///
+    /// The one read that takes no site: a node that lost its link to the
+    /// other nodes catches up the conversations its own connections
+    /// follow, and each of those passed its access check when it began to
+    /// follow. Nothing a client sends reaches this.
+    pub async fn newest_message_for_followers(&self, conversation: ConversationId) -> Result<Option<Message>, Error> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT 1"
+        );
+        let row: Option<MessageRow> = sqlx::query_as(sql).bind(int(conversation.0)).fetch_optional(self.pool()).await?;
+        Ok(row.map(Message::try_from).transpose()?)
     }
 }

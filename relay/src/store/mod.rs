@@ -295,6 +295,9 @@ impl Conversation {
 /// A message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
+    /// The site it is written in: the writer refuses it unless its
+    /// conversation is this site's.
+    pub site: SiteId,
     /// Where it goes.
     pub conversation: ConversationId,
     /// The sender's idempotency key; `None` stores it unconditionally (the
@@ -377,7 +380,7 @@ impl Store {
         // On PostgreSQL sqlx migrates under an advisory lock, so nodes
         // starting together on one database migrate it once.
         match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Sqlite => migrate_sqlite(&mut writer_connection).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         // The writer gets a connection of its own so a busy pool never
@@ -421,6 +424,21 @@ impl Store {
     fn backend(&self) -> Backend {
         self.inner.backend
     }
+}
+
+/// Brings a SQLite file's schema up to date on one connection, with foreign
+/// keys off while it does. A migration that changes a table's constraints
+/// must rebuild the table (SQLite cannot alter them), and the documented
+/// way to do that needs the keys off: with them on, dropping the old table
+/// first deletes its rows, cascading into other tables. The pragma has no
+/// effect inside a transaction, and sqlx runs each migration in one, so it
+/// is set here around them; each rebuilding migration checks the keys
+/// itself before it commits.
+async fn migrate_sqlite(connection: &mut AnyConnection) -> Result<(), Error> {
+    connection.execute("PRAGMA foreign_keys = OFF").await?;
+    let migrated = sqlx::migrate!("./migrations/sqlite").run(&mut *connection).await;
+    connection.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(migrated?)
 }
 
 /// The relay's clock: milliseconds since the Unix epoch. Message times,

@@ -365,28 +365,35 @@ impl Store {
         Ok(Some((Agent::try_from(row.agent)?, row.password_hash)))
     }
 
-    /// Records a login. `token_hash` is `auth::token_hash` of the token
-    /// handed to the agent; the token itself is never stored. Expired
-    /// sessions are pruned here so the table does not grow forever.
+    /// Records a login of an agent of `site`. `token_hash` is
+    /// `auth::token_hash` of the token handed to the agent; the token
+    /// itself is never stored. Expired sessions are pruned here so the
+    /// table does not grow forever. [`Error::NotFound`] if the agent is
+    /// not one of `site`'s.
     pub async fn create_agent_session(
         &self,
+        site: SiteId,
         agent: AgentId,
         token_hash: &str,
         expires_at: Timestamp,
     ) -> Result<(), Error> {
         let now = now();
         sqlx::query("DELETE FROM agent_sessions WHERE expires_at <= $1").bind(int(now.0)).execute(self.pool()).await?;
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO agent_sessions (token_hash, agent_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+             SELECT $1, id, $3, $4 FROM agents WHERE id = $2 AND site_id = $5",
         )
         .bind(token_hash)
         .bind(int(agent.0))
         .bind(int(now.0))
         .bind(int(expires_at.0))
+        .bind(int(site.0))
         .execute(self.pool())
         .await
         .map_err(|error| constraint(error, "agent session"))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
         Ok(())
     }
 
@@ -522,7 +529,7 @@ mod tests {
         };
         let ann = store.add_agent(&new).await.unwrap();
         assert_eq!((ann.capacity, ann.active), (2, true));
-        store.create_agent_session(ann.id, "session", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "session", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
         assert!(store.agent_by_session("session", now()).await.unwrap().is_some());
 
         let promote = AgentUpdate { role: Some(Role::Admin), capacity: Some(5), ..AgentUpdate::default() };
@@ -537,7 +544,7 @@ mod tests {
         assert!(!gone.active);
         assert_eq!(store.agent_by_session("session", now()).await.unwrap(), None);
         // Even a session made after (by a stale login) does not work.
-        store.create_agent_session(ann.id, "late", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "late", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
         assert_eq!(store.agent_by_session("late", now()).await.unwrap(), None);
         assert_eq!(store.agents(a.id).await.unwrap(), [gone]);
         assert!(store.agents(b.id).await.unwrap().is_empty());
@@ -547,8 +554,8 @@ mod tests {
         let (_dir, store, a, _) = store(db).await;
         let ann = store.create_agent(a.id, "ann@example.com", "Ann", "phc", Role::Agent).await.unwrap();
         let later = Timestamp(u64::from(u32::MAX) * 1000);
-        store.create_agent_session(ann.id, "one", later).await.unwrap();
-        store.create_agent_session(ann.id, "two", later).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "one", later).await.unwrap();
+        store.create_agent_session(a.id, ann.id, "two", later).await.unwrap();
         store.delete_agent_session("one").await.unwrap();
         store.delete_agent_session("unknown").await.unwrap();
         assert_eq!(store.agent_by_session("one", now()).await.unwrap(), None);

@@ -55,7 +55,7 @@ impl Store {
         let rows: Vec<MemberRow> = sqlx::query_as(
             "SELECT agents.id, agents.name, agents.status, agents.capacity, agents.last_assigned_at, \
                  (SELECT COUNT(*) FROM conversations \
-                  WHERE assignee_id = agents.id AND status = 'open') AS open \
+                  WHERE site_id = agents.site_id AND assignee_id = agents.id AND status = 'open') AS open \
              FROM agents WHERE site_id = $1 AND active ORDER BY name, id",
         )
         .bind(int(site.0))
@@ -69,17 +69,22 @@ impl Store {
         Ok(self.team(site).await?.into_iter().find(|member| member.id == agent))
     }
 
-    /// Records whether the agent takes new chats.
-    pub async fn set_agent_status(&self, agent: AgentId, status: AgentStatus) -> Result<(), Error> {
+    /// Records whether an agent of `site` takes new chats.
+    /// [`Error::NotFound`] if it is not one of `site`'s agents.
+    pub async fn set_agent_status(&self, site: SiteId, agent: AgentId, status: AgentStatus) -> Result<(), Error> {
         let status = match status {
             AgentStatus::Online => "online",
             AgentStatus::Away => "away",
         };
-        sqlx::query("UPDATE agents SET status = $1 WHERE id = $2")
+        let done = sqlx::query("UPDATE agents SET status = $1 WHERE id = $2 AND site_id = $3")
             .bind(status)
             .bind(int(agent.0))
+            .bind(int(site.0))
             .execute(self.pool())
             .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
         Ok(())
     }
 }

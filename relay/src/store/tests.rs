@@ -71,6 +71,14 @@ impl TestDb {
             TestDb::Postgres(_) => Backend::Postgres,
         }
     }
+
+    /// Where a store opened on it connects.
+    fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => super::sqlite_url(&dir.path().join(super::FILE_NAME)),
+            TestDb::Postgres(database) => database.url.clone(),
+        }
+    }
 }
 
 /// A fresh database on the test PostgreSQL server, dropped (best effort,
@@ -182,6 +190,7 @@ fn key(value: &str) -> SiteKey {
 
 fn text(conversation: &Conversation, client_id: u128, body: &str) -> NewMessage {
     NewMessage {
+        site: conversation.site,
         conversation: conversation.id,
         client_id: Some(ClientMessageId(client_id)),
         author: Author::Visitor(conversation.visitor),
@@ -222,13 +231,13 @@ async fn append_numbers_each_conversation_from_one(db: TestDb) {
         assert_eq!(first.message.seq, Seq(i as u64 + 1));
         assert_eq!(second.message.seq, Seq(i as u64 + 1));
     }
-    let stored = f.store.messages_after(a.id, Seq::ZERO, 100).await.unwrap();
+    let stored = f.store.messages_after(a.site, a.id, Seq::ZERO, 100).await.unwrap();
     assert_eq!(seqs(&stored), [1, 2, 3, 4, 5]);
     assert_eq!(stored[0].body, Body::Text("to a".into()));
     assert_eq!(stored[0].client_id, Some(ClientMessageId(0)));
     assert_eq!(stored[0].author, Author::Visitor(a.visitor));
 
-    let a = f.store.conversation(a.id).await.unwrap().unwrap();
+    let a = f.store.conversation(a.site, a.id).await.unwrap().unwrap();
     assert_eq!(a.last_seq, Seq(5));
     assert_eq!(a.updated_at, stored[4].sent_at);
 }
@@ -244,9 +253,9 @@ async fn a_resend_returns_the_original_and_is_stored_once(db: TestDb) {
     assert!(!resent.fresh);
     assert_eq!(resent.message, original.message);
 
-    let stored = f.store.messages_after(c.id, Seq::ZERO, 100).await.unwrap();
+    let stored = f.store.messages_after(c.site, c.id, Seq::ZERO, 100).await.unwrap();
     assert_eq!(seqs(&stored), [1, 2]);
-    assert_eq!(f.store.conversation(c.id).await.unwrap().unwrap().last_seq, Seq(2));
+    assert_eq!(f.store.conversation(c.site, c.id).await.unwrap().unwrap().last_seq, Seq(2));
 }
 
 async fn a_duplicate_queued_in_the_same_batch_is_stored_once(db: TestDb) {
@@ -258,7 +267,7 @@ async fn a_duplicate_queued_in_the_same_batch_is_stored_once(db: TestDb) {
     assert!(first.fresh);
     assert!(!second.fresh);
     assert_eq!(first.message, second.message);
-    assert_eq!(f.store.messages_after(c.id, Seq::ZERO, 10).await.unwrap().len(), 1);
+    assert_eq!(f.store.messages_after(c.site, c.id, Seq::ZERO, 10).await.unwrap().len(), 1);
 }
 
 async fn every_fresh_message_carries_its_conversations_new_state(db: TestDb) {
@@ -281,7 +290,7 @@ async fn every_fresh_message_carries_its_conversations_new_state(db: TestDb) {
         assert_eq!(state.id, fresh.message.conversation);
         assert!(state.last_seq >= fresh.message.seq, "{state:?} is older than {:?}", fresh.message);
     }
-    assert_eq!(appended[2].conversation, f.store.conversation(c.id).await.unwrap());
+    assert_eq!(appended[2].conversation, f.store.conversation(c.site, c.id).await.unwrap());
     assert_eq!(appended[2].conversation.as_ref().unwrap().last_seq, Seq(2));
     assert_eq!(appended[1].conversation.as_ref().unwrap().last_seq, Seq(1));
     assert!(!appended[3].fresh);
@@ -305,7 +314,7 @@ async fn the_same_client_id_from_another_author_is_another_message(db: TestDb) {
     let again = f.store.append(system("Ann joined")).await.unwrap();
     assert!(again.fresh);
     assert_eq!(again.message.client_id, None);
-    let stored = f.store.messages_after(c.id, Seq::ZERO, 10).await.unwrap();
+    let stored = f.store.messages_after(c.site, c.id, Seq::ZERO, 10).await.unwrap();
     assert_eq!(seqs(&stored), [1, 2, 3, 4]);
     assert_eq!(stored[3].author, Author::System);
 }
@@ -352,9 +361,9 @@ async fn concurrent_appends_give_gapless_seqs_in_each_senders_order(db: TestDb) 
     let per_conversation = (TASKS * PER_TASK) as u64 / CONVERSATIONS as u64;
     let expected: Vec<u64> = (1..=per_conversation).collect();
     for c in &conversations {
-        let stored = f.store.messages_after(c.id, Seq::ZERO, 10_000).await.unwrap();
+        let stored = f.store.messages_after(c.site, c.id, Seq::ZERO, 10_000).await.unwrap();
         assert_eq!(seqs(&stored), expected);
-        assert_eq!(f.store.conversation(c.id).await.unwrap().unwrap().last_seq, Seq(per_conversation));
+        assert_eq!(f.store.conversation(c.site, c.id).await.unwrap().unwrap().last_seq, Seq(per_conversation));
     }
     let stats = f.store.writer_stats();
     assert_eq!(stats.messages, (TASKS * PER_TASK) as u64);
@@ -409,8 +418,8 @@ async fn a_failed_batch_stores_nothing_and_the_writer_recovers(db: TestDb) {
     for ticket in tickets {
         assert!(matches!(ticket.await, Err(Error::Database(_))));
     }
-    assert!(f.store.messages_after(c.id, Seq::ZERO, 10).await.unwrap().is_empty());
-    assert_eq!(f.store.conversation(c.id).await.unwrap().unwrap().last_seq, Seq::ZERO);
+    assert!(f.store.messages_after(c.site, c.id, Seq::ZERO, 10).await.unwrap().is_empty());
+    assert_eq!(f.store.conversation(c.site, c.id).await.unwrap().unwrap().last_seq, Seq::ZERO);
 
     let cure = match f.db.backend() {
         Backend::Sqlite => "DROP TRIGGER poison",
@@ -449,7 +458,7 @@ async fn messages_survive_close_and_reopen(db: TestDb) {
     f.store.close().await;
 
     let store = f.db.open().await;
-    let stored = store.messages_after(c.id, Seq::ZERO, 10).await.unwrap();
+    let stored = store.messages_after(c.site, c.id, Seq::ZERO, 10).await.unwrap();
     assert_eq!(seqs(&stored), [1, 2]);
     assert_eq!(stored[1].body, Body::Text("two".into()));
     let resent = store.append(text(&c, 2, "two")).await.unwrap();
@@ -469,11 +478,11 @@ async fn a_visitor_keeps_one_conversation_through_close_and_reopen(db: TestDb) {
     assert_eq!(first.visitor, visitor);
     assert_eq!(f.store.open_conversation(f.site.id, visitor).await.unwrap(), first);
 
-    let closed = f.store.close_conversation(first.id).await.unwrap().unwrap();
+    let closed = f.store.close_conversation(first.site, first.id).await.unwrap().unwrap();
     assert_eq!(closed.status, ConversationStatus::Closed);
     assert_eq!(closed.update().status, ConversationStatus::Closed);
-    assert_eq!(f.store.close_conversation(first.id).await.unwrap(), None, "closed once");
-    assert_eq!(f.store.close_conversation(ConversationId(999)).await.unwrap(), None);
+    assert_eq!(f.store.close_conversation(first.site, first.id).await.unwrap(), None, "closed once");
+    assert_eq!(f.store.close_conversation(f.site.id, ConversationId(999)).await.unwrap(), None);
 
     // A returning visitor comes back to its closed conversation, history and all.
     let again = f.store.open_conversation(f.site.id, visitor).await.unwrap();
@@ -484,9 +493,9 @@ async fn a_visitor_keeps_one_conversation_through_close_and_reopen(db: TestDb) {
     let late = NewMessage { conversation: first.id, ..text(&first, 1, "wait") };
     assert!(f.store.append(late).await.unwrap().fresh);
 
-    let reopened = f.store.reopen_conversation(first.id, None).await.unwrap().unwrap();
+    let reopened = f.store.reopen_conversation(first.site, first.id, None).await.unwrap().unwrap();
     assert_eq!((reopened.status, reopened.assignee), (ConversationStatus::Open, None));
-    assert_eq!(f.store.reopen_conversation(first.id, None).await.unwrap(), None, "reopened once");
+    assert_eq!(f.store.reopen_conversation(first.site, first.id, None).await.unwrap(), None, "reopened once");
 }
 
 async fn assignment_is_compare_and_set(db: TestDb) {
@@ -494,11 +503,11 @@ async fn assignment_is_compare_and_set(db: TestDb) {
     let c = f.conversation().await;
     let ann = f.agent("ann@example.com").await;
     let bob = f.agent("bob@example.com").await;
-    let taken = f.store.assign_conversation(c.id, None, ann).await.unwrap().unwrap();
+    let taken = f.store.assign_conversation(c.site, c.id, None, ann).await.unwrap().unwrap();
     assert_eq!(taken.assignee, Some(ann));
-    assert_eq!(f.store.assign_conversation(c.id, None, bob).await.unwrap(), None, "already taken");
-    assert_eq!(f.store.assign_conversation(c.id, Some(bob), ann).await.unwrap(), None, "not bob's to give");
-    let moved = f.store.assign_conversation(c.id, Some(ann), bob).await.unwrap().unwrap();
+    assert_eq!(f.store.assign_conversation(c.site, c.id, None, bob).await.unwrap(), None, "already taken");
+    assert_eq!(f.store.assign_conversation(c.site, c.id, Some(bob), ann).await.unwrap(), None, "not bob's to give");
+    let moved = f.store.assign_conversation(c.site, c.id, Some(ann), bob).await.unwrap().unwrap();
     assert_eq!(moved.assignee, Some(bob));
     let team = f.store.team(f.site.id).await.unwrap();
     let open: Vec<_> = team.iter().map(|m| (m.id, m.open)).collect();
@@ -525,7 +534,7 @@ async fn the_queue_holds_unassigned_conversations_whose_visitor_waits_oldest_fir
     let reply = NewMessage { author: Author::Agent(ann), ..text(&first, 4, "hello") };
     assert_eq!(f.store.append(reply).await.unwrap().conversation.unwrap().waiting_since, None);
     assert_eq!(f.store.next_in_queue(f.site.id).await.unwrap().unwrap().id, second.id);
-    f.store.assign_conversation(second.id, None, ann).await.unwrap().unwrap();
+    f.store.assign_conversation(second.site, second.id, None, ann).await.unwrap().unwrap();
     assert_eq!(f.store.next_in_queue(f.site.id).await.unwrap(), None);
     let _ = quiet;
 }
@@ -557,8 +566,8 @@ async fn a_visitor_is_known_only_to_its_own_site(db: TestDb) {
     assert_eq!(f.store.visitor_token_hash(f.site.id, VisitorId(999)).await.unwrap(), None);
     assert!(matches!(f.store.open_conversation(other.id, visitor).await, Err(Error::NotFound)));
     assert!(matches!(f.store.create_visitor(SiteId(999), "x").await, Err(Error::NotFound)));
-    f.store.touch_visitor(visitor).await.unwrap();
-    assert!(matches!(f.store.touch_visitor(VisitorId(999)).await, Err(Error::NotFound)));
+    f.store.touch_visitor(f.site.id, visitor).await.unwrap();
+    assert!(matches!(f.store.touch_visitor(f.site.id, VisitorId(999)).await, Err(Error::NotFound)));
 }
 
 async fn open_conversations_lists_the_sites_open_ones_oldest_first(db: TestDb) {
@@ -567,7 +576,7 @@ async fn open_conversations_lists_the_sites_open_ones_oldest_first(db: TestDb) {
     let other = f.store.create_site(&key("other"), "Other").await.unwrap();
     let stranger = f.store.create_visitor(other.id, "x").await.unwrap();
     f.store.open_conversation(other.id, stranger).await.unwrap();
-    f.store.close_conversation(b.id).await.unwrap().unwrap();
+    f.store.close_conversation(b.site, b.id).await.unwrap().unwrap();
     f.store.append(text(&c, 1, "newer activity")).await.unwrap();
 
     let open = f.store.open_conversations(f.site.id).await.unwrap();
@@ -585,15 +594,15 @@ async fn messages_after_pages_through_a_conversation(db: TestDb) {
     let mut after = Seq::ZERO;
     let mut pages = Vec::new();
     loop {
-        let page = f.store.messages_after(c.id, after, 10).await.unwrap();
+        let page = f.store.messages_after(c.site, c.id, after, 10).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.seq;
         pages.push(seqs(&page));
     }
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
     assert_eq!(pages.concat(), (1..=25).collect::<Vec<_>>());
-    assert!(f.store.messages_after(c.id, Seq(u64::MAX), 10).await.unwrap().is_empty());
-    assert!(f.store.messages_after(ConversationId(999), Seq::ZERO, 10).await.unwrap().is_empty());
+    assert!(f.store.messages_after(c.site, c.id, Seq(u64::MAX), 10).await.unwrap().is_empty());
+    assert!(f.store.messages_after(f.site.id, ConversationId(999), Seq::ZERO, 10).await.unwrap().is_empty());
 }
 
 async fn receipt_marks_only_grow_and_stop_at_the_last_message(db: TestDb) {
@@ -604,7 +613,7 @@ async fn receipt_marks_only_grow_and_stop_at_the_last_message(db: TestDb) {
         f.store.append(text(&c, i, "x")).await.unwrap();
     }
     let visitor = Author::Visitor(c.visitor);
-    let receipt = |by, kind, up_to| f.store.record_receipt(c.id, by, kind, Seq(up_to));
+    let receipt = |by, kind, up_to| f.store.record_receipt(c.site, c.id, by, kind, Seq(up_to));
 
     assert_eq!(receipt(visitor, ReceiptKind::Read, 3).await.unwrap(), Some(Seq(3)));
     assert_eq!(receipt(visitor, ReceiptKind::Read, 3).await.unwrap(), None);
@@ -618,15 +627,15 @@ async fn receipt_marks_only_grow_and_stop_at_the_last_message(db: TestDb) {
 
     let stranger = Author::Visitor(f.visitor().await);
     assert!(matches!(receipt(stranger, ReceiptKind::Read, 1).await, Err(Error::NotFound)));
-    let nowhere = f.store.record_receipt(ConversationId(999), visitor, ReceiptKind::Read, Seq(1));
+    let nowhere = f.store.record_receipt(f.site.id, ConversationId(999), visitor, ReceiptKind::Read, Seq(1));
     assert!(matches!(nowhere.await, Err(Error::NotFound)));
 }
 
 async fn sessions_are_rejected_when_unknown_or_expired(db: TestDb) {
     let f = Fixture::new(db).await;
     let agent = f.agent("ann@example.com").await;
-    f.store.create_agent_session(agent, "live", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
-    f.store.create_agent_session(agent, "stale", Timestamp(1_000)).await.unwrap();
+    f.store.create_agent_session(f.site.id, agent, "live", Timestamp(u64::from(u32::MAX) * 1000)).await.unwrap();
+    f.store.create_agent_session(f.site.id, agent, "stale", Timestamp(1_000)).await.unwrap();
 
     let now = Timestamp(2_000);
     let found = f.store.agent_by_session("live", now).await.unwrap().unwrap();
@@ -634,7 +643,7 @@ async fn sessions_are_rejected_when_unknown_or_expired(db: TestDb) {
     assert_eq!(f.store.agent_by_session("stale", now).await.unwrap(), None);
     assert_eq!(f.store.agent_by_session("unknown", now).await.unwrap(), None);
     assert!(matches!(
-        f.store.create_agent_session(AgentId(999), "orphan", Timestamp(u64::MAX)).await,
+        f.store.create_agent_session(f.site.id, AgentId(999), "orphan", Timestamp(u64::MAX)).await,
         Err(Error::NotFound)
     ));
 }
@@ -674,9 +683,182 @@ async fn times_never_go_backwards_along_seqs(db: TestDb) {
     for i in 0..20 {
         f.store.append(text(&c, i, "t")).await.unwrap();
     }
-    let stored = f.store.messages_after(c.id, Seq::ZERO, 100).await.unwrap();
+    let stored = f.store.messages_after(c.site, c.id, Seq::ZERO, 100).await.unwrap();
     assert!(stored.windows(2).all(|pair| pair[0].sent_at <= pair[1].sent_at));
     assert!(stored[0].sent_at > Timestamp(1_600_000_000_000), "a real clock");
+}
+
+/// Every call that reads or writes a site's data, made with the id of
+/// another site: it reads nothing and changes nothing, and the right site
+/// sees its data as it was.
+async fn a_call_naming_another_site_reads_and_changes_nothing(db: TestDb) {
+    use kefu_protocol::frame::{AgentStatus, Attribute, Visit};
+
+    let f = Fixture::new(db).await;
+    let wrong = f.store.create_site(&key("other"), "Other").await.unwrap().id;
+    let c = f.conversation().await;
+    let ann = f.agent("ann@example.com").await;
+    let first = f.store.append(text(&c, 1, "hello")).await.unwrap();
+    let visitor = Author::Visitor(c.visitor);
+    f.store.record_receipt(f.site.id, c.id, visitor, ReceiptKind::Read, Seq(1)).await.unwrap();
+    let before = f.store.conversation(f.site.id, c.id).await.unwrap().unwrap();
+    let profile_before = f.store.visitor_profile(f.site.id, c.visitor).await.unwrap();
+    let receipts_before = f.store.receipts(f.site.id, c.id).await.unwrap();
+    assert_eq!(receipts_before.len(), 1);
+
+    // Reads.
+    assert_eq!(f.store.conversation(wrong, c.id).await.unwrap(), None);
+    assert!(f.store.messages_after(wrong, c.id, Seq::ZERO, 10).await.unwrap().is_empty());
+    assert!(f.store.receipts(wrong, c.id).await.unwrap().is_empty());
+    assert!(matches!(f.store.visitor_profile(wrong, c.visitor).await, Err(Error::NotFound)));
+    assert!(f.store.visits(wrong, c.visitor, 10).await.unwrap().is_empty());
+    assert!(matches!(f.store.messages_before(wrong, c.id, None, 10).await, Err(Error::NotFound)));
+    assert_eq!(f.store.visitor_client(wrong, c.visitor).await.unwrap(), None);
+
+    // Writes.
+    assert_eq!(f.store.assign_conversation(wrong, c.id, None, ann).await.unwrap(), None);
+    assert_eq!(f.store.close_conversation(wrong, c.id).await.unwrap(), None);
+    let receipt = f.store.record_receipt(wrong, c.id, visitor, ReceiptKind::Read, Seq(1));
+    assert!(matches!(receipt.await, Err(Error::NotFound)));
+    let receipt = f.store.record_receipt(wrong, c.id, Author::Agent(ann), ReceiptKind::Delivered, Seq(1));
+    assert!(matches!(receipt.await, Err(Error::NotFound)));
+    assert!(matches!(f.store.touch_visitor(wrong, c.visitor).await, Err(Error::NotFound)));
+    let visit = Visit { url: "https://elsewhere.example/".into(), title: "Elsewhere".into(), referrer: None };
+    assert!(matches!(f.store.record_visit(wrong, c.visitor, &visit).await, Err(Error::NotFound)));
+    let identity = super::Identity { user_id: "mallory", name: Some("M"), email: None, verified: true };
+    assert!(matches!(f.store.identify_visitor(wrong, c.visitor, &identity).await, Err(Error::NotFound)));
+    let attributes = [Attribute { key: "plan".into(), value: "stolen".into() }];
+    assert!(matches!(f.store.set_visitor_attributes(wrong, c.visitor, &attributes).await, Err(Error::NotFound)));
+    let client = f.store.record_visitor_client(wrong, c.visitor, Some("Evil/1.0"), Some("xx"));
+    assert!(matches!(client.await, Err(Error::NotFound)));
+    assert!(matches!(f.store.set_agent_status(wrong, ann, AgentStatus::Away).await, Err(Error::NotFound)));
+    let session = f.store.create_agent_session(wrong, ann, "planted", Timestamp(u64::MAX / 2));
+    assert!(matches!(session.await, Err(Error::NotFound)));
+    // The writer: a new message, and a resend of a stored one, naming the
+    // wrong site are refused; not even the original is told.
+    let new = NewMessage { site: wrong, ..text(&c, 2, "injected") };
+    assert!(matches!(f.store.append(new).await, Err(Error::NotFound)));
+    let resend = NewMessage { site: wrong, ..text(&c, 1, "hello") };
+    assert!(matches!(f.store.append(resend).await, Err(Error::NotFound)));
+
+    // Nothing changed for the right site.
+    assert_eq!(f.store.conversation(f.site.id, c.id).await.unwrap().unwrap(), before);
+    assert_eq!(before.last_seq, first.message.seq);
+    assert_eq!(f.store.messages_after(f.site.id, c.id, Seq::ZERO, 10).await.unwrap(), [first.message]);
+    assert_eq!(f.store.receipts(f.site.id, c.id).await.unwrap(), receipts_before);
+    assert_eq!(f.store.visitor_profile(f.site.id, c.visitor).await.unwrap(), profile_before);
+    assert!(f.store.visits(f.site.id, c.visitor, 10).await.unwrap().is_empty());
+    let client = f.store.visitor_client(f.site.id, c.visitor).await.unwrap().unwrap();
+    assert_eq!((client.user_agent, client.language), (None, None));
+    let team = f.store.team(f.site.id).await.unwrap();
+    assert_eq!((team[0].id, team[0].status), (ann, AgentStatus::Online));
+    assert_eq!(f.store.agent_by_session("planted", super::now()).await.unwrap(), None);
+
+    // A closed conversation is not reopened through another site either.
+    f.store.close_conversation(f.site.id, c.id).await.unwrap().unwrap();
+    assert_eq!(f.store.reopen_conversation(wrong, c.id, None).await.unwrap(), None);
+    let closed = f.store.conversation(f.site.id, c.id).await.unwrap().unwrap();
+    assert_eq!(closed.status, ConversationStatus::Closed);
+}
+
+/// The right site's conversation, given to an agent of another site: the
+/// store says no, and so does the database when asked directly.
+async fn the_database_refuses_a_cross_site_assignee(db: TestDb) {
+    let f = Fixture::new(db).await;
+    let other = f.store.create_site(&key("other"), "Other").await.unwrap();
+    let stranger = f.store.create_agent(other.id, "eve@example.com", "Eve", "hash", Role::Agent);
+    let stranger = stranger.await.unwrap().id;
+    let c = f.conversation().await;
+    assert_eq!(f.store.assign_conversation(f.site.id, c.id, None, stranger).await.unwrap(), None);
+    f.store.close_conversation(f.site.id, c.id).await.unwrap().unwrap();
+    assert_eq!(f.store.reopen_conversation(f.site.id, c.id, Some(stranger)).await.unwrap(), None);
+
+    let refused = |column: &'static str| {
+        let sql = format!("UPDATE conversations SET {column} = $1 WHERE id = $2");
+        let store = f.store.clone();
+        async move {
+            let error = sqlx::query(&sql)
+                .bind(stranger.0 as i64)
+                .bind(c.id.0 as i64)
+                .execute(store.pool())
+                .await
+                .expect_err("another site's agent is refused");
+            assert!(error.as_database_error().is_some_and(|e| e.is_foreign_key_violation()), "{column}: {error}");
+        }
+    };
+    refused("assignee_id").await;
+    refused("agent_marks_by").await;
+    // Nor can a conversation be with another site's visitor.
+    let foreign_visitor = f.store.create_visitor(other.id, "hash").await.unwrap();
+    let error = sqlx::query(
+        "INSERT INTO conversations (site_id, visitor_id, status, created_at, updated_at) VALUES ($1, $2, 'open', 0, 0)",
+    )
+    .bind(f.site.id.0 as i64)
+    .bind(foreign_visitor.0 as i64)
+    .execute(f.store.pool())
+    .await
+    .expect_err("another site's visitor is refused");
+    assert!(error.as_database_error().is_some_and(|e| e.is_foreign_key_violation()), "{error}");
+    let c = f.store.conversation(f.site.id, c.id).await.unwrap().unwrap();
+    assert_eq!((c.assignee, c.status), (None, ConversationStatus::Closed));
+}
+
+/// A database the relay wrote before migration 0005, holding a
+/// conversation assigned across sites (what a bug could have left): the
+/// migration keeps every row and every session, drops only the cross-site
+/// assignee, and from then on the database refuses such links.
+async fn migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links(db: TestDb) {
+    sqlx::any::install_default_drivers();
+    let mut old = match db.backend() {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    old.migrations = old.migrations.iter().filter(|m| m.version < 5).cloned().collect::<Vec<_>>().into();
+    let mut connection = sqlx::AnyConnection::connect(&db.url()).await.unwrap();
+    old.run(&mut connection).await.unwrap();
+    // Ids far above what the tables' own counters hand out next.
+    for statement in [
+        "INSERT INTO sites (id, key, name, created_at) VALUES (1001, 'a', 'A', 0), (1002, 'b', 'B', 0)",
+        "INSERT INTO agents (id, site_id, email, name, password_hash, role, created_at) VALUES \
+         (1001, 1001, 'ann@example.com', 'Ann', 'phc', 'admin', 0), \
+         (1002, 1002, 'eve@example.com', 'Eve', 'phc', 'admin', 0)",
+        "INSERT INTO agent_sessions (token_hash, agent_id, created_at, expires_at) VALUES ('ann', 1001, 0, 9000000000000)",
+        "INSERT INTO visitors (id, site_id, token_hash, created_at, last_seen_at) VALUES (1001, 1001, 'h', 0, 0)",
+        "INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at, assignee_id, agent_marks_by) \
+         VALUES (1001, 1001, 1001, 'open', 0, 0, 1002, 1001)",
+        "INSERT INTO messages (conversation_id, seq, author_kind, author_id, body, created_at) \
+         VALUES (1001, 1, 'visitor', 1001, 'hi', 5)",
+    ] {
+        connection.execute(statement).await.unwrap();
+    }
+    connection.close().await.unwrap();
+
+    let store = db.open().await;
+    let (site, conversation) = (SiteId(1001), ConversationId(1001));
+    let c = store.conversation(site, conversation).await.unwrap().unwrap();
+    assert_eq!((c.assignee, c.last_seq, c.visitor), (None, Seq(1), VisitorId(1001)), "the stranger is gone");
+    let marks_by: Option<i64> = sqlx::query_scalar("SELECT agent_marks_by FROM conversations WHERE id = 1001")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(marks_by, Some(1001), "a same-site link is kept");
+    let ann = store.agent_by_session("ann", super::now()).await.unwrap().expect("sessions survive the rebuild");
+    assert_eq!((ann.id, ann.site), (AgentId(1001), site));
+    assert_eq!(store.agent_login("ANN@example.com").await.unwrap().unwrap().0, ann);
+    let message = NewMessage { site, ..text(&c, 1, "still here") };
+    let appended = store.append(message).await.unwrap();
+    assert_eq!(appended.message.seq, Seq(2), "the trigger on messages came back");
+    assert_eq!(store.conversation(site, conversation).await.unwrap().unwrap().last_seq, Seq(2));
+    assert_eq!(
+        store.assign_conversation(site, conversation, None, ann.id).await.unwrap().unwrap().assignee,
+        Some(ann.id)
+    );
+    let error = sqlx::query("UPDATE conversations SET assignee_id = 1002 WHERE id = 1001")
+        .execute(store.pool())
+        .await
+        .expect_err("another site's agent is refused after the migration");
+    assert!(error.as_database_error().is_some_and(|e| e.is_foreign_key_violation()), "{error}");
+    store.close().await;
 }
 
 /// Two relay nodes on one database: two stores, each with its own writer,
@@ -722,13 +904,13 @@ async fn two_nodes_appending_at_once_store_each_message_once_with_gapless_seqs(d
     }
     assert_eq!(fresh, 2 * MESSAGES as usize, "each message stored fresh exactly once");
     for c in &conversations {
-        let stored = f.store.messages_after(c.id, Seq::ZERO, 10_000).await.unwrap();
+        let stored = f.store.messages_after(c.site, c.id, Seq::ZERO, 10_000).await.unwrap();
         assert_eq!(seqs(&stored), (1..=MESSAGES as u64).collect::<Vec<_>>(), "gapless, no duplicate rows");
         for message in &stored {
             let id = message.client_id.unwrap().0;
             assert_eq!(answers[&(c.id, id)], (message.seq, message.id));
         }
-        assert_eq!(other.conversation(c.id).await.unwrap().unwrap().last_seq, Seq(MESSAGES as u64));
+        assert_eq!(other.conversation(c.site, c.id).await.unwrap().unwrap().last_seq, Seq(MESSAGES as u64));
     }
     other.close().await;
 }
@@ -749,7 +931,7 @@ async fn assignment_across_nodes_has_one_winner(db: TestDb) {
             .enumerate()
             .map(|(n, &agent)| {
                 let store = if n % 2 == 0 { f.store.clone() } else { other.clone() };
-                tokio::spawn(async move { store.assign_conversation(c.id, None, agent).await.unwrap() })
+                tokio::spawn(async move { store.assign_conversation(c.site, c.id, None, agent).await.unwrap() })
             })
             .collect();
         let mut winners = Vec::new();
@@ -757,7 +939,7 @@ async fn assignment_across_nodes_has_one_winner(db: TestDb) {
             winners.extend(take.await.unwrap());
         }
         assert_eq!(winners.len(), 1, "{winners:?}");
-        assert_eq!(f.store.conversation(c.id).await.unwrap().unwrap().assignee, winners[0].assignee);
+        assert_eq!(f.store.conversation(c.site, c.id).await.unwrap().unwrap().assignee, winners[0].assignee);
     }
     other.close().await;
 }
@@ -798,6 +980,9 @@ on_both_backends![
     messages_after_pages_through_a_conversation,
     receipt_marks_only_grow_and_stop_at_the_last_message,
     sessions_are_rejected_when_unknown_or_expired,
+    a_call_naming_another_site_reads_and_changes_nothing,
+    the_database_refuses_a_cross_site_assignee,
+    migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links,
     sites_and_agents_are_unique_and_logins_ignore_case,
     the_first_site_is_created_once,
     times_never_go_backwards_along_seqs,
@@ -845,8 +1030,9 @@ fn acknowledged_messages_survive_kill_9() {
 
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let store = Store::open(dir.path()).await.unwrap();
+        let site = store.site_by_key(&key("demo")).await.unwrap().unwrap().id;
         for (conversation, seq) in acknowledged {
-            let stored = store.messages_after(conversation, Seq::ZERO, u32::MAX).await.unwrap();
+            let stored = store.messages_after(site, conversation, Seq::ZERO, u32::MAX).await.unwrap();
             assert!(stored.len() as u64 >= seq.0, "{conversation:?} lost {seq:?}");
             assert_eq!(seqs(&stored), (1..=stored.len() as u64).collect::<Vec<_>>());
         }

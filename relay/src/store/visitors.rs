@@ -51,19 +51,27 @@ impl Store {
         Ok(secret)
     }
 
-    /// The visitor is on `visit.url` now: the current page, and one more
-    /// entry in its history.
-    pub async fn record_visit(&self, visitor: VisitorId, visit: &Visit) -> Result<(), Error> {
+    /// One of `site`'s visitors is on `visit.url` now: the current page,
+    /// and one more entry in its history. [`Error::NotFound`] (and nothing
+    /// written) if the visitor is not `site`'s.
+    pub async fn record_visit(&self, site: SiteId, visitor: VisitorId, visit: &Visit) -> Result<(), Error> {
         let now = int(now().0);
         let mut tx = self.pool().begin().await?;
-        sqlx::query("INSERT INTO visits (visitor_id, url, title, referrer, at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(int(visitor.0))
-            .bind(&visit.url)
-            .bind(&visit.title)
-            .bind(&visit.referrer)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "INSERT INTO visits (visitor_id, url, title, referrer, at) \
+             SELECT id, $2, $3, $4, $5 FROM visitors WHERE id = $1 AND site_id = $6",
+        )
+        .bind(int(visitor.0))
+        .bind(&visit.url)
+        .bind(&visit.title)
+        .bind(&visit.referrer)
+        .bind(now)
+        .bind(int(site.0))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
         sqlx::query(
             "INSERT INTO visitor_profiles (visitor_id, page_url, page_title, page_referrer, page_since) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (visitor_id) DO UPDATE SET \
@@ -80,11 +88,18 @@ impl Store {
         Ok(())
     }
 
-    /// Records who the site says the visitor is. An unverified claim never
-    /// replaces a verified identity.
-    pub async fn identify_visitor(&self, visitor: VisitorId, identity: &Identity<'_>) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified) VALUES ($1, $2, $3, $4, $5) \
+    /// Records who the site says one of its visitors is. An unverified
+    /// claim never replaces a verified identity. [`Error::NotFound`] (and
+    /// nothing written) if the visitor is not `site`'s.
+    pub async fn identify_visitor(
+        &self,
+        site: SiteId,
+        visitor: VisitorId,
+        identity: &Identity<'_>,
+    ) -> Result<(), Error> {
+        let done = sqlx::query(
+            "INSERT INTO visitor_profiles (visitor_id, user_id, name, email, verified) \
+             SELECT id, $2, $3, $4, $5 FROM visitors WHERE id = $1 AND site_id = $6 \
              ON CONFLICT (visitor_id) DO UPDATE SET user_id = $2, name = $3, email = $4, verified = $5 \
              WHERE $5 OR NOT visitor_profiles.verified",
         )
@@ -93,26 +108,46 @@ impl Store {
         .bind(identity.name)
         .bind(identity.email)
         .bind(identity.verified)
+        .bind(int(site.0))
         .execute(self.pool())
         .await?;
+        // Nothing written: a verified identity kept, or a stranger.
+        if done.rows_affected() == 0 && !self.has_visitor(site, visitor).await? {
+            return Err(Error::NotFound);
+        }
         Ok(())
     }
 
-    /// Sets custom attributes; other keys are kept, also those another
-    /// relay node sets at the same time.
-    pub async fn set_visitor_attributes(&self, visitor: VisitorId, set: &[Attribute]) -> Result<(), Error> {
+    /// Sets custom attributes of one of `site`'s visitors; other keys are
+    /// kept, also those another relay node sets at the same time.
+    /// [`Error::NotFound`] (and nothing written) if the visitor is not
+    /// `site`'s.
+    pub async fn set_visitor_attributes(
+        &self,
+        site: SiteId,
+        visitor: VisitorId,
+        set: &[Attribute],
+    ) -> Result<(), Error> {
         let mut tx = self.backend().begin_write(self.pool()).await?;
         // The row exists before it is read, so that on PostgreSQL the read
         // can lock it until this transaction has written.
-        sqlx::query("INSERT INTO visitor_profiles (visitor_id) VALUES ($1) ON CONFLICT (visitor_id) DO NOTHING")
-            .bind(int(visitor.0))
-            .execute(&mut *tx)
-            .await?;
-        let read =
-            format!("SELECT attributes FROM visitor_profiles WHERE visitor_id = $1{}", self.backend().for_update());
-        let stored: Option<String> = sqlx::query_scalar(&read).bind(int(visitor.0)).fetch_optional(&mut *tx).await?;
-        let mut attributes: BTreeMap<String, String> =
-            stored.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO visitor_profiles (visitor_id) SELECT id FROM visitors WHERE id = $1 AND site_id = $2 \
+             ON CONFLICT (visitor_id) DO NOTHING",
+        )
+        .bind(int(visitor.0))
+        .bind(int(site.0))
+        .execute(&mut *tx)
+        .await?;
+        let read = format!(
+            "SELECT attributes FROM visitor_profiles \
+             WHERE visitor_id = (SELECT id FROM visitors WHERE id = $1 AND site_id = $2){}",
+            self.backend().for_update()
+        );
+        let stored: Option<String> =
+            sqlx::query_scalar(&read).bind(int(visitor.0)).bind(int(site.0)).fetch_optional(&mut *tx).await?;
+        let Some(stored) = stored else { return Err(Error::NotFound) };
+        let mut attributes: BTreeMap<String, String> = serde_json::from_str(&stored).unwrap_or_default();
         for attribute in set {
             attributes.insert(attribute.key.clone(), attribute.value.clone());
         }
@@ -126,16 +161,23 @@ impl Store {
         Ok(())
     }
 
-    /// Everything known of a visitor (empty for one that reported nothing).
-    pub async fn visitor_profile(&self, visitor: VisitorId) -> Result<VisitorProfile, Error> {
+    /// Everything known of one of `site`'s visitors (empty for one that
+    /// reported nothing). [`Error::NotFound`] if it is not `site`'s.
+    pub async fn visitor_profile(&self, site: SiteId, visitor: VisitorId) -> Result<VisitorProfile, Error> {
         let row: Option<ProfileRow> = sqlx::query_as(
-            "SELECT user_id, name, email, verified, attributes, page_url, page_title, page_referrer, page_since \
-             FROM visitor_profiles WHERE visitor_id = $1",
+            "SELECT p.user_id, p.name, p.email, p.verified, p.attributes, \
+                 p.page_url, p.page_title, p.page_referrer, p.page_since \
+             FROM visitor_profiles p JOIN visitors v ON v.id = p.visitor_id \
+             WHERE p.visitor_id = $1 AND v.site_id = $2",
         )
         .bind(int(visitor.0))
+        .bind(int(site.0))
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else {
+            if !self.has_visitor(site, visitor).await? {
+                return Err(Error::NotFound);
+            }
             return Ok(VisitorProfile {
                 visitor,
                 verified: false,
@@ -165,18 +207,31 @@ impl Store {
         })
     }
 
-    /// The pages a visitor was seen on, newest first.
-    pub async fn visits(&self, visitor: VisitorId, limit: u32) -> Result<Vec<(Visit, Timestamp)>, Error> {
+    /// The pages one of `site`'s visitors was seen on, newest first; none
+    /// for a visitor that is not `site`'s.
+    pub async fn visits(&self, site: SiteId, visitor: VisitorId, limit: u32) -> Result<Vec<(Visit, Timestamp)>, Error> {
         let rows: Vec<(String, String, Option<String>, Unsigned)> = sqlx::query_as(
-            "SELECT url, title, referrer, at FROM visits WHERE visitor_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+            "SELECT s.url, s.title, s.referrer, s.at FROM visits s JOIN visitors v ON v.id = s.visitor_id \
+             WHERE s.visitor_id = $1 AND v.site_id = $3 ORDER BY s.at DESC, s.id DESC LIMIT $2",
         )
         .bind(int(visitor.0))
         .bind(i64::from(limit))
+        .bind(int(site.0))
         .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
             .map(|(url, title, referrer, at)| (Visit { url, title, referrer }, Timestamp(at.0)))
             .collect())
+    }
+
+    /// Whether `visitor` is one of `site`'s.
+    async fn has_visitor(&self, site: SiteId, visitor: VisitorId) -> Result<bool, Error> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM visitors WHERE id = $1 AND site_id = $2")
+            .bind(int(visitor.0))
+            .bind(int(site.0))
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found.is_some())
     }
 }

@@ -250,9 +250,10 @@ impl Writer {
 ///    conversation's `last_seq`);
 /// 4. read the conversations' new state for the agents' queue.
 ///
-/// `None` for a message whose conversation is unknown or not its author's
-/// (a visitor may write only in its own, an agent only in its site's):
-/// that request alone fails, the rest go on.
+/// `None` for a message whose conversation is unknown, of another site
+/// than the message's, or not its author's (a visitor may write only in
+/// its own, an agent only in its site's): that request alone fails, the
+/// rest go on.
 async fn store_batch(
     backend: Backend,
     connection: &mut AnyConnection,
@@ -286,12 +287,14 @@ async fn store_batch(
                 idempotency_key(earlier.conversation, earlier.author, earlier.client_id) == Some(key)
             })
         });
-        plan.push(if let Some(original) = stored_before {
+        // Refused first, so that not even a resend's original is told to
+        // a message that names another site.
+        plan.push(if !targets.allows(message) {
+            Planned::Refused
+        } else if let Some(original) = stored_before {
             Planned::Resend(original.clone())
         } else if let Some(first) = earlier_in_batch {
             Planned::SameAs(first)
-        } else if !targets.allows(message) {
-            Planned::Refused
         } else {
             let last_seq = last_seqs.entry(message.conversation).or_default();
             *last_seq += 1;
@@ -353,7 +356,7 @@ enum Planned {
     Resend(Message),
     /// The same message as the request at this index of the batch.
     SameAs(usize),
-    /// Unknown conversation, or not the author's.
+    /// Unknown conversation, another site's, or not the author's.
     Refused,
     /// Stored now, with this seq.
     Insert(Seq),
@@ -380,9 +383,13 @@ struct Target {
 }
 
 impl Targets {
-    /// Whether `message`'s author may write in its conversation.
+    /// Whether `message`'s conversation is of its site and its author may
+    /// write there.
     fn allows(&self, message: &NewMessage) -> bool {
         let Some(target) = self.conversations.get(&message.conversation) else { return false };
+        if target.site != message.site {
+            return false;
+        }
         match message.author {
             Author::Visitor(visitor) => target.visitor == visitor,
             Author::Agent(agent) => self.agent_sites.get(&agent) == Some(&target.site),

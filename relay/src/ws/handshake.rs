@@ -39,6 +39,15 @@ impl Peer {
             Peer::Agent { agent, .. } => Author::Agent(agent.id),
         }
     }
+
+    /// The site this peer belongs to: every store call it makes is
+    /// scoped to it.
+    pub(crate) fn site(&self) -> SiteId {
+        match self {
+            Peer::Visitor { site, .. } => *site,
+            Peer::Agent { agent, .. } => agent.site,
+        }
+    }
 }
 
 /// A client that said a valid hello and was welcomed.
@@ -164,7 +173,7 @@ async fn authenticate(
                     if stored.as_deref() != Some(auth::token_hash(token.as_str()).as_str()) {
                         return Err(refuse(ErrorCode::Unauthorized, "unknown visitor or wrong visitor token"));
                     }
-                    store.touch_visitor(visitor).await?;
+                    store.touch_visitor(site.id, visitor).await?;
                     (visitor, token)
                 }
                 None => {
@@ -175,7 +184,9 @@ async fn authenticate(
                     (visitor, token)
                 }
             };
-            store.record_visitor_client(visitor, upgrade.user_agent.as_deref(), upgrade.language.as_deref()).await?;
+            store
+                .record_visitor_client(site.id, visitor, upgrade.user_agent.as_deref(), upgrade.language.as_deref())
+                .await?;
             let conversation = store.open_conversation(site.id, visitor).await?;
             let peer = Peer::Visitor { visitor, site: site.id, conversation: conversation.id };
             let identity = Identity::Visitor { visitor, token, site: site.id, conversation: conversation.id };

@@ -418,7 +418,8 @@ impl Connection {
         if let Some(access) = self.conversations.get(&conversation) {
             return Ok(Some(*access));
         }
-        let Some(found) = self.state.store.conversation(conversation).await.map_err(|e| End::store(&e))? else {
+        let found = self.state.store.conversation(self.peer.site(), conversation).await.map_err(|e| End::store(&e))?;
+        let Some(found) = found else {
             return Ok(None);
         };
         let allowed = match &self.peer {

@@ -37,7 +37,7 @@ impl Connection {
 
     /// Tells the site's agents, and this visitor, what is known of it now.
     async fn publish_profile(&mut self, visitor: VisitorId, site: SiteId) -> Result<(), End> {
-        let profile = self.state.store.visitor_profile(visitor).await.map_err(|e| End::store(&e))?;
+        let profile = self.state.store.visitor_profile(site, visitor).await.map_err(|e| End::store(&e))?;
         self.state.hub.publish_site(site, Audience::Agents, ServerFrame::Visitor(profile.clone()));
         self.write(&ServerFrame::Visitor(profile)).await
     }
@@ -49,7 +49,7 @@ impl Connection {
             title: clip(visit.title, profile_limits::TITLE),
             referrer: visit.referrer.map(|r| clip(r, profile_limits::URL)),
         };
-        self.state.store.record_visit(visitor, &visit).await.map_err(|e| End::store(&e))?;
+        self.state.store.record_visit(site, visitor, &visit).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
 
@@ -62,7 +62,7 @@ impl Connection {
         let name = identify.name.map(|n| clip(n, profile_limits::FIELD));
         let email = identify.email.map(|e| clip(e, profile_limits::FIELD));
         let identity = store::Identity { user_id: &user_id, name: name.as_deref(), email: email.as_deref(), verified };
-        self.state.store.identify_visitor(visitor, &identity).await.map_err(|e| End::store(&e))?;
+        self.state.store.identify_visitor(site, visitor, &identity).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
 
@@ -74,7 +74,7 @@ impl Connection {
             .take(profile_limits::ATTRIBUTES)
             .map(|a| Attribute { key: clip(a.key, profile_limits::FIELD), value: clip(a.value, profile_limits::VALUE) })
             .collect();
-        self.state.store.set_visitor_attributes(visitor, &set).await.map_err(|e| End::store(&e))?;
+        self.state.store.set_visitor_attributes(site, visitor, &set).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
 }

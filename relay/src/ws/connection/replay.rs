@@ -26,7 +26,8 @@ impl Connection {
         // hide every new message until the conversation caught up with it:
         // start at the end instead; the replay's `last_seq` says where.
         let after = if after > Seq::ZERO {
-            let found = self.state.store.conversation(conversation).await.map_err(|e| End::store(&e))?;
+            let found =
+                self.state.store.conversation(self.peer.site(), conversation).await.map_err(|e| End::store(&e))?;
             found.map_or(Seq::ZERO, |found| after.min(found.last_seq))
         } else {
             after
@@ -39,7 +40,7 @@ impl Connection {
         self.write(&ServerFrame::ReplayComplete(ReplayComplete { conversation, last_seq })).await?;
         // Marks are not messages and are not replayed with them; the
         // current ones come after, so a reloaded client shows them again.
-        let receipts = self.state.store.receipts(conversation).await.map_err(|e| End::store(&e))?;
+        let receipts = self.state.store.receipts(self.peer.site(), conversation).await.map_err(|e| End::store(&e))?;
         for receipt in receipts {
             self.write(&ServerFrame::Receipt(receipt)).await?;
         }
@@ -54,8 +55,12 @@ impl Connection {
             if until.is_some_and(|until| after >= until) {
                 return Ok(());
             }
-            let page =
-                self.state.store.messages_after(conversation, after, REPLAY_PAGE).await.map_err(|e| End::store(&e))?;
+            let page = self
+                .state
+                .store
+                .messages_after(self.peer.site(), conversation, after, REPLAY_PAGE)
+                .await
+                .map_err(|e| End::store(&e))?;
             let full = page.len() == REPLAY_PAGE as usize;
             for message in page {
                 self.pass_on(message).await?;

@@ -62,7 +62,13 @@ impl Connection {
         if let Some((code, text)) = refusal {
             return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
         }
-        let message = NewMessage { conversation, client_id: Some(client_id), author: self.peer.author(), body };
+        let message = NewMessage {
+            site: self.peer.site(),
+            conversation,
+            client_id: Some(client_id),
+            author: self.peer.author(),
+            body,
+        };
         let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
         self.appends.get_or_insert_with(FuturesOrdered::new).push_back(ticket);
         Ok(())
@@ -116,7 +122,7 @@ impl Connection {
         let recorded = self
             .state
             .store
-            .record_receipt(ack.conversation, by, ack.kind, ack.up_to)
+            .record_receipt(self.peer.site(), ack.conversation, by, ack.kind, ack.up_to)
             .await
             .map_err(|e| End::store(&e))?;
         if let Some(up_to) = recorded {
