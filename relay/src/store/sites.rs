@@ -568,7 +568,7 @@ mod tests {
         let bob = store.create_agent(a.id, "bob@example.com", "Bob", "phc", Role::Agent).await.unwrap();
         let later = Timestamp(u64::from(u32::MAX) * 1000);
         for (agent, hash) in [(ann.id, "phone"), (ann.id, "laptop"), (ann.id, "tablet"), (bob.id, "bob")] {
-            store.create_agent_session(agent, hash, later).await.unwrap();
+            store.create_agent_session(a.id, agent, hash, later).await.unwrap();
         }
         store.end_agent_sessions(b.id, ann.id, None).await.unwrap();
         assert!(store.agent_by_session("phone", now()).await.unwrap().is_some(), "another site cannot end them");
