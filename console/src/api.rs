@@ -182,19 +182,41 @@ struct LoginBody<'a> {
     email: &'a str,
     password: &'a str,
     cookie: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<&'a str>,
 }
 
-/// Signs in; the relay sets the session cookie.
-pub async fn login(email: &str, password: &str) -> Result<Me, ApiError> {
-    let body = LoginBody { email, password, cookie: true };
-    let me: Me = match call("POST", "/api/login", Some(&body)).await {
+/// A site an email is an agent of, to choose from at login.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SiteChoice {
+    pub key: String,
+    pub name: String,
+}
+
+/// What a login came to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Login {
+    /// Signed in: the relay set the session cookie.
+    Done(Me),
+    /// The email and password fit agents of several sites (answered with
+    /// 300): log in again naming one.
+    ChooseSite { sites: Vec<SiteChoice> },
+}
+
+/// Signs in, to the site with key `site` if given.
+pub async fn login(email: &str, password: &str, site: Option<&str>) -> Result<Login, ApiError> {
+    let body = LoginBody { email, password, cookie: true, site };
+    let login: Login = match call("POST", "/api/login", Some(&body)).await {
         Err(error) if error.status == 401 => {
             return Err(ApiError { status: 401, message: "Wrong email or password.".to_owned() });
         }
         other => other?,
     };
-    remember(Some(&me.csrf));
-    Ok(me)
+    if let Login::Done(me) = &login {
+        remember(Some(&me.csrf));
+    }
+    Ok(login)
 }
 
 /// Who this tab is signed in as, from the cookie; `None` if nobody.
@@ -324,7 +346,8 @@ async fn send<B: Serialize>(method: &str, path: &str, body: Option<&B>) -> Resul
         Err(_) => String::new(),
     };
     let status = response.status();
-    if (200..300).contains(&status) {
+    // 300 is an answer too: a login asking which site.
+    if (200..=300).contains(&status) {
         return Ok(text);
     }
     let said = serde_json::from_str::<serde_json::Value>(&text)

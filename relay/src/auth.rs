@@ -211,13 +211,14 @@ mod tests {
 
         let site = store.site_by_key(&SiteKey::new("demo").unwrap()).await.unwrap().unwrap();
         assert_eq!(site.name, "Demo site");
-        let (admin, hash) = store.agent_login("admin@example.com").await.unwrap().unwrap();
+        let [login] = &store.agent_logins("admin@example.com").await.unwrap()[..] else { panic!("one admin") };
+        let admin = &login.agent;
         assert_eq!((admin.site, admin.role, admin.name.as_str()), (site.id, Role::Admin, "Admin"));
-        assert!(verify_password(&hash, &password));
+        assert!(verify_password(&login.password_hash, &password));
 
         assert_eq!(bootstrap(&store, "other@example.com", None).await.unwrap(), None);
         assert_eq!(store.site_count().await.unwrap(), 1);
-        assert!(store.agent_login("other@example.com").await.unwrap().is_none());
+        assert!(store.agent_logins("other@example.com").await.unwrap().is_empty());
         store.close().await;
     }
 
@@ -228,8 +229,8 @@ mod tests {
 
         assert_eq!(bootstrap(&store, "root@example.com", Some("s3cret!")).await.unwrap(), None);
 
-        let (_, hash) = store.agent_login("root@example.com").await.unwrap().unwrap();
-        assert!(verify_password(&hash, "s3cret!"));
+        let logins = store.agent_logins("root@example.com").await.unwrap();
+        assert!(verify_password(&logins[0].password_hash, "s3cret!"));
         store.close().await;
     }
 

@@ -140,6 +140,12 @@ pub struct Config {
     /// that stops reading is disconnected once its buffers are full.
     #[arg(long, env = "KEFU_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     pub write_timeout_ms: u64,
+
+    /// Open conversations in which nobody wrote are deleted once they, and
+    /// their visitor's last connection, are older than this many seconds
+    /// (checked every minute); 0 keeps them forever.
+    #[arg(long, env = "KEFU_EMPTY_CONVERSATION_TTL_SECS", default_value_t = 86_400)]
+    pub empty_conversation_ttl_secs: u64,
 }
 
 /// The relay's public address: its origin, and whether it is https.

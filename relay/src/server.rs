@@ -60,6 +60,7 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "kefu relay listening");
 
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
+    let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
     let draining = state.clone();
     serve(listener, app(state.clone()), header_read_timeout, proxies, async move {
         shutdown.await;
@@ -68,6 +69,7 @@ pub async fn run(
     })
     .await;
     forgetting.abort();
+    expiring.abort();
 
     state.connections.close();
     if tokio::time::timeout(drain, state.connections.wait()).await.is_err() {
@@ -161,6 +163,27 @@ async fn serve_connection(
     }
     if let Err(error) = connection.await {
         tracing::debug!(%error, %peer, "http connection ended with an error");
+    }
+}
+
+/// Every minute, deletes the open conversations nobody wrote in that are
+/// older than `--empty-conversation-ttl-secs`, so that visitors who never
+/// say anything do not pile up rows. On several nodes each one sweeps; the
+/// deletes are idempotent.
+async fn expire_empty_conversations(state: AppState) {
+    let ttl_ms = state.config.empty_conversation_ttl_secs.saturating_mul(1000);
+    if ttl_ms == 0 {
+        return;
+    }
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let cutoff = kefu_protocol::ids::Timestamp(crate::store::now().0.saturating_sub(ttl_ms));
+        match state.store.expire_empty_conversations(cutoff).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired empty conversations"),
+            Err(error) => tracing::warn!(%error, "could not expire empty conversations"),
+        }
     }
 }
 

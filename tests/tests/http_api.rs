@@ -710,3 +710,127 @@ async fn an_agent_of_one_site_learns_nothing_of_another() -> Result<()> {
     assert_eq!(beta_messages[0]["body"], json!({ "Text": "BETA-MESSAGE" }));
     Ok(())
 }
+
+/// One person, an agent of two sites: creating the second agent with the
+/// first's email is allowed (emails are unique per site, and an admin
+/// learns nothing of other sites' agents); logging in without naming a
+/// site lists both sites to choose from, naming one logs in there; and a
+/// wrong password answers exactly as an unknown email does.
+#[tokio::test]
+async fn one_email_is_an_agent_of_two_sites_and_login_asks_which() -> Result<()> {
+    let relay = Relay::start().await?;
+    add_beta_site(&relay).await?;
+    let api = Api::new(&relay);
+    let demo_admin = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+
+    let twin = json!({ "email": "Boss@Beta.test", "name": "Boss at demo", "password": "beta password",
+                       "role": "agent", "capacity": 3 });
+    let created = api.call(Method::POST, "/api/agents", &demo_admin, Some(twin.clone())).await?;
+    let created = created.expect(StatusCode::CREATED)?;
+    let again = api.call(Method::POST, "/api/agents", &demo_admin, Some(twin)).await?;
+    again.expect_error(StatusCode::CONFLICT)?;
+
+    let login = |site: Option<&str>, password: &str| {
+        let mut body = json!({ "email": "boss@beta.test", "password": password });
+        if let Some(site) = site {
+            body["site"] = json!(site);
+        }
+        api.call(Method::POST, "/api/login", &Auth::None, Some(body))
+    };
+    let choose = login(None, "beta password").await?.expect(StatusCode::MULTIPLE_CHOICES)?;
+    ensure!(choose.get("token").is_none(), "no session before a site is chosen: {choose}");
+    assert_eq!(
+        choose["sites"],
+        json!([{ "key": "beta", "name": "Beta" }, { "key": "demo", "name": "Demo site" }]),
+        "both sites, by name"
+    );
+    let at_demo = login(Some("demo"), "beta password").await?.expect(StatusCode::OK)?;
+    assert_eq!(at_demo["agent"]["id"], created["id"]);
+    let at_beta = login(Some("beta"), "beta password").await?.expect(StatusCode::OK)?;
+    assert_eq!(at_beta["agent"]["name"], "Beta Boss");
+    ensure!(at_beta["agent"]["site"] != at_demo["agent"]["site"], "{at_beta} {at_demo}");
+
+    // No oracle: a wrong password, an unknown email and an unknown site
+    // are one answer.
+    let unknown = json!({ "email": "nobody@beta.test", "password": "beta password" });
+    let unknown = api.call(Method::POST, "/api/login", &Auth::None, Some(unknown)).await?;
+    let unknown = unknown.expect_error(StatusCode::UNAUTHORIZED)?;
+    let wrong = login(None, "not the password").await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let wrong_at_demo = login(Some("demo"), "not the password").await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let no_such_site = login(Some("nowhere"), "beta password").await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    assert_eq!([&wrong, &wrong_at_demo, &no_such_site], [&unknown; 3]);
+    Ok(())
+}
+
+/// A site with 5,000 open conversations: an agent's connection is sent a
+/// bounded first page (the most recently active), and the rest is paged
+/// over HTTP, every one exactly once.
+#[tokio::test]
+async fn an_agent_with_thousands_of_open_conversations_gets_a_first_page_and_pages_on() -> Result<()> {
+    const OPEN: usize = 5_000;
+    let relay = Relay::start().await?;
+    reqwest::get(format!("{}/healthz", relay.http_url())).await?.error_for_status()?;
+    let store = Store::open(relay.data_dir()).await?;
+    let site = store.site_by_key(&SiteKey::new("demo")?).await?.context("the demo site")?.id;
+    let mut seeding = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let store = store.clone();
+        seeding.spawn(async move {
+            let mut ids = Vec::new();
+            for _ in (worker..OPEN).step_by(8) {
+                let visitor = store.create_visitor(site, "hash").await?;
+                ids.push(store.open_conversation(site, visitor).await?.id);
+            }
+            anyhow::Ok(ids)
+        });
+    }
+    let mut seeded = std::collections::BTreeSet::new();
+    while let Some(ids) = seeding.join_next().await {
+        seeded.extend(ids??);
+    }
+    store.close().await;
+    ensure!(seeded.len() == OPEN);
+
+    let api = Api::new(&relay);
+    let Auth::Bearer(token) = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await? else { bail!("a bearer token") };
+    let mut agent = kefu_tests::raw::Raw::connect(&relay.ws_url()).await?;
+    agent.send(&hello(Credentials::Agent { token: kefu_protocol::ids::AgentToken::new(token.clone())? })).await?;
+    // The roster follows the list: everything before it is the first page.
+    let mut first_page = Vec::new();
+    loop {
+        match agent.next().await? {
+            kefu_tests::raw::Next::Frame(kefu_protocol::ServerFrame::Conversation(update)) => {
+                first_page.push(update.conversation);
+            }
+            kefu_tests::raw::Next::Frame(kefu_protocol::ServerFrame::Roster(_)) => break,
+            kefu_tests::raw::Next::Frame(_) => {}
+            kefu_tests::raw::Next::Closed(code) => bail!("closed ({code:?}) before the roster"),
+        }
+    }
+    ensure!(!first_page.is_empty() && first_page.len() <= 100, "a bounded first page, got {}", first_page.len());
+
+    let admin = Auth::Bearer(token);
+    let mut paged = Vec::new();
+    let mut path = "/api/conversations?status=open&limit=100".to_owned();
+    loop {
+        let page = api.get(&path, &admin).await?.expect(StatusCode::OK)?;
+        let page = page.as_array().context("a list")?.clone();
+        let Some(last) = page.last() else { break };
+        path = format!(
+            "/api/conversations?status=open&limit=100&before={}&before_id={}",
+            last["updated_at"].as_u64().context("updated_at")?,
+            last["id"].as_u64().context("id")?
+        );
+        paged.extend(page.iter().map(|c| ConversationId(c["id"].as_u64().unwrap_or_default())));
+    }
+    let distinct: std::collections::BTreeSet<_> = paged.iter().copied().collect();
+    assert_eq!((paged.len(), distinct.len()), (OPEN, OPEN), "every open conversation paged once");
+    assert_eq!(distinct, seeded);
+    ensure!(first_page.iter().all(|id| distinct.contains(id)));
+    // The first page is the newest: what the HTTP pages start with.
+    let mut newest: Vec<_> = paged[..first_page.len()].to_vec();
+    newest.sort();
+    first_page.sort();
+    assert_eq!(first_page, newest);
+    Ok(())
+}

@@ -1,11 +1,12 @@
-//! The login screen: email and password, a clear error when they are wrong.
+//! The login screen: email and password, a clear error when they are
+//! wrong, and which site, when the email is an agent of several.
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::Logo;
-use crate::api::{self, Me};
+use crate::api::{self, Login, Me, SiteChoice};
 
 #[component]
 pub fn LoginScreen(
@@ -17,6 +18,10 @@ pub fn LoginScreen(
     let password = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    // Filled when the relay asks which site; the chosen key goes with the
+    // next attempt.
+    let sites = RwSignal::new(Vec::<SiteChoice>::new());
+    let site = RwSignal::new(None::<String>);
 
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -32,10 +37,16 @@ pub fn LoginScreen(
         error.set(None);
         notice.set(None);
         spawn_local(async move {
-            let result = api::login(address.trim(), &secret).await;
+            let chosen = site.get_untracked();
+            let result = api::login(address.trim(), &secret, chosen.as_deref()).await;
             busy.set(false);
             match result {
-                Ok(me) => on_login(me),
+                Ok(Login::Done(me)) => on_login(me),
+                Ok(Login::ChooseSite { sites: choices }) => {
+                    site.set(choices.first().map(|choice| choice.key.clone()));
+                    sites.set(choices);
+                    error.set(Some("This email works on several sites: choose one.".to_owned()));
+                }
                 Err(failure) => {
                     password.set(String::new());
                     error.set(Some(failure.message));
@@ -56,6 +67,15 @@ pub fn LoginScreen(
                 <label for="password">"Password"</label>
                 <input id="password" name="password" type="password" autocomplete="current-password" required
                     prop:value=move || password.get() on:input=move |e| password.set(event_target_value(&e)) />
+                {move || (!sites.with(Vec::is_empty)).then(|| view! {
+                    <label for="site">"Site"</label>
+                    <select id="site" name="site" on:change=move |e| site.set(Some(event_target_value(&e)))>
+                        {sites.get().into_iter().map(|choice| {
+                            let selected = site.get_untracked().as_deref() == Some(choice.key.as_str());
+                            view! { <option value=choice.key.clone() selected=selected>{choice.name}</option> }
+                        }).collect_view()}
+                    </select>
+                })}
                 {move || error.get().map(|text| view! { <p class="error" role="alert">{text}</p> })}
                 <button type="submit" class="button primary wide" disabled=move || busy.get()>
                     {move || if busy.get() { "Signing in…" } else { "Sign in" }}

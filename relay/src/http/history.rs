@@ -24,6 +24,9 @@ pub struct ConversationQuery {
     /// Only conversations last active before this time (ms): the previous
     /// page's last `updated_at`.
     pub before: Option<u64>,
+    /// With `before`: also those last active exactly then with a lower id
+    /// (the previous page's last id), so no page skips a tie.
+    pub before_id: Option<u64>,
     pub limit: Option<u32>,
 }
 
@@ -81,6 +84,7 @@ pub async fn conversations(
     let page = ConversationPage {
         status,
         before: query.before.map(Timestamp),
+        before_id: query.before_id.map(ConversationId),
         limit: limit(query.limit, DEFAULT_CONVERSATIONS, MAX_CONVERSATIONS)?,
     };
     let summaries = state.store.conversation_page(current.agent.site, &page).await?;

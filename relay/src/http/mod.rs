@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`login`]: which agent an email and password log in as, when one
+//!   person is an agent of several sites.
 //! - [`session`]: logging in and out: a bearer token (SDKs) or the
 //!   `kefu_session` cookie with its CSRF token (the console).
 //! - [`site`]: the caller's site and its widget settings; the widget's
@@ -26,6 +28,7 @@ pub mod agents;
 pub mod canned;
 pub mod extract;
 pub mod history;
+pub mod login;
 pub mod session;
 pub mod site;
 pub mod user_agent;

@@ -16,11 +16,12 @@ use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kefu_protocol::ids::Timestamp;
+use kefu_protocol::ids::{SiteKey, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::agents::AgentView;
 use super::extract::{CurrentAgent, Json};
+use super::login;
 use crate::auth::{self, cookie};
 use crate::error::Error;
 use crate::hub::{Logins, Revocation, Revoked};
@@ -39,6 +40,18 @@ pub struct LoginRequest {
     /// Put the session in a cookie instead of the answer (the console).
     #[serde(default)]
     pub cookie: bool,
+    /// The key of the site to log in to, for an email that is an agent of
+    /// several; without it such a login is answered with the sites.
+    #[serde(default)]
+    pub site: Option<String>,
+}
+
+/// `POST /api/login` answer (300 Multiple Choices) when the email and
+/// password fit agents of several sites and the request named none: log
+/// in again with one of these `site` keys.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChooseSite {
+    pub sites: Vec<login::SiteChoice>,
 }
 
 /// `POST /api/login` answer for bearer clients: the token goes into the
@@ -77,21 +90,14 @@ pub async fn login(
     if let Err(wait) = state.limiters.accounts.check(&request.email) {
         return Ok(limits::too_many("login attempts for this account", wait));
     }
-    let found = state.store.agent_login(request.email.trim()).await?;
-    // Hash checks take tens of milliseconds of CPU: keep them off the
-    // async workers. An unknown email is checked against a dummy hash so
-    // the answer takes as long as for a known one.
-    let (agent, hash) = match found {
-        Some((agent, hash)) => (Some(agent), hash),
-        None => (None, auth::dummy_hash().to_owned()),
-    };
-    let password = request.password;
-    let valid = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    // A deactivated agent gets the same answer as a wrong password.
-    let Some(agent) = agent.filter(|agent| valid && agent.active) else {
-        return Err(Error::BadLogin);
+    // A site key that is not one matches no agent: refused like the rest.
+    let site = request.site.map(SiteKey::new).transpose().map_err(|_| Error::BadLogin)?;
+    let agent = match login::check(&state, request.email.trim(), request.password, site.as_ref()).await? {
+        login::Verdict::Agent(agent) => agent,
+        login::Verdict::ChooseSite(sites) => {
+            return Ok((StatusCode::MULTIPLE_CHOICES, axum::Json(ChooseSite { sites })).into_response());
+        }
+        login::Verdict::Refused => return Err(Error::BadLogin),
     };
     let token = auth::new_token();
     let expires_at = Timestamp(now().0 + SESSION_TTL_MS);

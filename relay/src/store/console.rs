@@ -33,11 +33,14 @@ pub struct ConversationSummary {
 
 /// Which conversations to list: newest activity first, optionally only
 /// open or closed ones, strictly before `before` (a previous page's last
-/// `updated_at`).
+/// `updated_at`) or, given `before_id` too (that page's last id), last
+/// active at `before` with a lower id: many conversations can share one
+/// millisecond, and a page may end among them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationPage {
     pub status: Option<ConversationStatus>,
     pub before: Option<Timestamp>,
+    pub before_id: Option<ConversationId>,
     pub limit: u32,
 }
 
@@ -119,13 +122,15 @@ impl Store {
             "SELECT c.id, c.visitor_id, c.status, c.last_seq, c.updated_at, c.assignee_id, c.waiting_since, \
                  p.name AS visitor_name \
              FROM conversations c LEFT JOIN visitor_profiles p ON p.visitor_id = c.visitor_id \
-             WHERE c.site_id = $1 AND ($2 IS NULL OR c.status = $2) AND ($3 IS NULL OR c.updated_at < $3) \
+             WHERE c.site_id = $1 AND ($2 IS NULL OR c.status = $2) \
+                 AND ($3 IS NULL OR c.updated_at < $3 OR (c.updated_at = $3 AND c.id < $5)) \
              ORDER BY c.updated_at DESC, c.id DESC LIMIT $4",
         )
         .bind(int(site.0))
         .bind(page.status.map(status_column))
         .bind(page.before.map(|before| int(before.0)))
         .bind(i64::from(page.limit))
+        .bind(page.before_id.map(|id| int(id.0)))
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(ConversationSummary::try_from).collect::<Result<_, _>>()?)
@@ -279,7 +284,7 @@ mod tests {
         let identity = Identity { user_id: "u", name: Some("Ada"), email: None, verified: false };
         store.identify_visitor(a, named, &identity).await.unwrap();
 
-        let all = ConversationPage { status: None, before: None, limit: 10 };
+        let all = ConversationPage { status: None, before: None, before_id: None, limit: 10 };
         let page = store.conversation_page(a, &all).await.unwrap();
         assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0], ids[2], ids[1]], "closing is activity");
         assert_eq!(page[1].visitor_name.as_deref(), Some("Ada"));

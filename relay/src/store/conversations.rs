@@ -248,6 +248,22 @@ impl Store {
         Ok(row.map(Conversation::try_from).transpose()?)
     }
 
+    /// Deletes, on every site, the open conversations without a message
+    /// created before `cutoff` whose visitor was last seen before it too;
+    /// returns how many. The relay's own upkeep, hence no site: no client
+    /// request reaches it. A visitor that comes back later gets a fresh
+    /// conversation, as a new one would.
+    pub async fn expire_empty_conversations(&self, cutoff: Timestamp) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "DELETE FROM conversations WHERE status = 'open' AND last_seq = 0 AND created_at < $1 \
+             AND visitor_id IN (SELECT id FROM visitors WHERE last_seen_at < $1)",
+        )
+        .bind(int(cutoff.0))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The oldest conversation of `site` whose visitor waits for an answer
     /// with no agent assigned: the head of the queue.
     pub async fn next_in_queue(&self, site: SiteId) -> Result<Option<Conversation>, Error> {

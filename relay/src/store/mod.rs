@@ -86,7 +86,7 @@ use tokio::task::JoinHandle;
 
 pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
-pub use sites::{AgentUpdate, DEFAULT_CAPACITY, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
+pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
 pub use writer::{AppendTicket, WriterStats};
 

@@ -73,6 +73,15 @@ pub struct AgentUpdate {
     pub password_hash: Option<String>,
 }
 
+/// An agent a login might mean: see [`Store::agent_logins`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginCandidate {
+    pub agent: Agent,
+    pub site: Site,
+    /// A PHC string from `auth::hash_password`.
+    pub password_hash: String,
+}
+
 /// An agent to create. `password_hash` is a PHC string from
 /// `auth::hash_password`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,9 +217,10 @@ impl Store {
     }
 
     /// Creates an agent. `password_hash` is a PHC string from
-    /// `auth::hash_password`. [`Error::Conflict`] if the email is taken
-    /// (emails compare case-insensitively), [`Error::NotFound`] if the
-    /// site does not exist.
+    /// `auth::hash_password`. [`Error::Conflict`] if the site has an agent
+    /// with that email (emails compare case-insensitively; other sites'
+    /// agents do not count), [`Error::NotFound`] if the site does not
+    /// exist.
     pub async fn create_agent(
         &self,
         site: SiteId,
@@ -348,21 +358,32 @@ impl Store {
         Ok(Some((site, agent)))
     }
 
-    /// The agent with that email (case-insensitive) and its password hash,
-    /// for checking a login.
-    pub async fn agent_login(&self, email: &str) -> Result<Option<(Agent, String)>, Error> {
+    /// Every agent with that email (case-insensitive), on any site, with
+    /// its site and password hash, by site name: what a login checks the
+    /// password against. The one read across sites, as a login comes
+    /// before anyone is known to belong to one.
+    pub async fn agent_logins(&self, email: &str) -> Result<Vec<LoginCandidate>, Error> {
         #[derive(sqlx::FromRow)]
         struct LoginRow {
             #[sqlx(flatten)]
             agent: AgentRow,
             password_hash: String,
+            site_key: String,
+            site_name: String,
         }
-        // lower() on both sides is what the unique index on either backend
-        // compares (SQLite's NOCASE and PostgreSQL's lower(email)).
-        let sql = format!("SELECT {AGENT_COLUMNS}, agents.password_hash FROM agents WHERE lower(email) = lower($1)");
-        let row: Option<LoginRow> = sqlx::query_as(&sql).bind(email).fetch_optional(self.pool()).await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some((Agent::try_from(row.agent)?, row.password_hash)))
+        // lower() on both sides is what the email indexes compare.
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS}, agents.password_hash, sites.key AS site_key, sites.name AS site_name \
+             FROM agents JOIN sites ON sites.id = agents.site_id \
+             WHERE lower(agents.email) = lower($1) ORDER BY sites.name, sites.id"
+        );
+        let rows: Vec<LoginRow> = sqlx::query_as(&sql).bind(email).fetch_all(self.pool()).await?;
+        rows.into_iter()
+            .map(|row| {
+                let site = Site::try_from(SiteRow { id: row.agent.site_id, key: row.site_key, name: row.site_name })?;
+                Ok(LoginCandidate { agent: Agent::try_from(row.agent)?, site, password_hash: row.password_hash })
+            })
+            .collect()
     }
 
     /// Records a login of an agent of `site`. `token_hash` is

@@ -661,9 +661,18 @@ async fn sites_and_agents_are_unique_and_logins_ignore_case(db: TestDb) {
     let nowhere = f.store.create_agent(SiteId(999), "x@example.com", "X", "phc", Role::Agent);
     assert!(matches!(nowhere.await, Err(Error::NotFound)));
 
-    let (found, hash) = f.store.agent_login("BOSS@example.COM").await.unwrap().unwrap();
-    assert_eq!((found, hash.as_str()), (admin, "phc"));
-    assert_eq!(f.store.agent_login("nobody@example.com").await.unwrap(), None);
+    let logins = f.store.agent_logins("BOSS@example.COM").await.unwrap();
+    assert_eq!(logins.len(), 1);
+    assert_eq!((&logins[0].agent, logins[0].password_hash.as_str(), &logins[0].site), (&admin, "phc", &f.site));
+    assert!(f.store.agent_logins("nobody@example.com").await.unwrap().is_empty());
+
+    // Unique per site only: another site may have an agent with that email,
+    // and a login then finds both.
+    let other = f.store.create_site(&key("other"), "Another").await.unwrap();
+    let twin = f.store.create_agent(other.id, "BOSS@example.com", "Boss", "phc2", Role::Agent).await.unwrap();
+    let logins = f.store.agent_logins("boss@example.com").await.unwrap();
+    let found: Vec<_> = logins.iter().map(|login| (login.agent.id, login.site.id)).collect();
+    assert_eq!(found, [(twin.id, other.id), (admin.id, f.site.id)], "by site name");
 }
 
 async fn the_first_site_is_created_once(db: TestDb) {
@@ -844,7 +853,7 @@ async fn migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links
     assert_eq!(marks_by, Some(1001), "a same-site link is kept");
     let ann = store.agent_by_session("ann", super::now()).await.unwrap().expect("sessions survive the rebuild");
     assert_eq!((ann.id, ann.site), (AgentId(1001), site));
-    assert_eq!(store.agent_login("ANN@example.com").await.unwrap().unwrap().0, ann);
+    assert_eq!(store.agent_logins("ANN@example.com").await.unwrap()[0].agent, ann);
     let message = NewMessage { site, ..text(&c, 1, "still here") };
     let appended = store.append(message).await.unwrap();
     assert_eq!(appended.message.seq, Seq(2), "the trigger on messages came back");
@@ -859,6 +868,25 @@ async fn migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links
         .expect_err("another site's agent is refused after the migration");
     assert!(error.as_database_error().is_some_and(|e| e.is_foreign_key_violation()), "{error}");
     store.close().await;
+}
+
+/// Open conversations nobody wrote in go once they and their visitor's
+/// last visit are older than the cutoff; any with a message stay.
+async fn empty_open_conversations_expire(db: TestDb) {
+    let f = Fixture::new(db).await;
+    let (empty, spoken, closed) = (f.conversation().await, f.conversation().await, f.conversation().await);
+    f.store.append(text(&spoken, 1, "hello")).await.unwrap();
+    f.store.close_conversation(closed.site, closed.id).await.unwrap().unwrap();
+    assert_eq!(f.store.expire_empty_conversations(Timestamp(0)).await.unwrap(), 0, "nothing is that old");
+    let later = Timestamp(super::now().0 + 1_000);
+    assert_eq!(f.store.expire_empty_conversations(later).await.unwrap(), 1);
+    assert_eq!(f.store.conversation(empty.site, empty.id).await.unwrap(), None);
+    assert!(f.store.conversation(spoken.site, spoken.id).await.unwrap().is_some());
+    assert!(f.store.conversation(closed.site, closed.id).await.unwrap().is_some());
+    // The visitor comes back: a fresh conversation, and it may write.
+    let again = f.store.open_conversation(empty.site, empty.visitor).await.unwrap();
+    assert_ne!(again.id, empty.id);
+    assert_eq!(f.store.append(text(&again, 1, "hi")).await.unwrap().message.seq, Seq(1));
 }
 
 /// Two relay nodes on one database: two stores, each with its own writer,
@@ -982,6 +1010,7 @@ on_both_backends![
     sessions_are_rejected_when_unknown_or_expired,
     a_call_naming_another_site_reads_and_changes_nothing,
     the_database_refuses_a_cross_site_assignee,
+    empty_open_conversations_expire,
     migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links,
     sites_and_agents_are_unique_and_logins_ignore_case,
     the_first_site_is_created_once,

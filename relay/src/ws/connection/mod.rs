@@ -24,7 +24,8 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
-    AgentStatus, Availability, CloseReason, Closing, Cursor, ErrorCode, ErrorFrame, Join, Limits, Ping, Pong,
+    AgentStatus, Availability, CloseReason, Closing, ConversationStatus, ConversationUpdate, Cursor, ErrorCode,
+    ErrorFrame, Join, Limits, Ping, Pong,
 };
 use kefu_protocol::ids::{ConversationId, Seq, SessionId, SiteId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
@@ -43,6 +44,12 @@ mod agent;
 mod profile;
 mod replay;
 mod sends;
+
+/// Open conversations an agent's connection is sent when it starts: the
+/// most recently active ones. A site may have thousands open; the console
+/// pages back through the rest over HTTP (`GET /api/conversations?status=open`),
+/// and live updates of any of them still arrive.
+const AGENT_FIRST_PAGE: u32 = 100;
 
 /// Sends waiting for their commit, per connection. Past this the relay
 /// stops reading the socket until commits catch up (back pressure).
@@ -278,9 +285,25 @@ impl Connection {
             }
         }
         if let Peer::Agent { agent, .. } = self.peer.clone() {
-            let open = self.state.store.open_conversations(agent.site).await.map_err(|e| End::store(&e))?;
-            for conversation in open {
-                self.write(&ServerFrame::Conversation(conversation.update())).await?;
+            let first_page = store::ConversationPage {
+                status: Some(ConversationStatus::Open),
+                before: None,
+                before_id: None,
+                limit: AGENT_FIRST_PAGE,
+            };
+            let open = self.state.store.conversation_page(agent.site, &first_page).await.map_err(|e| End::store(&e))?;
+            // Oldest of the page first, as they happened.
+            for summary in open.into_iter().rev() {
+                let update = ConversationUpdate {
+                    conversation: summary.id,
+                    visitor: summary.visitor,
+                    status: summary.status,
+                    last_seq: summary.last_seq,
+                    updated_at: summary.updated_at,
+                    assignee: summary.assignee,
+                    waiting_since: summary.waiting_since,
+                };
+                self.write(&ServerFrame::Conversation(update)).await?;
             }
             // Everyone, this console included, hears that the agent is here;
             // and an agent arriving may take a waiting chat.
