@@ -380,7 +380,7 @@ impl Store {
         // On PostgreSQL sqlx migrates under an advisory lock, so nodes
         // starting together on one database migrate it once.
         match backend {
-            Backend::Sqlite => migrate_sqlite(&mut writer_connection).await?,
+            Backend::Sqlite => migrate_sqlite(&options).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         // The writer gets a connection of its own so a busy pool never
@@ -434,10 +434,24 @@ impl Store {
 /// effect inside a transaction, and sqlx runs each migration in one, so it
 /// is set here around them; each rebuilding migration checks the keys
 /// itself before it commits.
-async fn migrate_sqlite(connection: &mut AnyConnection) -> Result<(), Error> {
-    connection.execute("PRAGMA foreign_keys = OFF").await?;
-    let migrated = sqlx::migrate!("./migrations/sqlite").run(&mut *connection).await;
-    connection.execute("PRAGMA foreign_keys = ON").await?;
+async fn migrate_sqlite(options: &AnyConnectOptions) -> Result<(), Error> {
+    // A pool of one rather than `run(&mut connection)`: sqlx's migrator on
+    // a borrowed connection makes a future that is not `Send` for every
+    // lifetime, so a relay spawned on a runtime (tests, the fuzz harness)
+    // would not compile.
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                let timeout = BUSY_TIMEOUT.as_millis();
+                connection.execute(format!("PRAGMA busy_timeout = {timeout}").as_str()).await?;
+                connection.execute("PRAGMA foreign_keys = OFF").await.map(drop)
+            })
+        })
+        .connect_with(options.clone())
+        .await?;
+    let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+    pool.close().await;
     Ok(migrated?)
 }
 
