@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kefu_protocol::frame::{AgentStatus, Body, Change, Credentials, ErrorCode, ReceiptKind};
+use kefu_protocol::frame::{AgentStatus, Body, Change, CloseReason, Closing, Credentials, ErrorCode, ReceiptKind};
 use kefu_protocol::ids::{ConversationId, Seq};
 use kefu_protocol::session::{Action, Event, LinkState, Millis, Session, SessionConfig};
 use kefu_webclient::{App, Link, relay_url, seed};
@@ -157,6 +157,16 @@ impl App for Agent {
                     let text = if error.text.is_empty() { "The relay refused that.".to_owned() } else { error.text };
                     self.change(|model| model.toast(text));
                 }
+            }
+            // An admin signed this agent out (or deactivated it, or set a
+            // new password): the session stops itself; back to the login
+            // screen rather than a console that cannot reconnect.
+            Event::Closing(Closing { reason: CloseReason::SignedOut, .. }) => self.change(Model::sign_out),
+            // A new role: the session reconnects at once, but the console
+            // shown (the admin pages or not) is the old role's. Load it
+            // again as the agent is now.
+            Event::Closing(Closing { reason: CloseReason::AccessChanged, .. }) => {
+                let _ = leptos::prelude::window().location().reload();
             }
             Event::Closing(_) | Event::Availability(_) => {}
         }

@@ -473,12 +473,14 @@ proptest! {
     }
 
     #[test]
-    fn server_closing(reason in 0..4usize, reconnect_after_ms in proptest::option::of(any::<u32>())) {
+    fn server_closing(reason in 0..6usize, reconnect_after_ms in proptest::option::of(any::<u32>())) {
         let reason = [
             CloseReason::ShuttingDown,
             CloseReason::TooSlow,
             CloseReason::HeartbeatTimeout,
             CloseReason::ProtocolViolation,
+            CloseReason::SignedOut,
+            CloseReason::AccessChanged,
         ][reason];
         check_server(&ServerFrame::Closing(Closing { reason, reconnect_after_ms }))?;
     }

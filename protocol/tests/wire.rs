@@ -127,10 +127,18 @@ fn close_reason_index(reason: CloseReason) -> u8 {
         CloseReason::TooSlow => 1,
         CloseReason::HeartbeatTimeout => 2,
         CloseReason::ProtocolViolation => 3,
+        CloseReason::SignedOut => 4,
+        CloseReason::AccessChanged => 5,
     }
 }
-const CLOSE_REASONS: [CloseReason; 4] =
-    [CloseReason::ShuttingDown, CloseReason::TooSlow, CloseReason::HeartbeatTimeout, CloseReason::ProtocolViolation];
+const CLOSE_REASONS: [CloseReason; 6] = [
+    CloseReason::ShuttingDown,
+    CloseReason::TooSlow,
+    CloseReason::HeartbeatTimeout,
+    CloseReason::ProtocolViolation,
+    CloseReason::SignedOut,
+    CloseReason::AccessChanged,
+];
 
 /// Every client frame variant, and every variant of the enums inside them,
 /// with the bytes it must encode to.
@@ -511,6 +519,16 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
             vec![0x0A, 0x03, 0x00],
         ),
         (
+            "closing: the agent was signed out",
+            ServerFrame::Closing(Closing { reason: CloseReason::SignedOut, reconnect_after_ms: None }),
+            vec![0x0A, 0x04, 0x00],
+        ),
+        (
+            "closing: the agent's rights changed, come back now",
+            ServerFrame::Closing(Closing { reason: CloseReason::AccessChanged, reconnect_after_ms: Some(0) }),
+            vec![0x0A, 0x05, 0x01, 0x00],
+        ),
+        (
             "open conversation",
             ServerFrame::Conversation(ConversationUpdate {
                 conversation: ConversationId(3),
@@ -665,7 +683,7 @@ fn every_error_code_is_pinned() {
 #[test]
 fn every_close_reason_is_pinned() {
     let indices: Vec<u8> = CLOSE_REASONS.iter().map(|&r| close_reason_index(r)).collect();
-    assert_eq!(indices, [0, 1, 2, 3], "CLOSE_REASONS lists each variant once");
+    assert_eq!(indices, [0, 1, 2, 3, 4, 5], "CLOSE_REASONS lists each variant once");
     for reason in CLOSE_REASONS {
         let frame = ServerFrame::Closing(Closing { reason, reconnect_after_ms: Some(0) });
         let bytes = [0x0A, close_reason_index(reason), 0x01, 0x00];

@@ -1,9 +1,14 @@
-//! Passwords, tokens and the first start.
+//! Passwords, tokens, who a session token belongs to, and the first start.
 //!
 //! Passwords are stored as argon2id PHC strings. Tokens (agent sessions,
 //! visitor identities) are 256 random bits handed to the client once; the
 //! store keeps only their SHA-256, which is enough because a token, unlike
 //! a password, cannot be guessed and so needs no slow hash.
+//!
+//! [`cookie`]: the console's session cookie and the same-origin check,
+//! for the HTTP API and the WebSocket upgrade alike.
+
+pub mod cookie;
 
 use std::sync::LazyLock;
 
@@ -15,7 +20,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 
-use crate::store::{self, Store};
+use crate::store::{self, Store, now};
 
 /// The site created on the first start.
 const FIRST_SITE_KEY: &str = "demo";
@@ -69,6 +74,23 @@ pub fn new_token() -> String {
 /// What the store keeps of a token: its SHA-256 in hex.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// An agent's live session: the agent as the store has it now, and the
+/// hash of the token it logged in with, which names the session (to end
+/// it, and for revocations to find the connections opened with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub agent: store::Agent,
+    pub token_hash: String,
+}
+
+/// Who `token` belongs to: `None` for an unknown or expired session, or a
+/// deactivated agent.
+pub async fn signed_in(store: &Store, token: &str) -> Result<Option<SignedIn>, store::Error> {
+    let token_hash = token_hash(token);
+    let agent = store.agent_by_session(&token_hash, now()).await?;
+    Ok(agent.map(|agent| SignedIn { agent, token_hash }))
 }
 
 /// The CSRF token of a cookie session: SHA-256 of a fixed prefix and the

@@ -21,6 +21,11 @@
 //! - `{prefix}:presence`: every node's agents, announced on change and every
 //!   [`PRESENCE_INTERVAL`]; a node not heard from for [`PRESENCE_EXPIRY`]
 //!   counts as gone, so a node killed without a goodbye drops out.
+//! - `{prefix}:revoke`: agent logins that ended or changed (a logout, a
+//!   deactivation, a role or password change): every node closes its
+//!   connections of them. One lost with an outage is caught by each
+//!   connection's own checks against the store (see `crate::hub`'s
+//!   revocation).
 //!
 //! Each node subscribes once per channel however many of its connections
 //! follow it, and fans out locally. A payload is the origin node's id
@@ -35,21 +40,22 @@
 //! Commits of one conversation on two nodes can arrive out of order; the
 //! connection orders them by seq and fills gaps from the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kefu_protocol::frame::{AgentStatus, Limits};
-use kefu_protocol::ids::{AgentId, ConversationId, SiteId};
+use kefu_protocol::frame::Limits;
+use kefu_protocol::ids::{ConversationId, SiteId};
 use kefu_protocol::{ServerFrame, codec};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::hub::Audience;
+use crate::dispatcher::{Pass, SharedLock};
+use crate::hub::{Audience, Bridge, Command, Revocation, SitePresence, Target};
 use crate::state::AppState;
 use crate::team;
 
@@ -78,42 +84,6 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 /// Frames between nodes can be bigger than a client's (a roster of a large
 /// team); they come from our own nodes, so the limit only guards memory.
 const PEER_LIMITS: Limits = Limits { max_frame_bytes: 16 * 1024 * 1024, max_body_bytes: 16 * 1024 * 1024 };
-
-/// Where a frame goes: one Redis channel each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// The followers of a conversation.
-    Conversation(ConversationId),
-    /// A site's agents or visitors.
-    Site(SiteId, Audience),
-}
-
-/// What the hub asks of the link to Redis. Sent in order through one
-/// queue, so a subscribe and the unsubscribe after it cannot swap.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Subscribe(Target),
-    Unsubscribe(Target),
-    Publish(Target, Arc<ServerFrame>),
-    /// This node's agents changed: announce them.
-    PresenceChanged,
-}
-
-/// The hub's side of the link: the queue to it.
-#[derive(Debug, Clone)]
-pub(crate) struct Bridge {
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-}
-
-/// One site's agents on one node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SitePresence {
-    /// Agent connections, whatever their status (visitors are told only
-    /// of `agents` who are `Online`).
-    pub connections: u32,
-    /// Each connected agent once, `Online` if any of its connections is.
-    pub agents: Vec<(AgentId, AgentStatus)>,
-}
 
 /// A node's announcement on the presence channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,6 +212,12 @@ impl Cluster {
     }
 }
 
+impl SharedLock for Cluster {
+    fn exclusive<'a>(&'a self, name: &'a str, pass: Pass<'a>) -> Pass<'a> {
+        Box::pin(Cluster::exclusive(self, name, pass))
+    }
+}
+
 /// The task that keeps the fan-out link: publishing, subscriptions,
 /// presence, and catching up after an outage.
 struct Link {
@@ -290,8 +266,8 @@ impl Link {
         let client = &self.cluster.client;
         let (mut sink, mut stream) = timeout(client.get_async_pubsub()).await?.split();
         let mut publisher = timeout(client.get_multiplexed_async_connection()).await?;
-        let presence_channel = self.channel_presence();
-        timeout(sink.subscribe(&presence_channel)).await?;
+        timeout(sink.subscribe(self.channel_presence())).await?;
+        timeout(sink.subscribe(self.channel_revoke())).await?;
         // Whatever the queue says now, the hub knows what is wanted.
         while self.queue.try_recv().is_ok() {}
         let wanted = self.state.hub.wanted();
@@ -301,7 +277,7 @@ impl Link {
             subscribed.insert(*target);
         }
         self.cluster.linked.store(true, Ordering::Relaxed);
-        tracing::info!(channels = subscribed.len() + 1, "Redis link up");
+        tracing::info!(channels = subscribed.len() + 2, "Redis link up");
         self.announce(&mut publisher, true).await?;
         // Everything published while the link was down (or before it was
         // first made) is in the store: let each connection catch up.
@@ -322,7 +298,16 @@ impl Link {
                     let mut next = Some(command);
                     while let Some(command) = next {
                         match command {
-                            Command::Publish(target, frame) => publishes.push((target, frame)),
+                            Command::Publish(target, frame) => {
+                                publishes.push((self.channel(target), codec::encode(&*frame)));
+                            }
+                            Command::Revoke(revocation) => {
+                                // In line with the publishes, so nothing
+                                // published after it reaches the other
+                                // nodes before it.
+                                let body = postcard::to_allocvec(&revocation).unwrap_or_default();
+                                publishes.push((self.channel_revoke(), body));
+                            }
                             Command::PresenceChanged => presence_changed = true,
                             Command::Subscribe(target) => {
                                 self.flush(&mut publisher, &mut publishes).await?;
@@ -363,17 +348,18 @@ impl Link {
         }
     }
 
+    /// Publishes what is gathered, in order, as (channel, body) pairs.
     async fn flush(
         &self,
         publisher: &mut redis::aio::MultiplexedConnection,
-        publishes: &mut Vec<(Target, Arc<ServerFrame>)>,
+        publishes: &mut Vec<(String, Vec<u8>)>,
     ) -> Result<(), Broken> {
         if publishes.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for (target, frame) in publishes.drain(..) {
-            pipe.cmd("PUBLISH").arg(self.channel(target)).arg(self.payload(&codec::encode(&*frame))).ignore();
+        for (channel, body) in publishes.drain(..) {
+            pipe.cmd("PUBLISH").arg(channel).arg(self.payload(&body)).ignore();
         }
         timeout(pipe.query_async::<()>(publisher)).await?;
         Ok(())
@@ -411,6 +397,13 @@ impl Link {
             }
             if announcement.asking {
                 self.announce(publisher, false).await?;
+            }
+            return Ok(());
+        }
+        if channel == self.channel_revoke() {
+            match postcard::from_bytes::<Revocation>(body) {
+                Ok(revocation) => self.state.hub.revoke_here(&revocation),
+                Err(_) => tracing::warn!("unreadable revocation from another node; ignored"),
             }
             return Ok(());
         }
@@ -466,6 +459,10 @@ impl Link {
         format!("{}:presence", self.cluster.prefix)
     }
 
+    fn channel_revoke(&self) -> String {
+        format!("{}:revoke", self.cluster.prefix)
+    }
+
     fn parse_channel(&self, channel: &str) -> Option<Target> {
         let rest = channel.strip_prefix(self.cluster.prefix.as_str())?.strip_prefix(':')?;
         let (kind, id) = rest.split_once(':')?;
@@ -489,45 +486,4 @@ async fn timeout<T>(future: impl Future<Output = Result<T, redis::RedisError>>) 
         Ok(result) => Ok(result?),
         Err(_) => Err(Broken::from(redis::RedisError::from((redis::ErrorKind::Io, "Redis did not answer in time")))),
     }
-}
-
-/// What the other nodes said about their agents, per node.
-#[derive(Debug, Default)]
-pub(crate) struct RemotePresence {
-    nodes: HashMap<u64, (Instant, HashMap<SiteId, SitePresence>)>,
-}
-
-impl RemotePresence {
-    /// Replaces what `node` said; returns the sites whose agents changed.
-    pub(crate) fn set(&mut self, node: u64, sites: Vec<(SiteId, SitePresence)>, expires: Instant) -> Vec<SiteId> {
-        let sites: HashMap<SiteId, SitePresence> = sites.into_iter().collect();
-        let old = self.nodes.insert(node, (expires, sites.clone())).map(|(_, old)| old).unwrap_or_default();
-        changed_sites(&old, &sites)
-    }
-
-    /// Forgets nodes not heard from in time; returns the sites they had
-    /// agents on.
-    pub(crate) fn expire(&mut self, now: Instant) -> Vec<SiteId> {
-        let mut gone = Vec::new();
-        self.nodes.retain(|_, (expires, sites)| {
-            let alive = *expires > now;
-            if !alive {
-                gone.extend(sites.keys().copied());
-            }
-            alive
-        });
-        gone
-    }
-
-    /// Agents of `site` on other nodes with their best status.
-    pub(crate) fn agents(&self, site: SiteId) -> impl Iterator<Item = (AgentId, AgentStatus)> + '_ {
-        self.nodes.values().filter_map(move |(_, sites)| sites.get(&site)).flat_map(|s| s.agents.iter().copied())
-    }
-}
-
-fn changed_sites(old: &HashMap<SiteId, SitePresence>, new: &HashMap<SiteId, SitePresence>) -> Vec<SiteId> {
-    let mut changed: Vec<SiteId> = old.keys().chain(new.keys()).copied().filter(|s| old.get(s) != new.get(s)).collect();
-    changed.sort_unstable_by_key(|site| site.0);
-    changed.dedup();
-    changed
 }

@@ -1,9 +1,10 @@
 //! The relay's configuration, from flags or environment variables.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
+use ipnet::IpNet;
 
 /// How a relay runs. Every field has a flag, an environment variable and a
 /// default, so `kefu-relay` with no arguments is a working deployment.
@@ -13,6 +14,24 @@ pub struct Config {
     /// Address to listen on for HTTP and WebSocket.
     #[arg(long, env = "KEFU_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// The address browsers reach the relay at, e.g.
+    /// `https://chat.example.com` when TLS ends at a proxy in front. When it
+    /// is https the session cookie is `Secure`, whatever the proxy says;
+    /// and pages of this origin count as the relay's own even when the
+    /// proxy passes another `Host`. Unset: each request's `Host`, and
+    /// `Secure` only behind a proxy that sends `X-Forwarded-Proto: https`.
+    #[arg(long, env = "KEFU_PUBLIC_URL", value_parser = PublicUrl::parse)]
+    pub public_url: Option<PublicUrl>,
+
+    /// A proxy or load balancer in front of the relay, as an address or a
+    /// CIDR block (`10.0.0.0/8`); repeatable, or comma-separated in the
+    /// environment variable. A request from inside one of them is counted
+    /// by the right-most address of its `X-Forwarded-For` that is not a
+    /// trusted proxy too, so the per-address limits see the real client.
+    /// Unset: `X-Forwarded-For` is never read, as any client can write it.
+    #[arg(long = "trusted-proxy", env = "KEFU_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<IpNet>,
 
     /// Folder for the SQLite store; created if missing.
     #[arg(long, env = "KEFU_DATA_DIR", default_value = "./kefu-data")]
@@ -82,6 +101,14 @@ pub struct Config {
     #[arg(long, env = "KEFU_LOGINS_PER_MINUTE_PER_IP", default_value_t = 30)]
     pub logins_per_minute_per_ip: u32,
 
+    /// Login attempts per hour on one account (email), from any address,
+    /// after a burst of as many: guessing one agent's password from many
+    /// addresses is held back too. The right password passes only within
+    /// the budget as well, so an attacker cannot tell it by the answer.
+    /// 0 turns the limit off.
+    #[arg(long, env = "KEFU_LOGINS_PER_HOUR_PER_ACCOUNT", default_value_t = 20)]
+    pub logins_per_hour_per_account: u32,
+
     /// Frames one connection may send per second, after its burst
     /// (heartbeat answers are not counted). Excess frames are refused with
     /// `RateLimited`, not acted on; a connection that keeps flooding is
@@ -121,11 +148,70 @@ pub struct Config {
     pub empty_conversation_ttl_secs: u64,
 }
 
+/// The relay's public address: its origin, and whether it is https.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `scheme://host[:port]`, lowercase, the default port left out: what
+    /// browsers send as `Origin` from the relay's own pages.
+    pub origin: String,
+    pub https: bool,
+}
+
+impl PublicUrl {
+    /// An `http://` or `https://` URL; any path is ignored.
+    pub fn parse(value: &str) -> Result<PublicUrl, String> {
+        let url = url::Url::parse(value.trim()).map_err(|error| format!("not a URL: {error}"))?;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => return Err(format!("the public URL must be http:// or https://, not {other}://")),
+        };
+        if url.host_str().is_none() {
+            return Err("the public URL needs a host".into());
+        }
+        Ok(PublicUrl { origin: url.origin().ascii_serialization(), https })
+    }
+}
+
+/// An address (a block of one) or a CIDR block.
+fn parse_cidr(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    if let Ok(block) = value.parse::<IpNet>() {
+        return Ok(block.trunc());
+    }
+    value.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("{value:?} is neither an address nor a CIDR block"))
+}
+
 impl Config {
     /// The defaults, with the store in `data_dir`: for tests and embedding.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
         let mut config = Config::parse_from(["kefu-relay"]);
         config.data_dir = data_dir.into();
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_keeps_its_origin_and_says_whether_it_is_https() {
+        let url = PublicUrl::parse("https://Chat.Example.com:443/console").unwrap();
+        assert_eq!(url, PublicUrl { origin: "https://chat.example.com".into(), https: true });
+        let plain = PublicUrl::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(plain, PublicUrl { origin: "http://127.0.0.1:8080".into(), https: false });
+        assert!(PublicUrl::parse("ftp://chat.example.com").is_err());
+        assert!(PublicUrl::parse("chat.example.com").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks_given_once_or_many_times() {
+        let config = Config::parse_from(["kefu-relay", "--trusted-proxy", "10.1.2.3/8", "--trusted-proxy", "::1"]);
+        let blocks: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(blocks, ["10.0.0.0/8", "::1/128"]);
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("proxy.internal").is_err());
+        assert!(Config::parse_from(["kefu-relay"]).trusted_proxies.is_empty());
     }
 }

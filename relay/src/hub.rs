@@ -3,8 +3,8 @@
 //! Each connection has a [`Mailbox`]: a bounded queue the hub pushes into
 //! without ever waiting. When the queue is full the connection is too slow
 //! to keep up; its mailbox says so instead of the next frame and the
-//! connection closes with a reason, so one stuck reader can never make the relay buffer
-//! without bound or delay anybody else. What a slow client misses it gets
+//! connection closes with a reason, so one stuck reader can never make the
+//! relay buffer without bound or delay anybody else. What a slow client misses it gets
 //! back by replay from the store when it reconnects.
 //!
 //! With several relay nodes the hub is also bridged to the others (see
@@ -13,19 +13,34 @@
 //! comes back through [`Hub::deliver_here`]. The hub tells the bridge when a
 //! conversation or site gets its first follower here and loses its last,
 //! so a node subscribes once per channel it needs.
+//!
+//! Agent connections also register the login they were opened with, so a
+//! [`Revocation`] (a logout, a deactivation, a role or password change)
+//! can interrupt their mailboxes here and, through the bridge, on every
+//! other node.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use kefu_protocol::ServerFrame;
 use kefu_protocol::frame::{AgentStatus, Availability};
 use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId};
 use tokio::time::Instant;
 
-use crate::cluster::{Bridge, Command, RemotePresence, SitePresence, Target};
+mod bridge;
+mod presence;
+mod queue;
+mod revocation;
+
+pub use bridge::{Bridge, Command, Target};
+pub use presence::SitePresence;
+pub use queue::Interrupted;
+pub use revocation::{Login, Logins, Revocation, Revoked};
+
+use presence::{RemotePresence, local_best_status, raise};
+use queue::Queue;
 
 /// The fan-out registry. Cloning is shallow: every clone is the same hub.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +60,9 @@ struct Routes {
     agents: HashMap<SessionId, (SiteId, AgentId, AgentStatus)>,
     /// The agents of other nodes, as they announced them.
     remote: RemotePresence,
+    /// Agent connections by the login they were opened with: whom a
+    /// revocation reaches.
+    logins: HashMap<SessionId, (Login, Arc<Queue>)>,
 }
 
 /// Who of a site a site-wide frame is for.
@@ -118,69 +136,6 @@ impl Subscriber {
     }
 }
 
-/// One connection's queue of frames to send. Not a tokio channel: that
-/// allocates about 0.8 KiB per connection up front (its state is cache
-/// padded, its first block has 32 slots), which an idle connection never
-/// uses. This queue allocates only when frames arrive. A std mutex: it is
-/// held only to push or pop.
-#[derive(Debug)]
-struct Queue {
-    state: Mutex<Queued>,
-    capacity: usize,
-    /// The connection waiting for a frame.
-    waker: AtomicWaker,
-}
-
-#[derive(Debug, Default)]
-struct Queued {
-    frames: VecDeque<Arc<Published>>,
-    /// A frame found the queue full: the connection is too slow.
-    overflowed: bool,
-}
-
-/// Slots an empty queue may keep for the next frames.
-const KEPT_QUEUE_CAPACITY: usize = 16;
-
-impl Queue {
-    fn push(&self, published: &Arc<Published>) {
-        {
-            let mut queued = self.state();
-            if queued.frames.len() >= self.capacity {
-                queued.overflowed = true;
-            } else {
-                queued.frames.push_back(Arc::clone(published));
-            }
-        }
-        self.waker.wake();
-    }
-
-    /// The next frame, `Ok(None)` if there is none yet, or `Err(TooSlow)`
-    /// once the queue has overflowed.
-    fn pop(&self) -> Result<Option<Arc<Published>>, TooSlow> {
-        let mut queued = self.state();
-        if queued.overflowed {
-            return Err(TooSlow);
-        }
-        let published = queued.frames.pop_front();
-        // What a burst grew the queue to is not kept by a connection that
-        // has caught up.
-        if queued.frames.is_empty() && queued.frames.capacity() > KEPT_QUEUE_CAPACITY {
-            queued.frames.shrink_to(KEPT_QUEUE_CAPACITY);
-        }
-        Ok(published)
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, Queued> {
-        // Each change is one push or pop: a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// A connection's queue overflowed: it did not keep up with what it was
-/// sent.
-#[derive(Debug, PartialEq, Eq)]
-pub struct TooSlow;
-
 /// One connection's receiving end, and its registrations in the hub.
 /// Dropping it removes every registration.
 #[derive(Debug)]
@@ -194,10 +149,9 @@ pub struct Mailbox {
 impl Hub {
     /// A mailbox for a new connection holding at most `capacity` frames.
     pub fn mailbox(&self, session: SessionId, capacity: usize) -> Mailbox {
-        let queue = Queue { state: Mutex::default(), capacity: capacity.max(1), waker: AtomicWaker::new() };
         Mailbox {
             hub: self.clone(),
-            me: Subscriber { session, queue: Arc::new(queue) },
+            me: Subscriber { session, queue: Arc::new(Queue::new(capacity)) },
             conversations: Vec::new(),
             sites: Vec::new(),
         }
@@ -224,6 +178,23 @@ impl Hub {
     /// published, or what only this node's connections need.
     pub fn deliver_here(&self, target: Target, frame: Arc<ServerFrame>) {
         self.lock().offer(target, &frame);
+    }
+
+    /// Ends the connections `revocation` covers, on every node.
+    pub fn revoke(&self, revocation: Revocation) {
+        self.revoke_here(&revocation);
+        self.tell_bridge(|| Command::Revoke(revocation));
+    }
+
+    /// Ends the connections `revocation` covers on this node only: what
+    /// another node revoked.
+    pub fn revoke_here(&self, revocation: &Revocation) {
+        let routes = self.lock();
+        for (login, queue) in routes.logins.values() {
+            if revocation.covers(login) {
+                queue.revoke(revocation.why);
+            }
+        }
     }
 
     /// Bridges this hub to the other nodes. Only the first call counts.
@@ -320,27 +291,6 @@ impl Hub {
     }
 }
 
-fn local_best_status(
-    agents: &HashMap<SessionId, (SiteId, AgentId, AgentStatus)>,
-    site: SiteId,
-) -> HashMap<AgentId, AgentStatus> {
-    let mut present = HashMap::new();
-    for &(at, agent, status) in agents.values() {
-        if at == site {
-            raise(&mut present, agent, status);
-        }
-    }
-    present
-}
-
-/// Counts `agent` as present, `Online` if this or an earlier connection is.
-fn raise(present: &mut HashMap<AgentId, AgentStatus>, agent: AgentId, status: AgentStatus) {
-    let best = present.entry(agent).or_insert(status);
-    if status == AgentStatus::Online {
-        *best = AgentStatus::Online;
-    }
-}
-
 impl Mailbox {
     /// Starts receiving what is published to `conversation`. Idempotent.
     pub fn follow(&mut self, conversation: ConversationId) {
@@ -389,14 +339,22 @@ impl Mailbox {
         self.hub.tell_bridge(|| Command::PresenceChanged);
     }
 
+    /// Registers the login this agent connection was opened with, so a
+    /// revocation of it reaches the connection.
+    pub fn sign_in(&mut self, login: Login) {
+        let queue = Arc::clone(&self.me.queue);
+        self.hub.lock().logins.insert(self.me.session, (login, queue));
+    }
+
     /// Whether this connection follows `conversation`.
     pub fn follows(&self, conversation: ConversationId) -> bool {
         self.conversations.contains(&conversation)
     }
 
-    /// The next published frame, once there is one; `TooSlow` as soon
-    /// as the queue has overflowed, before the frames still in it.
-    pub async fn recv(&mut self) -> Result<Arc<Published>, TooSlow> {
+    /// The next published frame, once there is one; as soon as the queue
+    /// has overflowed or the connection's login was revoked, why it must
+    /// end instead, before the frames still in it.
+    pub async fn recv(&mut self) -> Result<Arc<Published>, Interrupted> {
         let queue = &self.me.queue;
         std::future::poll_fn(|cx| {
             if let Some(published) = queue.pop().transpose() {
@@ -427,6 +385,7 @@ impl Drop for Mailbox {
         let session = self.me.session;
         let hub = &self.hub;
         let mut routes = hub.lock();
+        routes.logins.remove(&session);
         if let Some((site, _, _)) = routes.agents.remove(&session) {
             routes.announce_availability(site);
             hub.tell_bridge(|| Command::PresenceChanged);
@@ -505,7 +464,36 @@ mod tests {
         for n in 2..5 {
             hub.publish(ConversationId(1), ping(n));
         }
-        assert_eq!(slow.recv().await.err(), Some(TooSlow), "said before the frames still queued");
+        assert_eq!(slow.recv().await.err(), Some(Interrupted::TooSlow), "said before the frames still queued");
+    }
+
+    #[tokio::test]
+    async fn a_revocation_interrupts_the_logins_it_covers_before_their_queued_frames() {
+        let hub = Hub::default();
+        let (commands, mut bridge) = tokio::sync::mpsc::unbounded_channel();
+        hub.bridge(Bridge { commands });
+        let login = |hash: &str| Login { agent: AgentId(5), token_hash: hash.to_owned() };
+        let mut phone = hub.mailbox(SessionId(1), 8);
+        let mut laptop = hub.mailbox(SessionId(2), 8);
+        phone.sign_in(login("phone"));
+        laptop.sign_in(login("laptop"));
+        phone.follow(ConversationId(1));
+        laptop.follow(ConversationId(1));
+        while bridge.try_recv().is_ok() {}
+        hub.publish(ConversationId(1), ping(1));
+        let logout = Revocation { agent: AgentId(5), logins: Logins::One("phone".into()), why: Revoked::SignedOut };
+        hub.revoke(logout.clone());
+        assert_eq!(phone.recv().await.err(), Some(Interrupted::Revoked(Revoked::SignedOut)));
+        assert_eq!(*laptop.recv().await.unwrap().frame, ping(1), "the other login goes on");
+        assert!(matches!(bridge.try_recv(), Ok(Command::Publish(..))));
+        assert!(matches!(bridge.try_recv(), Ok(Command::Revoke(r)) if r == logout), "and to the other nodes");
+
+        let demoted = Revocation { agent: AgentId(5), logins: Logins::All, why: Revoked::AccessChanged };
+        hub.revoke_here(&demoted);
+        assert_eq!(laptop.recv().await.err(), Some(Interrupted::Revoked(Revoked::AccessChanged)));
+        assert!(bridge.try_recv().is_err(), "what came from another node is not sent back");
+        drop((phone, laptop));
+        assert!(hub.lock().logins.is_empty());
     }
 
     #[test]

@@ -11,13 +11,19 @@
 //!   message gets its seq in the transaction that stores it; a
 //!   group-commit writer batches many per fsync.
 //! - [`hub`]: in-process fan-out to the connections following a
-//!   conversation or a site, each through a bounded queue.
+//!   conversation or a site, each through a bounded queue; presence; the
+//!   revocation of agent logins. Knows no other module.
 //! - [`cluster`]: several relay nodes as one, over Redis: the hub's
-//!   frames to and from the other nodes, their agents' presence, the
-//!   assignment lock. Redis only helps; the store stays the truth.
+//!   frames and revocations to and from the other nodes, their agents'
+//!   presence, the assignment lock. Depends on the hub, never the other
+//!   way. Redis only helps; the store stays the truth.
 //! - [`team`]: who answers which conversation: take, transfer, close,
 //!   reopen, auto-assignment within capacity, the agents' roster.
-//! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap.
+//! - [`dispatcher`]: one assignment pass per site at a time, here and
+//!   (behind a small lock trait the cluster implements) across nodes.
+//! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap;
+//!   `auth::cookie`: the console's session cookie and the one
+//!   same-origin check, for the HTTP API and the WebSocket alike.
 //! - [`identity`]: the visitor identities a site's backend signs (tokens
 //!   with an expiry, the older plain hash), and what "replayed" means.
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
@@ -32,6 +38,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod dispatcher;
 pub mod error;
 pub mod http;
 pub mod hub;

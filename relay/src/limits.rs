@@ -1,90 +1,205 @@
 //! Rate limits, so one client cannot crowd out the others: how often one
-//! address may open WebSockets or try to log in, and how many frames one
-//! connection may send.
+//! address may open WebSockets or try to log in, how often one account may
+//! be tried, and how many frames one connection may send.
 //!
 //! Each limit is a token bucket (`governor`'s GCRA): a burst up front,
 //! then a steady rate. A limit configured as 0 is off.
+//!
+//! An address is the TCP peer's, unless the peer is a proxy the relay was
+//! told to trust (`--trusted-proxy`): then it is the client that proxy
+//! names in `X-Forwarded-For` (see [`TrustedProxies`]).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 
 use crate::config::Config;
 
-/// The address a request came from: the TCP peer, which the server puts
-/// on every request. Forwarding headers (`X-Forwarded-For`) are not
-/// trusted: any client can write them. `None` where no server put it
-/// there (a router called directly, in unit tests); those are not limited.
-#[derive(Debug, Clone, Copy)]
+/// The address a request came from: what the server found for it (see
+/// [`TrustedProxies::client`]) or else the TCP peer. `None` where no
+/// server put either there (a router called directly, in unit tests);
+/// those are not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddress, Self::Rejection> {
+        if let Some(found) = parts.extensions.get::<ClientAddress>() {
+            return Ok(*found);
+        }
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
         Ok(ClientAddress(peer.map(|ConnectInfo(peer)| peer.ip())))
     }
 }
 
+/// The proxies in front of the relay whose `X-Forwarded-For` it believes.
+/// Cloning is shallow: every connection holds one.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(std::sync::Arc<[IpNet]>);
+
+impl TrustedProxies {
+    pub fn new(blocks: Vec<IpNet>) -> TrustedProxies {
+        TrustedProxies(blocks.into())
+    }
+
+    /// The client of a request from `peer`: `peer` itself unless it is a
+    /// trusted proxy; then, walking `X-Forwarded-For` from the right (each
+    /// proxy appends the address it was reached from), the first address
+    /// that is not a trusted proxy. Entries left of it were written by
+    /// whoever sent them, anyone, and are never read. An entry that is
+    /// not an address stops the walk at the last one that was.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |address: IpAddr| self.0.iter().any(|block| block.contains(&unmapped(address)));
+        if !trusted(peer) {
+            return peer;
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .collect();
+        let mut client = peer;
+        for entry in forwarded.into_iter().rev() {
+            let Some(address) = forwarded_address(entry) else { break };
+            client = address;
+            if !trusted(address) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// An `X-Forwarded-For` entry: an address, maybe with a port (`[::1]:80`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:10.0.0.1`) as the IPv4 one.
+fn unmapped(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
 /// The answer to a request over a limit: 429 with `Retry-After`, in the
-/// API's `{"error": ...}` shape.
+/// API's `{"error": ...}` shape. `what` says what there was too much of,
+/// e.g. "connections from this address".
 pub fn too_many(what: &str, wait: Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let text = format!("too many {what} from this address; try again in {seconds} s");
+    let text = format!("too many {what}; try again in {seconds} s");
     let mut response =
         (StatusCode::TOO_MANY_REQUESTS, axum::Json(serde_json::json!({ "error": text }))).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
 
-/// A limit per client address. IPv6 addresses count per /64: one host
-/// is usually handed a whole /64 and could otherwise pick a fresh address
-/// for every request.
-pub struct PerAddress {
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+/// A limit per key: a bucket each.
+struct PerKey<K: Hash + Eq + Clone> {
+    limiter: Option<DefaultKeyedRateLimiter<K>>,
 }
 
-impl PerAddress {
-    /// `per_minute` after a burst of `burst`; off when either is 0.
-    pub fn per_minute(per_minute: u32, burst: u32) -> PerAddress {
-        let quota = NonZeroU32::new(per_minute)
-            .zip(NonZeroU32::new(burst))
-            .map(|(rate, burst)| Quota::per_minute(rate).allow_burst(burst));
-        PerAddress { limiter: quota.map(RateLimiter::keyed) }
+impl<K: Hash + Eq + Clone> PerKey<K> {
+    /// Off when the rate or the burst is 0.
+    fn new(rate: Option<Quota>) -> PerKey<K> {
+        PerKey { limiter: rate.map(RateLimiter::keyed) }
     }
 
-    /// Counts one attempt from `address`; `Err` says how long it should
-    /// wait before the next one can pass.
-    pub fn check(&self, address: ClientAddress) -> Result<(), Duration> {
-        let (Some(limiter), ClientAddress(Some(address))) = (&self.limiter, address) else { return Ok(()) };
-        limiter.check_key(&bucket(address)).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    fn check(&self, key: &K) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
-    /// Drops the buckets of addresses that are full again, so the map does
-    /// not grow with every address ever seen.
-    pub fn forget_idle(&self) {
+    /// Drops the buckets that are full again, so the map does not grow
+    /// with every key ever seen.
+    fn forget_idle(&self) {
         if let Some(limiter) = &self.limiter {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
     }
+
+    fn keys(&self) -> Option<usize> {
+        self.limiter.as_ref().map(DefaultKeyedRateLimiter::len)
+    }
+}
+
+fn quota(rate: u32, burst: u32, per: fn(NonZeroU32) -> Quota) -> Option<Quota> {
+    NonZeroU32::new(rate).zip(NonZeroU32::new(burst)).map(|(rate, burst)| per(rate).allow_burst(burst))
+}
+
+/// A limit per client address. IPv6 addresses count per /64: one host
+/// is usually handed a whole /64 and could otherwise pick a fresh address
+/// for every request.
+pub struct PerAddress(PerKey<IpAddr>);
+
+impl PerAddress {
+    /// `per_minute` after a burst of `burst`; off when either is 0.
+    pub fn per_minute(per_minute: u32, burst: u32) -> PerAddress {
+        PerAddress(PerKey::new(quota(per_minute, burst, Quota::per_minute)))
+    }
+
+    /// Counts one attempt from `address`; `Err` says how long it should
+    /// wait before the next one can pass.
+    pub fn check(&self, address: ClientAddress) -> Result<(), Duration> {
+        let ClientAddress(Some(address)) = address else { return Ok(()) };
+        self.0.check(&bucket(address))
+    }
+
+    /// Drops the buckets of addresses that are full again.
+    pub fn forget_idle(&self) {
+        self.0.forget_idle();
+    }
 }
 
 impl fmt::Debug for PerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let addresses = self.limiter.as_ref().map(DefaultKeyedRateLimiter::len);
-        f.debug_struct("PerAddress").field("addresses", &addresses).finish()
+        f.debug_struct("PerAddress").field("addresses", &self.0.keys()).finish()
+    }
+}
+
+/// A limit per login name, whichever address tries it: guessing one
+/// agent's password from many addresses is held back as well. Emails
+/// count case-insensitively, as logins compare them. Unknown emails have
+/// buckets too, so a refusal tells nothing of which accounts exist.
+pub struct PerAccount(PerKey<String>);
+
+impl PerAccount {
+    /// `per_hour` after a burst of as many; off when 0.
+    pub fn per_hour(per_hour: u32) -> PerAccount {
+        PerAccount(PerKey::new(quota(per_hour, per_hour, Quota::per_hour)))
+    }
+
+    /// Counts one attempt on `email`; `Err` says how long the account's
+    /// next attempt must wait.
+    pub fn check(&self, email: &str) -> Result<(), Duration> {
+        self.0.check(&email.trim().to_lowercase())
+    }
+
+    /// Drops the buckets of accounts that are full again.
+    pub fn forget_idle(&self) {
+        self.0.forget_idle();
+    }
+}
+
+impl fmt::Debug for PerAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerAccount").field("accounts", &self.0.keys()).finish()
     }
 }
 
@@ -107,8 +222,10 @@ fn bucket(address: IpAddr) -> IpAddr {
 pub struct Limiters {
     /// WebSocket upgrades.
     pub connections: PerAddress,
-    /// Login attempts.
+    /// Login attempts per address.
     pub logins: PerAddress,
+    /// Login attempts per account.
+    pub accounts: PerAccount,
 }
 
 impl Limiters {
@@ -117,6 +234,7 @@ impl Limiters {
         Limiters {
             connections: PerAddress::per_minute(config.connections_per_minute_per_ip, config.connection_burst),
             logins: PerAddress::per_minute(config.logins_per_minute_per_ip, config.logins_per_minute_per_ip),
+            accounts: PerAccount::per_hour(config.logins_per_hour_per_account),
         }
     }
 
@@ -124,6 +242,7 @@ impl Limiters {
     pub fn forget_idle(&self) {
         self.connections.forget_idle();
         self.logins.forget_idle();
+        self.accounts.forget_idle();
     }
 }
 
@@ -212,6 +331,44 @@ mod tests {
         assert!((0..1000).all(|_| limit.check(at([10, 0, 0, 1].into())).is_ok()));
         let frames = FrameLimit::new(0, 0);
         assert!((0..1000).all(|_| frames.check() == Verdict::Pass));
+    }
+
+    #[test]
+    fn an_account_is_counted_whatever_the_address_and_the_case() {
+        let limit = PerAccount::per_hour(2);
+        assert!(limit.check("ann@example.com").is_ok());
+        assert!(limit.check(" ANN@example.com").is_ok());
+        let wait = limit.check("Ann@Example.com").err();
+        assert!(wait.is_some_and(|w| w > Duration::from_secs(60)), "{wait:?}");
+        assert!(limit.check("bob@example.com").is_ok(), "another account has its own bucket");
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_is_believed_and_only_from_the_right() {
+        let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let balancer = ip("10.0.0.2");
+        assert_eq!(proxies.client(balancer, &forwarded("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(
+            proxies.client(balancer, &forwarded("198.51.100.1, 203.0.113.7, 10.0.0.9")),
+            ip("203.0.113.7"),
+            "the right-most address that is not a proxy; what the client wrote left of it is not read"
+        );
+        assert_eq!(proxies.client(ip("192.0.2.1"), &forwarded("203.0.113.7")), ip("192.0.2.1"), "not a proxy");
+        assert_eq!(proxies.client(balancer, &HeaderMap::new()), balancer, "a proxy that names nobody");
+        assert_eq!(proxies.client(balancer, &forwarded("203.0.113.7, junk")), balancer);
+        assert_eq!(proxies.client(balancer, &forwarded("[2001:db8::1]:4711")), ip("2001:db8::1"));
+        assert_eq!(proxies.client(ip("::ffff:127.0.0.1"), &forwarded("203.0.113.7")), ip("203.0.113.7"));
+        let mut two = forwarded("198.51.100.1");
+        two.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        assert_eq!(proxies.client(balancer, &two), ip("203.0.113.7"), "several headers read as one list");
+        assert_eq!(TrustedProxies::default().client(balancer, &forwarded("203.0.113.7")), balancer);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::limits::{ClientAddress, TrustedProxies};
 use crate::state::AppState;
 use crate::store::Store;
 use crate::{auth, cluster, http, web, ws};
@@ -49,18 +50,19 @@ pub async fn run(
     }
     let drain = Duration::from_millis(config.drain_ms);
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
+    let proxies = TrustedProxies::new(config.trusted_proxies.clone());
     let state = AppState::new(config, store);
     if let Some(url) = &state.config.redis_url {
         let cluster = cluster::join(&state, url, &state.config.redis_prefix)
             .map_err(|error| Error::BadRequest(format!("--redis-url: {error}")))?;
-        state.dispatcher.join(cluster);
+        state.dispatcher.share(cluster);
     }
     tracing::info!(addr = %listener.local_addr()?, "kefu relay listening");
 
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
     let draining = state.clone();
-    serve(listener, app(state.clone()), header_read_timeout, async move {
+    serve(listener, app(state.clone()), header_read_timeout, proxies, async move {
         shutdown.await;
         tracing::info!("shutting down: telling clients to reconnect");
         draining.shutdown.cancel();
@@ -83,11 +85,13 @@ pub async fn run(
 /// forever over its request headers (slowloris), one connection and one
 /// task each. Here the headers must be in within `header_read_timeout`,
 /// idle keep-alive connections included, and each request carries the
-/// peer's address as `ConnectInfo<SocketAddr>` for the rate limits.
+/// peer's address as `ConnectInfo<SocketAddr>` and the client's, as
+/// `proxies` tell it, as [`ClientAddress`] for the rate limits.
 async fn serve(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
+    proxies: TrustedProxies,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -116,7 +120,8 @@ async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
         }
-        connections.spawn(serve_connection(http.clone(), stream, peer, app.clone(), stop.subscribe()));
+        let client = Client { peer, proxies: proxies.clone() };
+        connections.spawn(serve_connection(http.clone(), stream, client, app.clone(), stop.subscribe()));
         // Reap finished connections so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
@@ -125,15 +130,24 @@ async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// Where a connection comes from, and whom to believe about its requests.
+struct Client {
+    peer: SocketAddr,
+    proxies: TrustedProxies,
+}
+
 async fn serve_connection(
     http: hyper::server::conn::http1::Builder,
     stream: TcpStream,
-    peer: SocketAddr,
+    client: Client,
     app: Router,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Client { peer, proxies } = client;
     let service = tower::ServiceExt::map_request(app, move |mut request: Request<_>| {
+        let address = proxies.client(peer.ip(), request.headers());
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(ClientAddress(Some(address)));
         request
     });
     let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();

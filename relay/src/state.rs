@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
 use crate::limits::Limiters;
 use crate::store::Store;
-use crate::team::Dispatcher;
 
 /// The relay's shared state. Cloning is shallow (one `Arc`).
 #[derive(Clone, Debug)]

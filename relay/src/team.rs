@@ -8,8 +8,8 @@
 //! online, or an agent's load drops. Every assignment is a compare-and-set
 //! in the store, so an agent taking a chat by hand at the same moment
 //! cannot end up sharing it; assignment runs one site pass at a time so
-//! two passes cannot both fill an agent's last slot: one at a time on this
-//! node by a local lock, and across nodes by the cluster's lock in Redis.
+//! two passes cannot both fill an agent's last slot (see
+//! [`crate::dispatcher`]).
 //!
 //! Every change becomes a system line in the conversation, published like
 //! any message, plus a `Conversation` update to the site's agents.
@@ -19,30 +19,11 @@ use kefu_protocol::frame::{
     AgentRef, AgentStatus, Author, Body, Change, ConversationEvent, ConversationStatus, Presence, Roster, TeamMember,
 };
 use kefu_protocol::ids::{AgentId, ConversationId, SiteId};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use tokio::sync::Mutex;
-
-use crate::cluster::{Cluster, Target};
-use crate::hub::Audience;
+use crate::hub::{Audience, Target};
 use crate::state::AppState;
 use crate::store::{self, Appended, Conversation, Member, NewMessage};
-
-/// What serializes assignment passes: a lock for the node, and the
-/// cluster's lock when there are several nodes. A pass is a few small
-/// queries, and passes are rare next to messages.
-#[derive(Debug, Default)]
-pub struct Dispatcher {
-    pass: Mutex<()>,
-    cluster: OnceLock<Arc<Cluster>>,
-}
-
-impl Dispatcher {
-    /// From now on passes also take the cluster-wide lock.
-    pub fn join(&self, cluster: Arc<Cluster>) {
-        let _ = self.cluster.set(cluster);
-    }
-}
 
 /// The agent asking for a change.
 #[derive(Debug, Clone)]
@@ -191,11 +172,7 @@ pub async fn dispatch(state: &AppState, site: SiteId) -> Result<(), store::Error
     if !state.hub.presence(site).values().any(|status| *status == AgentStatus::Online) {
         return Ok(());
     }
-    let _pass = state.dispatcher.pass.lock().await;
-    match state.dispatcher.cluster.get() {
-        Some(cluster) => cluster.exclusive(&format!("dispatch:{}", site.0), assign_waiting(state, site)).await,
-        None => assign_waiting(state, site).await,
-    }
+    state.dispatcher.one_at_a_time(site, Box::pin(assign_waiting(state, site))).await
 }
 
 async fn assign_waiting(state: &AppState, site: SiteId) -> Result<(), store::Error> {

@@ -165,6 +165,76 @@ async fn login_attempts_are_limited_per_address_even_with_the_right_password() -
     pair.still_chatting().await
 }
 
+/// Tries to log in as `email` from the local address `from` (any of
+/// 127.0.0.0/8 reaches the relay), optionally through a proxy that says
+/// `X-Forwarded-For: forwarded`; returns the status and the error text.
+async fn login_from(
+    relay: &Relay,
+    from: [u8; 4],
+    forwarded: Option<&str>,
+    email: &str,
+    password: &str,
+) -> Result<(u16, String)> {
+    let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build()?;
+    let mut request = client
+        .post(format!("{}/api/login", relay.http_url()))
+        .json(&serde_json::json!({ "email": email, "password": password }));
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    Ok((status, body["error"].as_str().unwrap_or_default().to_owned()))
+}
+
+#[tokio::test]
+async fn login_attempts_on_one_account_are_limited_whatever_the_address() -> Result<()> {
+    let relay = Relay::start_with(&["--logins-per-hour-per-account", "3"]).await?;
+    let admin = relay.admin_token().await?;
+    let ann = serde_json::json!({ "email": "ann@kefu.test", "name": "Ann", "password": "ann's password" });
+    let created =
+        reqwest::Client::new().post(format!("{}/api/agents", relay.http_url())).bearer_auth(&admin).json(&ann).send();
+    ensure!(created.await?.status() == 201);
+
+    // Three guesses from three addresses: each its first from there.
+    for (n, from) in [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]].into_iter().enumerate() {
+        let (status, _) = login_from(&relay, from, None, "ann@kefu.test", &format!("guess {n}")).await?;
+        ensure!(status == 401, "guess {n}: {status}");
+    }
+    let (status, error) = login_from(&relay, [127, 0, 0, 5], None, "ANN@kefu.test", "ann's password").await?;
+    ensure!(status == 429, "the account's fourth attempt within the hour, right password and fresh address: {status}");
+    ensure!(error.contains("for this account"), "{error}");
+    let (status, _) = login_from(&relay, [127, 0, 0, 5], None, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    ensure!(status == 200, "another account from the same address: {status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget_and_nobody_else_is_believed() -> Result<()> {
+    let relay = Relay::start_with(&["--trusted-proxy", "127.0.0.1/32", "--logins-per-minute-per-ip", "2"]).await?;
+    let proxy = [127, 0, 0, 1];
+    let guess = |from, forwarded: &'static str| login_from(&relay, from, Some(forwarded), ADMIN_EMAIL, "guess");
+
+    ensure!(guess(proxy, "203.0.113.1").await?.0 == 401);
+    ensure!(guess(proxy, "203.0.113.1").await?.0 == 401);
+    let (status, error) = guess(proxy, "203.0.113.1").await?;
+    ensure!(status == 429 && error.contains("from this address"), "the client behind the proxy: {status} {error}");
+    ensure!(guess(proxy, "203.0.113.2").await?.0 == 401, "another client behind the same proxy has its own budget");
+    ensure!(
+        guess(proxy, "198.51.100.7, 203.0.113.1").await?.0 == 429,
+        "what the client wrote left of the proxy's entry is not believed"
+    );
+
+    // Not a trusted proxy: its X-Forwarded-For is ignored, it is counted
+    // as itself however it names itself.
+    let stranger = [127, 0, 0, 2];
+    ensure!(guess(stranger, "192.0.2.1").await?.0 == 401);
+    ensure!(guess(stranger, "192.0.2.2").await?.0 == 401);
+    ensure!(guess(stranger, "192.0.2.3").await?.0 == 429, "a forged X-Forwarded-For buys no fresh budget");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_frame_flood_is_refused_without_storing_then_closed_with_1008() -> Result<()> {
     let relay = Relay::start_with(&["--frames-per-second", "5", "--frame-burst", "10"]).await?;

@@ -51,6 +51,7 @@ struct Api {
 struct Answer {
     status: StatusCode,
     set_cookie: Vec<String>,
+    cache_control: Option<String>,
     body: Value,
     text: String,
 }
@@ -115,9 +116,11 @@ impl Api {
             .iter()
             .filter_map(|value| value.to_str().ok().map(str::to_owned))
             .collect();
+        let cache_control =
+            response.headers().get("cache-control").and_then(|value| value.to_str().ok()).map(str::to_owned);
         let text = response.text().await?;
         let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
-        Ok(Answer { status, set_cookie, body, text })
+        Ok(Answer { status, set_cookie, cache_control, body, text })
     }
 
     async fn get(&self, path: &str, auth: &Auth) -> Result<Answer> {
@@ -207,6 +210,45 @@ async fn cookie_login_sets_an_http_only_cookie_and_me_hands_back_the_csrf_token(
     let refused = api.call(Method::POST, "/api/login", &Auth::None, Some(wrong)).await?;
     ensure!(refused.set_cookie.is_empty(), "no cookie for a failed login");
     refused.expect_error(StatusCode::UNAUTHORIZED)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn behind_an_https_public_url_the_cookie_is_secure_and_nothing_secret_is_cached() -> Result<()> {
+    let login = json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "cookie": true });
+    let plain = Relay::start().await?;
+    let answer = Api::new(&plain).call(Method::POST, "/api/login", &Auth::None, Some(login.clone())).await?;
+    let set_cookie = answer.set_cookie.first().context("Set-Cookie")?;
+    ensure!(!set_cookie.contains("Secure"), "plain HTTP and no public URL: a Secure cookie would never come back");
+
+    // TLS ends at a proxy that says nothing about it (the README's nginx
+    // sets no X-Forwarded-Proto) and passes its own upstream as Host.
+    let relay = Relay::start_with(&["--public-url", "https://chat.example"]).await?;
+    let api = Api::new(&relay);
+    let answer = api.call(Method::POST, "/api/login", &Auth::None, Some(login)).await?;
+    let set_cookie = answer.set_cookie.first().context("Set-Cookie")?.clone();
+    ensure!(set_cookie.split("; ").any(|a| a == "Secure"), "{set_cookie}");
+    ensure!(answer.cache_control.as_deref() == Some("no-store"), "the login answer carries a CSRF token");
+    let csrf = answer.expect(StatusCode::OK)?["csrf"].as_str().context("csrf")?.to_owned();
+    let cookie = Auth::Cookie { cookie: set_cookie.split(';').next().context("pair")?.to_owned(), csrf: Some(csrf) };
+
+    let site = api.get("/api/site", &cookie).await?;
+    ensure!(site.cache_control.as_deref() == Some("no-store"), "{:?}", site.cache_control);
+    ensure!(site.expect(StatusCode::OK)?["identity_secret"].is_string(), "the answer does carry the secret");
+    let bearer = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let changed = api.call(Method::PUT, "/api/site", &bearer, Some(json!({ "greeting": "Hi" }))).await?;
+    ensure!(changed.cache_control.as_deref() == Some("no-store"), "{:?}", changed.cache_control);
+    let me = api.get("/api/me", &cookie).await?;
+    ensure!(me.cache_control.as_deref() == Some("no-store"), "{:?}", me.cache_control);
+
+    // The public URL's pages are the relay's own, whatever Host the proxy
+    // passed; other origins are still refused.
+    let reply = Some(json!({ "shortcut": "thanks", "text": "Thanks!" }));
+    let evil = [("origin", "https://evil.example")];
+    let refused = api.call_with(Method::POST, "/api/canned", &cookie, reply.clone(), &evil).await?;
+    refused.expect_error(StatusCode::FORBIDDEN)?;
+    let own = [("origin", "https://chat.example")];
+    api.call_with(Method::POST, "/api/canned", &cookie, reply, &own).await?.expect(StatusCode::CREATED)?;
     Ok(())
 }
 
@@ -305,7 +347,8 @@ async fn admins_manage_agents_and_a_deactivated_agent_is_locked_out_at_once() ->
     let change = json!({ "name": "Ann Lee", "capacity": 5, "password": "a new password" });
     let changed = api.call(Method::PATCH, &path, &admin, Some(change)).await?.expect(StatusCode::OK)?;
     assert_eq!((changed["name"].as_str(), changed["capacity"].as_u64()), (Some("Ann Lee"), Some(5)));
-    api.bearer("ann@kefu.test", "a new password").await?;
+    api.get("/api/me", &ann_auth).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let ann_auth = api.bearer("ann@kefu.test", "a new password").await?;
     api.call(Method::PATCH, "/api/agents/99999", &admin, promote).await?.expect_error(StatusCode::NOT_FOUND)?;
 
     let own = format!("/api/agents/{admin_id}");

@@ -200,7 +200,7 @@ fn Console(me: AgentView, sign_out: impl Fn(Option<&'static str>) + Copy + Send 
     Effect::new(move |_| {
         if model.with(Model::signed_out) {
             ctx.connection(Connection::stop);
-            sign_out(Some("Your session has ended. Please log in again."));
+            sign_out(Some("You were signed out. Please log in again."));
         }
     });
     Effect::new(move |_| {

@@ -58,4 +58,11 @@ pub enum CloseReason {
     HeartbeatTimeout,
     /// The client broke the protocol; see the preceding `Error`.
     ProtocolViolation,
+    /// The agent's session ended: logged out, deactivated, or its password
+    /// changed. Reconnecting with the same credentials cannot work; sign in
+    /// again.
+    SignedOut,
+    /// The agent's rights changed (its role): reconnect, with the same
+    /// credentials, to work with the new ones.
+    AccessChanged,
 }

@@ -1,15 +1,21 @@
 //! The site's agents: everyone may list them, admins create and change
 //! them.
+//!
+//! A change that ends or alters an agent's access reaches its live
+//! connections on every node at once (see `hub`'s revocation): a
+//! deactivation or a new password signs the agent out everywhere (a new
+//! password keeps only the session that set it), a new role makes its
+//! connections reconnect with the new rights.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use kefu_protocol::ids::{AgentId, SiteId};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Json, Path};
-use super::session::{Admin, CurrentAgent};
+use super::extract::{Admin, CurrentAgent, Json, Path};
 use crate::auth;
 use crate::error::Error;
+use crate::hub::{Logins, Revocation, Revoked};
 use crate::state::AppState;
 use crate::store::{self, AgentUpdate, DEFAULT_CAPACITY, NewAgent, Role};
 
@@ -99,14 +105,17 @@ pub async fn create(
 }
 
 /// `PATCH /api/agents/{id}`: an admin changes one of their site's agents.
-/// Deactivating ends the agent's sessions at once. Admins cannot
-/// deactivate or demote themselves, so a site always keeps one admin.
+/// Deactivating ends the agent's sessions at once, and so does a new
+/// password, all but the admin's own session when it is their own. Admins
+/// cannot deactivate or demote themselves, so a site always keeps one
+/// admin.
 pub async fn update(
     State(state): State<AppState>,
-    Admin(admin): Admin,
+    current: CurrentAgent,
     Path(id): Path<u64>,
     Json(change): Json<AgentChange>,
 ) -> Result<axum::Json<AgentView>, Error> {
+    let admin = current.admin()?;
     let id = AgentId(id);
     let role = change.role.as_deref().map(role).transpose()?;
     if id == admin.id && (change.active == Some(false) || role == Some(Role::Agent)) {
@@ -116,6 +125,7 @@ pub async fn update(
         Some(password) => Some(hash(password).await?),
         None => None,
     };
+    let new_password = password_hash.is_some();
     let update = AgentUpdate {
         name: change.name.as_deref().map(name).transpose()?.map(str::to_owned),
         role,
@@ -123,7 +133,22 @@ pub async fn update(
         active: change.active,
         password_hash,
     };
+    let before = state.store.site_agent(admin.site, id).await?.ok_or(Error::NotFound)?;
     let agent = state.store.update_agent(admin.site, id, &update).await?;
+    let signed_out = |logins| Revocation { agent: id, logins, why: Revoked::SignedOut };
+    if !agent.active {
+        // The store ended every session with the deactivation.
+        state.hub.revoke(signed_out(Logins::All));
+    } else if new_password {
+        // Whoever knew the old password is out, except the admin who
+        // set the new one, if it is their own.
+        let kept = (id == admin.id).then_some(current.token_hash.as_str());
+        state.store.end_agent_sessions(admin.site, id, kept).await?;
+        let logins = kept.map_or(Logins::All, |kept| Logins::AllBut(kept.to_owned()));
+        state.hub.revoke(signed_out(logins));
+    } else if agent.role != before.role {
+        state.hub.revoke(Revocation { agent: id, logins: Logins::All, why: Revoked::AccessChanged });
+    }
     Ok(axum::Json(AgentView::from(&agent)))
 }
 

@@ -4,8 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Json, Path};
-use super::session::{Admin, CurrentAgent};
+use super::extract::{Admin, CurrentAgent, Json, Path};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::{CannedReply, CannedReplyId};

@@ -6,8 +6,7 @@ use kefu_protocol::frame::{ConversationStatus, Message};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, Timestamp, VisitorId};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Path, Query};
-use super::session::CurrentAgent;
+use super::extract::{CurrentAgent, Path, Query};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::{ConversationPage, ConversationSummary};

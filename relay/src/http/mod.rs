@@ -4,20 +4,25 @@
 //!
 //! - [`login`]: which agent an email and password log in as, when one
 //!   person is an agent of several sites.
-//! - [`session`]: logging in and out, and who a request is from: a bearer
-//!   token (SDKs) or the `kefu_session` cookie with its CSRF token (the
-//!   console); [`CurrentAgent`] and [`Admin`] extract them.
+//! - [`session`]: logging in and out: a bearer token (SDKs) or the
+//!   `kefu_session` cookie with its CSRF token (the console).
 //! - [`site`]: the caller's site and its widget settings; the widget's
 //!   public look.
 //! - [`agents`]: an admin's list of agents, creating and changing them.
 //! - [`canned`]: canned replies.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
-//! - [`extract`]: `Json`, `Query` and `Path` whose rejections answer in
-//!   the API's `{"error": ...}` shape.
+//! - [`extract`]: who a request is from ([`CurrentAgent`], [`Admin`]:
+//!   a bearer token or the session cookie with its CSRF token), and
+//!   `Json`, `Query` and `Path` whose rejections answer in the API's
+//!   `{"error": ...}` shape.
 //!
 //! Every handler scopes what it reads and writes to the caller's site, and
 //! a row of another site answers 404 exactly as a missing one does.
+//!
+//! Every answer is `Cache-Control: no-store`: they carry tokens (a login's),
+//! CSRF tokens, a site's identity secret, or a site's private data, none of
+//! which a browser or a proxy in between may keep.
 
 pub mod agents;
 pub mod canned;
@@ -31,12 +36,13 @@ pub mod visitors;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 
 pub use agents::AgentView;
-pub use session::{Admin, CurrentAgent, agent_from_cookie};
+pub use extract::{Admin, CurrentAgent};
 
 use crate::state::AppState;
 
@@ -57,6 +63,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations/{id}/messages", get(history::messages))
         .route("/api/visitors/{id}", get(visitors::show))
         .route("/healthz", get(healthz))
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// Keeps every API answer out of caches.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// `GET /healthz`: 200 when the store answers, 503 when it does not.

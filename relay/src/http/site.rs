@@ -4,8 +4,7 @@ use axum::extract::State;
 use kefu_protocol::ids::{SiteId, SiteKey};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Json, Path};
-use super::session::{Admin, CurrentAgent};
+use super::extract::{Admin, CurrentAgent, Json, Path};
 use crate::error::Error;
 use crate::state::AppState;
 use crate::store::{Role, Site, SiteSettings, SiteUpdate, WidgetPosition};

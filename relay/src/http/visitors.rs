@@ -6,9 +6,8 @@ use kefu_protocol::frame::VisitorProfile;
 use kefu_protocol::ids::{ConversationId, Seq, Timestamp, VisitorId};
 use serde::{Deserialize, Serialize};
 
-use super::extract::Path;
+use super::extract::{CurrentAgent, Path};
 use super::history::status_name;
-use super::session::CurrentAgent;
 use super::user_agent;
 use crate::error::Error;
 use crate::state::AppState;

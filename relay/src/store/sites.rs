@@ -437,6 +437,22 @@ impl Store {
         sqlx::query("DELETE FROM agent_sessions WHERE token_hash = $1").bind(token_hash).execute(self.pool()).await?;
         Ok(())
     }
+
+    /// Ends every session of `site`'s agent `agent` but the one with the
+    /// token hash `kept`, if given (a password change: whoever knew the
+    /// old one is signed out). Nothing happens for another site's agent.
+    pub async fn end_agent_sessions(&self, site: SiteId, agent: AgentId, kept: Option<&str>) -> Result<(), Error> {
+        sqlx::query(
+            "DELETE FROM agent_sessions WHERE agent_id = $1 AND token_hash <> coalesce($2, '') \
+             AND agent_id IN (SELECT id FROM agents WHERE site_id = $3)",
+        )
+        .bind(int(agent.0))
+        .bind(kept)
+        .bind(int(site.0))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
 }
 
 async fn insert_site(connection: &mut AnyConnection, key: &SiteKey, name: &str, now: Timestamp) -> Result<Site, Error> {
@@ -567,9 +583,29 @@ mod tests {
         assert!(store.agent_by_session("two", now()).await.unwrap().is_some());
     }
 
+    async fn a_new_password_ends_every_session_but_the_kept_one_of_that_agent_only(db: TestDb) {
+        let (_dir, store, a, b) = store(db).await;
+        let ann = store.create_agent(a.id, "ann@example.com", "Ann", "phc", Role::Agent).await.unwrap();
+        let bob = store.create_agent(a.id, "bob@example.com", "Bob", "phc", Role::Agent).await.unwrap();
+        let later = Timestamp(u64::from(u32::MAX) * 1000);
+        for (agent, hash) in [(ann.id, "phone"), (ann.id, "laptop"), (ann.id, "tablet"), (bob.id, "bob")] {
+            store.create_agent_session(a.id, agent, hash, later).await.unwrap();
+        }
+        store.end_agent_sessions(b.id, ann.id, None).await.unwrap();
+        assert!(store.agent_by_session("phone", now()).await.unwrap().is_some(), "another site cannot end them");
+        store.end_agent_sessions(a.id, ann.id, Some("laptop")).await.unwrap();
+        assert_eq!(store.agent_by_session("phone", now()).await.unwrap(), None);
+        assert_eq!(store.agent_by_session("tablet", now()).await.unwrap(), None);
+        assert!(store.agent_by_session("laptop", now()).await.unwrap().is_some(), "the kept one");
+        assert!(store.agent_by_session("bob", now()).await.unwrap().is_some(), "another agent's");
+        store.end_agent_sessions(a.id, ann.id, None).await.unwrap();
+        assert_eq!(store.agent_by_session("laptop", now()).await.unwrap(), None);
+    }
+
     on_both_backends![
         site_settings_start_at_the_defaults_and_change_in_part,
         deactivating_an_agent_ends_its_sessions_and_other_sites_cannot_touch_it,
-        logging_out_deletes_only_that_session
+        logging_out_deletes_only_that_session,
+        a_new_password_ends_every_session_but_the_kept_one_of_that_agent_only
     ];
 }

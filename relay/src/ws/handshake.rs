@@ -11,7 +11,7 @@ use kefu_protocol::ids::{ConversationId, SessionId, SiteId, VisitorId, VisitorTo
 use kefu_protocol::{ClientFrame, PROTOCOL_VERSION, codec, frame::Author};
 
 use super::socket::{self, Incoming};
-use crate::auth;
+use crate::auth::{self, SignedIn};
 use crate::state::AppState;
 use crate::store;
 use crate::store::now;
@@ -19,15 +19,24 @@ use crate::store::now;
 /// Who is on the other end of an established connection.
 #[derive(Debug, Clone)]
 pub(crate) enum Peer {
-    Visitor { visitor: VisitorId, site: SiteId, conversation: ConversationId },
-    Agent(store::Agent),
+    Visitor {
+        visitor: VisitorId,
+        site: SiteId,
+        conversation: ConversationId,
+    },
+    /// An agent as it was when last checked against the store, and the
+    /// session it connected with (for revocations and those checks).
+    Agent {
+        agent: store::Agent,
+        token_hash: String,
+    },
 }
 
 impl Peer {
     pub(crate) fn author(&self) -> Author {
         match self {
             Peer::Visitor { visitor, .. } => Author::Visitor(*visitor),
-            Peer::Agent(agent) => Author::Agent(agent.id),
+            Peer::Agent { agent, .. } => Author::Agent(agent.id),
         }
     }
 
@@ -36,7 +45,7 @@ impl Peer {
     pub(crate) fn site(&self) -> SiteId {
         match self {
             Peer::Visitor { site, .. } => *site,
-            Peer::Agent(agent) => agent.site,
+            Peer::Agent { agent, .. } => agent.site,
         }
     }
 }
@@ -69,7 +78,7 @@ impl From<store::Error> for Refused {
 pub(crate) struct Upgrade {
     /// The agent the session cookie belongs to, if it came with one from
     /// the relay's own origin.
-    pub(crate) cookie_agent: Option<store::Agent>,
+    pub(crate) cookie_agent: Option<SignedIn>,
     /// For the visitor panel.
     pub(crate) user_agent: Option<String>,
     pub(crate) language: Option<String>,
@@ -123,6 +132,11 @@ pub(crate) async fn handshake(
     Ok(Established { peer, resume })
 }
 
+fn agent_peer(SignedIn { agent, token_hash }: SignedIn) -> (Peer, Identity) {
+    let identity = Identity::Agent { agent: agent.id, site: agent.site, name: agent.name.clone() };
+    (Peer::Agent { agent, token_hash }, identity)
+}
+
 fn unsupported(version: u16) -> Refused {
     refuse(
         ErrorCode::UnsupportedVersion,
@@ -138,18 +152,16 @@ async fn authenticate(
     let store = &state.store;
     match credentials {
         Credentials::AgentCookie => {
-            let Some(agent) = upgrade.cookie_agent else {
+            let Some(signed_in) = upgrade.cookie_agent else {
                 return Err(refuse(ErrorCode::Unauthorized, "no valid session cookie from this origin; log in again"));
             };
-            let identity = Identity::Agent { agent: agent.id, site: agent.site, name: agent.name.clone() };
-            Ok((Peer::Agent(agent), identity))
+            Ok(agent_peer(signed_in))
         }
         Credentials::Agent { token } => {
-            let Some(agent) = store.agent_by_session(&auth::token_hash(token.as_str()), now()).await? else {
+            let Some(signed_in) = auth::signed_in(store, token.as_str()).await? else {
                 return Err(refuse(ErrorCode::Unauthorized, "unknown or expired agent token; log in again"));
             };
-            let identity = Identity::Agent { agent: agent.id, site: agent.site, name: agent.name.clone() };
-            Ok((Peer::Agent(agent), identity))
+            Ok(agent_peer(signed_in))
         }
         Credentials::Visitor { site, returning } => {
             let Some(site) = store.site_by_key(&site).await? else {

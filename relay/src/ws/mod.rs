@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use kefu_protocol::DEFAULT_LIMITS;
 use kefu_protocol::codec::clip_bytes;
 
-use crate::http;
+use crate::auth::cookie;
 use crate::limits::{self, ClientAddress};
 use crate::state::AppState;
 
@@ -50,7 +50,7 @@ pub async fn upgrade(
     }
     if let Err(wait) = state.limiters.connections.check(address) {
         tracing::debug!(?address, "connection refused: rate limited");
-        return limits::too_many("connections", wait);
+        return limits::too_many("connections from this address", wait);
     }
     let upgrade = match read_upgrade(&state, &headers).await {
         Ok(upgrade) => upgrade,
@@ -73,27 +73,12 @@ const CLIENT_HEADER_BYTES: usize = 512;
 /// browsers send cookies with cross-site WebSocket upgrades too, so another
 /// site's page must not be able to open an agent's connection.
 async fn read_upgrade(state: &AppState, headers: &HeaderMap) -> Result<handshake::Upgrade, crate::error::Error> {
-    let text =
-        |name| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| clip_bytes(v.to_owned(), CLIENT_HEADER_BYTES));
-    let cookie_agent = if same_origin(headers) { http::agent_from_cookie(state, headers).await? } else { None };
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| clip_bytes(v.to_owned(), CLIENT_HEADER_BYTES));
+    let cookie_agent = cookie::agent_from_cookie(&state.store, headers, state.config.public_url.as_ref()).await?;
     Ok(handshake::Upgrade {
         cookie_agent,
         user_agent: text(header::USER_AGENT),
         language: text(header::ACCEPT_LANGUAGE)
             .map(|l| clip_bytes(l.split(',').next().unwrap_or("").trim().to_owned(), 35)),
     })
-}
-
-/// Whether the `Origin` is the relay itself (scheme aside: TLS may end at
-/// a proxy in front of it).
-fn same_origin(headers: &HeaderMap) -> bool {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (Some(origin), Some(host)) => {
-            let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-            origin_host.eq_ignore_ascii_case(host)
-        }
-        _ => false,
-    }
 }

@@ -15,7 +15,8 @@
 //! - `replay`: following a conversation, replay and live merged;
 //! - `sends`: sends, their acknowledgements, receipts, typing;
 //! - `profile`: what a visitor reports of itself;
-//! - `agent`: take, transfer, close, reopen, status.
+//! - `agent`: take, transfer, close, reopen, status, and the checks that
+//!   the agent may still do them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,7 +34,7 @@ use tokio::time::Instant;
 use self::sends::next_append;
 use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
-use crate::hub::{Audience, Mailbox, Published, TooSlow};
+use crate::hub::{Audience, Interrupted, Login, Mailbox, Published, Revoked};
 use crate::limits::{FrameLimit, Verdict};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket};
@@ -80,7 +81,7 @@ pub(super) fn serve(socket: WebSocket, state: AppState, upgrade: handshake::Upgr
             return;
         };
         let agent = match &connection.peer {
-            Peer::Agent(agent) => Some(agent.site),
+            Peer::Agent { agent, .. } => Some(agent.site),
             Peer::Visitor { .. } => None,
         };
         let end = match Box::pin(connection.start(resume)).await {
@@ -130,7 +131,8 @@ async fn open(
     let Established { peer, resume } = established;
     tracing::debug!(?session, ?peer, ?resume, "connected");
     let mut mailbox = state.hub.mailbox(session, state.config.outbound_queue);
-    if let Peer::Agent(agent) = &peer {
+    if let Peer::Agent { agent, token_hash } = &peer {
+        mailbox.sign_in(Login { agent: agent.id, token_hash: token_hash.clone() });
         mailbox.attend(agent.site, agent.id, AgentStatus::Away);
     }
     let frame_limit = FrameLimit::new(state.config.frames_per_second, state.config.frame_burst);
@@ -202,6 +204,16 @@ impl End {
         )
     }
 
+    /// The agent's session ended or its rights changed: say which, so a
+    /// signed-out client stops and one with new rights reconnects.
+    fn revoked(why: Revoked) -> End {
+        let (reason, reconnect_after_ms, text) = match why {
+            Revoked::SignedOut => (CloseReason::SignedOut, None, "signed out"),
+            Revoked::AccessChanged => (CloseReason::AccessChanged, Some(0), "access changed"),
+        };
+        End::Close(Closing { reason, reconnect_after_ms }, close_code::POLICY, text)
+    }
+
     fn store(error: &store::Error) -> End {
         tracing::error!(%error, "store failed; closing the connection so the client resends");
         End::Fail(
@@ -261,7 +273,11 @@ impl Connection {
                     .map_or(Seq::ZERO, |cursor| cursor.seq);
                 self.follow(conversation, after).await?;
             }
-            Peer::Agent(agent) => {
+            Peer::Agent { agent, .. } => {
+                // Signed in to the hub (in `open`) before this check, so a
+                // revocation made since the handshake is either seen here
+                // or reaches the mailbox.
+                self.recheck_agent().await?;
                 // Register before listing, so a conversation opened in
                 // between is announced rather than missed.
                 self.mailbox.follow_site(agent.site, Audience::Agents);
@@ -272,7 +288,7 @@ impl Connection {
                 self.join(Join { conversation: cursor.conversation, after: cursor.seq }).await?;
             }
         }
-        if let Peer::Agent(agent) = self.peer.clone() {
+        if let Peer::Agent { agent, .. } = self.peer.clone() {
             let first_page = store::ConversationPage {
                 status: Some(ConversationStatus::Open),
                 before: None,
@@ -332,21 +348,19 @@ impl Connection {
                 }
                 frame = self.mailbox.recv() => match frame {
                     Ok(frame) => Box::pin(self.deliver(&frame)).await,
-                    Err(TooSlow) => return End::Close(
+                    Err(Interrupted::TooSlow) => return End::Close(
                         Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
                         close_code::TRY_LATER,
                         "too slow",
                     ),
+                    Err(Interrupted::Revoked(why)) => return End::revoked(why),
                 },
                 incoming = socket::read_frame(&mut self.socket, &self.limits),
                     if self.appends_in_flight() < MAX_APPENDS_IN_FLIGHT => {
                     self.last_heard = Instant::now();
                     Box::pin(self.on_incoming(incoming)).await
                 }
-                _ = pings.tick() => {
-                    self.nonce += 1;
-                    Box::pin(self.write(&ServerFrame::Ping(Ping { nonce: self.nonce }))).await
-                }
+                _ = pings.tick() => Box::pin(self.heartbeat()).await,
             };
             if let Err(end) = result {
                 return end;
@@ -370,6 +384,15 @@ impl Connection {
                 socket::close(&mut self.socket, code, "error", self.write_timeout).await;
             }
         }
+    }
+
+    /// Pings the client and, for an agent, checks its session is still
+    /// good: the revocation that should have closed this connection may
+    /// have been lost with a Redis outage.
+    async fn heartbeat(&mut self) -> Result<(), End> {
+        self.recheck_agent().await?;
+        self.nonce += 1;
+        self.write(&ServerFrame::Ping(Ping { nonce: self.nonce })).await
     }
 
     /// Feeds a frame to the socket; `run` flushes before it waits, and
@@ -433,7 +456,7 @@ impl Connection {
         };
         let allowed = match &self.peer {
             Peer::Visitor { visitor, site, .. } => found.visitor == *visitor && found.site == *site,
-            Peer::Agent(agent) => found.site == agent.site,
+            Peer::Agent { agent, .. } => found.site == agent.site,
         };
         if !allowed {
             return Ok(None);

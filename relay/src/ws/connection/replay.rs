@@ -116,7 +116,7 @@ impl Connection {
     /// conversation; returns its `prev` for this peer, or `None` if this
     /// peer is not shown it.
     fn advance(&mut self, message: &Message) -> Option<Seq> {
-        let shown = matches!(self.peer, Peer::Agent(_)) || message.body.is_for_visitors();
+        let shown = matches!(self.peer, Peer::Agent { .. }) || message.body.is_for_visitors();
         let position = self.positions.entry(message.conversation).or_default();
         position.passed = message.seq;
         if !shown {

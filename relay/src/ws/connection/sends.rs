@@ -71,6 +71,7 @@ impl Connection {
     }
 
     pub(super) async fn on_send(&mut self, send: Send) -> Result<(), End> {
+        self.recheck_agent().await?;
         let Send { conversation, client_id, body } = send;
         let refusal = if body.len_bytes() > DEFAULT_LIMITS.max_body_bytes as usize {
             Some((ErrorCode::BodyTooLarge, format!("messages are limited to {} bytes", DEFAULT_LIMITS.max_body_bytes)))
@@ -101,7 +102,7 @@ impl Connection {
     /// Why this peer may not send a body of this kind, if it may not.
     fn may_not_send(&self, body: &Body) -> Option<&'static str> {
         match (body, &self.peer) {
-            (Body::Text(_), _) | (Body::Note(_), Peer::Agent(_)) => None,
+            (Body::Text(_), _) | (Body::Note(_), Peer::Agent { .. }) => None,
             (Body::Note(_), Peer::Visitor { .. }) => Some("private notes are for agents"),
             (Body::Event(_), _) => Some("system lines are written by the relay"),
         }
