@@ -292,8 +292,9 @@ impl Browser {
         let mut events = self.events();
         let commands = self.commands.clone();
         let session = self.session.clone();
-        // Ids far above the ones `call` uses; the answers are not awaited.
-        let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1 << 40));
+        // Ids far above the ones `call` uses (CDP's are 32-bit); the
+        // answers are not awaited.
+        let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1 << 30));
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 if event["method"] != "Fetch.requestPaused" {

@@ -709,7 +709,13 @@ async fn wait_for_details(browser: &Browser, name: &str) -> Result<()> {
          (document.querySelector('.visitor')?.textContent.includes({name:?}) && \
           document.querySelector('.visitor').textContent.includes('Earlier conversations')) ? 'shown' : ''"
     );
-    let state = browser.wait_for(None, &shown).await?;
+    let state = match browser.wait_for(None, &shown).await {
+        Ok(state) => state,
+        Err(error) => {
+            let panel = browser.eval("document.querySelector('.visitor')?.textContent").await?;
+            return Err(error.context(format!("the visitor panel shows {panel}; page errors {:?}", browser.errors())));
+        }
+    };
     ensure!(state == "shown", "the console broke: {:?}", browser.errors());
     Ok(())
 }
@@ -730,7 +736,9 @@ async fn clicking_around_while_visitor_details_load_never_breaks_the_console() -
     browser.delay_requests("*/api/visitors/*", Duration::from_millis(1_500)).await?;
     browser.goto(&format!("{}/console", relay.http_url())).await?;
     log_in(&browser, ADMIN_PASSWORD).await?;
-    browser.eval("document.querySelector('[data-folder=\"All open\"]').click()").await?;
+    browser
+        .wait_for(None, "(() => { const f = document.querySelector('[data-folder=\"All open\"]'); if (f) f.click(); return !!f; })()")
+        .await?;
     browser
         .wait_for(
             None,
