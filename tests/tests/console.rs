@@ -716,6 +716,9 @@ async fn wait_for_details(browser: &Browser, name: &str) -> Result<()> {
             return Err(error.context(format!("the visitor panel shows {panel}; page errors {:?}", browser.errors())));
         }
     };
+    if state != "shown" {
+        browser.screenshot("console-crashed").await?;
+    }
     ensure!(state == "shown", "the console broke: {:?}", browser.errors());
     Ok(())
 }
