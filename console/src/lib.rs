@@ -33,6 +33,10 @@ pub mod ui;
 pub fn mount() {
     use leptos::prelude::*;
 
+    kefu_webclient::report_panics(
+        "Something went wrong and the console stopped. Reload the page to continue.",
+        "crash",
+    );
     document().set_title(ui::TITLE);
     leptos::mount::mount_to_body(ui::App);
 }

@@ -27,7 +27,6 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .merge(http::routes())
         .merge(web::routes(&state.config.web_dir))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), web::restrict_framing))
         .with_state(state)
 }
 

@@ -10,11 +10,17 @@
 //! | --- | --- | --- |
 //! | `/kefu.js` | `kefu.js` | 5 minutes: the URL is fixed, so updates must reach pages soon |
 //! | `/assets/*` | `assets/*` | a year, immutable: a new build makes new names |
-//! | `/widget` | `widget.html` | revalidated each time: it names the current assets |
-//! | `/c/{site}` | `widget.html` | the same page, full screen, for webviews |
+//! | `/widget` | `widget.html`, filled in ([`framing`]) | revalidated each time: it names the current assets |
+//! | `/c/{site}` | `widget.html`, filled in | the same page, full screen, for webviews |
+//! | `/kefu-sw.js` | `kefu-sw.js` | revalidated: the widget's service worker, new with each build |
 //! | `/demo` | `demo.html` | revalidated |
 //! | `/console` | `console.html` | revalidated; the agent console, never framed |
 //! | `/` | redirect to `/demo` | |
+//!
+//! The widget page is the one file not served as it lies: the relay writes
+//! into it which site it is for and which page it may talk to, and sets its
+//! `frame-ancestors` to match ([`framing`]). It is small enough to go
+//! uncompressed.
 //!
 //! When the folder is missing every one of these answers 503 with the
 //! command that builds it, so a relay started before the build says so.
@@ -30,6 +36,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get, get_service};
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::state::AppState;
+
 /// What a request for a web app gets when `cargo xtask build-web` has not
 /// run.
 pub const NOT_BUILT: &str = "web apps not built: run cargo xtask build-web";
@@ -40,7 +48,7 @@ const REVALIDATE: &str = "no-cache";
 
 /// The widget page's policy. Any site may frame it (`frame-ancestors *`,
 /// and no `X-Frame-Options`) unless its admin listed allowed origins (see
-/// [`restrict_framing`]); what runs inside is only our own module
+/// [`framing`]); what runs inside is only our own module
 /// script and wasm (the page has no inline script), talking only to this
 /// relay. Inline styles stay allowed because the app sets `style`
 /// attributes.
@@ -57,30 +65,24 @@ const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-ev
 /// Routes for kefu.js, the widget page, its assets, the demo page and the
 /// agent console.
 ///
-/// Generic over the router's state because it needs none: the relay merges
-/// it into its `Router<AppState>`, tests serve it on its own.
-pub fn routes<S>(web_dir: &Path) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
+/// The widget page reads the site's allowed origins from the state's
+/// store; every other route needs no state.
+pub fn routes(web_dir: &Path) -> Router<AppState> {
     if !web_dir.is_dir() {
         tracing::warn!(web_dir = %web_dir.display(), "{NOT_BUILT}");
     }
-    let widget = || {
-        file(web_dir.join("widget.html"), &[(header::CACHE_CONTROL, REVALIDATE)]).layer(middleware::map_response(
-            |mut response: Response| async move {
-                let headers = response.headers_mut();
-                for (name, value) in [
-                    (header::CONTENT_SECURITY_POLICY, WIDGET_CSP),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                    (header::REFERRER_POLICY, "no-referrer"),
-                    (HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()"),
-                ] {
-                    headers.insert(name, HeaderValue::from_static(value));
-                }
-                response
-            },
-        ))
+    let widget = |route: MethodRouter<AppState>| {
+        route.layer(middleware::map_response(|mut response: Response| async move {
+            let headers = response.headers_mut();
+            for (name, value) in [
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()"),
+            ] {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+            response
+        }))
     };
     let assets = ServeDir::new(web_dir.join("assets"))
         .precompressed_br()
@@ -106,8 +108,11 @@ where
             with_headers(get_service(assets), &[(header::CACHE_CONTROL, HASHED_CACHE)])
                 .layer(middleware::from_fn(missing_not_broken)),
         )
-        .route("/widget", widget())
-        .route("/c/{site}", widget())
+        .route("/widget", widget(get(framing::widget)))
+        .route("/c/{site}", widget(get(framing::full_page)))
+        // The widget's service worker: a fixed URL whose content changes
+        // with every build, so browsers must ask each time.
+        .route("/kefu-sw.js", file(web_dir.join("kefu-sw.js"), &[(header::CACHE_CONTROL, REVALIDATE)]))
         .route("/demo", file(web_dir.join("demo.html"), &[(header::CACHE_CONTROL, REVALIDATE)]))
         .route("/console", console(web_dir))
         .route("/", get(|| async { Redirect::temporary("/demo") }))
@@ -195,8 +200,6 @@ where
     }))
 }
 
-mod framing;
+pub mod framing;
 #[cfg(test)]
 mod tests;
-
-pub use framing::restrict_framing;

@@ -4,7 +4,9 @@
 //!
 //! Only what the widget and console tests need: open a page, run
 //! JavaScript in the page or in one of its frames, watch network requests,
-//! switch the network off and on, set a phone viewport, take screenshots.
+//! switch the network off and on, hold chosen requests back for a while,
+//! collect the page's uncaught errors, set a phone viewport, take
+//! screenshots.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,7 @@ pub struct Browser {
     requests: Arc<Mutex<Vec<String>>>,
     loads: Arc<tokio::sync::Notify>,
     subscribers: Subscribers,
+    errors: Arc<Mutex<Vec<String>>>,
 }
 
 /// Where Debian puts chromium; `KEFU_CHROMIUM` overrides it.
@@ -101,9 +104,15 @@ impl Browser {
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let loads = Arc::new(tokio::sync::Notify::new());
         let subscribers: Subscribers = Arc::default();
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         {
-            let (pending, requests, loads, subscribers) =
-                (Arc::clone(&pending), Arc::clone(&requests), Arc::clone(&loads), Arc::clone(&subscribers));
+            let (pending, requests, loads, subscribers, errors) = (
+                Arc::clone(&pending),
+                Arc::clone(&requests),
+                Arc::clone(&loads),
+                Arc::clone(&subscribers),
+                Arc::clone(&errors),
+            );
             tokio::spawn(async move {
                 while let Some(Ok(message)) = stream.next().await {
                     let Message::Text(text) = message else { continue };
@@ -125,6 +134,20 @@ impl Browser {
                             }
                         }
                         Some("Page.loadEventFired") => loads.notify_waiters(),
+                        Some("Runtime.exceptionThrown") => {
+                            let details = &value["params"]["exceptionDetails"];
+                            let description = details.pointer("/exception/description").and_then(Value::as_str);
+                            let text = description.or_else(|| details["text"].as_str()).unwrap_or("?");
+                            lock(&errors).push(format!("uncaught: {text}"));
+                        }
+                        Some("Runtime.consoleAPICalled") if value["params"]["type"] == "error" => {
+                            let args = value["params"]["args"].as_array().cloned().unwrap_or_default();
+                            let text: Vec<String> = args
+                                .iter()
+                                .map(|arg| arg["value"].as_str().map_or_else(|| arg.to_string(), ToOwned::to_owned))
+                                .collect();
+                            lock(&errors).push(format!("console.error: {}", text.join(" ")));
+                        }
                         _ => {}
                     }
                     lock(&subscribers).retain(|subscriber| subscriber.send(value.clone()).is_ok());
@@ -141,6 +164,7 @@ impl Browser {
             requests,
             loads,
             subscribers,
+            errors,
         };
         let target = browser.call("Target.createTarget", json!({ "url": "about:blank" })).await?;
         let target_id = target["targetId"].as_str().context("targetId")?.to_owned();
@@ -252,6 +276,47 @@ impl Browser {
         let (sender, events) = mpsc::unbounded_channel();
         lock(&self.subscribers).push(sender);
         events
+    }
+
+    /// The page's uncaught exceptions and `console.error` calls so far
+    /// (a wasm panic shows as both), oldest first.
+    pub fn errors(&self) -> Vec<String> {
+        lock(&self.errors).clone()
+    }
+
+    /// Holds every request whose URL matches `pattern` (CDP's wildcards:
+    /// `*/api/visitors/*`) for `delay` before letting it go to the
+    /// network: a slow server, without changing the server. For the rest
+    /// of the page's life.
+    pub async fn delay_requests(&self, pattern: &str, delay: Duration) -> Result<()> {
+        let mut events = self.events();
+        let commands = self.commands.clone();
+        let session = self.session.clone();
+        // Ids far above the ones `call` uses (CDP's are 32-bit); the
+        // answers are not awaited.
+        let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1 << 30));
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if event["method"] != "Fetch.requestPaused" {
+                    continue;
+                }
+                let Some(request) = event.pointer("/params/requestId").and_then(Value::as_str) else { continue };
+                let (commands, session, request) = (commands.clone(), session.clone(), request.to_owned());
+                let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = commands.send(json!({
+                        "id": id,
+                        "method": "Fetch.continueRequest",
+                        "params": { "requestId": request },
+                        "sessionId": session,
+                    }));
+                });
+            }
+        });
+        self.call("Fetch.enable", json!({ "patterns": [{ "urlPattern": pattern, "requestStage": "Request" }] }))
+            .await?;
+        Ok(())
     }
 
     /// Every URL the page requested so far.

@@ -680,3 +680,96 @@ async fn an_agent_of_another_site_sees_nothing_of_this_one_in_the_console() -> R
     assert_eq!(members, "Bo (you)");
     Ok(())
 }
+
+/// Clicks the list entry that contains `text` in the folder on screen.
+async fn click_item(browser: &Browser, text: &str) -> Result<()> {
+    let clicked = browser
+        .eval(&format!(
+            "(() => {{ const i = [...document.querySelectorAll('.item')].find(e => e.textContent.includes({text:?})); if (i) i.click(); return !!i; }})()"
+        ))
+        .await?;
+    ensure!(clicked == true, "no list entry with {text:?}");
+    Ok(())
+}
+
+/// Clicks the top bar's link to `page` (its text may go on with a badge).
+async fn click_page(browser: &Browser, page: &str) -> Result<()> {
+    let clicked = browser
+        .eval(&format!(
+            "(() => {{ const b = [...document.querySelectorAll('.page-link')].find(b => b.textContent.startsWith({page:?})); if (b) b.click(); return !!b; }})()"
+        ))
+        .await?;
+    ensure!(clicked == true, "no page link {page:?}");
+    Ok(())
+}
+
+/// Waits until the visitor panel shows the fetched details of the visitor
+/// whose message is `text`, or fails at once when the page broke.
+async fn wait_for_details(browser: &Browser, name: &str) -> Result<()> {
+    let shown = format!(
+        "document.querySelector('#kefu-crash') ? 'crashed' : \
+         (document.querySelector('.visitor')?.textContent.includes({name:?}) && \
+          document.querySelector('.visitor').textContent.includes('Earlier conversations')) ? 'shown' : ''"
+    );
+    let state = match browser.wait_for(None, &shown).await {
+        Ok(state) => state,
+        Err(error) => {
+            let panel = browser.eval("document.querySelector('.visitor')?.textContent").await?;
+            return Err(error.context(format!("the visitor panel shows {panel}; page errors {:?}", browser.errors())));
+        }
+    };
+    if state != "shown" {
+        browser.screenshot("console-crashed").await?;
+    }
+    ensure!(state == "shown", "the console broke: {:?}", browser.errors());
+    Ok(())
+}
+
+#[tokio::test]
+async fn clicking_around_while_visitor_details_load_never_breaks_the_console() -> Result<()> {
+    let relay = Relay::start().await?;
+    let mut visitors = Vec::new();
+    for name in ["Ann Slow", "Bob Slow"] {
+        let (visitor, events) = Client::visitor(relay.ws_url(), "demo")?;
+        let conversation = visitor.conversation().await?;
+        visitor.identify(Identify { user_id: name.into(), name: Some(name.into()), email: None, hash: None })?;
+        visitor.send(conversation, Body::Text(format!("hello from {name}"))).await?;
+        visitors.push((visitor, events));
+    }
+    let browser = Browser::start().await?;
+    // Every visitor's details take 1.5 s, as from a busy relay.
+    browser.delay_requests("*/api/visitors/*", Duration::from_millis(1_500)).await?;
+    browser.goto(&format!("{}/console", relay.http_url())).await?;
+    log_in(&browser, ADMIN_PASSWORD).await?;
+    browser
+        .wait_for(None, "(() => { const f = document.querySelector('[data-folder=\"All open\"]'); if (f) f.click(); return !!f; })()")
+        .await?;
+    browser
+        .wait_for(
+            None,
+            "[...document.querySelectorAll('.item')].filter(e => e.textContent.includes('Slow')).length === 2",
+        )
+        .await?;
+
+    // Two conversations 300 ms apart, each before its details came.
+    click_item(&browser, "hello from Ann Slow").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    click_item(&browser, "hello from Bob Slow").await?;
+    wait_for_details(&browser, "Bob Slow").await?;
+
+    // The Inbox tab, clicked while the details of a new click load.
+    click_item(&browser, "hello from Ann Slow").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    click_page(&browser, "Inbox").await?;
+    wait_for_details(&browser, "Ann Slow").await?;
+    // And away to another page and back while they load.
+    click_item(&browser, "hello from Bob Slow").await?;
+    click_page(&browser, "Agents").await?;
+    click_page(&browser, "Inbox").await?;
+    wait_for_details(&browser, "Bob Slow").await?;
+    browser.screenshot("console-details-after-fast-clicks").await?;
+
+    let errors = browser.errors();
+    assert!(errors.is_empty(), "the page threw: {errors:?}");
+    Ok(())
+}

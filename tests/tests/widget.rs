@@ -360,3 +360,144 @@ async fn the_widget_shows_who_joined_and_the_close_but_never_a_private_note() ->
     browser.screenshot("widget-system-lines").await?;
     Ok(())
 }
+
+/// Every message stored in `conversation`, as the relay keeps it (read by
+/// the admin over HTTP), not as any client deduplicated it.
+async fn stored_texts(relay: &Relay, conversation: ConversationId) -> Result<Vec<String>> {
+    let token = relay.admin_token().await?;
+    let url = format!("{}/api/conversations/{}/messages?limit=100", relay.http_url(), conversation.0);
+    let response = reqwest::Client::new().get(url).bearer_auth(token).send().await?.error_for_status()?;
+    let messages: Vec<Message> = response.json().await?;
+    Ok(messages.iter().map(|m| text(m).to_owned()).filter(|t| !t.is_empty()).collect())
+}
+
+/// A page of another origin that frames the widget itself (no loader),
+/// claiming its own origin, and writes down everything posted to it.
+fn framer_page(relay: &Relay) -> String {
+    format!(
+        r#"<!doctype html><html><head><title>Somebody else</title></head><body>
+        <script>
+          window.posted = [];
+          addEventListener('message', e => window.posted.push(e.data));
+          const frame = document.createElement('iframe');
+          frame.style.cssText = 'width:380px;height:600px;border:1px solid #ccc';
+          frame.src = '{}/widget?site=demo&embed=1&open=1&origin=' + encodeURIComponent(location.origin);
+          document.body.appendChild(frame);
+        </script></body></html>"#,
+        relay.http_url()
+    )
+}
+
+#[tokio::test]
+async fn a_page_that_frames_the_widget_itself_never_hears_another_pages_visitor() -> Result<()> {
+    let relay = Relay::start().await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let shop = kefu_tests::serve_page(format!(
+        r#"<!doctype html><html><head><title>Shop</title></head><body><h1>Shop</h1>
+        <script src="{}/kefu.js" data-site="demo" async></script></body></html>"#,
+        relay.http_url()
+    ))
+    .await?;
+    let browser = Browser::start().await?;
+    browser.goto(&shop).await?;
+    browser.wait_for(None, "typeof window.Kefu === 'object' && typeof Kefu.open === 'function'").await?;
+    browser.eval("Kefu.open()").await?;
+    type_message(&browser, "the shop's visitor").await?;
+    let shop_chat = collect(&mut agent_events, 1, from_visitor).await?[0].conversation;
+    browser.wait_for(Some(WIDGET), &format!("{PENDING} === 0")).await?;
+
+    // Another page of the same site in the same browser (so the relay's
+    // frames share their storage) frames the widget with its own origin.
+    let framer = kefu_tests::serve_page(framer_page(&relay)).await?;
+    browser.goto(&framer).await?;
+    type_message(&browser, "the framer's visitor").await?;
+    let framer_chat = collect(&mut agent_events, 1, from_visitor).await?[0].conversation;
+
+    say(&agent, shop_chat, "a secret for the shop's visitor").await?;
+    say(&agent, framer_chat, "marker").await?;
+    let posted = "window.posted.filter(m => m && m.type === 'message').map(m => m.message.text)";
+    browser.wait_for(None, &format!("{posted}.includes('marker')")).await.context("the framer hears its own chat")?;
+    let heard: Vec<String> = serde_json::from_value(browser.eval(posted).await?)?;
+    browser.screenshot("widget-framed-by-another-page").await?;
+    assert!(!heard.iter().any(|t| t.contains("secret")), "the framer heard the shop's chat: {heard:?}");
+    assert_ne!(framer_chat, shop_chat, "the framer came back as the shop's visitor");
+    Ok(())
+}
+
+/// What the full page (`/c/demo`) shows: its bubbles, and how many wait.
+const PAGE_BUBBLES: &str =
+    "[...document.querySelectorAll('.kefu-row:not(.kefu-from-system) .kefu-bubble')].map(e => e.textContent)";
+
+#[tokio::test]
+async fn reopened_offline_the_full_page_shows_the_chat_and_sends_what_was_typed_once() -> Result<()> {
+    let relay = Relay::start().await?;
+    let proxy = Proxy::start(relay.addr()).await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/c/demo", proxy.http_url())).await?;
+    // The service worker runs this page and keeps a copy of it.
+    browser.wait_for(None, "!!navigator.serviceWorker.controller").await.context("a service worker")?;
+    let kept = "(async () => { for (const k of await caches.keys()) { \
+                if (await (await caches.open(k)).match(location.href, { ignoreVary: true })) return true; } return false; })()";
+    browser.wait_for(None, kept).await.context("the page is kept")?;
+
+    browser.eval("document.querySelector('textarea').focus()").await?;
+    browser.type_text("before the flight").await?;
+    browser.press_enter().await?;
+    let conversation = collect(&mut agent_events, 1, from_visitor).await?[0].conversation;
+    say(&agent, conversation, "have a good flight").await?;
+    browser.wait_for(None, &format!("{PAGE_BUBBLES}.includes('have a good flight')")).await?;
+    browser.wait_for(None, &format!("{PENDING} === 0")).await?;
+
+    // Airplane mode, and the relay out of reach for the worker too.
+    browser.set_offline(true).await?;
+    proxy.offline();
+    browser.reload().await?;
+    let history =
+        format!("{PAGE_BUBBLES}.includes('before the flight') && {PAGE_BUBBLES}.includes('have a good flight')");
+    browser.wait_for(None, &history).await.context("the chat shows offline")?;
+    browser.eval("document.querySelector('textarea').focus()").await?;
+    browser.type_text("typed in the air").await?;
+    browser.press_enter().await?;
+    browser.wait_for(None, &format!("{PENDING} === 1")).await?;
+    browser.screenshot("widget-reopened-offline").await?;
+
+    proxy.online();
+    browser.set_offline(false).await?;
+    browser.wait_for(None, &format!("{PENDING} === 0 && {PAGE_BUBBLES}.includes('typed in the air')")).await?;
+    let landed = collect(&mut agent_events, 1, from_visitor).await?;
+    assert_eq!(text(&landed[0]), "typed in the air");
+    let stored = stored_texts(&relay, conversation).await?;
+    assert_eq!(stored, ["before the flight", "have a good flight", "typed in the air"], "each stored once");
+    browser.screenshot("widget-back-online").await?;
+    Ok(())
+}
+
+/// The composer's text, and the counter and notice above it.
+const COMPOSER: &str = "(() => ({ length: document.querySelector('textarea').value.length, \
+     count: document.querySelector('.kefu-count')?.textContent ?? null, \
+     cut: document.querySelector('.kefu-cut')?.textContent ?? null }))()";
+
+#[tokio::test]
+async fn a_paste_over_the_limit_is_cut_and_the_visitor_is_told_in_their_language() -> Result<()> {
+    let relay = Relay::start().await?;
+    let browser = Browser::start().await?;
+    for (lang, notice) in
+        [("en", "cut to 4,000 characters"), ("zh-CN", "已截断为 4000 个字符"), ("zh-TW", "已截斷為 4000 個字元")]
+    {
+        browser.goto(&format!("{}/c/demo?lang={lang}", relay.http_url())).await?;
+        browser.wait_for(None, "(() => { const t = document.querySelector('textarea'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
+        browser.type_text(&"x".repeat(3_700)).await?;
+        let near = browser.wait_for(None, &format!("{COMPOSER}.count")).await?;
+        assert_eq!(near, "3700 / 4000", "{lang}: the counter near the limit");
+        assert_eq!(browser.eval(&format!("{COMPOSER}.cut")).await?, Value::Null, "{lang}: nothing cut yet");
+
+        browser.type_text(&"y".repeat(500)).await?;
+        let state = browser.wait_for(None, &format!("{COMPOSER}.cut && {COMPOSER}")).await?;
+        assert_eq!(state["length"], 4_000, "{lang}: {state}");
+        assert_eq!(state["count"], "4000 / 4000");
+        assert!(state["cut"].as_str().is_some_and(|cut| cut.contains(notice)), "{lang}: {state}");
+        browser.screenshot(&format!("widget-paste-cut-{lang}")).await?;
+    }
+    Ok(())
+}

@@ -15,11 +15,20 @@
 //!   that touches bytes.
 //! - [`now`], [`wall_clock`], [`seed`], [`relay_url`]: the browser's
 //!   clocks, randomness and the relay's address.
+//! - [`limit`]: how long a message the composers take, counted as the
+//!   browser counts.
+//! - [`crash`]: the panic hook both apps install, so a panic is logged and
+//!   shown instead of leaving a page that silently stops.
 //!
 //! Everything runs on the page's one thread: the host is an
 //! `Rc<RefCell<_>>`, borrowed by each browser callback for the length of
 //! that callback. Browser events never arrive while one is running, so a
 //! borrow is never contended.
+
+pub mod crash;
+pub mod limit;
+
+pub use crash::report_panics;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -121,8 +121,8 @@ pub struct Parent {
 }
 
 impl Parent {
-    /// Posts go to `origin` only; `None` (full page, or no origin given)
-    /// posts nothing.
+    /// Posts go to `origin` only, the origin the relay vouched for;
+    /// `None` (full page, or nobody vouched) posts nothing.
     pub fn new(origin: Option<String>) -> Parent {
         Parent { origin }
     }
@@ -130,6 +130,11 @@ impl Parent {
     /// The widget is mounted and listens.
     pub fn ready(&self) {
         self.post("ready", |_| {});
+    }
+
+    /// The origin posts go to, if any.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 
     /// The visitor closed the panel.

@@ -1,10 +1,14 @@
-//! What the page's URL tells the widget: which site, which language and
+//! What the page tells the widget: which site and which parent page (the
+//! relay decided both and wrote them into the page), which language and
 //! colour, and whether it runs inside the loader's iframe.
 //!
 //! `/widget?site=KEY&lang=zh-CN&color=%23RRGGBB&embed=1&origin=https://shop.example`
 //! inside the loader's iframe; `/c/KEY` as a full page for mobile webviews,
 //! which may say who their user is in the fragment:
 //! `/c/KEY#kefu_user=TOKEN` (see [`identity_from_fragment`]).
+//! The site and the origin in the URL are the relay's to read: it checks
+//! who may frame the page and who may hear from it on the decoded key, and
+//! the widget takes its answer, never its own reading of the URL.
 
 use kefu_protocol::ids::SiteKey;
 
@@ -37,13 +41,21 @@ pub struct Config {
     pub identity: Option<String>,
 }
 
+/// What the relay wrote into the page (`<meta name="kefu-site">` and
+/// `<meta name="kefu-parent">`); empty or missing values are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Granted {
+    pub site: Option<String>,
+    pub parent: Option<String>,
+}
+
 impl Config {
-    /// Reads the config from the page's path and a query-parameter lookup.
-    pub fn from_url(path: &str, param: impl Fn(&str) -> Option<String>, browser_lang: Option<&str>) -> Config {
-        let from_path = path.strip_prefix("/c/").map(|rest| rest.trim_end_matches('/').to_owned());
-        let site = param("site").or(from_path).and_then(|key| SiteKey::new(key).ok());
+    /// Reads the config from what the relay granted and a query-parameter
+    /// lookup for the rest.
+    pub fn from_page(granted: Granted, param: impl Fn(&str) -> Option<String>, browser_lang: Option<&str>) -> Config {
+        let site = granted.site.and_then(|key| SiteKey::new(key).ok());
         let embed = param("embed").is_some_and(|v| v == "1" || v == "true");
-        let parent_origin = param("origin").filter(|origin| is_origin(origin));
+        let parent_origin = granted.parent.filter(|origin| is_origin(origin));
         let open = param("open").is_some_and(|v| v == "1" || v == "true");
         Config {
             site,
@@ -139,21 +151,19 @@ impl Brand {
 mod tests {
     use super::*;
 
+    fn granted(site: &str, parent: &str) -> Granted {
+        Granted { site: Some(site.to_owned()), parent: Some(parent.to_owned()) }
+    }
+
     fn params(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
     }
 
     #[test]
     fn the_embedded_widget_reads_its_parameters() {
-        let config = Config::from_url(
-            "/widget",
-            params(&[
-                ("site", "demo"),
-                ("lang", "zh-TW"),
-                ("color", "#10B981"),
-                ("embed", "1"),
-                ("origin", "https://shop.example:8443"),
-            ]),
+        let config = Config::from_page(
+            granted("demo", "https://shop.example:8443"),
+            params(&[("lang", "zh-TW"), ("color", "#10B981"), ("embed", "1"), ("origin", "https://evil.example")]),
             Some("en-US"),
         );
         assert_eq!(config.site, SiteKey::new("demo").ok());
@@ -165,8 +175,8 @@ mod tests {
     }
 
     #[test]
-    fn the_full_page_takes_the_site_from_the_path_and_starts_open() {
-        let config = Config::from_url("/c/demo", params(&[]), Some("zh-HK"));
+    fn the_full_page_starts_open_and_posts_nothing() {
+        let config = Config::from_page(granted("demo", "https://shop.example"), params(&[]), Some("zh-HK"));
         assert_eq!(config.site, SiteKey::new("demo").ok());
         assert_eq!(config.lang, Lang::ZhTw);
         assert_eq!(config.brand, DEFAULT_BRAND);
@@ -177,13 +187,13 @@ mod tests {
 
     #[test]
     fn bad_values_fall_back_instead_of_reaching_the_page() {
-        let config = Config::from_url(
-            "/widget",
+        let config = Config::from_page(
+            granted("no spaces allowed", "*"),
             params(&[
-                ("site", "no spaces allowed"),
+                ("site", "demo"),
                 ("color", "red;background:url(x)"),
                 ("embed", "1"),
-                ("origin", "*"),
+                ("origin", "https://a.example"),
             ]),
             None,
         );

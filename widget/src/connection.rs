@@ -14,7 +14,7 @@ pub use kefu_webclient::now;
 
 use crate::bridge::Parent;
 use crate::model::Model;
-use crate::persist::{Store, StoredPending, StoredVisitor, merge_outbox};
+use crate::persist::{HISTORY_ROWS, Store, StoredPending, StoredVisitor, merge_outbox};
 
 /// A handle on the connection; cloning is shallow, every clone drives the
 /// same socket and session.
@@ -25,7 +25,7 @@ impl Connection {
     /// Starts connecting as the visitor stored for `site` (or as a new
     /// one), with the messages a previous page left unsent queued again.
     pub fn start(site: SiteKey, model: RwSignal<Model>, parent: Parent) -> Connection {
-        let store = Store::open(&site);
+        let store = Store::open(&site, parent.origin());
         let stored = store.visitor();
         let conversation = stored.as_ref().map(|s| s.conversation);
         let returning = stored.map(|s| ReturningVisitor { visitor: s.visitor, token: s.token });
@@ -46,6 +46,7 @@ impl Connection {
             acked_read: Seq::ZERO,
             forget_identity: false,
             outbox_changed: false,
+            history_changed: false,
             unread_posted: None,
         };
         Connection(Link::start(relay_url(), host, Host::begin))
@@ -113,6 +114,8 @@ struct Host {
     acked_read: Seq,
     forget_identity: bool,
     outbox_changed: bool,
+    /// A stored message came or moved: the kept history follows.
+    history_changed: bool,
     unread_posted: Option<u32>,
 }
 
@@ -122,6 +125,11 @@ impl Host {
         let now = now();
         let read = self.store.read();
         self.change(|model| model.raise_read(read));
+        // The last page's chat, shown at once: offline it is all there is.
+        if self.has_identity {
+            let history = self.store.history();
+            self.change(|model| model.restore(history));
+        }
         for pending in self.store.outbox() {
             self.change(|model| model.queue(pending.client_id, pending.text.clone(), wall_clock()));
             match (pending.conversation, self.conversation) {
@@ -180,6 +188,7 @@ impl Host {
     fn become_new_visitor(&mut self, now: Millis, out: &mut Vec<Action>) {
         self.store.set_visitor(None);
         self.store.set_read(Seq::ZERO);
+        self.store.set_history(&[]);
         self.has_identity = false;
         self.conversation = None;
         for pending in self.session.pending() {
@@ -244,12 +253,14 @@ impl App for Host {
             Event::Link(link) => self.change(|model| model.link(link)),
             Event::Welcome(welcome) => self.on_welcome(now, &welcome.identity, out),
             Event::Message(message) => {
+                self.history_changed = true;
                 let arrived = self.change(|model| model.message(&message));
                 if let Some(arrived) = arrived {
                     self.parent.message(&arrived);
                 }
             }
             Event::Accepted(accepted) => {
+                self.history_changed = true;
                 if let Some(arrived) = self.change(|model| model.accepted(&accepted)) {
                     self.parent.message(&arrived);
                 }
@@ -341,6 +352,9 @@ impl App for Host {
     fn settled(&mut self) {
         if std::mem::take(&mut self.outbox_changed) {
             self.store_outbox();
+        }
+        if !self.replaying && std::mem::take(&mut self.history_changed) {
+            self.model.with_untracked(|model| self.store.set_history(model.history(HISTORY_ROWS)));
         }
         let unread = self.model.with_untracked(Model::unread);
         if self.unread_posted != Some(unread) {

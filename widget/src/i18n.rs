@@ -93,6 +93,10 @@ pub struct Strings {
     pub joined: (&'static str, &'static str),
     pub closed: &'static str,
     pub reopened: &'static str,
+    /// A paste went over the composer's limit and was cut.
+    pub cut: &'static str,
+    /// The app failed; only a reload brings it back.
+    pub crashed: &'static str,
 }
 
 impl Strings {
@@ -136,6 +140,8 @@ static EN: Strings = Strings {
     joined: ("", " joined the chat"),
     closed: "The conversation was closed",
     reopened: "The conversation was reopened",
+    cut: "Your message was too long and was cut to 4,000 characters.",
+    crashed: "Something went wrong. Please reload the page.",
 };
 
 static ZH_CN: Strings = Strings {
@@ -163,6 +169,8 @@ static ZH_CN: Strings = Strings {
     joined: ("", " 加入了对话"),
     closed: "对话已结束",
     reopened: "对话已重新开启",
+    cut: "消息太长，已截断为 4000 个字符。",
+    crashed: "出错了，请刷新页面。",
 };
 
 static ZH_TW: Strings = Strings {
@@ -190,6 +198,8 @@ static ZH_TW: Strings = Strings {
     joined: ("", " 加入了對話"),
     closed: "對話已結束",
     reopened: "對話已重新開啟",
+    cut: "訊息太長，已截斷為 4000 個字元。",
+    crashed: "發生錯誤，請重新整理頁面。",
 };
 
 #[cfg(test)]
@@ -224,7 +234,17 @@ mod tests {
     fn every_language_has_every_text() {
         for lang in [Lang::En, Lang::ZhCn, Lang::ZhTw] {
             let s = lang.strings();
-            for text in [s.title, s.subtitle_online, s.subtitle_offline, s.greeting, s.placeholder, s.send, s.typing] {
+            for text in [
+                s.title,
+                s.subtitle_online,
+                s.subtitle_offline,
+                s.greeting,
+                s.placeholder,
+                s.send,
+                s.typing,
+                s.cut,
+                s.crashed,
+            ] {
                 assert!(!text.is_empty(), "{lang:?}");
             }
             assert!(!s.joined.1.is_empty(), "{lang:?}");

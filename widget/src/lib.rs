@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: what the page URL says (site, language, colour, embed mode).
+//! - [`config`]: what the relay wrote into the page (site, parent origin)
+//!   and what the URL says (language, colour, embed mode).
 //! - [`connection`]: the visitor's session, hosted on a WebSocket by the
 //!   shared `kefu-webclient` crate (the only place that touches bytes);
 //!   tells the session what the visitor did and feeds the model.
@@ -40,13 +41,18 @@ pub fn mount() {
     let location = window().location();
     let search = location.search().unwrap_or_default();
     let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
-    let path = location.pathname().unwrap_or_default();
+    let meta = |name: &str| {
+        let element = document().query_selector(&format!("meta[name={name}]")).ok().flatten()?;
+        element.get_attribute("content").filter(|value| !value.is_empty())
+    };
+    let granted = config::Granted { site: meta("kefu-site"), parent: meta("kefu-parent") };
     let browser_lang = window().navigator().language();
-    let mut config = config::Config::from_url(
-        &path,
+    let mut config = config::Config::from_page(
+        granted,
         |name| params.as_ref().and_then(|params| params.get(name)),
         browser_lang.as_deref(),
     );
+    kefu_webclient::report_panics(config.lang.strings().crashed, "kefu-crash");
     let fragment = location.hash().unwrap_or_default();
     config.identity = config::identity_from_fragment(&fragment);
     if !fragment.is_empty()
@@ -54,6 +60,7 @@ pub fn mount() {
     {
         // The token has been read: keep it out of the address bar, the
         // history and anything the visitor shares.
+        let path = location.pathname().unwrap_or_default();
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("{path}{search}")));
     }
     if let Some(root) = document().document_element() {

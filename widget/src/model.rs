@@ -90,6 +90,18 @@ impl Refusal {
     }
 }
 
+impl Row {
+    /// A stored row as an earlier page load kept it (see [`Model::history`]).
+    pub fn kept(key: RowKey, sender: Sender, text: String, at: Timestamp, seq: Seq) -> Row {
+        Row { key, sender, text, at, seq: Some(seq), failed: false }
+    }
+
+    /// The row's seq once the relay stored it.
+    pub fn seq(&self) -> Option<Seq> {
+        self.seq
+    }
+}
+
 /// A message that arrived live (not history replayed on load), for the
 /// parent page's `message` event and the unread badge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +130,8 @@ pub struct Model {
     /// replay completes. Messages after it are live.
     history_until: Option<Seq>,
     link: LinkState,
+    /// The link was live on this page, or on the earlier one whose
+    /// history this page shows: a link down now is "reconnecting".
     was_live: bool,
     unavailable: bool,
     agents_online: Option<u32>,
@@ -172,6 +186,25 @@ impl Model {
         self.read = Seq::ZERO;
         self.history_until = None;
         self.typing = None;
+    }
+
+    /// Shows the history an earlier page load kept, before the relay
+    /// replays it (or while it cannot: offline). Replayed messages then
+    /// find their seq on screen and are not shown twice.
+    pub fn restore(&mut self, rows: Vec<Row>) {
+        for row in rows {
+            let Some(seq) = row.seq else { continue };
+            if self.position(row.key).is_none() && !self.rows.iter().any(|r| r.seq == Some(seq)) {
+                self.insert_stored(row);
+                self.was_live = true;
+            }
+        }
+    }
+
+    /// The last `limit` stored rows, oldest first, for the next page load.
+    pub fn history(&self, limit: usize) -> &[Row] {
+        let stored = self.rows.iter().take_while(|row| row.seq.is_some()).count();
+        &self.rows[stored.saturating_sub(limit)..stored]
     }
 
     /// The visitor wrote a message; it shows as sending until stored.
@@ -729,6 +762,31 @@ mod tests {
         model.set_unavailable();
         assert!(!model.reconnecting());
         assert!(model.unavailable());
+    }
+
+    #[test]
+    fn kept_history_shows_once_and_the_replay_does_not_repeat_it() {
+        let mut earlier = model();
+        earlier.queue(ClientMessageId(5), "mine".into(), Timestamp(1));
+        earlier.message(&message(1, Author::Visitor(ME), Some(5), "mine"));
+        earlier.message(&message(2, Author::Agent(AGENT), None, "theirs"));
+        earlier.queue(ClientMessageId(6), "unsent".into(), Timestamp(3));
+        let kept: Vec<Row> = earlier.history(10).to_vec();
+        assert_eq!(kept.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["mine", "theirs"], "stored rows only");
+        assert_eq!(earlier.history(1)[0].text, "theirs", "the newest");
+
+        let mut model = Model::new(Lang::En, true, true, Seq::ZERO);
+        model.restore(kept);
+        model.queue(ClientMessageId(6), "unsent".into(), Timestamp(3));
+        assert_eq!(texts(&model), ["mine", "theirs", "unsent"]);
+        model.link(LinkState::Waiting { attempt: 1, retry_at: Millis(5) });
+        assert!(model.reconnecting(), "offline with an earlier page's chat");
+        model.welcome(ME);
+        assert_eq!(model.message(&message(1, Author::Visitor(ME), Some(5), "mine")), None);
+        assert_eq!(model.message(&message(2, Author::Agent(AGENT), None, "theirs")), None);
+        model.message(&message(3, Author::Visitor(ME), Some(6), "unsent"));
+        assert_eq!(texts(&model), ["mine", "theirs", "unsent"]);
+        assert_eq!(model.mark(own(6)), Some(Mark::Sent));
     }
 
     #[test]

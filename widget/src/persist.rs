@@ -1,6 +1,13 @@
 //! What survives a page reload, in `localStorage` under keys named after
-//! the site: the visitor's identity, the outbox, and how far the visitor
-//! has read.
+//! the site (and, inside a host page, after that page's origin): the
+//! visitor's identity, the outbox, how far the visitor has read, and the
+//! last of the history, so that a page opened offline shows the chat.
+//!
+//! Keys carry the host page's origin because browsers share one storage
+//! between frames of the relay under pages of the same site
+//! (`blog.shop.example` and `www.shop.example`): without it, any page that
+//! framed the widget would come back as the visitor who chatted on
+//! another, and hear that chat.
 //!
 //! The formats are small lines of text rather than JSON, so the widget
 //! needs no JSON library. Storage can be missing (blocked third-party
@@ -8,7 +15,9 @@
 //! else changes.
 
 use kefu_protocol::frame::{Body, Identity};
-use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey, VisitorId, VisitorToken};
+use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey, Timestamp, VisitorId, VisitorToken};
+
+use crate::model::{Row, RowKey, Sender};
 
 /// The visitor as the relay welcomed it, enough to come back as it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,33 +78,25 @@ pub fn encode_outbox(entries: &[StoredPending]) -> String {
     for entry in entries {
         let conversation = entry.conversation.map_or_else(|| "-".to_owned(), |c| c.0.to_string());
         out.push_str(&format!("{:032x} {conversation} ", entry.client_id.0));
-        for c in entry.text.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c => out.push(c),
-            }
-        }
+        escape_into(&mut out, &entry.text);
         out.push('\n');
     }
     out
 }
 
-/// Reads what `encode_outbox` wrote; lines it cannot read are skipped.
-pub fn decode_outbox(text: &str) -> Vec<StoredPending> {
-    text.lines().filter_map(decode_pending).collect()
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
 }
 
-fn decode_pending(line: &str) -> Option<StoredPending> {
-    let (id, rest) = line.split_once(' ')?;
-    let (conversation, escaped) = rest.split_once(' ')?;
-    let client_id = ClientMessageId(u128::from_str_radix(id, 16).ok()?);
-    let conversation = match conversation {
-        "-" => None,
-        n => Some(ConversationId(n.parse().ok()?)),
-    };
+fn unescape(escaped: &str) -> Option<String> {
     let mut text = String::with_capacity(escaped.len());
     let mut chars = escaped.chars();
     while let Some(c) = chars.next() {
@@ -111,7 +112,73 @@ fn decode_pending(line: &str) -> Option<StoredPending> {
             _ => return None,
         });
     }
-    Some(StoredPending { client_id, conversation, text })
+    Some(text)
+}
+
+/// Most rows of history kept for the next page load: enough to show
+/// where the chat was, little enough to write after every message.
+pub const HISTORY_ROWS: usize = 100;
+
+/// One line per stored row: `<seq> <v|a|s> <time> <client id hex or -> <text>`
+/// (`v` visitor, `a` agent, `s` system; the client id of the visitor's
+/// own messages, which keep it as their row's key), the text escaped as in
+/// the outbox.
+pub fn encode_history(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let Some(seq) = row.seq() else { continue };
+        let sender = match row.sender {
+            Sender::Visitor => 'v',
+            Sender::Agent => 'a',
+            Sender::System => 's',
+        };
+        let own = match row.key {
+            RowKey::Own(id) => format!("{:032x}", id.0),
+            RowKey::Seq(_) => "-".to_owned(),
+        };
+        out.push_str(&format!("{} {sender} {} {own} ", seq.0, row.at.0));
+        escape_into(&mut out, &row.text);
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads what `encode_history` wrote; lines it cannot read are skipped.
+pub fn decode_history(text: &str) -> Vec<Row> {
+    text.lines().filter_map(decode_row).collect()
+}
+
+fn decode_row(line: &str) -> Option<Row> {
+    let mut parts = line.splitn(5, ' ');
+    let seq = Seq(parts.next()?.parse().ok()?);
+    let sender = match parts.next()? {
+        "v" => Sender::Visitor,
+        "a" => Sender::Agent,
+        "s" => Sender::System,
+        _ => return None,
+    };
+    let at = Timestamp(parts.next()?.parse().ok()?);
+    let key = match parts.next()? {
+        "-" => RowKey::Seq(seq),
+        id => RowKey::Own(ClientMessageId(u128::from_str_radix(id, 16).ok()?)),
+    };
+    Some(Row::kept(key, sender, unescape(parts.next()?)?, at, seq))
+}
+
+/// Reads what `encode_outbox` wrote; lines it cannot read are skipped.
+pub fn decode_outbox(text: &str) -> Vec<StoredPending> {
+    text.lines().filter_map(decode_pending).collect()
+}
+
+fn decode_pending(line: &str) -> Option<StoredPending> {
+    let (id, rest) = line.split_once(' ')?;
+    let (conversation, escaped) = rest.split_once(' ')?;
+    let client_id = ClientMessageId(u128::from_str_radix(id, 16).ok()?);
+    let conversation = match conversation {
+        "-" => None,
+        n => Some(ConversationId(n.parse().ok()?)),
+    };
+    Some(StoredPending { client_id, conversation, text: unescape(escaped)? })
 }
 
 /// The outbox to store: this page's unsent messages, plus those another
@@ -138,10 +205,12 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn open(site: &SiteKey) -> Store {
+    /// The storage of `site`'s visitor, under the host page `parent` if
+    /// the widget is embedded and talks to one.
+    pub fn open(site: &SiteKey, parent: Option<&str>) -> Store {
         // Reading `localStorage` throws where storage is blocked.
         let storage = web_sys::window().and_then(|window| window.local_storage().ok().flatten());
-        Store { storage, prefix: format!("kefu:{}:", site.as_str()) }
+        Store { storage, prefix: prefix(site, parent) }
     }
 
     pub fn visitor(&self) -> Option<StoredVisitor> {
@@ -161,6 +230,15 @@ impl Store {
 
     pub fn set_outbox(&self, entries: &[StoredPending]) {
         if entries.is_empty() { self.remove("outbox") } else { self.set("outbox", &encode_outbox(entries)) }
+    }
+
+    /// The history the last page kept (see [`HISTORY_ROWS`]).
+    pub fn history(&self) -> Vec<Row> {
+        self.get("history").map(|text| decode_history(&text)).unwrap_or_default()
+    }
+
+    pub fn set_history(&self, rows: &[Row]) {
+        if rows.is_empty() { self.remove("history") } else { self.set("history", &encode_history(rows)) }
     }
 
     pub fn read(&self) -> Seq {
@@ -190,6 +268,14 @@ impl Store {
     }
 }
 
+/// `kefu:<site>:`, or `kefu:<site>@<origin>:` inside a host page.
+fn prefix(site: &SiteKey, parent: Option<&str>) -> String {
+    match parent {
+        Some(origin) => format!("kefu:{}@{origin}:", site.as_str()),
+        None => format!("kefu:{}:", site.as_str()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +286,14 @@ mod tests {
             conversation: conversation.map(ConversationId),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn each_host_page_has_its_own_visitor() {
+        let site = SiteKey::new("demo").unwrap();
+        assert_eq!(prefix(&site, None), "kefu:demo:");
+        assert_eq!(prefix(&site, Some("https://shop.example")), "kefu:demo@https://shop.example:");
+        assert_ne!(prefix(&site, Some("https://blog.shop.example")), prefix(&site, Some("https://shop.example")));
     }
 
     #[test]
@@ -227,6 +321,28 @@ mod tests {
         let text = encode_outbox(&entries);
         assert_eq!(text.lines().count(), 4, "one line per message: {text:?}");
         assert_eq!(decode_outbox(&text), entries);
+    }
+
+    #[test]
+    fn history_round_trips_and_keeps_own_keys() {
+        let rows = vec![
+            Row::kept(
+                RowKey::Own(ClientMessageId(9)),
+                Sender::Visitor,
+                "mine\nwith a line".into(),
+                Timestamp(5),
+                Seq(1),
+            ),
+            Row::kept(RowKey::Seq(Seq(2)), Sender::Agent, "theirs 中文 👋".into(), Timestamp(6), Seq(2)),
+            Row::kept(RowKey::Seq(Seq(3)), Sender::System, "".into(), Timestamp(7), Seq(3)),
+        ];
+        let text = encode_history(&rows);
+        assert_eq!(text.lines().count(), 3, "{text:?}");
+        assert_eq!(decode_history(&text), rows);
+        assert_eq!(
+            decode_history("x a 1 - bad seq\n4 q 1 - bad sender\n5 a 1 - ok\n"),
+            [Row::kept(RowKey::Seq(Seq(5)), Sender::Agent, "ok".into(), Timestamp(1), Seq(5))]
+        );
     }
 
     #[test]

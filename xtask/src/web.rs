@@ -105,6 +105,7 @@ const DEFAULT_TEMPLATE: &str = "<!doctype html>
 <meta charset=\"utf-8\">
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1, viewport-fit=cover\">
 <title>Chat</title>
+<!-- kefu:page -->
 </head>
 <body></body>
 </html>
@@ -203,7 +204,7 @@ pub(crate) fn build() -> Result<PathBuf> {
     }
     fs::create_dir_all(staging.join("assets"))?;
     let sizes = assemble(&paths, &widget, &staging)?;
-    let console = assemble_app(&paths, CONSOLE, &console, &staging)?;
+    let (console, _) = assemble_app(&paths, CONSOLE, &console, &staging)?;
     swap_in(&staging, &paths.web())?;
 
     let mut json = sizes.to_json();
@@ -562,9 +563,14 @@ impl Renamed {
 /// Writes the servable tree into `out` and returns the widget's transfer
 /// sizes (the console is assembled by [`assemble_app`] alone).
 fn assemble(paths: &Paths, optimized: &Optimized, out: &Path) -> Result<Sizes> {
-    let app = assemble_app(paths, WIDGET, optimized, out)?;
+    let (app, shell) = assemble_app(paths, WIDGET, optimized, out)?;
     let widget = paths.root.join(WIDGET.dir);
     let loader = minify_js(paths, &widget.join("loader/kefu.js"), &out.join("kefu.js"), false)?;
+    let worker = service_worker(&fs::read_to_string(widget.join("sw.js"))?, &shell)?;
+    let unminified = paths.cache().join("kefu-sw.js");
+    fs::write(&unminified, worker)?;
+    minify_js(paths, &unminified, &out.join(SERVICE_WORKER), false)?;
+    precompress(&out.join(SERVICE_WORKER))?;
     let demo = paths.root.join("web/demo.html");
     fs::copy(&demo, out.join("demo.html")).with_context(|| format!("copying {}", demo.display()))?;
     precompress(&out.join("demo.html"))?;
@@ -572,9 +578,33 @@ fn assemble(paths: &Paths, optimized: &Optimized, out: &Path) -> Result<Sizes> {
     Ok(Sizes { loader_raw: loader, loader_gz: precompress(&out.join("kefu.js"))?.gz, app })
 }
 
+/// The widget's service worker, served at `/kefu-sw.js` (see
+/// `widget/sw.js`).
+const SERVICE_WORKER: &str = "kefu-sw.js";
+
+/// `widget/sw.js` with the shell's files and a version made of their
+/// hashed names where it marks them: each build that changes the widget
+/// makes a new worker, which replaces the old one and its cache.
+fn service_worker(source: &str, shell: &[String]) -> Result<String> {
+    const VERSION: &str = "var VERSION = 'dev'; // kefu:version";
+    const SHELL: &str = "var SHELL = []; // kefu:shell";
+    ensure!(
+        source.contains(VERSION) && source.contains(SHELL),
+        "widget/sw.js must keep the lines `{VERSION}` and `{SHELL}` for the build to fill in"
+    );
+    let version = short_hash(Sha256::new_with_prefix(shell.join("\n")));
+    let list: Vec<String> = shell.iter().map(|path| format!("'{path}'")).collect();
+    Ok(source.replacen(VERSION, &format!("var VERSION = '{version}';"), 1).replacen(
+        SHELL,
+        &format!("var SHELL = [{}];", list.join(", ")),
+        1,
+    ))
+}
+
 /// Writes one app into `out`: its hashed wasm, glue, snippets and style
-/// sheet under `assets/`, and its page (`<dir>.html`) naming them.
-fn assemble_app(paths: &Paths, app: App, optimized: &Optimized, out: &Path) -> Result<AppSizes> {
+/// sheet under `assets/`, and its page (`<dir>.html`) naming them. Returns
+/// the sizes and the paths of the files the page needs (`/assets/...`).
+fn assemble_app(paths: &Paths, app: App, optimized: &Optimized, out: &Path) -> Result<(AppSizes, Vec<String>)> {
     let dir = paths.root.join(app.dir);
     let wasm = fs::read(&optimized.wasm)?;
     let glue = fs::read_to_string(&optimized.glue)?;
@@ -599,6 +629,9 @@ fn assemble_app(paths: &Paths, app: App, optimized: &Optimized, out: &Path) -> R
     let wasm_name = format!("{base}_bg.wasm");
     let glue_name = format!("{base}.js");
     let glue = start_glue(&glue, &wasm_name, &format!("./{base}-snippets/"))?;
+    // The widget keeps itself for offline use; the console does not.
+    let glue = if app.dir == WIDGET.dir { format!("{glue}{REGISTER_WORKER}") } else { glue };
+    let mut shell = vec![format!("/assets/{glue_name}"), format!("/assets/{wasm_name}")];
     fs::write(assets.join(&wasm_name), &wasm)?;
     // The glue as bindgen writes it is readable and commented: a quarter
     // of its brotli size goes in minifying it (the widget's: 7,135 B to
@@ -621,6 +654,7 @@ fn assemble_app(paths: &Paths, app: App, optimized: &Optimized, out: &Path) -> R
         let name = format!("{}-{}.css", app.dir, short_hash(Sha256::new_with_prefix(&bytes)));
         fs::write(assets.join(&name), &bytes)?;
         head.push_str(&format!("<link rel=\"stylesheet\" href=\"/assets/{name}\">\n"));
+        shell.push(format!("/assets/{name}"));
         Some(precompress(&assets.join(&name))?.br)
     } else {
         None
@@ -642,14 +676,25 @@ fn assemble_app(paths: &Paths, app: App, optimized: &Optimized, out: &Path) -> R
     let page = out.join(format!("{}.html", app.dir));
     fs::write(&page, html)?;
 
-    Ok(AppSizes {
-        html_br: precompress(&page)?.br,
+    shell.extend(snippets.iter().map(|(name, _)| format!("/assets/{base}-snippets/{name}")));
+    let html = precompress(&page)?;
+    let sizes = AppSizes {
+        // The relay fills the widget's page in per request and sends it
+        // as it is: its raw size is what goes over the wire.
+        html: if app.dir == WIDGET.dir { fs::metadata(&page)?.len().try_into()? } else { html.br },
         glue_br: precompress(&assets.join(&glue_name))?.br + snippets_br,
         wasm_raw: wasm.len(),
         wasm_br: precompress(&assets.join(&wasm_name))?.br,
         css_br,
-    })
+    };
+    Ok((sizes, shell))
 }
+
+/// Appended to the widget's glue: registers the service worker for the
+/// page's own kind of path, so it never sees the host site's pages nor
+/// the console. A browser without service workers just goes without.
+const REGISTER_WORKER: &str = "if ('serviceWorker' in navigator) navigator.serviceWorker.register('/kefu-sw.js', \
+     { scope: location.pathname.indexOf('/c/') === 0 ? '/c/' : '/widget' }).catch(() => {});\n";
 
 /// Makes bindgen's `--target web` glue start the app when it loads: it
 /// calls its own init function at the end with the hashed wasm file, and
@@ -824,8 +869,9 @@ struct Sizes {
 /// What one app's first load downloads, in bytes on the wire.
 #[derive(Debug)]
 struct AppSizes {
-    /// The app's page, brotli.
-    html_br: usize,
+    /// The app's page as sent: brotli, or raw for the widget's, which the
+    /// relay fills in per request.
+    html: usize,
     /// The wasm-bindgen glue (and snippets), brotli.
     glue_br: usize,
     wasm_raw: usize,
@@ -836,12 +882,12 @@ struct AppSizes {
 impl AppSizes {
     /// Everything the first load downloads.
     fn total(&self) -> usize {
-        self.html_br + self.glue_br + self.wasm_br + self.css_br.unwrap_or(0)
+        self.html + self.glue_br + self.wasm_br + self.css_br.unwrap_or(0)
     }
 
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "html_br": self.html_br,
+            "html": self.html,
             "glue_br": self.glue_br,
             "wasm_raw": self.wasm_raw,
             "wasm_br": self.wasm_br,
@@ -857,7 +903,7 @@ impl AppSizes {
         if let Some(css) = self.css_br {
             eprintln!("  CSS (br)                {}", kb(css));
         }
-        eprintln!("  page (br)               {}", kb(self.html_br));
+        eprintln!("  page                    {}", kb(self.html));
         eprintln!("  first load              {}", kb(self.total()));
     }
 }
@@ -876,7 +922,7 @@ impl Sizes {
         serde_json::json!({
             "loader_raw": self.loader_raw,
             "loader_gz": self.loader_gz,
-            "widget_html_br": self.app.html_br,
+            "widget_html": self.app.html,
             "glue_br": self.app.glue_br,
             "wasm_raw": self.app.wasm_raw,
             "wasm_br": self.app.wasm_br,
@@ -894,7 +940,7 @@ impl Sizes {
         if let Some(css) = self.app.css_br {
             eprintln!("  CSS (br)                {}", kb(css));
         }
-        eprintln!("  widget page (br)        {}", kb(self.app.html_br));
+        eprintln!("  widget page (raw)       {}", kb(self.app.html));
         eprintln!("  first open, after load  {}", kb(self.first_open()));
         eprintln!("  total at first open     {}   (loader + first open)", kb(self.loader_gz + self.first_open()));
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kefu_protocol::frame::Body;
 use kefu_protocol::ids::ConversationId;
+use kefu_webclient::limit::{COUNT_FROM_UTF16, MAX_MESSAGE_UTF16, clip_to_utf16_units, utf16_len};
 use leptos::html::Textarea;
 use leptos::prelude::*;
 use web_sys::KeyboardEvent;
@@ -50,6 +51,8 @@ pub fn Composer(id: ConversationId) -> impl IntoView {
     let draft = RwSignal::new(ctx.drafts.with_value(|d| d.get(&id).cloned()).unwrap_or_default());
     let mode = RwSignal::new(Mode::Reply);
     let highlight = RwSignal::new(0_usize);
+    // Cut here rather than with `maxlength`, which cuts a paste silently.
+    let cut = RwSignal::new(false);
     // When "typing" last went out, and a counter of keystrokes so the idle
     // timeout knows whether another came since.
     let typing_sent = StoredValue::new(None::<kefu_protocol::session::Millis>);
@@ -105,12 +108,20 @@ pub fn Composer(id: ConversationId) -> impl IntoView {
         };
         ctx.connection(|c| c.send(id, body));
         set_text(String::new());
+        cut.set(false);
     };
     let on_input = move |_| {
         let Some(input) = input.get_untracked() else {
             return;
         };
-        let value = input.value();
+        let mut value = input.value();
+        if let Some(clipped) = clip_to_utf16_units(&value, MAX_MESSAGE_UTF16) {
+            input.set_value(&clipped);
+            value = clipped;
+            cut.set(true);
+        } else if value.is_empty() {
+            cut.set(false);
+        }
         ctx.drafts.update_value(|d| {
             d.insert(id, value.clone());
         });
@@ -180,6 +191,10 @@ pub fn Composer(id: ConversationId) -> impl IntoView {
             submit();
         }
     };
+    let count = move || {
+        let length = draft.with(|d| utf16_len(d));
+        (length >= COUNT_FROM_UTF16).then(|| format!("{length} / {MAX_MESSAGE_UTF16}"))
+    };
     let placeholder = move || match mode.get() {
         Mode::Reply => "Write a reply — Enter to send, Shift+Enter for a new line, / for canned replies",
         Mode::Note => "Write a private note — only agents see it",
@@ -211,9 +226,15 @@ pub fn Composer(id: ConversationId) -> impl IntoView {
                     }).collect_view()}
                 </ul>
             })}
+            <div class="limit" aria-live="polite">
+                {move || cut.get().then(|| view! {
+                    <span class="cut">"Too long: cut to 4,000 characters."</span>
+                })}
+                {move || count().map(|count| view! { <span class="count">{count}</span> })}
+            </div>
             <div class="composer-row">
                 <label class="sr" for="reply">{move || if mode.get() == Mode::Note { "Private note" } else { "Reply" }}</label>
-                <textarea id="reply" node_ref=input rows="3" maxlength="4000" placeholder=placeholder
+                <textarea id="reply" node_ref=input rows="3" placeholder=placeholder
                     on:input=on_input on:keydown=on_keydown></textarea>
                 <button type="submit" class="button primary" disabled=move || draft.with(|d| d.trim().is_empty())>
                     {move || if mode.get() == Mode::Note { "Add note" } else { "Send" }}

@@ -128,19 +128,22 @@ fn Conversation(id: ConversationId) -> impl IntoView {
         loading.set(true);
         let before = ctx.model.with_untracked(|m| m.conversation(id).and_then(|c| c.first_seq()));
         spawn_local(async move {
-            let height = log.get_untracked().map(|l| l.scroll_height());
+            // The pane may be gone by the time this runs or the page
+            // comes: every read after this point tolerates that.
+            let height = log.try_get_untracked().flatten().map(|l| l.scroll_height());
             match api::messages(id, before, PAGE).await {
                 Ok(page) => {
                     ctx.connection(|c| c.view_changed(|m| m.history(id, &page)));
                     request_animation_frame(move || {
-                        if let (Some(log), Some(height), Some(_)) = (log.get_untracked(), height, before) {
+                        if let (Some(log), Some(height), Some(_)) = (log.try_get_untracked().flatten(), height, before)
+                        {
                             log.set_scroll_top(log.scroll_top() + log.scroll_height() - height);
                         }
                     });
                 }
                 Err(error) => ctx.toast(error.message),
             }
-            loading.set(false);
+            loading.try_set(false);
         });
     };
     // A conversation known only from a list (closed ones): its newest page.

@@ -110,8 +110,17 @@ impl Ctx {
 
     /// Puts a conversation on screen in a tab; it counts as read.
     pub fn select(self, id: ConversationId) {
-        self.page.set(Page::Inbox);
+        self.show(Page::Inbox);
         self.connection(|c| c.view_changed(|model| model.select(id)));
+    }
+
+    /// Shows `page`. Only a change of page notifies: the inbox is built
+    /// once and stays while the agent clicks around in it (rebuilding it
+    /// would drop the visitor panel and its details mid-load).
+    pub fn show(self, page: Page) {
+        if self.page.get_untracked() != page {
+            self.page.set(page);
+        }
     }
 
     /// Shows a short message at the bottom of the screen.
@@ -213,7 +222,8 @@ fn Console(me: AgentView, sign_out: impl Fn(Option<&'static str>) + Copy + Send 
         let _ = window().history().and_then(|h| h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(hash)));
     });
     let banner = Memo::new(move |_| model.with(Model::banner));
-    let current = ctx.page;
+    // A memo, so that only a change of page rebuilds what is on screen.
+    let current = Memo::new(move |_| ctx.page.get());
 
     view! {
         <div class="app">
@@ -265,7 +275,7 @@ fn Topbar(sign_out: impl Fn(Option<&'static str>) + Copy + Send + Sync + 'static
                 {pages.iter().map(|&page| view! {
                     <button type="button" class="page-link" class:active=move || ctx.page.get() == page
                         aria-current=move || (ctx.page.get() == page).then_some("page")
-                        on:click=move |_| ctx.page.set(page)>
+                        on:click=move |_| ctx.show(page)>
                         {page.label()}
                         {(page == Page::Inbox).then(|| view! {
                             {move || (unread.get() > 0).then(|| view! { <span class="badge small">{unread.get()}</span> })}

@@ -36,10 +36,13 @@ pub fn VisitorPanel() -> impl IntoView {
             return;
         };
         spawn_local(async move {
+            // By the time the answer comes the panel may be gone (another
+            // page): `try_` reads find its memo disposed and drop it.
+            let still_wanted = || wanted.try_with_untracked(|w| w.as_ref().is_some_and(|w| w.0 == visitor));
             if let Ok(found) = api::visitor(visitor).await
-                && wanted.with_untracked(|w| w.as_ref().is_some_and(|w| w.0 == visitor))
+                && still_wanted() == Some(true)
             {
-                details.set(Some((visitor, found)));
+                details.try_set(Some((visitor, found)));
             }
         });
     });

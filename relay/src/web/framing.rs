@@ -1,74 +1,306 @@
-//! Which pages may frame the widget. A site's allowed origins (set by an
-//! admin) become the widget page's `frame-ancestors`, so browsers refuse to
-//! show that site's chat inside anybody else's page; a site with none set
-//! may be embedded anywhere.
+//! The widget page, and the one decision behind it: which site it is for,
+//! which pages may frame it, and which page it may tell what the visitor
+//! reads and writes.
+//!
+//! Every path that serves the widget page (`/widget?site=KEY`,
+//! `/c/{KEY}`) comes through [`decide`], on the site key as the URL
+//! decodes it, and the page is handed the outcome: the relay writes the
+//! site key and the origin the widget may `postMessage` to into the page
+//! (`<meta name="kefu-site">`, `<meta name="kefu-parent">`), so the widget
+//! never reads either from its URL and cannot disagree with the check.
+//!
+//! - Framing: a site's allowed origins (set by an admin) become the page's
+//!   `frame-ancestors`, so browsers refuse to show that site's chat inside
+//!   anybody else's page; a site with none set may be embedded anywhere.
+//!   When the store cannot say, nobody may frame it (`'none'`).
+//! - Posting: the query's `origin` is only a claim. It is used when it is
+//!   one of the site's allowed origins, or, when the site lists none, when
+//!   it is the origin of the page that created the iframe, as the browser
+//!   reports it in `Referer` (the loader asks for that with
+//!   `referrerpolicy="origin"`). Otherwise the widget posts nothing.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use kefu_protocol::ids::SiteKey;
 
 use super::WIDGET_CSP;
 use crate::state::AppState;
 
-/// Narrows the widget page's `frame-ancestors` to its site's allowed
-/// origins. Other responses pass untouched.
-pub async fn restrict_framing(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let site = (request.uri().path() == "/widget").then(|| site_key(request.uri().query())).flatten();
-    let mut response = next.run(request).await;
-    let Some(site) = site else { return response };
-    let origins = match allowed_origins(&state, &site).await {
-        Ok(origins) => origins,
-        Err(error) => {
-            tracing::warn!(%error, "could not read the site's allowed origins; framing left open");
-            return response;
+/// Where the relay writes its decision into `widget.html`; the build keeps
+/// this comment from `widget/index.html`.
+pub const PAGE_MARK: &str = "<!-- kefu:page -->";
+
+/// Who may frame the widget page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framing {
+    /// The site lists no origins: any page may embed its chat.
+    Anyone,
+    /// Only these origins (the site's allowed origins).
+    Only(Vec<String>),
+    /// Nobody: the store could not say which origins are allowed.
+    Nobody,
+}
+
+/// What the widget page is for and who may see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The site, from the decoded URL; `None` when it names no valid key.
+    pub site: Option<SiteKey>,
+    pub framing: Framing,
+    /// The only origin the widget may `postMessage` to; `None`: none.
+    pub post_to: Option<String>,
+}
+
+/// What a request for the widget page says, decoded.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// `site=` from the query, else the `/c/{site}` segment.
+    pub site: Option<String>,
+    /// `origin=` from the query: the parent page's claim.
+    pub claimed_origin: Option<String>,
+    /// The origin in `Referer`: the page that created the frame.
+    pub referrer_origin: Option<String>,
+}
+
+impl PageRequest {
+    /// Reads the request the way the browser's `URLSearchParams` would:
+    /// percent-decoded, `+` as a space, the first of repeated names.
+    fn read(path_site: Option<String>, query: &[(String, String)], headers: &HeaderMap) -> PageRequest {
+        let param = |name: &str| query.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+        PageRequest {
+            site: param("site").or(path_site),
+            claimed_origin: param("origin"),
+            referrer_origin: headers
+                .get(header::REFERER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(origin_of)
+                .map(str::to_owned),
+        }
+    }
+
+    fn site_key(&self) -> Option<SiteKey> {
+        self.site.clone().and_then(|key| SiteKey::new(key).ok())
+    }
+}
+
+/// What the store says of the request's site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteOrigins {
+    /// No site has this key (or the URL names no valid key).
+    NoSuchSite,
+    /// The site's allowed origins; empty when its admin set none.
+    Listed(Vec<String>),
+    /// The store failed: nothing is known.
+    Unreadable,
+}
+
+impl SiteOrigins {
+    async fn of(state: &AppState, key: Option<&SiteKey>) -> SiteOrigins {
+        let Some(key) = key else { return SiteOrigins::NoSuchSite };
+        let origins = async {
+            let Some(site) = state.store.site_by_key(key).await? else { return Ok(SiteOrigins::NoSuchSite) };
+            Ok::<_, crate::store::Error>(SiteOrigins::Listed(state.store.site_settings(site.id).await?.allowed_origins))
+        };
+        origins.await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not read the site's allowed origins; nobody may frame its widget");
+            SiteOrigins::Unreadable
+        })
+    }
+}
+
+/// The decision for one request, given what the store says of its site.
+pub fn decide(request: &PageRequest, origins: SiteOrigins) -> Decision {
+    let site = request.site_key();
+    let claimed = request.claimed_origin.clone().filter(|origin| is_origin(origin));
+    let (framing, post_to) = match origins {
+        SiteOrigins::Unreadable => (Framing::Nobody, None),
+        SiteOrigins::Listed(origins) if !origins.is_empty() => {
+            let post_to = claimed.filter(|origin| origins.contains(origin));
+            (Framing::Only(origins), post_to)
+        }
+        SiteOrigins::Listed(_) | SiteOrigins::NoSuchSite => {
+            (Framing::Anyone, claimed.filter(|origin| request.referrer_origin.as_ref() == Some(origin)))
         }
     };
-    if origins.is_empty() {
-        return response;
-    }
-    if let Ok(policy) = HeaderValue::from_str(&policy_for(&origins)) {
-        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
+    Decision { site, framing, post_to }
+}
+
+/// `GET /widget`.
+pub async fn widget(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    serve(&state, None, &uri, &headers).await
+}
+
+/// `GET /c/{site}`: the same page, the site in the path.
+pub async fn full_page(
+    State(state): State<AppState>,
+    Path(site): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    serve(&state, Some(site), &uri, &headers).await
+}
+
+async fn serve(state: &AppState, path_site: Option<String>, uri: &Uri, headers: &HeaderMap) -> Response {
+    let query = Query::<Vec<(String, String)>>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
+    let request = PageRequest::read(path_site, &query, headers);
+    let origins = SiteOrigins::of(state, request.site_key().as_ref()).await;
+    let decision = decide(&request, origins);
+    let template = match tokio::fs::read_to_string(state.config.web_dir.join("widget.html")).await {
+        Ok(template) => template,
+        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let mut response = fill(&template, &decision).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(super::REVALIDATE));
+    // The page says who may hear from it, and that follows the framer.
+    headers.insert(header::VARY, HeaderValue::from_static("referer"));
+    if let Ok(policy) = HeaderValue::from_str(&policy_for(&decision.framing)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     }
     response
 }
 
-fn site_key(query: Option<&str>) -> Option<SiteKey> {
-    let value = query?.split('&').find_map(|pair| pair.strip_prefix("site="))?;
-    SiteKey::new(value).ok()
+/// The page with the decision written where [`PAGE_MARK`] is.
+fn fill(template: &str, decision: &Decision) -> String {
+    let site = decision.site.as_ref().map_or("", SiteKey::as_str);
+    let parent = decision.post_to.as_deref().unwrap_or("");
+    let meta = format!(
+        "<meta name=\"kefu-site\" content=\"{}\"><meta name=\"kefu-parent\" content=\"{}\">",
+        attribute(site),
+        attribute(parent)
+    );
+    template.replacen(PAGE_MARK, &meta, 1)
 }
 
-async fn allowed_origins(state: &AppState, key: &SiteKey) -> Result<Vec<String>, crate::store::Error> {
-    let Some(site) = state.store.site_by_key(key).await? else { return Ok(Vec::new()) };
-    Ok(state.store.site_settings(site.id).await?.allowed_origins)
+/// Escapes text for a double-quoted attribute. Keys and origins are
+/// checked before they get here; this holds all the same.
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// The widget policy with `frame-ancestors` listing `origins`. Origins are
+/// The widget policy with `frame-ancestors` for `framing`. Origins are
 /// checked when an admin saves them; anything that could break out of the
 /// directive is dropped here all the same.
-fn policy_for(origins: &[String]) -> String {
-    let safe = |origin: &&String| origin.chars().all(|c| c.is_ascii_alphanumeric() || ":/.-[]".contains(c));
-    let list: Vec<&str> = origins.iter().filter(safe).map(String::as_str).collect();
-    WIDGET_CSP.replace("frame-ancestors *", &format!("frame-ancestors {}", list.join(" ")))
+fn policy_for(framing: &Framing) -> String {
+    let ancestors = match framing {
+        Framing::Anyone => return WIDGET_CSP.to_owned(),
+        Framing::Nobody => "'none'".to_owned(),
+        Framing::Only(origins) => {
+            let safe = |origin: &&String| origin.chars().all(|c| c.is_ascii_alphanumeric() || ":/.-[]".contains(c));
+            let list: Vec<&str> = origins.iter().filter(safe).map(String::as_str).collect();
+            if list.is_empty() { "'none'".to_owned() } else { list.join(" ") }
+        }
+    };
+    WIDGET_CSP.replace("frame-ancestors *", &format!("frame-ancestors {ancestors}"))
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL.
+fn origin_of(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let origin = &url[..url.len() - rest.len() + end];
+    is_origin(origin).then_some(origin)
+}
+
+/// `http(s)://host[:port]` and nothing more, as `postMessage` wants it.
+fn is_origin(value: &str) -> bool {
+    let Some(host) = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://")) else {
+        return false;
+    };
+    !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_policy_lists_only_well_formed_origins() {
-        let origins = ["https://shop.example".to_owned(), "https://x.example; script-src *".to_owned()];
-        let policy = policy_for(&origins);
-        assert!(policy.ends_with("frame-ancestors https://shop.example"), "{policy}");
-        assert!(!policy.contains("script-src *"));
+    const SHOP: &str = "https://shop.example";
+    const EVIL: &str = "https://evil.example";
+
+    fn request(site: &str, claimed: Option<&str>, referrer: Option<&str>) -> PageRequest {
+        PageRequest {
+            site: Some(site.to_owned()),
+            claimed_origin: claimed.map(str::to_owned),
+            referrer_origin: referrer.map(str::to_owned),
+        }
     }
 
     #[test]
-    fn the_site_comes_from_the_query() {
-        assert_eq!(site_key(Some("embed=1&site=demo&origin=x")).map(|k| k.as_str().to_owned()), Some("demo".into()));
-        assert_eq!(site_key(Some("embed=1")), None);
-        assert_eq!(site_key(None), None);
+    fn the_policy_lists_only_well_formed_origins() {
+        let origins = vec![SHOP.to_owned(), "https://x.example; script-src *".to_owned()];
+        let policy = policy_for(&Framing::Only(origins));
+        assert!(policy.ends_with("frame-ancestors https://shop.example"), "{policy}");
+        assert!(!policy.contains("script-src *"));
+        assert!(policy_for(&Framing::Nobody).ends_with("frame-ancestors 'none'"));
+        assert!(policy_for(&Framing::Only(vec!["x y".into()])).ends_with("frame-ancestors 'none'"));
+        assert!(policy_for(&Framing::Anyone).ends_with("frame-ancestors *"));
+    }
+
+    #[test]
+    fn the_site_comes_decoded_from_the_query_before_the_path() {
+        let read = |path: Option<&str>, query: &[(&str, &str)]| {
+            let query: Vec<(String, String)> = query.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            PageRequest::read(path.map(str::to_owned), &query, &HeaderMap::new()).site
+        };
+        assert_eq!(read(None, &[("embed", "1"), ("site", "demo"), ("site", "other")]).as_deref(), Some("demo"));
+        assert_eq!(read(Some("shop"), &[("site", "demo")]).as_deref(), Some("demo"));
+        assert_eq!(read(Some("shop"), &[]).as_deref(), Some("shop"));
+        assert_eq!(read(None, &[]), None);
+        let uri: Uri = "/widget?site=d%65mo&embed=1".parse().unwrap();
+        let query = Query::<Vec<(String, String)>>::try_from_uri(&uri).unwrap().0;
+        assert_eq!(PageRequest::read(None, &query, &HeaderMap::new()).site.as_deref(), Some("demo"));
+    }
+
+    #[test]
+    fn allowed_origins_frame_and_hear_the_widget() {
+        let only = || SiteOrigins::Listed(vec![SHOP.to_owned()]);
+        let allowed = decide(&request("demo", Some(SHOP), None), only());
+        assert_eq!(allowed.framing, Framing::Only(vec![SHOP.to_owned()]));
+        assert_eq!(allowed.post_to.as_deref(), Some(SHOP));
+        assert_eq!(decide(&request("demo", Some(EVIL), Some(EVIL)), only()).post_to, None);
+    }
+
+    #[test]
+    fn an_open_site_posts_only_to_the_page_that_framed_it() {
+        let open = || SiteOrigins::Listed(Vec::new());
+        assert_eq!(decide(&request("demo", Some(SHOP), Some(SHOP)), open()).post_to.as_deref(), Some(SHOP));
+        assert_eq!(decide(&request("demo", Some(SHOP), Some(EVIL)), open()).post_to, None, "a claim the framer denies");
+        assert_eq!(decide(&request("demo", Some(SHOP), None), open()).post_to, None, "a claim nobody confirms");
+        assert_eq!(decide(&request("demo", Some("*"), Some("*")), open()).post_to, None);
+        assert_eq!(decide(&request("demo", Some(SHOP), Some(SHOP)), open()).framing, Framing::Anyone);
+    }
+
+    #[test]
+    fn a_store_error_fails_closed() {
+        let decision = decide(&request("demo", Some(SHOP), Some(SHOP)), SiteOrigins::Unreadable);
+        assert_eq!(decision.framing, Framing::Nobody);
+        assert_eq!(decision.post_to, None);
+    }
+
+    #[test]
+    fn referrers_give_their_origin() {
+        assert_eq!(origin_of("https://shop.example/cart?x=1"), Some(SHOP));
+        assert_eq!(origin_of("http://127.0.0.1:8080/"), Some("http://127.0.0.1:8080"));
+        assert_eq!(origin_of("https://shop.example"), Some(SHOP));
+        assert_eq!(origin_of("https://shop.example?q"), Some(SHOP));
+        for bad in ["javascript:alert(1)", "https://", "ftp://a.example/", "https://a b/"] {
+            assert_eq!(origin_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_decision_is_written_into_the_page_escaped() {
+        let decision = Decision {
+            site: SiteKey::new("demo").ok(),
+            framing: Framing::Anyone,
+            post_to: Some("https://a\"<b>".into()),
+        };
+        let page = fill("<head><!-- kefu:page --></head>", &decision);
+        assert_eq!(
+            page,
+            "<head><meta name=\"kefu-site\" content=\"demo\"><meta name=\"kefu-parent\" content=\"https://a&quot;&lt;b&gt;\"></head>"
+        );
     }
 }

@@ -1,13 +1,21 @@
 //! The web routes served on port 0 from a folder of fake files, asked with
 //! raw HTTP/1.1 so request targets such as `/assets/../x` reach the server
-//! byte for byte (an HTTP client library would tidy them first).
+//! byte for byte (an HTTP client library would tidy them first). The
+//! widget page's decision reads a real SQLite store with the demo site.
 
 use std::path::Path;
 
+use kefu_protocol::ids::SiteKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{NOT_BUILT, routes};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::{SiteUpdate, Store};
+
+/// The fake widget page: what the relay writes goes at the mark.
+const WIDGET_PAGE: &[u8] = b"<!doctype html><head><!-- kefu:page --><title>widget</title>";
 
 /// A folder laid out as `cargo xtask build-web` lays it out.
 fn fake_web_dir() -> tempfile::TempDir {
@@ -21,7 +29,7 @@ fn fake_web_dir() -> tempfile::TempDir {
     write("kefu.js", b"console.log('loader');\n");
     write("kefu.js.br", b"BROTLI-LOADER");
     write("kefu.js.gz", b"GZIP-LOADER");
-    write("widget.html", b"<!doctype html><title>widget</title>");
+    write("widget.html", WIDGET_PAGE);
     write("widget.html.br", b"BROTLI-WIDGET");
     write("demo.html", b"<!doctype html><title>demo</title>");
     write("assets/kefu-widget-0123abcd_bg.wasm", b"\0asm\x01\0\0\0");
@@ -32,12 +40,38 @@ fn fake_web_dir() -> tempfile::TempDir {
     dir
 }
 
-async fn serve(web_dir: &Path) -> std::net::SocketAddr {
+/// A relay's state over `web_dir`, with a store that has the demo site.
+async fn state(web_dir: &Path) -> (AppState, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).await.unwrap();
+    crate::auth::bootstrap(&store, "admin@example.com", Some("a long enough password")).await.unwrap();
+    let mut config = Config::with_data_dir(data.path());
+    config.web_dir = web_dir.to_owned();
+    (AppState::new(config, store), data)
+}
+
+async fn serve_state(state: AppState) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = routes::<()>(web_dir);
+    let app = routes(&state.config.web_dir).with_state(state);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
+}
+
+/// Serves `web_dir`; the store's folder lives as long as the value.
+async fn serve(web_dir: &Path) -> (std::net::SocketAddr, tempfile::TempDir) {
+    let (state, data) = state(web_dir).await;
+    (serve_state(state).await, data)
+}
+
+/// Sets the demo site's allowed origins.
+async fn allow(state: &AppState, origins: &[&str]) {
+    let site = state.store.site_by_key(&SiteKey::new("demo").unwrap()).await.unwrap().unwrap();
+    let update = SiteUpdate {
+        allowed_origins: Some(origins.iter().map(|o| (*o).to_owned()).collect()),
+        ..SiteUpdate::default()
+    };
+    state.store.update_site(site.id, &update).await.unwrap();
 }
 
 /// One answer: the status, the headers (names lowercased) and the body.
@@ -81,7 +115,7 @@ async fn get(addr: std::net::SocketAddr, target: &str, extra: &[&str]) -> Answer
 #[tokio::test]
 async fn web_loader_is_precompressed_and_cached_briefly() {
     let dir = fake_web_dir();
-    let addr = serve(dir.path()).await;
+    let (addr, _data) = serve(dir.path()).await;
 
     let br = get(addr, "/kefu.js", &["accept-encoding: gzip, br"]).await;
     assert_eq!(br.status, 200);
@@ -103,7 +137,7 @@ async fn web_loader_is_precompressed_and_cached_briefly() {
 #[tokio::test]
 async fn web_assets_are_immutable_and_wasm_has_its_type() {
     let dir = fake_web_dir();
-    let addr = serve(dir.path()).await;
+    let (addr, _data) = serve(dir.path()).await;
 
     let wasm = get(addr, "/assets/kefu-widget-0123abcd_bg.wasm", &["accept-encoding: br"]).await;
     assert_eq!(wasm.status, 200);
@@ -130,12 +164,15 @@ async fn web_assets_are_immutable_and_wasm_has_its_type() {
 #[tokio::test]
 async fn web_widget_page_is_revalidated_and_framable_from_anywhere() {
     let dir = fake_web_dir();
-    let addr = serve(dir.path()).await;
+    let (addr, _data) = serve(dir.path()).await;
 
     for target in ["/widget?site=demo&embed=1", "/c/demo"] {
         let page = get(addr, target, &["accept-encoding: br"]).await;
         assert_eq!(page.status, 200, "{target}");
-        assert_eq!(page.body, b"BROTLI-WIDGET");
+        assert_eq!(
+            String::from_utf8_lossy(&page.body),
+            "<!doctype html><head><meta name=\"kefu-site\" content=\"demo\"><meta name=\"kefu-parent\" content=\"\"><title>widget</title>"
+        );
         assert!(page.header("content-type").unwrap().starts_with("text/html"));
         assert_eq!(page.header("cache-control"), Some("no-cache"));
         assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
@@ -157,7 +194,7 @@ async fn web_widget_page_is_revalidated_and_framable_from_anywhere() {
 #[tokio::test]
 async fn web_paths_cannot_leave_the_folder() {
     let dir = fake_web_dir();
-    let addr = serve(dir.path()).await;
+    let (addr, _data) = serve(dir.path()).await;
     for target in [
         "/assets/../../etc/passwd",
         "/assets/../secret.txt",
@@ -181,7 +218,7 @@ async fn web_paths_cannot_leave_the_folder() {
 async fn web_apps_not_built_answer_503_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("web");
-    let addr = serve(&missing).await;
+    let (addr, _data) = serve(&missing).await;
     for target in ["/kefu.js", "/widget", "/c/demo", "/demo", "/assets/x.wasm"] {
         let answer = get(addr, target, &[]).await;
         assert_eq!(answer.status, 503, "{target}");
@@ -199,7 +236,7 @@ async fn web_console_page_is_revalidated_and_never_framed() {
     let dir = fake_web_dir();
     std::fs::write(dir.path().join("console.html"), b"<!doctype html><title>console</title>").unwrap();
     std::fs::write(dir.path().join("console.html.br"), b"BROTLI-CONSOLE").unwrap();
-    let addr = serve(dir.path()).await;
+    let (addr, _data) = serve(dir.path()).await;
 
     let page = get(addr, "/console", &["accept-encoding: br"]).await;
     assert_eq!(page.status, 200);
@@ -217,4 +254,74 @@ async fn web_console_page_is_revalidated_and_never_framed() {
     std::fs::remove_file(dir.path().join("console.html")).unwrap();
     std::fs::remove_file(dir.path().join("console.html.br")).unwrap();
     assert_eq!(get(addr, "/console", &[]).await.status, 404);
+}
+
+/// The widget page's `frame-ancestors` for `target`, and its body.
+async fn framing(addr: std::net::SocketAddr, target: &str, extra: &[&str]) -> (String, String) {
+    let page = get(addr, target, extra).await;
+    assert_eq!(page.status, 200, "{target}");
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    let ancestors = csp.split("; ").find_map(|d| d.strip_prefix("frame-ancestors ")).unwrap_or_default().to_owned();
+    (ancestors, String::from_utf8_lossy(&page.body).into_owned())
+}
+
+#[tokio::test]
+async fn web_every_widget_path_is_framed_as_its_decoded_site_allows() {
+    let dir = fake_web_dir();
+    let (state, _data) = state(dir.path()).await;
+    allow(&state, &["https://shop.example"]).await;
+    let addr = serve_state(state).await;
+    for target in [
+        "/widget?site=demo&embed=1",
+        "/widget?site=d%65mo&embed=1",
+        "/widget?embed=1&site=demo&site=other",
+        "/c/demo",
+        "/c/d%65mo",
+        "/c/other?site=demo",
+        "/c/demo?embed=1&origin=https://evil.example",
+    ] {
+        let (ancestors, body) = framing(addr, target, &[]).await;
+        assert_eq!(ancestors, "https://shop.example", "{target}");
+        assert!(body.contains("<meta name=\"kefu-site\" content=\"demo\">"), "{target}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn web_the_widget_may_post_only_to_an_origin_the_site_allows() {
+    let dir = fake_web_dir();
+    let (state, _data) = state(dir.path()).await;
+    let parent = |body: &str| {
+        body.split("name=\"kefu-parent\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+    };
+    let addr = serve_state(state.clone()).await;
+
+    // No allowed origins: the claim must be the framer's own origin.
+    let target = "/widget?site=demo&embed=1&origin=https%3A%2F%2Fshop.example";
+    let (_, body) = framing(addr, target, &["referer: https://shop.example/cart"]).await;
+    assert_eq!(parent(&body), "https://shop.example");
+    let (_, body) = framing(addr, target, &["referer: https://evil.example/"]).await;
+    assert_eq!(parent(&body), "", "a framer that claims another origin");
+    let (_, body) = framing(addr, target, &[]).await;
+    assert_eq!(parent(&body), "", "nobody vouches for the claim");
+
+    // Allowed origins: the claim must be one of them, whoever frames.
+    allow(&state, &["https://shop.example"]).await;
+    let (_, body) = framing(addr, target, &[]).await;
+    assert_eq!(parent(&body), "https://shop.example");
+    let evil = "/c/demo?embed=1&origin=https%3A%2F%2Fevil.example";
+    let (_, body) = framing(addr, evil, &["referer: https://evil.example/"]).await;
+    assert_eq!(parent(&body), "");
+}
+
+#[tokio::test]
+async fn web_a_store_error_lets_nobody_frame_the_widget() {
+    let dir = fake_web_dir();
+    let (state, _data) = state(dir.path()).await;
+    let addr = serve_state(state.clone()).await;
+    state.store.close().await;
+    for target in ["/widget?site=demo&embed=1&origin=https%3A%2F%2Fshop.example", "/c/demo"] {
+        let (ancestors, body) = framing(addr, target, &["referer: https://shop.example/"]).await;
+        assert_eq!(ancestors, "'none'", "{target}");
+        assert!(body.contains("name=\"kefu-parent\" content=\"\""), "{target}: {body}");
+    }
 }

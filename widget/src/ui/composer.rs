@@ -9,6 +9,8 @@ use web_sys::KeyboardEvent;
 
 use super::Ctx;
 use super::icons::{EmojiIcon, SendIcon};
+use kefu_webclient::limit::{COUNT_FROM_UTF16, MAX_MESSAGE_UTF16, clip_to_utf16_units, utf16_len};
+
 use crate::connection::{Connection, now};
 use crate::typing::{Step, Throttle};
 
@@ -18,10 +20,6 @@ const EMOJI: [&str; 24] = [
     "✅", "❌", "⭐", "💡", "☕",
 ];
 
-/// Room for a message body of 16 KiB even if every character took four
-/// bytes in UTF-8; `maxlength` counts UTF-16 units, so this is safe.
-const MAX_CHARS: &str = "4000";
-
 /// The text box grows with its text up to this height, then scrolls.
 const MAX_HEIGHT_PX: i32 = 132;
 
@@ -30,8 +28,24 @@ pub fn Composer() -> impl IntoView {
     let ctx = Ctx::get();
     let text = ctx.text;
     let draft = RwSignal::new(String::new());
+    // The box takes any length and cuts here instead of with `maxlength`,
+    // which cuts a paste without a word: here the visitor is told.
+    let cut = RwSignal::new(false);
     let input = ctx.composer;
     let typist = Typist::new(ctx, draft);
+    let take = move |input: &web_sys::HtmlTextAreaElement| {
+        let mut value = input.value();
+        if let Some(clipped) = clip_to_utf16_units(&value, MAX_MESSAGE_UTF16) {
+            input.set_value(&clipped);
+            value = clipped;
+            cut.set(true);
+        } else if value.is_empty() {
+            cut.set(false);
+        }
+        draft.set(value);
+        fit(input);
+        typist.changed();
+    };
 
     let submit = move || {
         let message = draft.get_untracked();
@@ -41,6 +55,7 @@ pub fn Composer() -> impl IntoView {
         typist.stop();
         ctx.connection(|c| c.send(message));
         draft.set(String::new());
+        cut.set(false);
         if let Some(input) = input.get_untracked() {
             input.set_value("");
             fit(&input);
@@ -49,9 +64,7 @@ pub fn Composer() -> impl IntoView {
     };
     let on_input = move |_| {
         if let Some(input) = input.get_untracked() {
-            draft.set(input.value());
-            fit(&input);
-            typist.changed();
+            take(&input);
         }
     };
     let on_keydown = move |event: KeyboardEvent| {
@@ -70,13 +83,15 @@ pub fn Composer() -> impl IntoView {
         let start = input.selection_start().ok().flatten().unwrap_or(length);
         let end = input.selection_end().ok().flatten().unwrap_or(start);
         let _ = input.set_range_text_with_start_and_end_and_mode(emoji, start, end, "end");
-        draft.set(input.value());
-        fit(&input);
-        typist.changed();
+        take(&input);
         ctx.emoji_open.set(false);
         let _ = input.focus();
     };
     let can_send = Memo::new(move |_| draft.with(|d| !d.trim().is_empty()));
+    let count = move || {
+        let length = draft.with(|d| utf16_len(d));
+        (length >= COUNT_FROM_UTF16).then(|| format!("{length} / {MAX_MESSAGE_UTF16}"))
+    };
 
     view! {
         <form class="kefu-composer" on:submit=move |event: ev::SubmitEvent| {
@@ -95,7 +110,11 @@ pub fn Composer() -> impl IntoView {
                 on:click=move |_| ctx.emoji_open.update(|open| *open = !*open)>
                 <EmojiIcon />
             </button>
-            <textarea class="kefu-input" rows="1" maxlength=MAX_CHARS node_ref=input
+            <div class="kefu-limit" aria-live="polite">
+                {move || cut.get().then(|| view! { <p class="kefu-cut">{text.cut}</p> })}
+                {move || count().map(|count| view! { <span class="kefu-count">{count}</span> })}
+            </div>
+            <textarea class="kefu-input" rows="1" node_ref=input
                 placeholder=text.placeholder aria-label=text.placeholder
                 on:input=on_input on:keydown=on_keydown></textarea>
             <button type="submit" class="kefu-send" aria-label=text.send title=text.send
