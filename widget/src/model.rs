@@ -93,7 +93,7 @@ impl Refusal {
 impl Row {
     /// A stored row as an earlier page load kept it (see [`Model::history`]).
     pub fn kept(key: RowKey, sender: Sender, text: String, at: Timestamp, seq: Seq) -> Row {
-        Row { key, sender, text, at, seq: Some(seq), failed: false }
+        Row { key, sender, text, at, seq: Some(seq), failed: None }
     }
 
     /// The row's seq once the relay stored it.

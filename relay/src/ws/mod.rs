@@ -73,7 +73,8 @@ const CLIENT_HEADER_BYTES: usize = 512;
 /// browsers send cookies with cross-site WebSocket upgrades too, so another
 /// site's page must not be able to open an agent's connection.
 async fn read_upgrade(state: &AppState, headers: &HeaderMap) -> Result<handshake::Upgrade, crate::error::Error> {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| clip_bytes(v.to_owned(), CLIENT_HEADER_BYTES));
+    let text =
+        |name| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| clip_bytes(v.to_owned(), CLIENT_HEADER_BYTES));
     let cookie_agent = cookie::agent_from_cookie(&state.store, headers, state.config.public_url.as_ref()).await?;
     Ok(handshake::Upgrade {
         cookie_agent,
