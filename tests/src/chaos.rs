@@ -343,7 +343,7 @@ pub async fn run(config: &ChaosConfig) -> Result<Figures> {
     ])
     .await
     .context("starting the relay")?;
-    wait_healthy(&relay).await?;
+    relay.wait_healthy().await?;
     let proxy = FaultProxy::start(relay.addr()).await?;
     let admin = relay.admin_token().await.context("logging the admin in")?;
     let stop = watch::channel(false);
@@ -697,29 +697,10 @@ async fn kill_loop(
         kills += 1;
         tokio::time::sleep(down).await;
         relay.restart().await.context("restarting after kill -9")?;
-        wait_healthy(&relay).await?;
+        relay.wait_healthy().await?;
         proxy.set_upstream(relay.addr());
     }
     Ok((relay, kills))
-}
-
-/// The relay prints where it listens before it opens its store: wait
-/// until `/healthz` says the store answers.
-async fn wait_healthy(relay: &Relay) -> Result<()> {
-    let url = format!("{}/healthz", relay.http_url());
-    let http = reqwest::Client::new();
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(response) = http.get(&url).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .context("the relay never became healthy")
 }
 
 /// Creates agent `index` with the admin's token and logs it in.

@@ -9,6 +9,7 @@
 //!   Redis.
 //! - [`redis_prefix`]: a fresh key prefix, so tests on the shared Redis
 //!   never see each other's channels.
+//! - [`Nodes`]: two relays on one fresh PostgreSQL database and one Redis.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -21,8 +22,35 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::task::AbortHandle;
 
+use crate::Relay;
+use crate::postgres::Database;
+
 /// The machine's Redis, which every machine of this kind runs.
 pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+
+/// Two relay nodes on one PostgreSQL database of their own and one Redis
+/// (with a key prefix of their own).
+#[derive(Debug)]
+pub struct Nodes {
+    pub a: Relay,
+    pub b: Relay,
+    _database: Database,
+}
+
+impl Nodes {
+    pub async fn start(redis_url: &str) -> Result<Nodes> {
+        let database = Database::create().await?;
+        let prefix = redis_prefix();
+        let args = ["--database-url", database.url(), "--redis-url", redis_url, "--redis-prefix", &prefix];
+        let a = Relay::start_with(&args).await?;
+        // The first node creates the demo site and the admin; the second
+        // finds them.
+        a.wait_healthy().await?;
+        let b = Relay::start_with(&args).await?;
+        b.wait_healthy().await?;
+        Ok(Nodes { a, b, _database: database })
+    }
+}
 
 /// A key prefix no other test uses.
 pub fn redis_prefix() -> String {

@@ -98,6 +98,26 @@ impl Relay {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// Waits until `/healthz` says the store answers: the relay prints
+    /// where it listens before it opens its store, and a second node on
+    /// one database must find what the first one created.
+    pub async fn wait_healthy(&self) -> Result<()> {
+        let url = format!("{}/healthz", self.http_url());
+        let http = reqwest::Client::new();
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Ok(response) = http.get(&url).send().await
+                    && response.status().is_success()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .context("the relay never became healthy")
+    }
+
     /// The SQLite data dir.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

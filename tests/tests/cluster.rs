@@ -9,46 +9,8 @@ use anyhow::{Context, Result, bail, ensure};
 use kefu_protocol::frame::{AgentStatus, Author, Body, Change, CloseReason, ConversationEvent, ErrorCode, Identity};
 use kefu_protocol::ids::{AgentId, ConversationId};
 use kefu_sdk::{Client, Event, Events, Message};
-use kefu_tests::cluster::{Balancer, RedisServer, SHARED_REDIS, redis_prefix};
-use kefu_tests::postgres::Database;
+use kefu_tests::cluster::{Balancer, Nodes, RedisServer, SHARED_REDIS};
 use kefu_tests::{ADMIN_PASSWORD, PATIENCE, Relay, collect, events_until, message, text};
-
-/// Two nodes on one database and one Redis.
-struct Nodes {
-    a: Relay,
-    b: Relay,
-    _database: Database,
-}
-
-impl Nodes {
-    async fn start(redis_url: &str) -> Result<Nodes> {
-        let database = Database::create().await?;
-        let prefix = redis_prefix();
-        let args = ["--database-url", database.url(), "--redis-url", redis_url, "--redis-prefix", &prefix];
-        let a = Relay::start_with(&args).await?;
-        // The first node creates the demo site and the admin; the second
-        // finds them.
-        wait_healthy(&a).await?;
-        let b = Relay::start_with(&args).await?;
-        wait_healthy(&b).await?;
-        Ok(Nodes { a, b, _database: database })
-    }
-}
-
-async fn wait_healthy(relay: &Relay) -> Result<()> {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(response) = reqwest::get(format!("{}/healthz", relay.http_url())).await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .context("relay never became healthy")
-}
 
 fn body(text: impl Into<String>) -> Body {
     Body::Text(text.into())

@@ -13,17 +13,15 @@
 //! asks the store before acting, not only waits for the revocation, is
 //! shown on two nodes whose Redis is down, where no revocation can travel.
 
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use kefu_protocol::frame::{Body, Change, CloseReason, Closing, Credentials, Join, ReplayComplete, Update};
 use kefu_protocol::ids::{AgentToken, ConversationId, Seq};
 use kefu_protocol::{ClientFrame, ServerFrame};
 use kefu_sdk::Client;
-use kefu_tests::cluster::{RedisServer, SHARED_REDIS, redis_prefix};
-use kefu_tests::postgres::Database;
+use kefu_tests::cluster::{Nodes, RedisServer, SHARED_REDIS};
 use kefu_tests::raw::{Next, Raw, hello};
-use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PATIENCE, Relay};
+use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Relay};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -266,41 +264,6 @@ async fn a_new_password_signs_out_every_other_session_http_and_websocket() -> Re
     ensure!(me_status(&base, &admin).await? == StatusCode::OK, "the admin's own session goes on");
     login(&base, "ann@kefu.test", "ann's new password").await?;
     Ok(())
-}
-
-/// Two nodes on one PostgreSQL database and `redis_url`.
-struct Nodes {
-    a: Relay,
-    b: Relay,
-    _database: Database,
-}
-
-impl Nodes {
-    async fn start(redis_url: &str) -> Result<Nodes> {
-        let database = Database::create().await?;
-        let prefix = redis_prefix();
-        let args = ["--database-url", database.url(), "--redis-url", redis_url, "--redis-prefix", &prefix];
-        let a = Relay::start_with(&args).await?;
-        wait_healthy(&a).await?;
-        let b = Relay::start_with(&args).await?;
-        wait_healthy(&b).await?;
-        Ok(Nodes { a, b, _database: database })
-    }
-}
-
-async fn wait_healthy(relay: &Relay) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Ok(response) = reqwest::get(format!("{}/healthz", relay.http_url())).await
-            && response.status().is_success()
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("relay never became healthy");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
