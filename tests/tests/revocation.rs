@@ -13,7 +13,6 @@
 //! asks the store before acting, not only waits for the revocation, is
 //! shown on two nodes whose Redis is down, where no revocation can travel.
 
-
 use anyhow::{Context, Result, bail, ensure};
 use kefu_protocol::frame::{Body, Change, CloseReason, Closing, Credentials, Join, ReplayComplete, Update};
 use kefu_protocol::ids::{AgentToken, ConversationId, Seq};
