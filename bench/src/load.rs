@@ -176,6 +176,8 @@ pub(crate) struct KefuConn {
     frames: mpsc::UnboundedSender<ClientFrame>,
     /// How many `ReplayComplete` have arrived.
     replays: watch::Receiver<u64>,
+    /// How many `Accepted` have arrived.
+    accepted: watch::Receiver<u64>,
     pub(crate) identity: Identity,
     next_id: AtomicU64,
     tag: u128,
@@ -221,8 +223,22 @@ async fn connect_now(
     };
     let (frames, outgoing) = mpsc::unbounded_channel();
     let (replays_tx, replays) = watch::channel(0);
-    tokio::spawn(drive(ws, outgoing, payloads, replays_tx, counters));
-    Ok(KefuConn { frames, replays, identity, next_id: AtomicU64::new(1), tag: u128::from(rand::random::<u64>()) << 64 })
+    let (accepted_tx, accepted) = watch::channel(0);
+    tokio::spawn(drive(ws, outgoing, payloads, Answers { replays: replays_tx, accepted: accepted_tx }, counters));
+    Ok(KefuConn {
+        frames,
+        replays,
+        accepted,
+        identity,
+        next_id: AtomicU64::new(1),
+        tag: u128::from(rand::random::<u64>()) << 64,
+    })
+}
+
+/// What `drive` counts for the connection's own waits.
+struct Answers {
+    replays: watch::Sender<u64>,
+    accepted: watch::Sender<u64>,
 }
 
 /// Reads and writes one connection until either side closes it.
@@ -230,7 +246,7 @@ async fn drive(
     mut ws: Ws,
     mut outgoing: mpsc::UnboundedReceiver<ClientFrame>,
     payloads: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    replays: watch::Sender<u64>,
+    answers: Answers,
     counters: Arc<Counters>,
 ) {
     loop {
@@ -263,9 +279,10 @@ async fn drive(
                             break;
                         }
                     }
-                    ServerFrame::ReplayComplete(_) => replays.send_modify(|n| *n += 1),
+                    ServerFrame::ReplayComplete(_) => answers.replays.send_modify(|n| *n += 1),
                     ServerFrame::Accepted(_) => {
                         counters.accepted.fetch_add(1, Ordering::Relaxed);
+                        answers.accepted.send_modify(|n| *n += 1);
                     }
                     ServerFrame::Rejected(_) => {
                         counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -302,6 +319,18 @@ impl KefuConn {
             .map_err(|_| anyhow::anyhow!("connection closed"))?;
         tokio::time::timeout(PATIENCE, replays.wait_for(|n| *n > before)).await.context("join timed out")??;
         Ok(())
+    }
+
+    /// A visitor's first line, which is what makes its conversation (the
+    /// relay stores nothing of a visitor until it writes), once stored, so
+    /// agents may join it. Unstamped, so no latency is recorded for it.
+    pub(crate) async fn open_conversation(&self) -> Result<ConversationId> {
+        let conversation = self.conversation().context("only visitors open conversations")?;
+        let mut accepted = self.accepted.clone();
+        let before = *accepted.borrow_and_update();
+        self.publish(conversation, b"hello")?;
+        tokio::time::timeout(PATIENCE, accepted.wait_for(|n| *n > before)).await.context("hello not stored")??;
+        Ok(conversation)
     }
 
     /// How many messages [`KefuConn::publish`] has sent.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use kefu_protocol::ids::ConversationId;
 use tokio::sync::mpsc;
 
@@ -222,7 +222,7 @@ pub(crate) async fn kefu_rooms(relay: &KefuRelay, sites: &[Site], members: usize
         record_into(&recorder, rx, None);
         let visitor = load::connect(addr, load::source(n), load::visitor(site), Some(tx), counters.clone()).await?;
         n += 1;
-        let conversation = visitor.conversation().context("a visitor without a conversation")?;
+        let conversation = visitor.open_conversation().await?;
         let agents: Vec<Result<Member>> = stream::iter(1..members)
             .map(|i| {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -407,7 +407,7 @@ async fn chat_pairs(
         let mut conversations = Vec::new();
         for visitor in visitors {
             let visitor = visitor?;
-            let conversation = visitor.conversation().context("a visitor without a conversation")?;
+            let conversation = visitor.open_conversation().await?;
             conversations.push(conversation);
             from_visitors.push(vec![Member::Kefu { conn: visitor, conversation }]);
         }
@@ -588,10 +588,17 @@ pub(crate) async fn storm(clients: usize, per_second: f64) -> Result<StormPoint>
     if !measure::wait_until(Duration::from_secs(120), || live(&all)).await {
         bail!("not every storm client connected");
     }
-    let mut conversations = Vec::with_capacity(clients);
-    for client in &all {
-        conversations.push(client.conversation().await?);
-    }
+    // Each visitor's first line makes its conversation, so the agent can
+    // write there.
+    let conversations: Vec<ConversationId> = stream::iter(&all)
+        .map(|client| async move {
+            let conversation = client.conversation().await?;
+            client.send(conversation, Body::Text("hello".into())).await?;
+            anyhow::Ok(conversation)
+        })
+        .buffered(CONNECT_CONCURRENCY)
+        .try_collect()
+        .await?;
     let agent_counters = Arc::new(Counters::default());
     let agent = Arc::new(
         load::connect(node_b.addr(), load::source(clients), load::agent(&sites[0]), None, agent_counters.clone())

@@ -6,9 +6,11 @@
 //! a password, cannot be guessed and so needs no slow hash.
 //!
 //! [`cookie`]: the console's session cookie and the same-origin check,
-//! for the HTTP API and the WebSocket upgrade alike.
+//! for the HTTP API and the WebSocket upgrade alike. [`visitor_token`]:
+//! the tokens visitors come back with.
 
 pub mod cookie;
+pub mod visitor_token;
 
 use std::sync::LazyLock;
 

@@ -8,6 +8,7 @@ use kefu_protocol::ids::SessionId;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::visitor_token;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub connections: TaskTracker,
     /// How often each address may connect and log in.
     pub limiters: Limiters,
+    /// The keys visitor tokens are signed with, per site.
+    pub visitor_keys: visitor_token::Keys,
     next_session: AtomicU64,
 }
 
@@ -51,6 +54,7 @@ impl AppState {
             dispatcher: Dispatcher::default(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
+            visitor_keys: visitor_token::Keys::default(),
             next_session: AtomicU64::new(1),
         }))
     }

@@ -437,6 +437,13 @@ impl Crew {
         let conversation =
             tokio::time::timeout(PATIENCE, client.conversation()).await.context("a visitor got no welcome")??;
         let log = party_log(format!("visitor {index}"), Role::Visitor, vec![conversation]);
+        // The relay stores nothing of a visitor until it writes: the first
+        // line makes the conversation, before the agents follow it.
+        let first = format!("visitor {index} says 0");
+        let accepted = tokio::time::timeout(PATIENCE, client.send(conversation, Body::Text(first.clone())))
+            .await
+            .context("a visitor's first line was not stored")??;
+        lock(&log).sent.push(Sent { conversation, text: first, outcome: Outcome::Accepted(accepted) });
         let (texts, queue) = mpsc::channel(1);
         let mut rng = config.rng(1_000 + index as u64);
         let (pause, max, mut stop_sending) = (config.send_pause, config.max_per_visitor, stop.clone());

@@ -65,6 +65,9 @@ async fn present(relay: &Relay, agent_events: &mut Events, identify: Identify) -
     // A marker: attributes always change the profile, so a profile comes
     // even when the identity was refused (and so not recorded).
     visitor.set_attributes(vec![Attribute { key: "marker".into(), value: "1".into() }])?;
+    // Both are held until the visitor writes, and stored with its rows.
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, kefu_sdk::Body::Text("hi".into())).await?;
     loop {
         let profile = next_profile(agent_events).await?;
         if profile.attributes.iter().any(|a| a.key == "marker") {
@@ -143,6 +146,8 @@ async fn the_same_identity_again_is_neither_written_nor_announced() -> Result<()
 
     let identify = signed(token(&secret, "demo", "u1", -10, 600));
     visitor.identify(identify.clone())?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, kefu_sdk::Body::Text("hi".into())).await?;
     let first = next_profile(&mut agent_events).await?;
     assert_eq!(first.user_id.as_deref(), Some("u1"));
     // The same again (as the session sends after every reconnect), then a
@@ -170,14 +175,6 @@ async fn a_webview_opens_the_chat_with_a_signed_user_in_the_fragment() -> Result
     let token = token(&secret, "demo", "app-user-7", -10, 600);
     browser.goto(&format!("{}/c/demo#kefu_user={token}", relay.http_url())).await?;
 
-    let profile = collect(&mut agent_events, 1, |event| match event {
-        Event::Visitor(profile) if profile.user_id.as_deref() == Some("app-user-7") => Some(profile),
-        _ => None,
-    })
-    .await?
-    .remove(0);
-    assert!(profile.verified, "{profile:?}");
-    assert_eq!(profile.name.as_deref(), Some("Ada app-user-7"));
     browser.wait_for(None, "location.hash === '' && location.pathname === '/c/demo'").await?;
 
     // The app's handler (React Native's, here) hears what a parent would.
@@ -187,6 +184,17 @@ async fn a_webview_opens_the_chat_with_a_signed_user_in_the_fragment() -> Result
     browser.eval("(() => { const t = document.querySelector('textarea'); t.focus(); return true })()").await?;
     browser.type_text("hello from the app").await?;
     browser.press_enter().await?;
+    // The visitor is stored, identity included, with its first line; the
+    // profile reaches the agent just before that line.
+    let profile = collect(&mut agent_events, 1, |event| match event {
+        Event::Visitor(profile) if profile.user_id.as_deref() == Some("app-user-7") => Some(profile),
+        _ => None,
+    })
+    .await?
+    .remove(0);
+    assert!(profile.verified, "{profile:?}");
+    assert_eq!(profile.name.as_deref(), Some("Ada app-user-7"));
+
     let conversation = collect(&mut agent_events, 1, |event| match event {
         Event::Message(m) if matches!(m.author, kefu_protocol::frame::Author::Visitor(_)) => Some(m.conversation),
         _ => None,

@@ -80,6 +80,10 @@ async fn visitor_cut_off_while_agent_sends_100_gets_all_once_in_order(backend: B
     let (agent, _agent_events) = agent(&relay).await?;
     let (visitor, mut visitor_events) = Client::visitor(proxy.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
+    // The visitor's first line makes the conversation (a hello stores
+    // nothing); it comes back to the visitor as seq 1.
+    visitor.send(conversation, body("hello")).await?;
+    collect(&mut visitor_events, 1, in_conversation(conversation)).await?;
 
     proxy.offline(); // cuts the visitor's TCP connection and refuses new ones
     for n in 1..=100 {
@@ -92,7 +96,7 @@ async fn visitor_cut_off_while_agent_sends_100_gets_all_once_in_order(backend: B
     let expected: Vec<_> = (1..=100).map(|n| format!("agent {n}")).collect();
     assert_eq!(texts, expected);
     let seqs: Vec<u64> = got.iter().map(|m| m.seq.0).collect();
-    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    assert_eq!(seqs, (2..=101).collect::<Vec<_>>());
     // No late copies: nothing between the hundredth and a message after it.
     agent.send(conversation, body("the end")).await?;
     let extra = messages(events_until(&mut visitor_events, message_saying("the end")).await?);

@@ -40,6 +40,13 @@ async fn next_profile(events: &mut Events, pick: impl Fn(&VisitorProfile) -> boo
     .remove(0))
 }
 
+/// A visitor's first message, which stores it with what it reported.
+async fn first_line(visitor: &Client) -> Result<()> {
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, kefu_sdk::Body::Text("hi".into())).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn signed_identity_is_verified_and_a_forged_one_is_not() -> Result<()> {
     let relay = Relay::start().await?;
@@ -55,6 +62,8 @@ async fn signed_identity_is_verified_and_a_forged_one_is_not() -> Result<()> {
         email: Some("ada@example.com".into()),
         hash: Some(hmac_hex(&secret, "user-42")),
     })?;
+    // Held until the visitor writes, which is when its rows are made.
+    first_line(&honest).await?;
     let profile = next_profile(&mut agent_events, |p| p.user_id.as_deref() == Some("user-42")).await?;
     assert!(profile.verified, "a correct hash verifies: {profile:?}");
     assert_eq!(profile.name.as_deref(), Some("Ada"));
@@ -67,6 +76,7 @@ async fn signed_identity_is_verified_and_a_forged_one_is_not() -> Result<()> {
         email: None,
         hash: Some(hmac_hex("guessed-secret", "user-7")),
     })?;
+    first_line(&forger).await?;
     let profile = next_profile(&mut agent_events, |p| p.user_id.as_deref() == Some("user-7")).await?;
     assert!(!profile.verified, "a wrong hash does not verify: {profile:?}");
     Ok(())
@@ -87,6 +97,9 @@ async fn pages_and_attributes_reach_agents_even_when_sent_offline() -> Result<()
     visitor.set_attributes(vec![Attribute { key: "plan".into(), value: "free".into() }])?;
     visitor.set_attributes(vec![Attribute { key: "plan".into(), value: "pro".into() }])?;
     proxy.online();
+    // The visitor has not written yet: what it reported is held, and
+    // stored (the later plan winning) with its first line.
+    first_line(&visitor).await?;
 
     let profile = next_profile(&mut agent_events, |p| {
         p.page.as_ref().is_some_and(|page| page.title == "Pricing") && !p.attributes.is_empty()

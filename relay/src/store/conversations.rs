@@ -53,6 +53,17 @@ pub(super) async fn conversations_on(
     rows.into_iter().map(Conversation::try_from).collect()
 }
 
+/// A visitor that said hello but has not written yet: what its rows will
+/// hold once it does (see [`Store::save_visitor`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewVisitor<'a> {
+    pub id: VisitorId,
+    pub conversation: ConversationId,
+    pub token_hash: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub language: Option<&'a str>,
+}
+
 /// Opening a conversation retries when it loses a race against a close;
 /// two rounds always suffice unless someone closes in a tight loop.
 const OPEN_ATTEMPTS: usize = 3;
@@ -61,18 +72,61 @@ impl Store {
     /// Creates a visitor of `site` whose token hashes to `token_hash`.
     /// [`Error::NotFound`] if the site does not exist.
     pub async fn create_visitor(&self, site: SiteId, token_hash: &str) -> Result<VisitorId, Error> {
+        let id = self.new_visitor_id().await?;
         let now = now();
-        let id: Unsigned = sqlx::query_scalar(
-            "INSERT INTO visitors (site_id, token_hash, created_at, last_seen_at) \
-             VALUES ($1, $2, $3, $3) RETURNING id",
+        sqlx::query(
+            "INSERT INTO visitors (id, site_id, token_hash, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)",
         )
+        .bind(int(id.0))
         .bind(int(site.0))
         .bind(token_hash)
         .bind(int(now.0))
-        .fetch_one(self.pool())
+        .execute(self.pool())
         .await
         .map_err(|error| constraint(error, "visitor"))?;
-        Ok(VisitorId(id.0))
+        Ok(id)
+    }
+
+    /// Makes the rows of a visitor that writes for the first time: the
+    /// visitor, and its conversation with the id it was given at hello.
+    /// Returns the visitor's conversation: `new.conversation`, unless the
+    /// visitor had one already. [`Error::NotFound`] if the site does not
+    /// exist, or the id is another site's visitor.
+    ///
+    /// Two connections of one visitor (two tabs, two nodes) may save it at
+    /// once: both inserts do nothing when the rows are there, so both end
+    /// with the same rows.
+    pub async fn save_visitor(&self, site: SiteId, new: &NewVisitor<'_>) -> Result<Conversation, Error> {
+        let now = int(now().0);
+        let mut transaction = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO visitors (id, site_id, token_hash, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(int(new.id.0))
+        .bind(int(site.0))
+        .bind(new.token_hash)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await
+        .map_err(|error| constraint(error, "visitor"))?;
+        // As in `open_conversation`: selected from visitors, so another
+        // site's visitor inserts nothing.
+        sqlx::query(
+            "INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at) \
+             SELECT $1, site_id, id, 'open', $2, $2 FROM visitors WHERE id = $3 AND site_id = $4 \
+             AND NOT EXISTS (SELECT 1 FROM conversations WHERE visitor_id = $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(int(new.conversation.0))
+        .bind(now)
+        .bind(int(new.id.0))
+        .bind(int(site.0))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        self.record_visitor_client(site, new.id, new.user_agent, new.language).await?;
+        self.visitor_conversation(site, new.id).await?.ok_or(Error::NotFound)
     }
 
     /// The token hash of `visitor`, if it is a visitor of `site`: a token
@@ -110,30 +164,26 @@ impl Store {
     /// index on open conversations lets exactly one insert win, and the
     /// other then finds the winner's.
     pub async fn open_conversation(&self, site: SiteId, visitor: VisitorId) -> Result<Conversation, Error> {
-        let find = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-             WHERE visitor_id = $1 AND site_id = $2 ORDER BY status = 'open' DESC, id DESC LIMIT 1"
-        );
         // INSERT ... SELECT from visitors so that a visitor of another site
         // inserts nothing. The WHERE before ON CONFLICT is what SQLite needs
         // to parse an upsert after a SELECT; the one after names the partial
         // index, as PostgreSQL needs to pick it.
         let create = format!(
-            "INSERT INTO conversations (site_id, visitor_id, status, created_at, updated_at) \
-             SELECT site_id, id, 'open', $1, $1 FROM visitors WHERE id = $2 AND site_id = $3 \
+            "INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at) \
+             SELECT $4, site_id, id, 'open', $1, $1 FROM visitors WHERE id = $2 AND site_id = $3 \
              ON CONFLICT (visitor_id) WHERE status = 'open' DO NOTHING \
              RETURNING {CONVERSATION_COLUMNS}"
         );
         for _ in 0..OPEN_ATTEMPTS {
-            let existing: Option<ConversationRow> =
-                sqlx::query_as(&find).bind(int(visitor.0)).bind(int(site.0)).fetch_optional(self.pool()).await?;
-            if let Some(row) = existing {
-                return Ok(row.try_into()?);
+            if let Some(existing) = self.visitor_conversation(site, visitor).await? {
+                return Ok(existing);
             }
+            let id = self.new_conversation_id().await?;
             let created: Option<ConversationRow> = sqlx::query_as(&create)
                 .bind(int(now().0))
                 .bind(int(visitor.0))
                 .bind(int(site.0))
+                .bind(int(id.0))
                 .fetch_optional(self.pool())
                 .await?;
             if let Some(row) = created {
@@ -146,6 +196,18 @@ impl Store {
             }
         }
         Err(Error::Conflict("open conversation"))
+    }
+
+    /// The visitor's conversation if it has one: its open one, else its
+    /// newest closed one. `None` too if the visitor is not one of `site`'s.
+    pub async fn visitor_conversation(&self, site: SiteId, visitor: VisitorId) -> Result<Option<Conversation>, Error> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE visitor_id = $1 AND site_id = $2 ORDER BY status = 'open' DESC, id DESC LIMIT 1"
+        );
+        let row: Option<ConversationRow> =
+            sqlx::query_as(&sql).bind(int(visitor.0)).bind(int(site.0)).fetch_optional(self.pool()).await?;
+        Ok(row.map(Conversation::try_from).transpose()?)
     }
 
     /// Closes an open conversation of `site`; `None` if it is not open

@@ -12,6 +12,8 @@
 //! - `canned`: canned replies.
 //! - `conversations`: visitors, conversations (queue, assignment, close and
 //!   reopen) and receipt marks.
+//! - `ids`: visitor and conversation ids handed out before their rows
+//!   exist.
 //! - `console`: what the console reads over HTTP: history pages, the
 //!   visitor panel.
 //! - `visitors`: visitor profiles, visits, identity secrets.
@@ -58,6 +60,7 @@
 mod canned;
 mod console;
 mod conversations;
+mod ids;
 mod messages;
 mod sites;
 mod team;
@@ -86,6 +89,7 @@ use tokio::task::JoinHandle;
 
 pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
+pub use conversations::NewVisitor;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
 pub use writer::{AppendTicket, WriterStats};
@@ -169,6 +173,7 @@ struct Inner {
     /// while it waits for the writer to finish, so a second `close` returns
     /// only once the store really is closed.
     writer_task: Mutex<Option<JoinHandle<()>>>,
+    ids: ids::IdBlocks,
 }
 
 impl fmt::Debug for Store {
@@ -386,7 +391,14 @@ impl Store {
         // The writer gets a connection of its own so a busy pool never
         // holds up a commit.
         let (writer, writer_task) = writer::start(backend, writer_connection, options);
-        let inner = Inner { location, backend, pool, writer, writer_task: Mutex::new(Some(writer_task)) };
+        let inner = Inner {
+            location,
+            backend,
+            pool,
+            writer,
+            writer_task: Mutex::new(Some(writer_task)),
+            ids: Default::default(),
+        };
         Ok(Store { inner: Arc::new(inner) })
     }
 

@@ -800,11 +800,14 @@ async fn the_database_refuses_a_cross_site_assignee(db: TestDb) {
     refused("agent_marks_by").await;
     // Nor can a conversation be with another site's visitor.
     let foreign_visitor = f.store.create_visitor(other.id, "hash").await.unwrap();
+    let id = f.store.new_conversation_id().await.unwrap();
     let error = sqlx::query(
-        "INSERT INTO conversations (site_id, visitor_id, status, created_at, updated_at) VALUES ($1, $2, 'open', 0, 0)",
+        "INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at) \
+         VALUES ($3, $1, $2, 'open', 0, 0)",
     )
     .bind(f.site.id.0 as i64)
     .bind(foreign_visitor.0 as i64)
+    .bind(id.0 as i64)
     .execute(f.store.pool())
     .await
     .expect_err("another site's visitor is refused");
@@ -888,6 +891,42 @@ async fn empty_open_conversations_expire(db: TestDb) {
     let again = f.store.open_conversation(empty.site, empty.visitor).await.unwrap();
     assert_ne!(again.id, empty.id);
     assert_eq!(f.store.append(text(&again, 1, "hi")).await.unwrap().message.seq, Seq(1));
+}
+
+/// A visitor's rows are made once, with the conversation it was promised,
+/// however many connections save it; nodes never hand out the same id;
+/// and a visitor id cannot be saved into another site.
+async fn a_visitor_is_saved_once_with_its_promised_conversation(db: TestDb) {
+    let f = Fixture::new(db).await;
+    let second_node = f.db.open().await;
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..100 {
+        assert!(ids.insert(f.store.new_visitor_id().await.unwrap().0));
+        assert!(ids.insert(second_node.new_visitor_id().await.unwrap().0), "two nodes handed out one id");
+    }
+    let visitor = f.store.new_visitor_id().await.unwrap();
+    let promised = second_node.new_conversation_id().await.unwrap();
+    assert_eq!(f.store.visitor_conversation(f.site.id, visitor).await.unwrap(), None);
+    let new = super::NewVisitor {
+        id: visitor,
+        conversation: promised,
+        token_hash: "hash",
+        user_agent: Some("Firefox"),
+        language: Some("de"),
+    };
+    let (a, b) = tokio::join!(f.store.save_visitor(f.site.id, &new), second_node.save_visitor(f.site.id, &new));
+    assert_eq!(a.unwrap().id, promised);
+    assert_eq!(b.unwrap().id, promised);
+    let saved = f.store.save_visitor(f.site.id, &new).await.unwrap();
+    assert_eq!((saved.id, saved.visitor, saved.status), (promised, visitor, ConversationStatus::Open));
+    assert_eq!(f.store.visitor_client(f.site.id, visitor).await.unwrap().unwrap().language.as_deref(), Some("de"));
+    assert_eq!(f.store.append(text(&saved, 1, "hello")).await.unwrap().message.seq, Seq(1));
+
+    let other = f.store.create_site(&key("other"), "Other").await.unwrap();
+    let stolen = super::NewVisitor { conversation: f.store.new_conversation_id().await.unwrap(), ..new };
+    assert!(matches!(f.store.save_visitor(other.id, &stolen).await, Err(Error::NotFound)));
+    assert_eq!(f.store.visitor_conversation(other.id, visitor).await.unwrap(), None);
+    second_node.close().await;
 }
 
 /// Two relay nodes on one database: two stores, each with its own writer,
@@ -1012,6 +1051,7 @@ on_both_backends![
     a_call_naming_another_site_reads_and_changes_nothing,
     the_database_refuses_a_cross_site_assignee,
     empty_open_conversations_expire,
+    a_visitor_is_saved_once_with_its_promised_conversation,
     migrating_to_site_scoped_keys_keeps_the_data_and_drops_cross_site_links,
     sites_and_agents_are_unique_and_logins_ignore_case,
     the_first_site_is_created_once,

@@ -96,6 +96,22 @@ impl Store {
         Ok(secret)
     }
 
+    /// The key `site`'s visitor tokens are signed with, made on first use
+    /// (see `crate::auth::visitor_token`). Of two relays making it at once,
+    /// the first insert wins and both read it.
+    pub async fn visitor_token_key(&self, site: SiteId) -> Result<String, Error> {
+        let read = "SELECT key FROM visitor_token_keys WHERE site_id = $1";
+        if let Some(key) = sqlx::query_scalar(read).bind(int(site.0)).fetch_optional(self.pool()).await? {
+            return Ok(key);
+        }
+        sqlx::query("INSERT INTO visitor_token_keys (site_id, key) VALUES ($1, $2) ON CONFLICT (site_id) DO NOTHING")
+            .bind(int(site.0))
+            .bind(hex::encode(rand::random::<[u8; 32]>()))
+            .execute(self.pool())
+            .await?;
+        Ok(sqlx::query_scalar(read).bind(int(site.0)).fetch_one(self.pool()).await?)
+    }
+
     /// The secrets that verify the site's identities now: the current one
     /// (created on first use) and the previous one until its grace ends.
     pub async fn identity_secrets(&self, site: SiteId) -> Result<Secrets, Error> {

@@ -5,13 +5,14 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use kefu_protocol::codec::DecodeError;
 use kefu_protocol::frame::{
-    Credentials, Cursor, ErrorCode, ErrorFrame, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome,
+    Attribute, Credentials, Cursor, ErrorCode, ErrorFrame, Heartbeat, Hello, Identify, Identity, Limits,
+    ReturningVisitor, Visit, Welcome,
 };
 use kefu_protocol::ids::{ConversationId, SessionId, SiteId, VisitorId, VisitorToken};
 use kefu_protocol::{ClientFrame, PROTOCOL_VERSION, codec, frame::Author};
 
 use super::socket::{self, Incoming};
-use crate::auth::{self, SignedIn};
+use crate::auth::{self, SignedIn, visitor_token};
 use crate::state::AppState;
 use crate::store;
 use crate::store::now;
@@ -55,6 +56,22 @@ impl Peer {
 pub(crate) struct Established {
     pub(crate) peer: Peer,
     pub(crate) resume: Vec<Cursor>,
+    /// For a visitor that has not written yet: its rows are made with its
+    /// first message, and hold this.
+    pub(crate) unsaved: Option<Box<Unsaved>>,
+}
+
+/// A visitor whose rows wait for its first message (see `store::ids`):
+/// its hello stored nothing, so a flood of hellos costs no rows. What it
+/// reports of itself until then is held here and stored with its rows.
+#[derive(Debug, Default)]
+pub(crate) struct Unsaved {
+    pub(crate) token_hash: String,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) language: Option<String>,
+    pub(crate) visits: Vec<Visit>,
+    pub(crate) identify: Option<Identify>,
+    pub(crate) attributes: Vec<Attribute>,
 }
 
 /// Why a handshake ended without a connection. `Some` error is sent to the
@@ -116,7 +133,7 @@ pub(crate) async fn handshake(
         return Err(unsupported(hello.version));
     }
     let Hello { credentials, resume, .. } = hello;
-    let (peer, identity) = authenticate(state, credentials, upgrade).await?;
+    let (peer, identity, unsaved) = authenticate(state, credentials, upgrade).await?;
     let config = &state.config;
     let welcome = Welcome {
         session,
@@ -129,13 +146,15 @@ pub(crate) async fn handshake(
     socket::write_frame(socket, &kefu_protocol::ServerFrame::Welcome(welcome), write_timeout)
         .await
         .map_err(|_| Refused(None))?;
-    Ok(Established { peer, resume })
+    Ok(Established { peer, resume, unsaved })
 }
 
-fn agent_peer(SignedIn { agent, token_hash }: SignedIn) -> (Peer, Identity) {
+fn agent_peer(SignedIn { agent, token_hash }: SignedIn) -> Authenticated {
     let identity = Identity::Agent { agent: agent.id, site: agent.site, name: agent.name.clone() };
-    (Peer::Agent { agent, token_hash }, identity)
+    (Peer::Agent { agent, token_hash }, identity, None)
 }
+
+type Authenticated = (Peer, Identity, Option<Box<Unsaved>>);
 
 fn unsupported(version: u16) -> Refused {
     refuse(
@@ -144,11 +163,7 @@ fn unsupported(version: u16) -> Refused {
     )
 }
 
-async fn authenticate(
-    state: &AppState,
-    credentials: Credentials,
-    upgrade: Upgrade,
-) -> Result<(Peer, Identity), Refused> {
+async fn authenticate(state: &AppState, credentials: Credentials, upgrade: Upgrade) -> Result<Authenticated, Refused> {
     let store = &state.store;
     match credentials {
         Credentials::AgentCookie => {
@@ -167,30 +182,60 @@ async fn authenticate(
             let Some(site) = store.site_by_key(&site).await? else {
                 return Err(refuse(ErrorCode::Unauthorized, format!("no site with key {:?}", site.as_str())));
             };
-            let (visitor, token) = match returning {
-                Some(ReturningVisitor { visitor, token }) => {
-                    let stored = store.visitor_token_hash(site.id, visitor).await?;
-                    if stored.as_deref() != Some(auth::token_hash(token.as_str()).as_str()) {
-                        return Err(refuse(ErrorCode::Unauthorized, "unknown visitor or wrong visitor token"));
-                    }
-                    store.touch_visitor(site.id, visitor).await?;
-                    (visitor, token)
-                }
-                None => {
-                    let token = auth::new_token();
-                    let visitor = store.create_visitor(site.id, &auth::token_hash(&token)).await?;
-                    let token = VisitorToken::new(token)
-                        .map_err(|_| refuse(ErrorCode::Internal, "generated an invalid token"))?;
-                    (visitor, token)
-                }
+            let (visitor, token, conversation, saved) = visitor(state, site.id, returning).await?;
+            let unsaved = if saved {
+                store.touch_visitor(site.id, visitor).await?;
+                store
+                    .record_visitor_client(site.id, visitor, upgrade.user_agent.as_deref(), upgrade.language.as_deref())
+                    .await?;
+                None
+            } else {
+                Some(Box::new(Unsaved {
+                    token_hash: auth::token_hash(token.as_str()),
+                    user_agent: upgrade.user_agent,
+                    language: upgrade.language,
+                    ..Unsaved::default()
+                }))
             };
-            store
-                .record_visitor_client(site.id, visitor, upgrade.user_agent.as_deref(), upgrade.language.as_deref())
-                .await?;
-            let conversation = store.open_conversation(site.id, visitor).await?;
-            let peer = Peer::Visitor { visitor, site: site.id, conversation: conversation.id };
-            let identity = Identity::Visitor { visitor, token, site: site.id, conversation: conversation.id };
-            Ok((peer, identity))
+            let peer = Peer::Visitor { visitor, site: site.id, conversation };
+            let identity = Identity::Visitor { visitor, token, site: site.id, conversation };
+            Ok((peer, identity, unsaved))
+        }
+    }
+}
+
+/// Who a visitor is, its token, its conversation, and whether its rows
+/// exist. A new visitor gets ids and a token and nothing is stored; a
+/// returning one proves itself with its token.
+async fn visitor(
+    state: &AppState,
+    site: SiteId,
+    returning: Option<ReturningVisitor>,
+) -> Result<(VisitorId, VisitorToken, ConversationId, bool), Refused> {
+    let store = &state.store;
+    let wrong_token = || refuse(ErrorCode::Unauthorized, "unknown visitor or wrong visitor token");
+    match returning {
+        None => {
+            let (visitor, conversation) = (store.new_visitor_id().await?, store.new_conversation_id().await?);
+            let key = state.visitor_keys.get(store, site).await?;
+            Ok((visitor, visitor_token::mint(&key, site, visitor, conversation), conversation, false))
+        }
+        Some(ReturningVisitor { visitor, token }) if visitor_token::is_signed(&token) => {
+            let key = state.visitor_keys.get(store, site).await?;
+            let promised = visitor_token::verify(&key, site, visitor, &token).ok_or_else(wrong_token)?;
+            Ok(match store.visitor_conversation(site, visitor).await? {
+                Some(conversation) => (visitor, token, conversation.id, true),
+                None => (visitor, token, promised, false),
+            })
+        }
+        // A token from before signed tokens: its visitor has rows.
+        Some(ReturningVisitor { visitor, token }) => {
+            let stored = store.visitor_token_hash(site, visitor).await?;
+            if stored.as_deref() != Some(auth::token_hash(token.as_str()).as_str()) {
+                return Err(wrong_token());
+            }
+            let conversation = store.open_conversation(site, visitor).await?;
+            Ok((visitor, token, conversation.id, true))
         }
     }
 }

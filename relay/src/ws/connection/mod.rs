@@ -128,7 +128,7 @@ async fn open(
             return None;
         }
     };
-    let Established { peer, resume } = established;
+    let Established { peer, resume, unsaved } = established;
     tracing::debug!(?session, ?peer, ?resume, "connected");
     let mut mailbox = state.hub.mailbox(session, state.config.outbound_queue);
     if let Peer::Agent { agent, token_hash } = &peer {
@@ -148,6 +148,7 @@ async fn open(
         conversations: HashMap::new(),
         appends: None,
         deferred: None,
+        unsaved,
         last_heard: Instant::now(),
         nonce: 0,
     };
@@ -253,6 +254,9 @@ struct Connection {
     /// The send answered with `Deferred`: until it comes back, this
     /// connection's other sends are set aside unanswered (see `sends`).
     deferred: Option<ClientMessageId>,
+    /// A visitor that has not written yet: its rows are made by its first
+    /// send (`save_visitor`).
+    unsaved: Option<Box<handshake::Unsaved>>,
     last_heard: Instant,
     nonce: u64,
 }

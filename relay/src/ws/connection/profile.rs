@@ -5,7 +5,7 @@ use kefu_protocol::codec::clip_bytes;
 use kefu_protocol::frame::{Attribute, Attributes, ErrorCode, ErrorFrame, Identify, Visit};
 use kefu_protocol::ids::{SiteId, VisitorId};
 
-use super::{Connection, End, Peer};
+use super::{Connection, End, Peer, handshake};
 use crate::hub::Audience;
 use crate::identity;
 use crate::store;
@@ -18,6 +18,8 @@ mod profile_limits {
     pub(super) const FIELD: usize = 256;
     pub(super) const VALUE: usize = 1024;
     pub(super) const ATTRIBUTES: usize = 50;
+    /// Pages held for a visitor that has not written yet.
+    pub(super) const HELD_VISITS: usize = 10;
 }
 
 impl Connection {
@@ -42,6 +44,47 @@ impl Connection {
         self.write(&ServerFrame::Visitor(profile)).await
     }
 
+    /// Makes the rows of a visitor writing for the first time, with what
+    /// it reported of itself until now, so its first message reaches
+    /// agents with its pages and identity known.
+    pub(super) async fn save_visitor(&mut self) -> Result<(), End> {
+        let (Some(unsaved), Peer::Visitor { visitor, site, conversation }) = (self.unsaved.take(), &self.peer) else {
+            return Ok(());
+        };
+        let (visitor, site, promised) = (*visitor, *site, *conversation);
+        let new = store::NewVisitor {
+            id: visitor,
+            conversation: promised,
+            token_hash: &unsaved.token_hash,
+            user_agent: unsaved.user_agent.as_deref(),
+            language: unsaved.language.as_deref(),
+        };
+        let saved = self.state.store.save_visitor(site, &new).await.map_err(|e| End::store(&e))?;
+        if saved.id != promised {
+            // Only if the visitor got a conversation some other way in the
+            // meantime; it reconnects and is welcomed into that one.
+            tracing::warn!(?visitor, ?promised, actual = ?saved.id, "a saved visitor has another conversation");
+            return Err(End::store(&store::Error::Conflict("the visitor's conversation")));
+        }
+        let handshake::Unsaved { visits, identify, attributes, .. } = *unsaved;
+        let held_any = !visits.is_empty() || identify.is_some() || !attributes.is_empty();
+        let store = &self.state.store;
+        for visit in &visits {
+            store.record_visit(site, visitor, visit).await.map_err(|e| End::store(&e))?;
+        }
+        if !attributes.is_empty() {
+            store.set_visitor_attributes(site, visitor, &attributes).await.map_err(|e| End::store(&e))?;
+        }
+        if let Some(identify) = identify {
+            self.record_identity(visitor, site, identify).await?;
+        }
+        // Announced once, with everything.
+        if held_any {
+            self.publish_profile(visitor, site).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn on_visit(&mut self, visit: Visit) -> Result<(), End> {
         let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
         let visit = Visit {
@@ -49,6 +92,15 @@ impl Connection {
             title: clip_bytes(visit.title, profile_limits::TITLE),
             referrer: visit.referrer.map(|r| clip_bytes(r, profile_limits::URL)),
         };
+        if let Some(unsaved) = &mut self.unsaved {
+            // The pages before the first message are what an agent most
+            // wants to see; a few are enough.
+            if unsaved.visits.len() == profile_limits::HELD_VISITS {
+                unsaved.visits.remove(0);
+            }
+            unsaved.visits.push(visit);
+            return Ok(());
+        }
         self.state.store.record_visit(site, visitor, &visit).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }
@@ -59,6 +111,19 @@ impl Connection {
     /// is neither written nor announced again.
     pub(super) async fn on_identify(&mut self, identify: Identify) -> Result<(), End> {
         let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
+        if let Some(unsaved) = &mut self.unsaved {
+            unsaved.identify = Some(identify);
+            return Ok(());
+        }
+        if self.record_identity(visitor, site, identify).await? {
+            self.publish_profile(visitor, site).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the identity `identify` vouches for; whether that changed
+    /// what was stored.
+    async fn record_identity(&mut self, visitor: VisitorId, site: SiteId, identify: Identify) -> Result<bool, End> {
         let vouched = self.vouched(site, &identify).await?;
         let (user_id, name, email, verified, profile_signed) = match vouched {
             Some(vouched) => (vouched.user_id, vouched.name, vouched.email, true, vouched.signed_profile),
@@ -66,7 +131,7 @@ impl Connection {
         };
         let user_id = clip_bytes(user_id, profile_limits::FIELD);
         if user_id.is_empty() {
-            return Ok(()); // a token that did not verify, sent without a claim
+            return Ok(false); // a token that did not verify, sent without a claim
         }
         let name = name.map(|n| clip_bytes(n, profile_limits::FIELD));
         let email = email.map(|e| clip_bytes(e, profile_limits::FIELD));
@@ -79,10 +144,10 @@ impl Connection {
         };
         let stored = self.state.store.visitor_identity(site, visitor).await.map_err(|e| End::store(&e))?;
         if stored.unchanged_by(&identity) {
-            return Ok(());
+            return Ok(false);
         }
         self.state.store.identify_visitor(site, visitor, &identity).await.map_err(|e| End::store(&e))?;
-        self.publish_profile(visitor, site).await
+        Ok(true)
     }
 
     /// Who the site's backend vouches for in `identify.hash`, if anyone.
@@ -123,6 +188,16 @@ impl Connection {
                 value: clip_bytes(a.value, profile_limits::VALUE),
             })
             .collect();
+        if let Some(unsaved) = &mut self.unsaved {
+            // Later values win, as they would in the store.
+            for attribute in set {
+                unsaved.attributes.retain(|held| held.key != attribute.key);
+                if unsaved.attributes.len() < profile_limits::ATTRIBUTES {
+                    unsaved.attributes.push(attribute);
+                }
+            }
+            return Ok(());
+        }
         self.state.store.set_visitor_attributes(site, visitor, &set).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
     }

@@ -87,6 +87,9 @@ impl Connection {
         if let Some((code, text)) = refusal {
             return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
         }
+        if self.unsaved.is_some() {
+            self.save_visitor().await?;
+        }
         let message = NewMessage {
             site: self.peer.site(),
             conversation,
