@@ -3,7 +3,7 @@
 //! TLS-terminating proxy whose certificate only the CA made for the test
 //! vouches for.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use kefu_protocol::frame::{Credentials, Identity};
 use kefu_protocol::ids::{AgentToken, SiteKey};
 use kefu_sdk::{Body, Client, LinkState, SessionConfig, Tls};
@@ -21,7 +21,9 @@ async fn the_sdk_logs_in_and_chats_over_https_and_wss_with_a_custom_ca() -> Resu
     let agent_config = SessionConfig { auto_join: true, ..SessionConfig::default() };
     let (agent, mut agent_events) =
         Client::connect_with_tls(proxy.wss_url(), agent_credentials, agent_config, tls.clone());
-    assert!(matches!(agent.identity().await?, Identity::Agent { .. }));
+    // Bounded: a wss:// link that never comes up keeps retrying.
+    let identity = tokio::time::timeout(PATIENCE, agent.identity()).await.context("no welcome over wss://")??;
+    assert!(matches!(identity, Identity::Agent { .. }));
 
     let visitor_credentials = Credentials::Visitor { site: SiteKey::new("demo")?, returning: None };
     let (visitor, _) = Client::connect_with_tls(proxy.wss_url(), visitor_credentials, SessionConfig::default(), tls);
