@@ -125,7 +125,7 @@ pub struct Canned {
     pub text: String,
 }
 
-/// One entry of the conversation lists served over HTTP (closed ones).
+/// One entry of the conversation lists served over HTTP.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ConversationSummary {
     pub id: ConversationId,
@@ -276,12 +276,16 @@ pub async fn delete_canned(id: u64) -> Result<(), ApiError> {
     call_empty::<()>("DELETE", &format!("/api/canned/{id}"), None).await
 }
 
-/// Closed conversations, newest first, older than `before` (an
-/// `updated_at`) if given.
-pub async fn closed_conversations(before: Option<Timestamp>, limit: u32) -> Result<Vec<ConversationSummary>, ApiError> {
-    let mut path = format!("/api/conversations?status=closed&limit={limit}");
-    if let Some(before) = before {
-        path.push_str(&format!("&before={}", before.0));
+/// Open or closed conversations (`status`), most recently active first,
+/// after `before` (the previous page's last `updated_at` and id) if given.
+pub async fn conversations(
+    status: &str,
+    before: Option<(Timestamp, ConversationId)>,
+    limit: u32,
+) -> Result<Vec<ConversationSummary>, ApiError> {
+    let mut path = format!("/api/conversations?status={status}&limit={limit}");
+    if let Some((at, id)) = before {
+        path.push_str(&format!("&before={}&before_id={id}", at.0));
     }
     call::<_, ()>("GET", &path, None).await
 }

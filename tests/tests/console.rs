@@ -773,3 +773,97 @@ async fn clicking_around_while_visitor_details_load_never_breaks_the_console() -
     assert!(errors.is_empty(), "the page threw: {errors:?}");
     Ok(())
 }
+
+/// The names of the entries of the list on screen, in order.
+const ITEM_NAMES: &str = "[...document.querySelectorAll('.items .item-name')].map(e => e.textContent)";
+
+#[tokio::test]
+async fn open_conversations_past_the_first_hundred_page_in_with_load_older_once_each() -> Result<()> {
+    const VISITORS: usize = 130;
+    let relay = Relay::start().await?;
+    // 130 visitors write, one after another: 130 open conversations, more
+    // than the relay lists when a console connects.
+    let mut visitors = Vec::new();
+    for n in 1..=VISITORS {
+        let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+        let conversation = visitor.conversation().await?;
+        visitor.send(conversation, Body::Text(format!("visitor {n} asks"))).await?;
+        visitors.push(visitor);
+    }
+    for visitor in &visitors {
+        visitor.stop();
+    }
+
+    // An agent who takes no chats by itself, so every one keeps waiting.
+    create_agent(&relay, "ann@kefu.test", "Ann", 0).await?;
+    let console = console_as(&relay, "ann@kefu.test", PASSWORD).await?;
+    console.eval("document.querySelector('[data-folder=\"All open\"]').click()").await?;
+    wait_for_count(&console, "All open", 100).await?;
+    let first: Vec<String> = serde_json::from_value(console.eval(ITEM_NAMES).await?)?;
+    assert_eq!(first.len(), 100, "the relay's first page: {first:?}");
+
+    // Load older brings the other 30, and then there is nothing older.
+    click_button(&console, "Load older").await?;
+    wait_for_count(&console, "All open", VISITORS).await?;
+    console.wait_for(None, "!document.querySelector('.load-older')").await.context("nothing older to load")?;
+    let all: Vec<String> = serde_json::from_value(console.eval(ITEM_NAMES).await?)?;
+    let mut distinct = all.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!((all.len(), distinct.len()), (VISITORS, VISITORS), "each once: {all:?}");
+    // The ones listed first are still there; the older ones came after them.
+    assert!(first.iter().all(|name| all.contains(name)), "{first:?} then {all:?}");
+    assert_eq!(&all[..100], &first[..], "the older ones go below the newer");
+
+    // The queue (oldest waiting first) has the paged-in ones too, first.
+    console.eval("document.querySelector('[data-folder=\"Unassigned\"]').click()").await?;
+    wait_for_count(&console, "Unassigned", VISITORS).await?;
+    let queue: Vec<String> = serde_json::from_value(console.eval(ITEM_NAMES).await?)?;
+    assert_eq!(queue.len(), VISITORS);
+    let mut oldest_first = all.clone();
+    oldest_first.reverse();
+    assert_eq!(queue, oldest_first, "whoever waited longest first");
+    console.screenshot("console-open-paged-in").await?;
+    Ok(())
+}
+
+/// The console composer's text, and the counter and notice above it.
+const CONSOLE_COMPOSER: &str = "(() => ({ length: document.querySelector('#reply').value.length, \
+     count: document.querySelector('.composer .limit .count')?.textContent ?? null, \
+     cut: document.querySelector('.composer .limit .cut')?.textContent ?? null }))()";
+
+#[tokio::test]
+async fn a_paste_over_the_limit_in_the_console_is_cut_the_agent_is_told_and_the_cut_text_is_sent() -> Result<()> {
+    let relay = Relay::start().await?;
+    let console = console_as(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let (visitor, mut events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, Body::Text("a long answer, please".into())).await?;
+    // The only chat opens by itself.
+    wait_for_bubbles(&console, &["a long answer, please"]).await?;
+    console.wait_for(None, "(() => { const t = document.querySelector('#reply'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
+
+    // Near the limit: the counter, no notice.
+    console.type_text(&"x".repeat(3_700)).await?;
+    assert_eq!(console.wait_for(None, &format!("{CONSOLE_COMPOSER}.count")).await?, "3700 / 4000");
+    assert_eq!(console.eval(&format!("{CONSOLE_COMPOSER}.cut")).await?, Value::Null, "nothing cut yet");
+
+    // A paste past it: cut at a character (👋 is two UTF-16 units and does
+    // not fit in the last one), and the agent is told.
+    let paste = format!("{}👋 and more", "y".repeat(299));
+    console.type_text(&paste).await?;
+    let state = console.wait_for(None, &format!("{CONSOLE_COMPOSER}.cut && {CONSOLE_COMPOSER}")).await?;
+    assert_eq!(state["length"], 3_999, "{state}");
+    assert_eq!(state["count"], "3999 / 4000");
+    assert!(state["cut"].as_str().is_some_and(|cut| cut.contains("cut to 4,000 characters")), "{state}");
+    console.screenshot("console-paste-cut").await?;
+
+    // What goes out is what the box holds.
+    console.press_enter().await?;
+    let sent = collect(&mut events, 1, from_agent).await?;
+    let expected = format!("{}{}", "x".repeat(3_700), "y".repeat(299));
+    assert_eq!(text(&sent[0]).len(), expected.len(), "the visitor got the cut text");
+    assert!(text(&sent[0]) == expected, "the visitor got the cut text");
+    console.wait_for(None, &format!("{CONSOLE_COMPOSER}.length === 0 && {CONSOLE_COMPOSER}.cut === null")).await?;
+    Ok(())
+}

@@ -8,10 +8,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use kefu_protocol::frame::{AgentStatus, Author, Body, Change};
-use kefu_protocol::ids::ConversationId;
+use kefu_protocol::frame::{AgentStatus, Author, Body, Change, Credentials, Join, Ping, Pong};
+use kefu_protocol::ids::{AgentToken, ConversationId, Seq};
+use kefu_protocol::{ClientFrame, ServerFrame};
 use kefu_sdk::{Client, Event, Events, Message};
 use kefu_tests::browser::Browser;
+use kefu_tests::raw::{Next, Raw, hello};
 use kefu_tests::{Proxy, Relay, collect, message, text};
 use serde_json::Value;
 
@@ -364,7 +366,11 @@ async fn the_widget_shows_who_joined_and_the_close_but_never_a_private_note() ->
 /// Every message stored in `conversation`, as the relay keeps it (read by
 /// the admin over HTTP), not as any client deduplicated it.
 async fn stored_texts(relay: &Relay, conversation: ConversationId) -> Result<Vec<String>> {
-    let token = relay.admin_token().await?;
+    stored_texts_as(relay, &relay.admin_token().await?, conversation).await
+}
+
+/// [`stored_texts`] with a token at hand: logins per account are limited.
+async fn stored_texts_as(relay: &Relay, token: &str, conversation: ConversationId) -> Result<Vec<String>> {
     let url = format!("{}/api/conversations/{}/messages?limit=100", relay.http_url(), conversation.0);
     let response = reqwest::Client::new().get(url).bearer_auth(token).send().await?.error_for_status()?;
     let messages: Vec<Message> = response.json().await?;
@@ -499,5 +505,80 @@ async fn a_paste_over_the_limit_is_cut_and_the_visitor_is_told_in_their_language
         assert!(state["cut"].as_str().is_some_and(|cut| cut.contains(notice)), "{lang}: {state}");
         browser.screenshot(&format!("widget-paste-cut-{lang}")).await?;
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_burst_over_the_frame_budget_is_stored_and_sent_once_each_in_order() -> Result<()> {
+    const BURST: usize = 24;
+    // A budget the burst (each message with its typing notices) outruns
+    // many times over.
+    let relay = Relay::start_with(&["--frames-per-second", "4", "--frame-burst", "6"]).await?;
+    let token = relay.admin_token().await?;
+    let (agent, mut agent_events) = agent(&relay).await?;
+
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/c/demo", relay.http_url())).await?;
+    browser.wait_for(None, "(() => { const t = document.querySelector('textarea'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
+    let burst: Vec<String> = (1..=BURST).map(|n| format!("burst {n}")).collect();
+    for words in &burst {
+        browser.type_text(words).await?;
+        browser.press_enter().await?;
+    }
+    let conversation = collect(&mut agent_events, 1, from_visitor).await?[0].conversation;
+    // What the relay sends an agent, counted raw from the first seq (the
+    // replay, then live): no session in between to drop a repeat.
+    let mut tap = Raw::connect(&relay.ws_url()).await?;
+    tap.send(&hello(Credentials::Agent { token: AgentToken::new(token.clone())? })).await?;
+    tap.until(|f| matches!(f, ServerFrame::Welcome(_)).then_some(())).await?;
+    tap.send(&ClientFrame::Join(Join { conversation, after: Seq::ZERO })).await?;
+    // Read all along, answering the relay's pings, as the burst outlasts
+    // the heartbeat deadline.
+    let (tapped, mut sent_to_agents) = tokio::sync::mpsc::unbounded_channel();
+    let tapping = tokio::spawn(async move {
+        loop {
+            match tap.next().await? {
+                Next::Frame(ServerFrame::Ping(Ping { nonce })) => tap.send(&ClientFrame::Pong(Pong { nonce })).await?,
+                Next::Frame(ServerFrame::Message(message)) => {
+                    if tapped.send(message).is_err() {
+                        return anyhow::Ok(());
+                    }
+                }
+                Next::Frame(_) => {}
+                Next::Closed(code) => anyhow::bail!("the tap closed ({code:?})"),
+            }
+        }
+    });
+
+    // Every one lands; then a marker from the agent closes the count.
+    let deadline = tokio::time::Instant::now() + kefu_tests::PATIENCE * 2;
+    let stored = loop {
+        let stored = stored_texts_as(&relay, &token, conversation).await?;
+        if stored.len() >= BURST || tokio::time::Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stored, burst, "each stored once, in order");
+    say(&agent, conversation, "marker").await?;
+    let mut sent = Vec::new();
+    loop {
+        let next = tokio::time::timeout(kefu_tests::PATIENCE, sent_to_agents.recv()).await;
+        let Some(frame) = next.context("no marker from the tap in time")? else {
+            return Err(tapping.await?.err().context("the tap stopped")?);
+        };
+        if frame.conversation != conversation {
+            continue;
+        }
+        if text(&frame) == "marker" {
+            break;
+        }
+        sent.push((frame.seq, text(&frame).to_owned()));
+    }
+    let seqs: Vec<u64> = sent.iter().map(|(seq, _)| seq.0).collect();
+    let texts: Vec<&str> = sent.iter().map(|(_, words)| words.as_str()).collect();
+    assert_eq!(texts, burst, "agents were sent each once, in order");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in seq order: {seqs:?}");
+    browser.wait_for(None, &format!("{PENDING} === 0")).await.context("nothing left pending in the widget")?;
     Ok(())
 }

@@ -43,6 +43,7 @@ impl Model {
             }
         } else {
             self.closed.retain(|id| *id != update.conversation);
+            self.saw_open((update.updated_at, update.conversation));
         }
         // A chat just given to this agent opens by itself, unless others
         // are open already.

@@ -17,7 +17,7 @@
 //! - [`tabs`]: the tabs, the one on screen, and what counts as read.
 //! - here: the [`Model`] itself, the link, the team and the toasts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kefu_protocol::frame::{AgentStatus, TeamMember, VisitorProfile};
 use kefu_protocol::ids::{AgentId, ConversationId, Timestamp, VisitorId};
@@ -31,7 +31,7 @@ pub mod tabs;
 mod tests;
 
 pub use conversation::{Conversation, Kind, Line, LineKey, Sender, VisitorTyping, system_text};
-pub use lists::Folder;
+pub use lists::{Folder, OPEN_FIRST_PAGE};
 pub use messages::{News, TYPING_TIMEOUT_MS};
 pub use tabs::MAX_TABS;
 
@@ -56,6 +56,13 @@ pub struct Model {
     /// A page came from the relay: the folder holds more than the chats
     /// closed while this console watched.
     closed_fetched: bool,
+    /// Where the open folders' next page starts: the oldest open
+    /// conversation the relay told of or a page brought.
+    open_before: Option<lists::PageKey>,
+    /// The open conversations the relay told of, listed or live.
+    open_told: BTreeSet<ConversationId>,
+    /// Whether the last open page was full; `None` before the first.
+    open_more: Option<bool>,
     team: Vec<TeamMember>,
     status: AgentStatus,
     /// The relay's clock at the first welcome: visitor messages sent
@@ -89,6 +96,9 @@ impl Model {
             closed: Vec::new(),
             closed_more: true,
             closed_fetched: false,
+            open_before: None,
+            open_told: BTreeSet::new(),
+            open_more: None,
             team: Vec::new(),
             status: AgentStatus::Online,
             live_since: None,

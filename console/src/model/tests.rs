@@ -265,3 +265,56 @@ fn the_banner_says_reconnecting_only_after_a_live_link() {
     model.link(LinkState::Waiting { attempt: 1, retry_at: Millis(5) });
     assert_eq!(model.banner(), Some("Reconnecting…"));
 }
+
+fn summary(id: u64, at: u64, assignee: Option<AgentId>) -> crate::api::ConversationSummary {
+    crate::api::ConversationSummary {
+        id: ConversationId(id),
+        visitor: VISITOR,
+        status: "open".into(),
+        last_seq: Seq(1),
+        updated_at: Timestamp(at),
+        assignee,
+        waiting_since: assignee.is_none().then_some(Timestamp(at)),
+        visitor_name: None,
+    }
+}
+
+#[test]
+fn older_open_conversations_page_in_past_the_oldest_listed() {
+    let mut model = Model::new(ME, true);
+    // A full first listing, ids 101..=200 active at 1101..=1200.
+    for id in 101..=200 {
+        model.conversation_update(&update(ConversationId(id), 1_000 + id, None));
+    }
+    assert!(model.open_more(), "a full listing may hide older ones");
+    assert_eq!(model.open_before(), Some((Timestamp(1_101), ConversationId(101))));
+    // A live one since is newer: the next page still starts there.
+    model.conversation_update(&update(ConversationId(300), 5_000, Some(ME)));
+    assert_eq!(model.open_before(), Some((Timestamp(1_101), ConversationId(101))));
+
+    // The page brings older ones, and one that changed live meanwhile
+    // (id 60, now assigned to me): the live update wins.
+    model.conversation_update(&update(ConversationId(60), 6_000, Some(ME)));
+    let page: Vec<_> = (1..=100).rev().map(|id| summary(id, 1_000 + id, None)).collect();
+    model.open_page(&page, 100);
+    assert_eq!(model.count(Folder::All), Some(201));
+    assert_eq!(model.conversation(ConversationId(60)).unwrap().assignee, Some(ME));
+    assert_eq!(model.list(Folder::Mine), [ConversationId(60), ConversationId(300)]);
+    // The queue puts the longest waiting first, paged in or not.
+    assert_eq!(model.list(Folder::Unassigned)[0], ConversationId(1));
+    assert_eq!(model.open_before(), Some((Timestamp(1_001), ConversationId(1))));
+    assert!(model.open_more(), "a full page may be followed by more");
+    model.open_page(&[], 100);
+    assert!(!model.open_more());
+}
+
+#[test]
+fn a_short_listing_offers_no_older_open_ones() {
+    let mut model = Model::new(ME, true);
+    for id in 1..=99 {
+        model.conversation_update(&update(ConversationId(id), id, None));
+        // Repeats of one conversation count once.
+        model.conversation_update(&update(ConversationId(1), 200 + id, None));
+    }
+    assert!(!model.open_more());
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kefu_protocol::frame::Body;
 use kefu_protocol::ids::ConversationId;
-use kefu_webclient::limit::{COUNT_FROM_UTF16, MAX_MESSAGE_UTF16, clip_to_utf16_units, utf16_len};
+use kefu_webclient::limit;
 use leptos::html::Textarea;
 use leptos::prelude::*;
 use web_sys::KeyboardEvent;
@@ -51,7 +51,7 @@ pub fn Composer(id: ConversationId) -> impl IntoView {
     let draft = RwSignal::new(ctx.drafts.with_value(|d| d.get(&id).cloned()).unwrap_or_default());
     let mode = RwSignal::new(Mode::Reply);
     let highlight = RwSignal::new(0_usize);
-    // Cut here rather than with `maxlength`, which cuts a paste silently.
+    // Shows while the box holds a paste cut to the limit.
     let cut = RwSignal::new(false);
     // When "typing" last went out, and a counter of keystrokes so the idle
     // timeout knows whether another came since.
@@ -114,14 +114,7 @@ pub fn Composer(id: ConversationId) -> impl IntoView {
         let Some(input) = input.get_untracked() else {
             return;
         };
-        let mut value = input.value();
-        if let Some(clipped) = clip_to_utf16_units(&value, MAX_MESSAGE_UTF16) {
-            input.set_value(&clipped);
-            value = clipped;
-            cut.set(true);
-        } else if value.is_empty() {
-            cut.set(false);
-        }
+        let value = limit::take_edit(&input, |shown| cut.set(shown));
         ctx.drafts.update_value(|d| {
             d.insert(id, value.clone());
         });
@@ -191,10 +184,7 @@ pub fn Composer(id: ConversationId) -> impl IntoView {
             submit();
         }
     };
-    let count = move || {
-        let length = draft.with(|d| utf16_len(d));
-        (length >= COUNT_FROM_UTF16).then(|| format!("{length} / {MAX_MESSAGE_UTF16}"))
-    };
+    let count = move || draft.with(|d| limit::counter(d));
     let placeholder = move || match mode.get() {
         Mode::Reply => "Write a reply — Enter to send, Shift+Enter for a new line, / for canned replies",
         Mode::Note => "Write a private note — only agents see it",

@@ -12,21 +12,37 @@ use crate::model::{Folder, Kind, Sender};
 /// Closed conversations come in pages of this many.
 const CLOSED_PAGE: u32 = 30;
 
+/// Older open conversations come in pages of this many (the HTTP API's
+/// most).
+const OPEN_PAGE: u32 = 100;
+
 #[component]
 pub fn Sidebar() -> impl IntoView {
     let ctx = Ctx::get();
     let folder = Memo::new(move |_| ctx.model.with(|m| m.folder()));
     let ids = Memo::new(move |_| ctx.model.with(|m| m.list(m.folder())));
     let loading = RwSignal::new(false);
-    let load_closed = move || {
+    // The Closed folder pages closed conversations; the open folders share
+    // the pages of open ones.
+    let load_older = move |open: bool| {
         if loading.get_untracked() {
             return;
         }
         loading.set(true);
-        let before = ctx.model.with_untracked(|m| m.closed_before());
+        let (status, before, limit) = ctx.model.with_untracked(|m| {
+            if open { ("open", m.open_before(), OPEN_PAGE) } else { ("closed", m.closed_before(), CLOSED_PAGE) }
+        });
         spawn_local(async move {
-            match api::closed_conversations(before, CLOSED_PAGE).await {
-                Ok(page) => ctx.connection(|c| c.view_changed(|m| m.closed_page(&page, CLOSED_PAGE as usize))),
+            match api::conversations(status, before, limit).await {
+                Ok(page) => ctx.connection(|c| {
+                    c.view_changed(|m| {
+                        if open {
+                            m.open_page(&page, limit as usize);
+                        } else {
+                            m.closed_page(&page, limit as usize);
+                        }
+                    });
+                }),
                 Err(error) => ctx.toast(error.message),
             }
             loading.set(false);
@@ -35,7 +51,15 @@ pub fn Sidebar() -> impl IntoView {
     let choose = move |chosen: Folder| {
         ctx.connection(|c| c.view_changed(|m| m.set_folder(chosen)));
         if chosen == Folder::Closed && !ctx.model.with_untracked(|m| m.closed_fetched()) {
-            load_closed();
+            load_older(false);
+        }
+    };
+    let more = move || {
+        let folder = folder.get();
+        if folder.is_open() {
+            ctx.model.with(|m| m.open_more())
+        } else {
+            ctx.model.with(|m| m.closed_more()) && !ids.with(Vec::is_empty)
         }
     };
     let empty = move || match folder.get() {
@@ -74,9 +98,9 @@ pub fn Sidebar() -> impl IntoView {
                         <For each=move || ids.get() key=|id| *id children=move |id| view! { <Item id /> } />
                     </ul>
                 </Show>
-                {move || (folder.get() == Folder::Closed && ctx.model.with(|m| m.closed_more()) && !ids.with(Vec::is_empty)).then(|| view! {
-                    <button type="button" class="button ghost wide-soft" disabled=move || loading.get()
-                        on:click=move |_| load_closed()>
+                {move || more().then(|| view! {
+                    <button type="button" class="button ghost wide-soft load-older" disabled=move || loading.get()
+                        on:click=move |_| load_older(folder.get_untracked().is_open())>
                         {move || if loading.get() { "Loading…" } else { "Load older" }}
                     </button>
                 })}

@@ -9,7 +9,7 @@ use web_sys::KeyboardEvent;
 
 use super::Ctx;
 use super::icons::{EmojiIcon, SendIcon};
-use kefu_webclient::limit::{COUNT_FROM_UTF16, MAX_MESSAGE_UTF16, clip_to_utf16_units, utf16_len};
+use kefu_webclient::limit;
 
 use crate::connection::{Connection, now};
 use crate::typing::{Step, Throttle};
@@ -28,21 +28,12 @@ pub fn Composer() -> impl IntoView {
     let ctx = Ctx::get();
     let text = ctx.text;
     let draft = RwSignal::new(String::new());
-    // The box takes any length and cuts here instead of with `maxlength`,
-    // which cuts a paste without a word: here the visitor is told.
+    // Shows while the box holds a paste cut to the limit.
     let cut = RwSignal::new(false);
     let input = ctx.composer;
     let typist = Typist::new(ctx, draft);
     let take = move |input: &web_sys::HtmlTextAreaElement| {
-        let mut value = input.value();
-        if let Some(clipped) = clip_to_utf16_units(&value, MAX_MESSAGE_UTF16) {
-            input.set_value(&clipped);
-            value = clipped;
-            cut.set(true);
-        } else if value.is_empty() {
-            cut.set(false);
-        }
-        draft.set(value);
+        draft.set(limit::take_edit(input, |shown| cut.set(shown)));
         fit(input);
         typist.changed();
     };
@@ -88,10 +79,7 @@ pub fn Composer() -> impl IntoView {
         let _ = input.focus();
     };
     let can_send = Memo::new(move |_| draft.with(|d| !d.trim().is_empty()));
-    let count = move || {
-        let length = draft.with(|d| utf16_len(d));
-        (length >= COUNT_FROM_UTF16).then(|| format!("{length} / {MAX_MESSAGE_UTF16}"))
-    };
+    let count = move || draft.with(|d| limit::counter(d));
 
     view! {
         <form class="kefu-composer" on:submit=move |event: ev::SubmitEvent| {
