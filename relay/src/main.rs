@@ -1,10 +1,17 @@
 //! `kefu-relay`: parses the configuration and runs the relay.
+//!
+//! The web apps are compiled in here (`build.rs` writes the list), not in
+//! the library, so only the binary carries them.
 
 use std::io::IsTerminal;
 
 use clap::Parser;
 use kefu_relay::Config;
+use kefu_relay::web::{EmbeddedFile, EmbeddedWeb};
 use tracing_subscriber::EnvFilter;
+
+/// The web build as it was when this binary was compiled.
+static WEB_FILES: &[EmbeddedFile] = include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -12,7 +19,8 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::parse();
+    let mut config = Config::parse();
+    config.embedded_web = EmbeddedWeb(WEB_FILES);
     raise_open_file_limit();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
