@@ -202,8 +202,8 @@ async fn site_create_makes_a_tenant_whose_admin_sees_only_their_site() -> Result
     let http = reqwest::Client::new();
     let login = kefu_sdk::login(&relay.http_url(), "boss@acme.test", &password).await?;
     let get = |path: String| http.get(format!("{}{path}", relay.http_url())).bearer_auth(&login.token).send();
-    let me = get("/api/me".into()).await?.text().await?;
-    ensure!(me.contains("acme"), "{me}");
+    let site = get("/api/site".into()).await?.json::<serde_json::Value>().await?;
+    assert_eq!((site["key"].as_str(), site["name"].as_str()), (Some("acme"), Some("Acme Ltd")), "{site}");
     let list = get("/api/conversations".into()).await?;
     assert_eq!(list.status(), StatusCode::OK);
     assert_eq!(list.json::<serde_json::Value>().await?, serde_json::json!([]), "acme sees no conversation");
@@ -279,5 +279,19 @@ async fn check_passes_here_and_names_what_fails() -> Result<()> {
     let listen = line(&out, "listen")?;
     ensure!(listen.starts_with("FAIL") && listen.contains(&taken_addr), "{out}");
     drop(taken);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_example_settings_file_names_every_setting() -> Result<()> {
+    let install = Install::new()?;
+    let help = install.run(&["serve", "--help"]).await?;
+    ensure!(help.status.success(), "{}", stderr(&help));
+    let help = stdout(&help);
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/kefu.env.example"))?;
+    let settings: Vec<&str> = help.split("[env: ").skip(1).filter_map(|rest| rest.split(['=', ']']).next()).collect();
+    ensure!(settings.len() > 20, "too few settings in {help}");
+    let missing: Vec<&&str> = settings.iter().filter(|name| !example.contains(&format!("#{name}="))).collect();
+    ensure!(missing.is_empty(), "dist/kefu.env.example lacks {missing:?}");
     Ok(())
 }
