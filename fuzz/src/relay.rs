@@ -131,7 +131,7 @@ fn start_relay() -> Harness {
     let data = data.expect("a temporary store folder");
     let web = tempfile::tempdir().expect("a temporary web folder");
     let mut config = kefu_relay::Config::with_data_dir(data.path());
-    config.web_dir = web.path().to_path_buf();
+    config.web_dir = Some(web.path().to_path_buf());
     config.admin_email = ADMIN_EMAIL.into();
     config.admin_password = Some(ADMIN_PASSWORD.into());
     // Every input is a connection from 127.0.0.1: far more than one

@@ -75,10 +75,17 @@ pub struct Config {
     #[arg(long, env = "KEFU_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
 
-    /// Folder with the built web apps (`cargo xtask build-web` writes it):
-    /// kefu.js, the widget page and its hashed assets, the demo page.
-    #[arg(long, env = "KEFU_WEB_DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/web"))]
-    pub web_dir: PathBuf,
+    /// Serve the web apps from this folder (`cargo xtask build-web` writes
+    /// `target/web`) instead of the copy built into the binary: for
+    /// development, as a new build is served without a restart. Unset: the
+    /// embedded copy.
+    #[arg(long, env = "KEFU_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// The web build compiled into the binary (`build.rs`; `main.rs` sets
+    /// it). Empty in the library's own uses, such as tests.
+    #[arg(skip)]
+    pub embedded_web: crate::web::EmbeddedWeb,
 
     /// How long shutdown waits for connections to close, in milliseconds.
     #[arg(long, env = "KEFU_DRAIN_MS", default_value_t = 5_000)]

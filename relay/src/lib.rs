@@ -30,12 +30,15 @@
 //!   admin's agents, site settings and canned replies, history and the
 //!   visitor panel for the console, `/healthz`.
 //! - [`limits`]: rate limits per address (connects, logins) and per socket.
-//! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`.
+//! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`,
+//!   from the copy embedded in the binary or from `--web-dir`.
 //! - [`config`]: flags and environment variables.
-//! - [`server`]: `run(listener, config, shutdown)` ties it together;
-//!   `main.rs` only parses the config and calls it.
+//! - [`server`]: `run(listener, config, shutdown)` ties it together.
+//! - [`cli`]: the command line: `serve` (the default), `site create`,
+//!   `site list`, `check`; `main.rs` only parses it and calls these.
 
 pub mod auth;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod dispatcher;

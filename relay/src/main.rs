@@ -1,10 +1,19 @@
-//! `kefu-relay`: parses the configuration and runs the relay.
+//! `kefu-relay`: parses the command line and runs the relay or one of the
+//! operator's subcommands (`kefu_relay::cli`).
+//!
+//! The web apps are compiled in here (`build.rs` writes the list), not in
+//! the library, so only the binary carries them.
 
 use std::io::IsTerminal;
 
 use clap::Parser;
 use kefu_relay::Config;
+use kefu_relay::cli::{Cli, Command, SiteCommand};
+use kefu_relay::web::{EmbeddedFile, EmbeddedWeb};
 use tracing_subscriber::EnvFilter;
+
+/// The web build as it was when this binary was compiled.
+static WEB_FILES: &[EmbeddedFile] = include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -12,7 +21,43 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::parse();
+    let command = Cli::parse().into_command();
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match command {
+        Command::Serve(config) => run_relay(embedded(config)),
+        Command::Site { command: SiteCommand::Create(args) } => {
+            operator(runtime()?.block_on(kefu_relay::cli::site::create(args)))
+        }
+        Command::Site { command: SiteCommand::List(args) } => {
+            operator(runtime()?.block_on(kefu_relay::cli::site::list(args)))
+        }
+        Command::Check(config) => {
+            if runtime()?.block_on(kefu_relay::cli::check::run(&embedded(config))) {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+    }
+}
+
+/// An operator's subcommand failed: one plain line for a person, not a
+/// backtrace, and exit code 1.
+fn operator(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The config with the web build this binary carries.
+fn embedded(mut config: Config) -> Config {
+    config.embedded_web = EmbeddedWeb(WEB_FILES);
+    config
+}
+
+fn run_relay(config: Config) -> anyhow::Result<()> {
     raise_open_file_limit();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {

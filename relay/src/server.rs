@@ -26,7 +26,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .merge(http::routes())
-        .merge(web::routes(&state.config.web_dir))
+        .merge(web::routes(web::WebFiles::from_config(&state.config)))
         .with_state(state)
 }
 

@@ -22,20 +22,21 @@
 //! `frame-ancestors` to match ([`framing`]). It is small enough to go
 //! uncompressed.
 //!
-//! When the folder is missing every one of these answers 503 with the
+//! The files come from the copy embedded in the binary, or from
+//! `--web-dir` when given ([`files`]); the routes are the same for both.
+//! When there is no web build (a binary built before `build-web`, or a
+//! folder without `kefu.js`) every one of these answers 503 with the
 //! command that builds it, so a relay started before the build says so.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{MethodRouter, get, get_service};
-use tower_http::services::{ServeDir, ServeFile};
+use axum::routing::{MethodRouter, get};
+use axum::{Extension, Router};
+use std::sync::Arc;
 
+pub use self::files::{EmbeddedFile, EmbeddedWeb, WebFiles};
 use crate::state::AppState;
 
 /// What a request for a web app gets when `cargo xtask build-web` has not
@@ -63,13 +64,15 @@ const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-ev
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Routes for kefu.js, the widget page, its assets, the demo page and the
-/// agent console.
+/// agent console, all read from `files`.
 ///
 /// The widget page reads the site's allowed origins from the state's
 /// store; every other route needs no state.
-pub fn routes(web_dir: &Path) -> Router<AppState> {
-    if !web_dir.is_dir() {
-        tracing::warn!(web_dir = %web_dir.display(), "{NOT_BUILT}");
+pub fn routes(files: WebFiles) -> Router<AppState> {
+    if files.is_built() {
+        tracing::info!(web = %files.describe(), "serving the web apps");
+    } else {
+        tracing::warn!(web = %files.describe(), "{NOT_BUILT}");
     }
     let widget = |route: MethodRouter<AppState>| {
         route.layer(middleware::map_response(|mut response: Response| async move {
@@ -84,75 +87,55 @@ pub fn routes(web_dir: &Path) -> Router<AppState> {
             response
         }))
     };
-    let assets = ServeDir::new(web_dir.join("assets"))
-        .precompressed_br()
-        .precompressed_gzip()
-        .append_index_html_on_directories(false);
+    let asset_files = files.clone();
+    let assets = get(move |Path(path): Path<String>, headers: HeaderMap| {
+        let files = asset_files.clone();
+        async move { files.respond(&format!("assets/{path}"), &headers).await }
+    });
 
-    let dir: Arc<PathBuf> = Arc::new(web_dir.to_owned());
+    let built = files.clone();
     Router::new()
         .route(
             "/kefu.js",
             // A host page that isolates itself (COEP require-corp) may
             // still load the loader from our origin.
             file(
-                web_dir.join("kefu.js"),
+                &files,
+                "kefu.js",
                 &[
                     (header::CACHE_CONTROL, LOADER_CACHE),
                     (HeaderName::from_static("cross-origin-resource-policy"), "cross-origin"),
                 ],
             ),
         )
-        .nest_service(
-            "/assets",
-            with_headers(get_service(assets), &[(header::CACHE_CONTROL, HASHED_CACHE)])
-                .layer(middleware::from_fn(missing_not_broken)),
-        )
+        .route("/assets/{*path}", with_headers(assets, &[(header::CACHE_CONTROL, HASHED_CACHE)]))
         .route("/widget", widget(get(framing::widget)))
         .route("/c/{site}", widget(get(framing::full_page)))
         // The widget's service worker: a fixed URL whose content changes
         // with every build, so browsers must ask each time.
-        .route("/kefu-sw.js", file(web_dir.join("kefu-sw.js"), &[(header::CACHE_CONTROL, REVALIDATE)]))
-        .route("/demo", file(web_dir.join("demo.html"), &[(header::CACHE_CONTROL, REVALIDATE)]))
-        .route("/console", console(web_dir))
+        .route("/kefu-sw.js", file(&files, "kefu-sw.js", &[(header::CACHE_CONTROL, REVALIDATE)]))
+        .route("/demo", file(&files, "demo.html", &[(header::CACHE_CONTROL, REVALIDATE)]))
+        .route("/console", console(&files))
         .route("/", get(|| async { Redirect::temporary("/demo") }))
         .route_layer(middleware::from_fn(move |request: Request, next: Next| {
-            let dir = Arc::clone(&dir);
+            let built = built.is_built();
             async move {
-                if dir.is_dir() {
+                if built {
                     next.run(request).await
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, NOT_BUILT).into_response()
                 }
             }
         }))
-}
-
-/// Longest asset path looked up on disk; built names are short.
-const MAX_ASSET_PATH: usize = 1024;
-
-/// `ServeDir` answers 500 for paths the file system refuses (a name over
-/// its length limit, a file used as a folder): to a client those are
-/// files that do not exist, and not the relay's failure. Overlong paths do
-/// not reach the disk at all.
-async fn missing_not_broken(request: Request, next: Next) -> Response {
-    if request.uri().path().len() > MAX_ASSET_PATH {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let response = next.run(request).await;
-    if response.status().is_server_error() {
-        tracing::debug!(status = %response.status(), "asset lookup failed; answering 404");
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    response
+        .layer(Extension(files))
 }
 
 /// The agent console's page: revalidated, never framed, no referrer.
-fn console<S>(web_dir: &Path) -> MethodRouter<S>
+fn console<S>(files: &WebFiles) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    file(web_dir.join("console.html"), &[(header::CACHE_CONTROL, REVALIDATE)]).layer(middleware::map_response(
+    file(files, "console.html", &[(header::CACHE_CONTROL, REVALIDATE)]).layer(middleware::map_response(
         |mut response: Response| async move {
             let headers = response.headers_mut();
             for (name, value) in [
@@ -169,11 +152,16 @@ where
 }
 
 /// GET and HEAD for one file, with its precompressed siblings.
-fn file<S>(path: PathBuf, headers: &[(HeaderName, &'static str)]) -> MethodRouter<S>
+fn file<S>(files: &WebFiles, path: &'static str, headers: &[(HeaderName, &'static str)]) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    with_headers(get_service(ServeFile::new(path).precompressed_br().precompressed_gzip()), headers)
+    let files = files.clone();
+    let route = get(move |request: HeaderMap| {
+        let files = files.clone();
+        async move { files.respond(path, &request).await }
+    });
+    with_headers(route, headers)
 }
 
 /// Adds `headers` and `Vary: Accept-Encoding` to successful answers only:
@@ -200,6 +188,7 @@ where
     }))
 }
 
+pub mod files;
 pub mod framing;
 #[cfg(test)]
 mod tests;

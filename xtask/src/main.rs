@@ -1,12 +1,17 @@
 //! `cargo xtask`: the README's two commands, and what CI runs.
 //!
 //! - `cargo xtask start`: install what is missing, build the web apps and
-//!   the relay, and run the relay on the embedded store in `./kefu-data`.
+//!   the relay (which embeds them), and run the relay on the embedded
+//!   store in `./kefu-data`; a line per step, as the first build is long.
 //! - `cargo xtask test`: install what is missing, then every check CI runs:
 //!   formatting, clippy, the web apps' build, the whole test suite against
 //!   real relays, and the protocol crate built for `wasm32-unknown-unknown`.
 //! - `cargo xtask build-web`: only the web apps, into `target/web` (see
 //!   [`web`]).
+//! - `cargo xtask dist`: the release archive in `target/dist` (see
+//!   [`dist`]): the relay with the web apps inside, static for x86_64
+//!   Linux (musl) where that target can be built, with a systemd unit, an
+//!   example settings file and INSTALL.md.
 //! - `cargo xtask wasm-names`: the widget's wasm as shipped but with its
 //!   function names, for `twiggy` (see [`web::build_named_widget`]).
 //! - `cargo xtask bench [--quick] [kefu-bench flags...]`: the benchmarks
@@ -17,6 +22,7 @@
 //! cargo-installed tools) and the npm tools in `tools/` (`npm ci`), so a
 //! fresh machine needs nothing beyond rustup, cargo and npm.
 
+mod dist;
 mod web;
 
 use std::path::PathBuf;
@@ -31,11 +37,12 @@ fn main() -> Result<()> {
         "start" => start(&rest),
         "test" => test(&rest),
         "build-web" => web::build().map(drop),
+        "dist" => dist::build().map(drop),
         "wasm-names" => web::build_named_widget().map(drop),
         "bench" => bench(&rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web | cargo xtask wasm-names | cargo xtask bench [--quick] [--only SCENARIO] [--repeat N]"
+                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web | cargo xtask dist | cargo xtask wasm-names | cargo xtask bench [--quick] [--only SCENARIO] [--repeat N]"
             );
             bail!("unknown task {task:?}")
         }
@@ -43,18 +50,22 @@ fn main() -> Result<()> {
 }
 
 fn start(relay_args: &[String]) -> Result<()> {
+    step(1, 4, "installing what is missing (wasm32 target, npm tools, cargo tools)");
     install()?;
-    let web_dir = web::build()?;
-    cargo(&["build", "--release", "--package", "kefu-relay"])?;
-    let mut args = vec!["run", "--release", "--quiet", "--package", "kefu-relay", "--"];
-    // The relay's default is <repo>/target/web; say it when CARGO_TARGET_DIR
-    // moved it, unless the caller chose one.
-    let web_dir = web_dir.to_string_lossy();
-    if std::env::var_os("KEFU_WEB_DIR").is_none() && !relay_args.iter().any(|a| a.starts_with("--web-dir")) {
-        args.extend(["--web-dir", &web_dir]);
-    }
+    step(2, 4, "building the web apps into target/web (the first time takes minutes)");
+    web::build()?;
+    step(3, 4, "building the relay in release, with the web apps inside");
+    cargo(&["build", "--release", "--package", "kefu-relay", "--bin", "kefu-relay"])?;
+    step(4, 4, "starting the relay (Ctrl-C stops it)");
+    // The binary carries the web apps, so no --web-dir is needed.
+    let mut args = vec!["run", "--release", "--quiet", "--package", "kefu-relay", "--bin", "kefu-relay", "--"];
     args.extend(relay_args.iter().map(String::as_str));
     cargo(&args)
+}
+
+/// A progress line: the first build prints little of its own for minutes.
+fn step(n: usize, of: usize, what: &str) {
+    eprintln!("==> [{n}/{of}] {what}");
 }
 
 fn test(filters: &[String]) -> Result<()> {
@@ -124,8 +135,17 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn run(program: &str, args: &[&str]) -> Result<()> {
+    run_with(program, args, &[])
+}
+
+/// Like [`run`], with extra environment variables.
+fn run_with(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
-    let status = Command::new(program).args(args).status().with_context(|| format!("running {program}"))?;
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .with_context(|| format!("running {program}"))?;
     if !status.success() {
         bail!("`{program} {}` failed: {status}", args.join(" "));
     }

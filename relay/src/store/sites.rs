@@ -358,6 +358,41 @@ impl Store {
         Ok(Some((site, agent)))
     }
 
+    /// Creates a site and its first admin in one transaction, so no site
+    /// is ever left without anyone able to log in (`kefu-relay site
+    /// create`). [`Error::Conflict`] if the key is taken.
+    pub async fn create_site_with_admin(
+        &self,
+        key: &SiteKey,
+        site_name: &str,
+        admin_email: &str,
+        admin_name: &str,
+        password_hash: &str,
+    ) -> Result<(Site, Agent), Error> {
+        let now = now();
+        let mut tx = self.backend().begin_write(self.pool()).await?;
+        let site = insert_site(&mut tx, key, site_name, now).await?;
+        let admin = NewAgent {
+            site: site.id,
+            email: admin_email,
+            name: admin_name,
+            password_hash,
+            role: Role::Admin,
+            capacity: DEFAULT_CAPACITY,
+        };
+        let agent = insert_agent(&mut tx, &admin, now).await?;
+        tx.commit().await?;
+        Ok((site, agent))
+    }
+
+    /// Every site, oldest first: the operator's view (`kefu-relay site
+    /// list`), never a site's own.
+    pub async fn all_sites(&self) -> Result<Vec<Site>, Error> {
+        let rows: Vec<SiteRow> =
+            sqlx::query_as("SELECT id, key, name FROM sites ORDER BY id").fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(Site::try_from).collect::<Result<_, _>>()?)
+    }
+
     /// Every agent with that email (case-insensitive), on any site, with
     /// its site and password hash, by site name: what a login checks the
     /// password against. The one read across sites, as a login comes

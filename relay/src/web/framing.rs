@@ -19,12 +19,13 @@
 //!   reports it in `Referer` (the loader asks for that with
 //!   `referrerpolicy="origin"`). Otherwise the widget posts nothing.
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use kefu_protocol::ids::SiteKey;
 
-use super::WIDGET_CSP;
+use super::{WIDGET_CSP, WebFiles};
 use crate::state::AppState;
 
 /// Where the relay writes its decision into `widget.html`; the build keeps
@@ -127,28 +128,40 @@ pub fn decide(request: &PageRequest, origins: SiteOrigins) -> Decision {
 }
 
 /// `GET /widget`.
-pub async fn widget(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    serve(&state, None, &uri, &headers).await
+pub async fn widget(
+    State(state): State<AppState>,
+    Extension(files): Extension<WebFiles>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    serve(&state, &files, None, &uri, &headers).await
 }
 
 /// `GET /c/{site}`: the same page, the site in the path.
 pub async fn full_page(
     State(state): State<AppState>,
+    Extension(files): Extension<WebFiles>,
     Path(site): Path<String>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    serve(&state, Some(site), &uri, &headers).await
+    serve(&state, &files, Some(site), &uri, &headers).await
 }
 
-async fn serve(state: &AppState, path_site: Option<String>, uri: &Uri, headers: &HeaderMap) -> Response {
+async fn serve(
+    state: &AppState,
+    files: &WebFiles,
+    path_site: Option<String>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
     let query = Query::<Vec<(String, String)>>::try_from_uri(uri).map(|q| q.0).unwrap_or_default();
     let request = PageRequest::read(path_site, &query, headers);
     let origins = SiteOrigins::of(state, request.site_key().as_ref()).await;
     let decision = decide(&request, origins);
-    let template = match tokio::fs::read_to_string(state.config.web_dir.join("widget.html")).await {
-        Ok(template) => template,
-        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    let Some(template) = files.read("widget.html").await.and_then(|file| String::from_utf8(file.bytes.into()).ok())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let mut response = fill(&template, &decision).into_response();
     let headers = response.headers_mut();

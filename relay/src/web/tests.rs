@@ -46,14 +46,14 @@ async fn state(web_dir: &Path) -> (AppState, tempfile::TempDir) {
     let store = Store::open(data.path()).await.unwrap();
     crate::auth::bootstrap(&store, "admin@example.com", Some("a long enough password")).await.unwrap();
     let mut config = Config::with_data_dir(data.path());
-    config.web_dir = web_dir.to_owned();
+    config.web_dir = Some(web_dir.to_owned());
     (AppState::new(config, store), data)
 }
 
 async fn serve_state(state: AppState) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = routes(&state.config.web_dir).with_state(state);
+    let app = routes(super::WebFiles::from_config(&state.config)).with_state(state);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
