@@ -404,6 +404,9 @@ async fn a_visitor_that_never_reads_is_disconnected_and_the_sender_is_not_held_u
     let mut stuck = Raw::connect_with_receive_buffer(&relay.ws_url(), 4096).await?;
     let welcome = stuck.hello_visitor("demo").await?;
     let (_, stuck_conversation) = visitor_identity(welcome.identity)?;
+    // Its first line makes its conversation (a hello stores nothing).
+    stuck.send(&send(stuck_conversation, 1, "hello")).await?;
+    stuck.until(|f| matches!(f, ServerFrame::Accepted(_)).then_some(())).await?;
 
     // The agent writes far more into the stuck visitor's conversation than
     // the kernel buffers and the visitor's queue hold, without waiting on
@@ -439,7 +442,8 @@ async fn a_visitor_that_never_reads_is_disconnected_and_the_sender_is_not_held_u
     assert_eq!(code, Some(1013), "closed with try-again-later");
     // Nothing was lost: it is all stored, for the visitor's next visit.
     let newest = stored(&relay, stuck_conversation).await?;
-    assert_eq!(newest.last().map(|m| m.seq), Some(Seq(TOTAL as u64)));
+    // (After the visitor's own first line.)
+    assert_eq!(newest.last().map(|m| m.seq), Some(Seq(TOTAL as u64 + 1)));
     pair.still_chatting().await
 }
 
@@ -566,7 +570,10 @@ async fn invalid_utf8_inside_frames_is_malformed_and_nothing_is_stored() -> Resu
 
     // In a visitor's reported name.
     let (mut raw, welcome) = Raw::visitor(&relay.ws_url(), "demo").await?;
-    let (visitor, _) = visitor_identity(welcome.identity)?;
+    let (visitor, conversation) = visitor_identity(welcome.identity)?;
+    // Written first, so the visitor is stored and its panel can be read.
+    raw.send(&send(conversation, 1, "hello")).await?;
+    raw.until(|f| matches!(f, ServerFrame::Accepted(_)).then_some(())).await?;
     let identify = ClientFrame::Identify(Identify {
         user_id: "u1".into(),
         name: Some("NAMENAME".into()),
@@ -822,7 +829,10 @@ async fn another_sites_agent_and_visitors_cannot_act_on_a_conversation_over_the_
     pair.still_chatting().await?;
     let kept = stored(&relay, target).await?;
     assert!(kept.iter().all(|m| text(m).starts_with("healthy line")), "{kept:?}");
-    assert!(stored(&relay, own).await?.is_empty());
+    // The visitor's refused sends did not even make its conversation.
+    let url = format!("{}/api/conversations/{}/messages", relay.http_url(), own.0);
+    let own_status = reqwest::Client::new().get(url).bearer_auth(relay.admin_token().await?).send().await?.status();
+    assert_eq!(own_status, 404, "the visitor's refused sends were stored");
     let token = relay.admin_token().await?;
     let list: serde_json::Value = reqwest::Client::new()
         .get(format!("{}/api/conversations", relay.http_url()))

@@ -241,6 +241,8 @@ async fn set_user_with_the_right_hash_is_verified_and_with_a_wrong_one_is_not() 
         let browser = Browser::start().await?;
         browser.goto(&format!("{}/demo", relay.http_url())).await?;
         browser.eval(&format!("Kefu.setUser({{ id: '{user}', name: 'Test {user}', email: '{user}@example.com', hash: '{hash}' }}); Kefu.open()")).await?;
+        // The visitor is stored, identity included, with its first line.
+        type_message(&browser, "hello").await?;
         let profile = collect(&mut agent_events, 1, |event| match event {
             Event::Visitor(profile) if profile.user_id.as_deref() == Some(user) => Some(profile),
             _ => None,
