@@ -332,7 +332,6 @@ impl Store {
         admin_name: &str,
         password_hash: &str,
     ) -> Result<Option<(Site, Agent)>, Error> {
-        let now = now();
         // Locked before the count, so two relays starting at once cannot
         // both see zero sites: SQLite's write lock, or on PostgreSQL the
         // sites table against other writers (readers go on).
@@ -344,18 +343,9 @@ impl Store {
         if count.0 > 0 {
             return Ok(None);
         }
-        let site = insert_site(&mut tx, key, site_name, now).await?;
-        let admin = NewAgent {
-            site: site.id,
-            email: admin_email,
-            name: admin_name,
-            password_hash,
-            role: Role::Admin,
-            capacity: DEFAULT_CAPACITY,
-        };
-        let agent = insert_agent(&mut tx, &admin, now).await?;
+        let created = insert_site_with_admin(&mut tx, key, site_name, admin_email, admin_name, password_hash).await?;
         tx.commit().await?;
-        Ok(Some((site, agent)))
+        Ok(Some(created))
     }
 
     /// Creates a site and its first admin in one transaction, so no site
@@ -369,20 +359,10 @@ impl Store {
         admin_name: &str,
         password_hash: &str,
     ) -> Result<(Site, Agent), Error> {
-        let now = now();
         let mut tx = self.backend().begin_write(self.pool()).await?;
-        let site = insert_site(&mut tx, key, site_name, now).await?;
-        let admin = NewAgent {
-            site: site.id,
-            email: admin_email,
-            name: admin_name,
-            password_hash,
-            role: Role::Admin,
-            capacity: DEFAULT_CAPACITY,
-        };
-        let agent = insert_agent(&mut tx, &admin, now).await?;
+        let created = insert_site_with_admin(&mut tx, key, site_name, admin_email, admin_name, password_hash).await?;
         tx.commit().await?;
-        Ok((site, agent))
+        Ok(created)
     }
 
     /// Every site, oldest first: the operator's view (`kefu-relay site
@@ -488,6 +468,30 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// A site and its first admin, on `connection` (inside the caller's
+/// transaction, so neither exists without the other).
+async fn insert_site_with_admin(
+    connection: &mut AnyConnection,
+    key: &SiteKey,
+    site_name: &str,
+    admin_email: &str,
+    admin_name: &str,
+    password_hash: &str,
+) -> Result<(Site, Agent), Error> {
+    let now = now();
+    let site = insert_site(connection, key, site_name, now).await?;
+    let admin = NewAgent {
+        site: site.id,
+        email: admin_email,
+        name: admin_name,
+        password_hash,
+        role: Role::Admin,
+        capacity: DEFAULT_CAPACITY,
+    };
+    let agent = insert_agent(connection, &admin, now).await?;
+    Ok((site, agent))
 }
 
 async fn insert_site(connection: &mut AnyConnection, key: &SiteKey, name: &str, now: Timestamp) -> Result<Site, Error> {
