@@ -4,15 +4,15 @@
 //! session resends them all, in order, after the wait. Every message is
 //! stored once, in the order typed.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use futures_util::future::try_join_all;
 use kefu_protocol::ClientFrame;
 use kefu_protocol::ServerFrame;
 use kefu_protocol::frame::{Body, Deferred, Identity, Message, Ping, Pong, Send};
 use kefu_protocol::ids::{ClientMessageId, ConversationId};
 use kefu_sdk::Client;
-use kefu_tests::Relay;
 use kefu_tests::raw::{Next, Raw};
+use kefu_tests::{PATIENCE, Relay};
 
 /// Five frames at once, then five a second: a burst of twenty sends is
 /// well over it.
@@ -47,7 +47,9 @@ async fn an_sdk_burst_over_the_budget_is_stored_once_in_order() -> Result<()> {
     // `Rejected` (rate limited) and was gone.
     let typed: Vec<String> = (0..20).map(|n| format!("burst {n}")).collect();
     let sends = typed.iter().map(|text| visitor.send(conversation, Body::Text(text.clone())));
-    let accepted = try_join_all(sends).await?;
+    let accepted = tokio::time::timeout(PATIENCE, try_join_all(sends))
+        .await
+        .context("not every send was stored: a send the relay deferred was dropped")??;
     let seqs: Vec<_> = accepted.iter().map(|a| a.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "accepted in the order sent: {seqs:?}");
 
