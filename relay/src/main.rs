@@ -31,6 +31,8 @@ fn main() -> anyhow::Result<()> {
         Command::Site { command: SiteCommand::List(args) } => {
             operator(runtime()?.block_on(kefu_relay::cli::site::list(args)))
         }
+        Command::Backup(args) => operator(runtime()?.block_on(kefu_relay::cli::backup::backup(args))),
+        Command::Restore(args) => operator(runtime()?.block_on(kefu_relay::cli::backup::restore(args))),
         Command::Check(config) => {
             if runtime()?.block_on(kefu_relay::cli::check::run(&embedded(config))) {
                 Ok(())

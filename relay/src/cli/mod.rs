@@ -7,10 +7,13 @@
 //!   with its first admin, and list them, straight in the store.
 //! - `check` ([`check`]): the self-check, one line per check, non-zero exit
 //!   when any fails.
+//! - `backup` / `restore` ([`backup`]): a snapshot of the embedded store
+//!   while the relay runs, and putting one back.
 //!
 //! The subcommands open the same store as `serve`, by the same flags and
 //! environment variables (`--data-dir`, `--database-url`).
 
+pub mod backup;
 pub mod check;
 pub mod site;
 
@@ -49,6 +52,12 @@ pub enum Command {
     /// Check that this relay can run: store, Redis, data dir, web apps,
     /// listen address. One line per check; exits non-zero on a failure.
     Check(Config),
+    /// Write a snapshot of the embedded store while the relay runs
+    /// (PostgreSQL: use pg_dump).
+    Backup(backup::BackupArgs),
+    /// Put a snapshot from `backup` in place of the store; the relay must
+    /// be stopped. The store it replaces is kept.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@
 //! - `visitors`: visitor profiles, visits, identity secrets.
 //! - `messages`: appending and reading messages.
 //! - `writer`: the one task that stores messages, many per transaction.
+//! - `backup`: snapshots of the SQLite file, and restoring one.
 //!
 //! Every query is written once, in SQL both backends understand (`$1`
 //! parameters, `ON CONFLICT`, `RETURNING`), and runs through sqlx's `Any`
@@ -57,6 +58,7 @@
 //! their condition on the row they lock, which makes them compare-and-set
 //! on both backends.
 
+mod backup;
 mod canned;
 mod console;
 mod conversations;
@@ -87,6 +89,7 @@ use sqlx::{ConnectOptions, Decode, Executor, Transaction, Type};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+pub use backup::{BackupError, Contents, restore};
 pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
 pub use conversations::NewVisitor;
@@ -164,6 +167,9 @@ pub struct Store {
 }
 
 struct Inner {
+    /// SQLite: the shared lock on the data folder that keeps a restore
+    /// out while the store is open (`backup`).
+    _data_dir_lock: Option<std::fs::File>,
     /// The file, or the PostgreSQL server and database (no password).
     location: String,
     backend: Backend,
@@ -349,6 +355,7 @@ impl Store {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir { path: data_dir.to_owned(), source })?;
         let path = std::path::absolute(data_dir.join(FILE_NAME))
             .map_err(|source| Error::DataDir { path: data_dir.to_owned(), source })?;
+        let lock = backup::share_data_dir(data_dir)?;
         let options = AnyConnectOptions::from_str(&sqlite_url(&path))?;
         // The writer's connection comes first: it switches a new file to
         // WAL, which needs the file to itself.
@@ -357,7 +364,7 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(sqlx::Error::Configuration(format!("{} cannot use WAL: {mode}", path.display()).into()).into());
         }
-        Store::start(Backend::Sqlite, path.display().to_string(), options, writer_connection).await
+        Store::start(Backend::Sqlite, path.display().to_string(), options, writer_connection, Some(lock)).await
     }
 
     /// Connects to the PostgreSQL database at `url` (which must exist),
@@ -367,7 +374,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let options = AnyConnectOptions::from_str(url)?;
         let writer_connection = options.connect().await?;
-        Store::start(Backend::Postgres, redact(url), options, writer_connection).await
+        Store::start(Backend::Postgres, redact(url), options, writer_connection, None).await
     }
 
     async fn start(
@@ -375,6 +382,7 @@ impl Store {
         location: String,
         options: AnyConnectOptions,
         mut writer_connection: AnyConnection,
+        data_dir_lock: Option<std::fs::File>,
     ) -> Result<Store, Error> {
         backend.prepare(&mut writer_connection).await?;
         let pool = AnyPoolOptions::new()
@@ -392,6 +400,7 @@ impl Store {
         // holds up a commit.
         let (writer, writer_task) = writer::start(backend, writer_connection, options);
         let inner = Inner {
+            _data_dir_lock: data_dir_lock,
             location,
             backend,
             pool,
