@@ -139,6 +139,9 @@ pub struct ConversationSummary {
     pub waiting_since: Option<Timestamp>,
     #[serde(default)]
     pub visitor_name: Option<String>,
+    /// The newest message or note, for the preview.
+    #[serde(default)]
+    pub last_message: Option<Message>,
 }
 
 /// A page the visitor saw.

@@ -776,6 +776,7 @@ async fn clicking_around_while_visitor_details_load_never_breaks_the_console() -
 
 /// The names of the entries of the list on screen, in order.
 const ITEM_NAMES: &str = "[...document.querySelectorAll('.items .item-name')].map(e => e.textContent)";
+const ITEM_PREVIEWS: &str = "[...document.querySelectorAll('.items .item-preview')].map(e => e.textContent.trim())";
 
 #[tokio::test]
 async fn open_conversations_past_the_first_hundred_page_in_with_load_older_once_each() -> Result<()> {
@@ -814,6 +815,15 @@ async fn open_conversations_past_the_first_hundred_page_in_with_load_older_once_
     // The ones listed first are still there; the older ones came after them.
     assert!(first.iter().all(|name| all.contains(name)), "{first:?} then {all:?}");
     assert_eq!(&all[..100], &first[..], "the older ones go below the newer");
+    // Each previews its own visitor's message, the paged-in ones too,
+    // though none of their lines are loaded.
+    let mut previews: Vec<String> = serde_json::from_value(console.eval(ITEM_PREVIEWS).await?)?;
+    let asked = |preview: &String| preview.strip_prefix("visitor ").and_then(|p| p.strip_suffix(" asks")).is_some();
+    let unlike: Vec<_> = previews.iter().filter(|p| !asked(p)).collect();
+    assert!(unlike.is_empty(), "every item previews its visitor's message: {unlike:?}");
+    previews.sort();
+    previews.dedup();
+    assert_eq!(previews.len(), VISITORS, "each its own message");
 
     // The queue (oldest waiting first) has the paged-in ones too, first.
     console.eval("document.querySelector('[data-folder=\"Unassigned\"]').click()").await?;

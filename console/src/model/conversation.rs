@@ -2,7 +2,7 @@
 //! system lines) in seq order, who wrote each, how far each side has read,
 //! and what the visitor is typing.
 
-use kefu_protocol::frame::{Author, ConversationEvent, ConversationStatus};
+use kefu_protocol::frame::{Author, Body, ConversationEvent, ConversationStatus, Message};
 use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, Timestamp, VisitorId};
 use kefu_protocol::session::Millis;
 
@@ -57,6 +57,25 @@ pub struct Line {
     pub seq: Option<Seq>,
 }
 
+impl Line {
+    /// How a message the relay stored shows.
+    pub(super) fn stored(message: &Message) -> Line {
+        let (kind, text) = match &message.body {
+            Body::Text(text) => (Kind::Text, text.clone()),
+            Body::Note(text) => (Kind::Note, text.clone()),
+            Body::Event(event) => (Kind::System, system_text(event)),
+        };
+        Line {
+            key: LineKey::Seq(message.seq),
+            sender: message.author.into(),
+            kind,
+            text,
+            at: message.sent_at,
+            seq: Some(message.seq),
+        }
+    }
+}
+
 /// What the visitor is doing in the composer right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VisitorTyping {
@@ -80,6 +99,9 @@ pub struct Conversation {
     pub last_seq: Seq,
     /// The visitor's name as the HTTP list gave it, before any profile.
     pub(super) visitor_name: Option<String>,
+    /// The newest message as the HTTP list gave it: the preview of a
+    /// conversation paged in before any of its lines are loaded.
+    pub(super) listed_last: Option<Line>,
     /// Stored lines in seq order, then this console's unsent ones.
     pub(super) lines: Vec<Line>,
     /// How far this agent has seen the conversation.
@@ -100,6 +122,7 @@ impl Conversation {
             updated_at: Timestamp(0),
             last_seq: Seq::ZERO,
             visitor_name: None,
+            listed_last: None,
             lines: Vec::new(),
             read: Seq::ZERO,
             visitor_read: Seq::ZERO,
@@ -157,7 +180,13 @@ impl Conversation {
 
     /// The last line a list should preview: a message or a note.
     pub fn last_message(&self) -> Option<&Line> {
-        self.lines.iter().rev().find(|l| l.kind != Kind::System)
+        let loaded = self.lines.iter().rev().find(|l| l.kind != Kind::System);
+        match (loaded, self.listed_last.as_ref()) {
+            // The list's is newer than any stored line loaded; a pending
+            // line (no seq yet) is newer than both.
+            (Some(line), Some(listed)) if line.seq.is_some_and(|seq| Some(seq) < listed.seq) => Some(listed),
+            (loaded, listed) => loaded.or(listed),
+        }
     }
 
     /// The visitor's messages that no agent has answered and this agent

@@ -10,7 +10,7 @@
 use kefu_protocol::frame::ConversationStatus;
 use kefu_protocol::ids::{ConversationId, Seq, Timestamp, VisitorId};
 
-use super::{Conversation, Model};
+use super::{Conversation, Line, Model};
 use crate::api::ConversationSummary;
 
 /// How many open conversations the relay lists when the console connects
@@ -178,8 +178,13 @@ impl Model {
 }
 
 /// What a page says of a conversation that only grows: its last activity,
-/// its last seq, the visitor's name.
+/// its last seq, the visitor's name, its newest message.
 fn merge_summary(conversation: &mut Conversation, summary: &ConversationSummary) {
+    if let Some(message) = &summary.last_message
+        && conversation.listed_last.as_ref().is_none_or(|listed| listed.seq < Some(message.seq))
+    {
+        conversation.listed_last = Some(Line::stored(message));
+    }
     conversation.updated_at = conversation.updated_at.max(summary.updated_at);
     conversation.last_seq = conversation.last_seq.max(summary.last_seq);
     if conversation.visitor_name.is_none() {

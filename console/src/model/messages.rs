@@ -9,7 +9,7 @@ use kefu_protocol::frame::{
 use kefu_protocol::ids::{ClientMessageId, ConversationId, Timestamp, VisitorId};
 use kefu_protocol::session::Millis;
 
-use super::{Conversation, Kind, Line, LineKey, Model, Sender, VisitorTyping, system_text};
+use super::{Conversation, Kind, Line, LineKey, Model, Sender, VisitorTyping};
 
 /// A visitor's typing indicator and draft disappear after this long
 /// without news, so a lost "stopped typing" cannot leave them on for good.
@@ -124,19 +124,7 @@ impl Model {
         if conversation.has_seq(message.seq) {
             return false;
         }
-        let (kind, text) = match &message.body {
-            Body::Text(text) => (Kind::Text, text.clone()),
-            Body::Note(text) => (Kind::Note, text.clone()),
-            Body::Event(event) => (Kind::System, system_text(event)),
-        };
-        conversation.insert_stored(Line {
-            key: LineKey::Seq(message.seq),
-            sender: message.author.into(),
-            kind,
-            text,
-            at: message.sent_at,
-            seq: Some(message.seq),
-        });
+        conversation.insert_stored(Line::stored(message));
         true
     }
 

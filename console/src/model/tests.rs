@@ -276,6 +276,7 @@ fn summary(id: u64, at: u64, assignee: Option<AgentId>) -> crate::api::Conversat
         assignee,
         waiting_since: assignee.is_none().then_some(Timestamp(at)),
         visitor_name: None,
+        last_message: None,
     }
 }
 
@@ -317,4 +318,26 @@ fn a_short_listing_offers_no_older_open_ones() {
         model.conversation_update(&update(ConversationId(1), 200 + id, None));
     }
     assert!(!model.open_more());
+}
+
+#[test]
+fn a_paged_in_conversation_previews_the_newest_message_its_page_gave_until_a_newer_one_comes() {
+    let mut model = Model::new(ME, true);
+    let id = ConversationId(5);
+    let mut listed = summary(5, 1_004, None);
+    listed.last_seq = Seq(4);
+    listed.last_message = Some(message(id, 4, Author::Visitor(VISITOR), "where is my order"));
+    model.open_page(&[listed.clone()], 100);
+    let preview = |model: &Model| model.conversation(id).unwrap().last_message().map(|l| l.text.clone());
+    assert_eq!(preview(&model), Some("where is my order".into()), "no lines loaded yet");
+
+    // Loading older history does not replace the newer preview.
+    model.history(id, &[message(id, 1, Author::Visitor(VISITOR), "hello")]);
+    assert_eq!(preview(&model), Some("where is my order".into()));
+    // An older page of the list again changes nothing; a live message does.
+    listed.last_message = Some(message(id, 3, Author::Visitor(VISITOR), "older"));
+    model.open_page(&[listed], 100);
+    assert_eq!(preview(&model), Some("where is my order".into()));
+    model.message(&message(id, 5, Author::Agent(ME), "on its way"));
+    assert_eq!(preview(&model), Some("on its way".into()));
 }

@@ -43,6 +43,9 @@ pub struct ConversationView {
     pub assignee: Option<AgentId>,
     pub waiting_since: Option<Timestamp>,
     pub visitor_name: Option<String>,
+    /// The newest message or note (system lines skipped), for the list's
+    /// preview; `null` if nobody has written yet.
+    pub last_message: Option<Message>,
 }
 
 impl From<ConversationSummary> for ConversationView {
@@ -56,6 +59,7 @@ impl From<ConversationSummary> for ConversationView {
             assignee: summary.assignee,
             waiting_since: summary.waiting_since,
             visitor_name: summary.visitor_name,
+            last_message: summary.last_message,
         }
     }
 }

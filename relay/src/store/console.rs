@@ -6,7 +6,10 @@ use kefu_protocol::codec::clip_bytes;
 use kefu_protocol::frame::{ConversationStatus, Message};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
+use std::collections::{BTreeSet, HashMap};
+
 use super::messages::{MessageRow, message_columns};
+use super::writer::id_list;
 use super::{Error, Store, Unsigned, int, undecodable};
 
 /// Longest user agent or language string kept: real ones are far shorter,
@@ -30,6 +33,9 @@ pub struct ConversationSummary {
     pub waiting_since: Option<Timestamp>,
     /// The name the site gave the visitor, if any.
     pub visitor_name: Option<String>,
+    /// The newest message or note, for the list's preview; system lines
+    /// are skipped. `None` if nobody has written yet.
+    pub last_message: Option<Message>,
 }
 
 /// Which conversations to list: newest activity first, optionally only
@@ -73,6 +79,7 @@ struct SummaryRow {
     assignee_id: Option<Unsigned>,
     waiting_since: Option<Unsigned>,
     visitor_name: Option<String>,
+    last_message_id: Option<Unsigned>,
 }
 
 impl TryFrom<SummaryRow> for ConversationSummary {
@@ -88,6 +95,7 @@ impl TryFrom<SummaryRow> for ConversationSummary {
             assignee: row.assignee_id.map(|id| AgentId(id.0)),
             waiting_since: row.waiting_since.map(|at| Timestamp(at.0)),
             visitor_name: row.visitor_name,
+            last_message: None,
         })
     }
 }
@@ -108,7 +116,9 @@ fn status_column(status: ConversationStatus) -> &'static str {
 }
 
 impl Store {
-    /// A page of `site`'s conversations, most recently active first.
+    /// A page of `site`'s conversations, most recently active first, each
+    /// with its newest message for the preview: two queries whatever the
+    /// page's size.
     pub async fn conversation_page(
         &self,
         site: SiteId,
@@ -116,7 +126,9 @@ impl Store {
     ) -> Result<Vec<ConversationSummary>, Error> {
         let rows: Vec<SummaryRow> = sqlx::query_as(
             "SELECT c.id, c.visitor_id, c.status, c.last_seq, c.updated_at, c.assignee_id, c.waiting_since, \
-                 p.name AS visitor_name \
+                 p.name AS visitor_name, \
+                 (SELECT m.id FROM messages m WHERE m.conversation_id = c.id AND m.body_kind <> 'event' \
+                  ORDER BY m.seq DESC LIMIT 1) AS last_message_id \
              FROM conversations c LEFT JOIN visitor_profiles p ON p.visitor_id = c.visitor_id \
              WHERE c.site_id = $1 AND ($2 IS NULL OR c.status = $2) \
                  AND ($3 IS NULL OR c.updated_at < $3 OR (c.updated_at = $3 AND c.id < $5)) \
@@ -129,7 +141,38 @@ impl Store {
         .bind(page.before_id.map(|id| int(id.0)))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.into_iter().map(ConversationSummary::try_from).collect::<Result<_, _>>()?)
+        let last_ids: BTreeSet<u64> = rows.iter().filter_map(|row| row.last_message_id).map(|id| id.0).collect();
+        let mut last_messages = self.messages_by_id(site, &last_ids).await?;
+        let mut page = rows.into_iter().map(ConversationSummary::try_from).collect::<Result<Vec<_>, _>>()?;
+        for summary in &mut page {
+            summary.last_message = last_messages.remove(&summary.id);
+        }
+        Ok(page)
+    }
+
+    /// The messages with these ids that belong to `site`'s conversations,
+    /// by conversation (one each, as the page asks for).
+    async fn messages_by_id(
+        &self,
+        site: SiteId,
+        ids: &BTreeSet<u64>,
+    ) -> Result<HashMap<ConversationId, Message>, Error> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE id IN ({}) \
+                 AND conversation_id IN (SELECT id FROM conversations WHERE site_id = $1)"
+            ),
+            id_list(ids)
+        );
+        let rows: Vec<MessageRow> =
+            sqlx::query_as(&sql).persistent(false).bind(int(site.0)).fetch_all(self.pool()).await?;
+        let messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(messages.into_iter().map(|message| (message.conversation, message)).collect())
     }
 
     /// Up to `limit` messages of one of `site`'s conversations with a seq
@@ -244,7 +287,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use kefu_protocol::frame::{Author, Body};
+    use kefu_protocol::frame::{Author, Body, ConversationEvent};
     use kefu_protocol::ids::SiteKey;
 
     use super::*;
@@ -266,16 +309,20 @@ mod tests {
     async fn conversation_pages_are_per_site_newest_first_and_filtered(db: TestDb) {
         let (_dir, store, a, b) = store(db).await;
         let mut ids = Vec::new();
-        for _ in 0..3 {
+        for n in 0..3 {
             let visitor = store.create_visitor(a, "h").await.unwrap();
             let conversation = store.open_conversation(a, visitor).await.unwrap();
-            say(&store, a, conversation.id, Author::Visitor(visitor), "hi").await;
+            say(&store, a, conversation.id, Author::Visitor(visitor), &format!("hi {n}")).await;
             ids.push(conversation.id);
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         }
         let stranger = store.create_visitor(b, "h").await.unwrap();
         store.open_conversation(b, stranger).await.unwrap();
         store.close_conversation(a, ids[0]).await.unwrap();
+        let closed_line = Body::Event(ConversationEvent::Reopened { by: None });
+        let line =
+            NewMessage { site: a, conversation: ids[0], client_id: None, author: Author::System, body: closed_line };
+        store.append(line).await.unwrap();
         let named = store.conversation(a, ids[2]).await.unwrap().unwrap().visitor;
         let identity =
             Identity { user_id: "u", name: Some("Ada"), email: None, verified: false, profile_signed: false };
@@ -286,6 +333,9 @@ mod tests {
         assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0], ids[2], ids[1]], "closing is activity");
         assert_eq!(page[1].visitor_name.as_deref(), Some("Ada"));
         assert!(page[1].waiting_since.is_some() && page[1].assignee.is_none());
+        let previews: Vec<_> = page.iter().map(|c| c.last_message.as_ref().map(|m| m.body.clone())).collect();
+        let text = |n: usize| Some(Body::Text(format!("hi {n}")));
+        assert_eq!(previews, [text(0), text(2), text(1)], "each previews its own newest message, past the system line");
 
         let open = ConversationPage { status: Some(ConversationStatus::Open), ..all };
         let page = store.conversation_page(a, &open).await.unwrap();
@@ -295,7 +345,9 @@ mod tests {
         assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[1]]);
         let closed = ConversationPage { status: Some(ConversationStatus::Closed), ..all };
         assert_eq!(store.conversation_page(a, &closed).await.unwrap().len(), 1);
-        assert_eq!(store.conversation_page(b, &all).await.unwrap().len(), 1);
+        let strangers = store.conversation_page(b, &all).await.unwrap();
+        assert_eq!(strangers.len(), 1);
+        assert_eq!(strangers[0].last_message, None, "nobody wrote there");
     }
 
     async fn message_pages_go_back_from_the_newest_and_stay_in_their_site(db: TestDb) {

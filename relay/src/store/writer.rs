@@ -568,7 +568,7 @@ async fn attach_conversations(tx: &mut AnyConnection, outcomes: &mut [Option<App
 /// `1, 2, 3`: ids for an `IN (...)`. Written into the statement because
 /// `Any` binds no arrays; such statements are not prepared, as their text
 /// differs from batch to batch and would only churn the statement cache.
-fn id_list(ids: &BTreeSet<u64>) -> String {
+pub(super) fn id_list(ids: &BTreeSet<u64>) -> String {
     let mut list = String::new();
     for &id in ids {
         let comma = if list.is_empty() { "" } else { ", " };
