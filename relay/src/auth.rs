@@ -7,9 +7,11 @@
 //!
 //! [`cookie`]: the console's session cookie and the same-origin check,
 //! for the HTTP API and the WebSocket upgrade alike. [`visitor_token`]:
-//! the tokens visitors come back with.
+//! the tokens visitors come back with. [`new_site`]: a second site (tenant)
+//! with its first admin.
 
 pub mod cookie;
+pub mod new_site;
 pub mod visitor_token;
 
 use std::sync::LazyLock;
@@ -32,6 +34,9 @@ const FIRST_ADMIN_NAME: &str = "Admin";
 /// Length of a generated admin password: 20 alphanumerics are about 119
 /// bits, out of reach of any guessing.
 const GENERATED_PASSWORD_LEN: usize = 20;
+
+/// The shortest password an agent may set.
+pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// Hashes a password with argon2id and the default parameters, with a
 /// fresh salt, as a PHC string (`$argon2id$v=19$...`).

@@ -61,6 +61,13 @@ pub struct Config {
     #[arg(long, env = "KEFU_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
+    /// Owners of the deployment besides the first admin: they see every
+    /// site, create sites and step into any (the console's Sites page).
+    /// Login emails; repeatable, or comma-separated in the environment
+    /// variable. Added on each start; never removed by leaving one out.
+    #[arg(long = "owner-email", env = "KEFU_OWNER_EMAILS", value_delimiter = ',')]
+    pub owner_emails: Vec<String>,
+
     /// How often the relay pings each client, in milliseconds. Announced
     /// in the welcome; clients use it for their own deadline.
     #[arg(long, env = "KEFU_HEARTBEAT_INTERVAL_MS", default_value_t = 25_000)]

@@ -47,6 +47,9 @@ pub async fn run(
             config.admin_email
         );
     }
+    for email in &config.owner_emails {
+        store.add_owner(email.trim()).await?;
+    }
     let drain = Duration::from_millis(config.drain_ms);
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let proxies = TrustedProxies::new(config.trusted_proxies.clone());

@@ -834,3 +834,109 @@ async fn an_agent_with_thousands_of_open_conversations_gets_a_first_page_and_pag
     assert_eq!(first_page, newest);
     Ok(())
 }
+
+/// The deployment's owner (the first admin) makes a site with its first
+/// admin, lists every site and steps into one; the new site's admin sees
+/// only their site and none of the owner's API.
+#[tokio::test]
+async fn the_owner_makes_a_site_steps_into_it_and_its_admin_sees_only_it() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    // Something on the demo site the new site's admin must not see.
+    let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, Body::Text("demo only".into())).await?;
+    visitor.stop();
+
+    let owner = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    assert_eq!(api.get("/api/me", &owner).await?.expect(StatusCode::OK)?["owner"], true, "the first admin owns it");
+    let acme = json!({ "key": "acme", "name": "Acme", "admin_email": "boss@acme.test" });
+    let created = api.call(Method::POST, "/api/owner/sites", &owner, Some(acme.clone())).await?;
+    let created = created.expect(StatusCode::CREATED)?;
+    let password = created["admin_password"].as_str().context("a generated password, shown once")?.to_owned();
+    assert_eq!(created["site"]["key"], "acme");
+    let again = api.call(Method::POST, "/api/owner/sites", &owner, Some(acme)).await?;
+    let taken = again.expect_error(StatusCode::CONFLICT)?;
+    ensure!(taken.contains("site key"), "{taken}");
+    let bad = json!({ "key": "no spaces", "name": "X", "admin_email": "x@x.test" });
+    let bad = api.call(Method::POST, "/api/owner/sites", &owner, Some(bad)).await?;
+    let bad = bad.expect_error(StatusCode::BAD_REQUEST)?;
+    ensure!(bad.contains("site key"), "names what is wrong: {bad}");
+
+    // The new admin: only Acme, nothing of the owner's API.
+    let boss = api.bearer("boss@acme.test", &password).await?;
+    let me = api.get("/api/me", &boss).await?.expect(StatusCode::OK)?;
+    assert_eq!(me["owner"], false);
+    api.get("/api/owner/sites", &boss).await?.expect_error(StatusCode::FORBIDDEN)?;
+    let sneaky = json!({ "key": "mine", "name": "Mine", "admin_email": "b@acme.test" });
+    api.call(Method::POST, "/api/owner/sites", &boss, Some(sneaky)).await?.expect_error(StatusCode::FORBIDDEN)?;
+    api.call(Method::POST, "/api/owner/sites/demo/enter", &boss, None).await?.expect_error(StatusCode::FORBIDDEN)?;
+    assert_eq!(api.get("/api/conversations", &boss).await?.expect(StatusCode::OK)?, json!([]), "not demo's");
+
+    // The owner's list: both sites, with their head counts.
+    let sites = api.get("/api/owner/sites", &owner).await?.expect(StatusCode::OK)?;
+    let listed: Vec<_> = sites
+        .as_array()
+        .context("a list")?
+        .iter()
+        .map(|s| (s["key"].clone(), s["agents"].clone(), s["current"].clone()))
+        .collect();
+    assert_eq!(listed, [(json!("demo"), json!(1), json!(true)), (json!("acme"), json!(1), json!(false))]);
+    assert_eq!(sites[0]["open_conversations"], 1);
+
+    // Stepping in: a session on Acme as the owner's own admin row there,
+    // which Acme's agent list shows and which takes no chats by itself.
+    let (in_acme, entered) = enter_site(&api, &owner, "acme").await?;
+    assert_eq!(entered["agent"]["site"], me["agent"]["site"], "signed in to Acme");
+    assert_eq!(entered["owner"], true);
+    let agents = api.get("/api/agents", &in_acme).await?.expect(StatusCode::OK)?;
+    let agents = agents.as_array().context("a list")?;
+    let mut emails: Vec<_> = agents.iter().map(|a| a["email"].clone()).collect();
+    emails.sort_by_key(ToString::to_string);
+    assert_eq!(emails, [json!(ADMIN_EMAIL), json!("boss@acme.test")]);
+    let row = agents.iter().find(|a| a["email"] == ADMIN_EMAIL).context("the owner's row")?;
+    assert_eq!((row["role"].clone(), row["capacity"].clone()), (json!("admin"), json!(0)));
+    assert_eq!(api.get("/api/conversations", &in_acme).await?.expect(StatusCode::OK)?, json!([]));
+
+    // Acme's admin switches the owner's row off; stepping in turns it on
+    // again, the same row: owners outrank a site's admins.
+    let row_path = format!("/api/agents/{}", row["id"]);
+    api.call(Method::PATCH, &row_path, &boss, Some(json!({ "active": false }))).await?.expect(StatusCode::OK)?;
+    api.get("/api/me", &in_acme).await?.expect_error(StatusCode::UNAUTHORIZED)?;
+    let (in_acme, again) = enter_site(&api, &owner, "acme").await?;
+    assert_eq!(again["agent"]["id"], row["id"], "the same row, active again");
+    // And back home from there, as the row the first start made.
+    let (home, back) = enter_site(&api, &in_acme, "demo").await?;
+    let first_row = api.get("/api/me", &owner).await?.expect(StatusCode::OK)?;
+    assert_eq!(back["agent"]["id"], first_row["agent"]["id"]);
+    let demo_list = api.get("/api/conversations", &home).await?.expect(StatusCode::OK)?;
+    assert_eq!(demo_list.as_array().map(Vec::len), Some(1), "demo's conversation again");
+    Ok(())
+}
+
+/// `POST /api/owner/sites/{key}/enter` as `auth`: the new session's cookie
+/// and the answer.
+async fn enter_site(api: &Api, auth: &Auth, key: &str) -> Result<(Auth, Value)> {
+    let answer = api.call(Method::POST, &format!("/api/owner/sites/{key}/enter"), auth, None).await?;
+    let set_cookie = answer.set_cookie.first().context("a new session cookie")?.clone();
+    let body = answer.expect(StatusCode::OK)?;
+    let cookie = set_cookie.split(';').next().context("a cookie pair")?.to_owned();
+    let csrf = body["csrf"].as_str().map(str::to_owned);
+    Ok((Auth::Cookie { cookie, csrf }, body))
+}
+
+/// `--owner-email` makes another person an owner too.
+#[tokio::test]
+async fn owner_email_names_more_owners() -> Result<()> {
+    let relay = Relay::start_with(&["--owner-email", "Carol@Kefu.test"]).await?;
+    let api = Api::new(&relay);
+    let admin = api.bearer(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    create_agent(&api, &admin, "carol@kefu.test", "agent", 0).await?;
+    create_agent(&api, &admin, "dave@kefu.test", "admin", 0).await?;
+    let carol = api.bearer("carol@kefu.test", "agent password").await?;
+    assert_eq!(api.get("/api/me", &carol).await?.expect(StatusCode::OK)?["owner"], true);
+    api.get("/api/owner/sites", &carol).await?.expect(StatusCode::OK)?;
+    let dave = api.bearer("dave@kefu.test", "agent password").await?;
+    api.get("/api/owner/sites", &dave).await?.expect_error(StatusCode::FORBIDDEN)?;
+    Ok(())
+}

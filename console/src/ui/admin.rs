@@ -11,7 +11,7 @@ use crate::api::{self, AgentChange, AgentView, ApiError, Canned, NewAgent, SiteC
 
 /// A page's frame: title, one line of help, an error or success line.
 #[component]
-fn AdminPage(
+pub(super) fn AdminPage(
     title: &'static str,
     help: &'static str,
     notice: RwSignal<Option<Result<String, String>>>,
@@ -34,7 +34,7 @@ fn AdminPage(
     }
 }
 
-fn failed(notice: RwSignal<Option<Result<String, String>>>, error: &ApiError) {
+pub(super) fn failed(notice: RwSignal<Option<Result<String, String>>>, error: &ApiError) {
     notice.set(Some(Err(error.message.clone())));
 }
 

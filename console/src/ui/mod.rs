@@ -7,6 +7,7 @@ pub mod composer;
 pub mod conversation;
 pub mod list;
 pub mod login;
+pub mod sites;
 pub mod visitor;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use admin::{AgentsPage, CannedPage, SitePage};
 use conversation::ConversationPane;
 use list::Sidebar;
 use login::LoginScreen;
+use sites::SitesPage;
 use visitor::VisitorPanel;
 
 /// The tab's title; unread messages are counted in front of it.
@@ -46,6 +48,8 @@ pub enum Page {
     Agents,
     Site,
     Canned,
+    /// Every site of the deployment: owners only.
+    Sites,
 }
 
 impl Page {
@@ -54,6 +58,7 @@ impl Page {
             "agents" => Page::Agents,
             "settings" => Page::Site,
             "canned" => Page::Canned,
+            "sites" => Page::Sites,
             _ => Page::Inbox,
         }
     }
@@ -64,6 +69,7 @@ impl Page {
             Page::Agents => "#agents",
             Page::Site => "#settings",
             Page::Canned => "#canned",
+            Page::Sites => "#sites",
         }
     }
 
@@ -73,6 +79,7 @@ impl Page {
             Page::Agents => "Agents",
             Page::Site => "Settings",
             Page::Canned => "Canned replies",
+            Page::Sites => "Sites",
         }
     }
 }
@@ -84,6 +91,8 @@ pub struct Ctx {
     pub model: RwSignal<Model>,
     connection: StoredValue<Option<Connection>, LocalStorage>,
     pub me: StoredValue<AgentView>,
+    /// An owner of the deployment: the Sites page too.
+    pub owner: bool,
     pub page: RwSignal<Page>,
     /// The site's canned replies, for the composer.
     pub canned: RwSignal<Vec<Canned>>,
@@ -168,7 +177,7 @@ pub fn App() -> impl IntoView {
             return view! { <div class="loading" aria-busy="true"><Logo /></div> }.into_any();
         }
         match me.get() {
-            Some(current) => view! { <Console me=current.agent sign_out /> }.into_any(),
+            Some(current) => view! { <Console me=current.agent owner=current.owner sign_out /> }.into_any(),
             None => view! { <LoginScreen notice on_login=move |m| me.set(Some(m)) /> }.into_any(),
         }
     }
@@ -176,7 +185,11 @@ pub fn App() -> impl IntoView {
 
 /// The signed-in console: header, banner, the inbox or an admin page.
 #[component]
-fn Console(me: AgentView, sign_out: impl Fn(Option<&'static str>) + Copy + Send + Sync + 'static) -> impl IntoView {
+fn Console(
+    me: AgentView,
+    owner: bool,
+    sign_out: impl Fn(Option<&'static str>) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let visible = document().visibility_state() == VisibilityState::Visible;
     let model = RwSignal::new(Model::new(me.id, visible));
     let status = stored_status();
@@ -184,12 +197,17 @@ fn Console(me: AgentView, sign_out: impl Fn(Option<&'static str>) + Copy + Send 
     let connection = Connection::start(model, status);
     let admin = me.admin;
     let hash = window().location().hash().unwrap_or_default();
-    let page = Page::from_hash(&hash);
+    let page = match Page::from_hash(&hash) {
+        Page::Sites if !owner => Page::Inbox,
+        page if !admin && page != Page::Sites => Page::Inbox,
+        page => page,
+    };
     let ctx = Ctx {
         model,
         connection: StoredValue::new_local(Some(connection)),
         me: StoredValue::new(me.clone()),
-        page: RwSignal::new(if admin { page } else { Page::Inbox }),
+        owner,
+        page: RwSignal::new(page),
         canned: RwSignal::new(Vec::new()),
         drafts: StoredValue::new(BTreeMap::new()),
         now: RwSignal::new(wall_clock()),
@@ -241,6 +259,7 @@ fn Console(me: AgentView, sign_out: impl Fn(Option<&'static str>) + Copy + Send 
                 Page::Agents => view! { <AgentsPage /> }.into_any(),
                 Page::Site => view! { <SitePage /> }.into_any(),
                 Page::Canned => view! { <CannedPage /> }.into_any(),
+                Page::Sites => view! { <SitesPage /> }.into_any(),
             }}
             <Toasts />
         </div>
@@ -251,7 +270,20 @@ fn Console(me: AgentView, sign_out: impl Fn(Option<&'static str>) + Copy + Send 
 fn Topbar(sign_out: impl Fn(Option<&'static str>) + Copy + Send + Sync + 'static) -> impl IntoView {
     let ctx = Ctx::get();
     let me = ctx.me.get_value();
-    let pages: &[Page] = if me.admin { &[Page::Inbox, Page::Agents, Page::Site, Page::Canned] } else { &[Page::Inbox] };
+    let mut pages = vec![Page::Inbox];
+    if me.admin {
+        pages.extend([Page::Agents, Page::Site, Page::Canned]);
+    }
+    if ctx.owner {
+        pages.push(Page::Sites);
+    }
+    // Which site this tab works in: an owner moves between several.
+    let site_name = RwSignal::new(String::new());
+    spawn_local(async move {
+        if let Ok(site) = api::site().await {
+            site_name.set(site.name);
+        }
+    });
     let status = Memo::new(move |_| ctx.model.with(Model::status));
     let unread = Memo::new(move |_| ctx.model.with(Model::unread_total));
     let permission = RwSignal::new(notify::permission());
@@ -270,9 +302,9 @@ fn Topbar(sign_out: impl Fn(Option<&'static str>) + Copy + Send + Sync + 'static
     let name = if me.name.is_empty() { me.email.clone() } else { me.name.clone() };
     view! {
         <header class="topbar">
-            <div class="brand"><Logo />"Kefu"</div>
+            <div class="brand"><Logo />"Kefu"<span class="site-name" title="The site you are working in">{move || site_name.get()}</span></div>
             <nav class="pages" aria-label="Console">
-                {pages.iter().map(|&page| view! {
+                {pages.into_iter().map(|page| view! {
                     <button type="button" class="page-link" class:active=move || ctx.page.get() == page
                         aria-current=move || (ctx.page.get() == page).then_some("page")
                         on:click=move |_| ctx.show(page)>

@@ -2,17 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use kefu_protocol::ids::SiteKey;
-use rand::distributions::{Alphanumeric, DistString};
-use rand::rngs::OsRng;
 
 use super::StoreArgs;
-use crate::store::Error;
-
-/// Length of a generated admin password, as for the first site's admin.
-const GENERATED_PASSWORD_LEN: usize = 20;
-/// What the console accepts when an admin sets a password.
-const MIN_PASSWORD_CHARS: usize = 8;
+use crate::auth::new_site::{self, CreatedSite, NewSite, Refused};
 
 #[derive(Debug, Clone, Args)]
 pub struct CreateArgs {
@@ -35,39 +27,22 @@ pub struct CreateArgs {
 /// Creates the site and its admin in one transaction; prints what was
 /// made, and the password when it was generated.
 pub async fn create(args: CreateArgs) -> Result<()> {
-    let key = SiteKey::new(&args.key).map_err(|error| anyhow::anyhow!("--key {:?}: {error}", args.key))?;
-    let name = args.name.trim();
-    if name.is_empty() {
-        bail!("--name must not be empty");
-    }
-    let email = args.admin_email.trim();
-    if !email.contains('@') {
-        bail!("--admin-email {email:?} is not an email address");
-    }
-    let (password, generated) = match args.admin_password {
-        Some(password) => (password, false),
-        None => (Alphanumeric.sample_string(&mut OsRng, GENERATED_PASSWORD_LEN), true),
-    };
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        bail!("--admin-password needs at least {MIN_PASSWORD_CHARS} characters");
-    }
     let store = args.store.open().await?;
-    if store.site_by_key(&key).await?.is_some() {
-        store.close().await;
-        bail!("site key {:?} is taken: choose another --key (kefu-relay site list shows them)", key.as_str());
-    }
-    let hash =
-        crate::auth::hash_password(&password).map_err(|error| anyhow::anyhow!("hashing the password: {error}"))?;
-    let created = store.create_site_with_admin(&key, name, email, "Admin", &hash).await;
+    let new =
+        NewSite { key: args.key, name: args.name, admin_email: args.admin_email, admin_password: args.admin_password };
+    let created = new_site::create_site(&store, new).await;
     store.close().await;
-    let (site, admin) = match created {
+    let created = match created {
         Ok(created) => created,
-        // Taken between the look-up and the insert.
-        Err(Error::Conflict(_)) => bail!("site key {:?} is taken: choose another --key", key.as_str()),
-        Err(error) => return Err(error).context("creating the site"),
+        Err(Refused::KeyTaken(key)) => {
+            bail!("site key {key:?} is taken: choose another --key (kefu-relay site list shows them)")
+        }
+        Err(Refused::Store(error)) => return Err(error).context("creating the site"),
+        Err(refused) => bail!("{refused}"),
     };
+    let CreatedSite { site, admin, generated_password } = created;
     println!("created site `{}` ({}) with admin {}", site.key.as_str(), site.name, admin.email);
-    if generated {
+    if let Some(password) = generated_password {
         println!("admin password: {password}\n(shown once: it is not stored in clear)");
     }
     Ok(())

@@ -19,8 +19,6 @@ use crate::hub::{Logins, Revocation, Revoked};
 use crate::state::AppState;
 use crate::store::{self, AgentUpdate, DEFAULT_CAPACITY, NewAgent, Role};
 
-/// Shortest password an admin may set.
-const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password: hashing is slow on purpose, and should stay so only
 /// for reasonable input.
 const MAX_PASSWORD_CHARS: usize = 1024;
@@ -155,8 +153,8 @@ pub async fn update(
 /// Hashes a new password off the async workers, after checking its length.
 async fn hash(password: String) -> Result<String, Error> {
     let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS {
-        return Err(Error::BadRequest(format!("a password needs at least {MIN_PASSWORD_CHARS} characters")));
+    if chars < auth::MIN_PASSWORD_CHARS {
+        return Err(Error::BadRequest(format!("a password needs at least {} characters", auth::MIN_PASSWORD_CHARS)));
     }
     if chars > MAX_PASSWORD_CHARS {
         return Err(Error::BadRequest(format!("a password may have at most {MAX_PASSWORD_CHARS} characters")));

@@ -1,5 +1,5 @@
 //! What a handler takes from a request: who it is from ([`CurrentAgent`],
-//! [`Admin`]), and axum's `Json`, `Query` and `Path`, answering a
+//! [`Admin`], [`Owner`]), and axum's `Json`, `Query` and `Path`, answering a
 //! rejection with the API's `{"error": ...}` body instead of plain text.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -109,6 +109,24 @@ impl FromRequestParts<AppState> for Admin {
         let current = CurrentAgent::from_request_parts(parts, state).await?;
         current.admin()?;
         Ok(Admin(current.agent))
+    }
+}
+
+/// An owner of the deployment making the request (see `http::owner`);
+/// anyone else gets 403. Owners are people, by login email, so this holds
+/// on whichever site's agent row they are signed in as.
+#[derive(Debug, Clone)]
+pub struct Owner(pub CurrentAgent);
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Owner, Error> {
+        let current = CurrentAgent::from_request_parts(parts, state).await?;
+        if !state.store.is_owner(&current.agent.email).await? {
+            return Err(Error::Forbidden("only the deployment's owners may do this"));
+        }
+        Ok(Owner(current))
     }
 }
 

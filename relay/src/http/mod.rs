@@ -9,6 +9,8 @@
 //! - [`site`]: the caller's site and its widget settings; the widget's
 //!   public look.
 //! - [`agents`]: an admin's list of agents, creating and changing them.
+//! - [`owner`]: the deployment's owners: every site, making sites, and
+//!   stepping into one.
 //! - [`canned`]: canned replies.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
@@ -29,6 +31,7 @@ pub mod canned;
 pub mod extract;
 pub mod history;
 pub mod login;
+pub mod owner;
 pub mod session;
 pub mod site;
 pub mod user_agent;
@@ -42,7 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 
 pub use agents::AgentView;
-pub use extract::{Admin, CurrentAgent};
+pub use extract::{Admin, CurrentAgent, Owner};
 
 use crate::state::AppState;
 
@@ -62,6 +65,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations", get(history::conversations))
         .route("/api/conversations/{id}/messages", get(history::messages))
         .route("/api/visitors/{id}", get(visitors::show))
+        .route("/api/owner/sites", get(owner::sites).post(owner::create))
+        .route("/api/owner/sites/{key}/enter", post(owner::enter))
         .route("/healthz", get(healthz))
         .layer(axum::middleware::map_response(no_store))
 }

@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::hub::{Logins, Revocation, Revoked};
 use crate::limits::{self, ClientAddress};
 use crate::state::AppState;
-use crate::store::now;
+use crate::store::{Agent, now};
 
 /// Agent sessions last this long; the console logs in again after.
 const SESSION_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
@@ -61,6 +61,9 @@ pub struct LoginResponse {
     pub token: String,
     pub expires_at: Timestamp,
     pub agent: AgentView,
+    /// An owner of the deployment (`/api/owner`).
+    #[serde(default)]
+    pub owner: bool,
 }
 
 /// `POST /api/login` answer for cookie clients, and `GET /api/me`.
@@ -70,6 +73,9 @@ pub struct Me {
     /// For `X-CSRF-Token`; only when the session is in a cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csrf: Option<String>,
+    /// An owner of the deployment (`/api/owner`).
+    #[serde(default)]
+    pub owner: bool,
 }
 
 /// Checks an agent's password and starts a session.
@@ -99,24 +105,38 @@ pub async fn login(
         }
         login::Verdict::Refused => return Err(Error::BadLogin),
     };
+    start_session(&state, &headers, &agent, request.cookie).await
+}
+
+/// Starts a session as `agent`: a bearer token in the answer, or, for the
+/// console (`cookie`), the session cookie and a CSRF token. A login, and
+/// an owner stepping into a site (`http::owner`), end here.
+pub async fn start_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    agent: &Agent,
+    cookie: bool,
+) -> Result<Response, Error> {
     let token = auth::new_token();
     let expires_at = Timestamp(now().0 + SESSION_TTL_MS);
     state.store.create_agent_session(agent.site, agent.id, &auth::token_hash(&token), expires_at).await?;
-    let agent = AgentView::from(&agent);
-    if !request.cookie {
-        return Ok(axum::Json(LoginResponse { token, expires_at, agent }).into_response());
+    let owner = state.store.is_owner(&agent.email).await?;
+    let agent = AgentView::from(agent);
+    if !cookie {
+        return Ok(axum::Json(LoginResponse { token, expires_at, agent, owner }).into_response());
     }
-    let secure = cookie::must_be_secure(&headers, state.config.public_url.as_ref());
+    let secure = cookie::must_be_secure(headers, state.config.public_url.as_ref());
     let cookie = cookie::set_session_cookie(&token, SESSION_TTL_MS / 1000, secure);
-    let me = Me { agent, csrf: Some(auth::csrf_token(&token)) };
+    let me = Me { agent, csrf: Some(auth::csrf_token(&token)), owner };
     Ok(([(SET_COOKIE, cookie)], axum::Json(me)).into_response())
 }
 
 /// `GET /api/me`: who is logged in, and the CSRF token for a cookie
 /// session, so a reloaded console picks up where it was.
-pub async fn me(current: CurrentAgent) -> axum::Json<Me> {
+pub async fn me(State(state): State<AppState>, current: CurrentAgent) -> Result<axum::Json<Me>, Error> {
     let csrf = current.csrf();
-    axum::Json(Me { agent: AgentView::from(&current.agent), csrf })
+    let owner = state.store.is_owner(&current.agent.email).await?;
+    Ok(axum::Json(Me { agent: AgentView::from(&current.agent), csrf, owner }))
 }
 
 /// `POST /api/logout`: ends the session, closes the WebSockets opened

@@ -122,7 +122,7 @@ impl TryFrom<SettingsRow> for SiteSettings {
 }
 
 #[derive(sqlx::FromRow)]
-struct SiteRow {
+pub(super) struct SiteRow {
     id: Unsigned,
     key: String,
     name: String,
@@ -344,6 +344,8 @@ impl Store {
             return Ok(None);
         }
         let created = insert_site_with_admin(&mut tx, key, site_name, admin_email, admin_name, password_hash).await?;
+        // Whoever set the deployment up owns it.
+        super::owners::insert_owner(&mut tx, admin_email).await?;
         tx.commit().await?;
         Ok(Some(created))
     }
