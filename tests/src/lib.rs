@@ -187,12 +187,8 @@ pub async fn spawn_relay(command: Command) -> Result<(Child, SocketAddr)> {
 /// [`spawn_relay`], with the relay's stderr (its log) going to `log`, such
 /// as a file the test reads.
 pub async fn spawn_relay_logging_to(mut command: Command, log: impl Into<Stdio>) -> Result<(Child, SocketAddr)> {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawning kefu-relay")?;
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(log).kill_on_drop(true).spawn().context("spawning kefu-relay")?;
     let stdout = child.stdout.take().context("relay stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = tokio::time::timeout(PATIENCE, async {

@@ -417,7 +417,8 @@ async fn the_settings_file_gives_way_to_the_environment_and_flags() -> Result<()
 async fn an_unknown_or_bad_setting_is_refused_by_name() -> Result<()> {
     let install = Install::new()?;
     let file = install.write("typo.toml", "listen = \"127.0.0.1:0\"\nlisen = \"0.0.0.0:80\"\n")?;
-    for args in [&["serve", "--config", &file][..], &["site", "list", "--config", &file], &["check", "--config", &file]] {
+    let serve = ["serve", "--print-config", "--config", &file];
+    for args in [&serve[..], &["site", "list", "--config", &file], &["check", "--config", &file]] {
         let refused = install.run(&[args, &["--data-dir", "data"]].concat()).await?;
         let err = stderr(&refused);
         ensure!(!refused.status.success(), "{args:?} took an unknown key: {}", stdout(&refused));

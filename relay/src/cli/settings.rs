@@ -246,7 +246,10 @@ mod tests {
             "postgres://kefu:********@db.internal:5432/kefu?sslmode=require"
         );
         assert_eq!(masked(arg("redis-url"), "redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(masked(arg("database-url"), "postgres://db/kefu?password=secret"), "postgres://db/kefu?password=********");
+        assert_eq!(
+            masked(arg("database-url"), "postgres://db/kefu?password=secret"),
+            "postgres://db/kefu?password=********"
+        );
         assert_eq!(masked(arg("admin-password"), "postgres://kefu:secret@db/kefu"), MASK);
         assert_eq!(masked(arg("database-url"), "not a url: secret"), MASK);
     }
