@@ -1,4 +1,5 @@
-//! The relay's configuration, from flags or environment variables.
+//! The relay's configuration, from flags, environment variables or the
+//! settings file (`cli::settings`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use clap::Parser;
 use ipnet::IpNet;
 
 /// How a relay runs. Every field has a flag, an environment variable and a
-/// default, so `kefu-relay` with no arguments is a working deployment.
+/// default, so `kefu-relay` with no arguments is a working deployment; the
+/// settings file (`--config`) takes the same names as the flags.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "kefu-relay", version, about = "Kefu's relay: live chat server")]
 pub struct Config {
@@ -160,6 +162,18 @@ pub struct Config {
     /// (checked every minute); 0 keeps them forever.
     #[arg(long, env = "KEFU_EMPTY_CONVERSATION_TTL_SECS", default_value_t = 86_400)]
     pub empty_conversation_ttl_secs: u64,
+
+    /// How the log on stderr is written: `text` for people, `json` (one
+    /// object a line) for a log collector. Which lines: `RUST_LOG`.
+    #[arg(long, env = "KEFU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The log's format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The relay's public address: its origin, and whether it is https.

@@ -6,25 +6,37 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
-use kefu_relay::Config;
-use kefu_relay::cli::{Cli, Command, SiteCommand};
+use kefu_relay::cli::{Command, Invocation, Serve, SiteCommand};
+use kefu_relay::config::LogFormat;
 use kefu_relay::web::{EmbeddedFile, EmbeddedWeb};
+use kefu_relay::{Config, cli};
 use tracing_subscriber::EnvFilter;
 
 /// The web build as it was when this binary was compiled.
 static WEB_FILES: &[EmbeddedFile] = include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    let command = Cli::parse().into_command();
+    // Nothing logs before the command line is read, so the log can be
+    // set up in the format it asks for.
+    let Invocation { command, matches } = match cli::parse(std::env::args_os().collect()) {
+        Ok(invocation) => invocation,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(2);
+        }
+    };
+    let log_format = match &command {
+        Command::Serve(Serve { config, .. }) | Command::Check(config) => config.log_format,
+        _ => LogFormat::Text,
+    };
+    start_log(log_format);
     let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build();
     match command {
-        Command::Serve(config) => run_relay(embedded(config)),
+        Command::Serve(Serve { print_config: true, .. }) => {
+            print!("{}", cli::settings::effective(&matches));
+            Ok(())
+        }
+        Command::Serve(Serve { config, .. }) => run_relay(embedded(config)),
         Command::Site { command: SiteCommand::Create(args) } => {
             operator(runtime()?.block_on(kefu_relay::cli::site::create(args)))
         }
@@ -40,6 +52,17 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+    }
+}
+
+/// The log on stderr: lines for people, or one JSON object a line for a
+/// collector; which ones by `RUST_LOG` (`info` when unset).
+fn start_log(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => log.json().init(),
     }
 }
 

@@ -180,13 +180,15 @@ async fn spawn(data_dir: &Path, args: &[String]) -> Result<(Child, SocketAddr)> 
 /// Runs `command`, a relay (or a wrapper that execs one), and waits until
 /// it says where it listens. Its stdout is drained from then on so it never
 /// blocks on a full pipe; its stderr goes to ours; it dies with the value.
-pub async fn spawn_relay(mut command: Command) -> Result<(Child, SocketAddr)> {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawning kefu-relay")?;
+pub async fn spawn_relay(command: Command) -> Result<(Child, SocketAddr)> {
+    spawn_relay_logging_to(command, Stdio::inherit()).await
+}
+
+/// [`spawn_relay`], with the relay's stderr (its log) going to `log`, such
+/// as a file the test reads.
+pub async fn spawn_relay_logging_to(mut command: Command, log: impl Into<Stdio>) -> Result<(Child, SocketAddr)> {
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(log).kill_on_drop(true).spawn().context("spawning kefu-relay")?;
     let stdout = child.stdout.take().context("relay stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = tokio::time::timeout(PATIENCE, async {

@@ -1,6 +1,6 @@
 //! The relay as a site owner gets it: one binary, copied into an empty
-//! folder, and its operator subcommands (`site create`, `site list`,
-//! `check`), run as processes.
+//! folder, its operator subcommands (`site create`, `site list`, `check`),
+//! its settings file and its log, run as processes.
 //!
 //! Needs a web build embedded in the binary: `cargo xtask build-web`, then
 //! `cargo build -p kefu-relay` (`cargo xtask test` does both).
@@ -56,8 +56,22 @@ impl Install {
 
     /// Runs a subcommand to its end.
     async fn run(&self, args: &[&str]) -> Result<Output> {
-        let output = tokio::time::timeout(PATIENCE, self.command(args).output()).await.context("subcommand hung")??;
+        self.run_with(args, &[]).await
+    }
+
+    /// Runs a subcommand to its end with these environment variables.
+    async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        let output = tokio::time::timeout(PATIENCE, command.output()).await.context("subcommand hung")??;
         Ok(output)
+    }
+
+    /// Writes a file into the folder and returns its path.
+    fn write(&self, name: &str, contents: &str) -> Result<String> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents)?;
+        Ok(path.to_str().context("utf-8 path")?.to_owned())
     }
 }
 
@@ -283,7 +297,7 @@ async fn check_passes_here_and_names_what_fails() -> Result<()> {
 }
 
 #[tokio::test]
-async fn the_example_settings_file_names_every_setting() -> Result<()> {
+async fn the_example_settings_files_name_every_setting() -> Result<()> {
     let install = Install::new()?;
     let help = install.run(&["serve", "--help"]).await?;
     ensure!(help.status.success(), "{}", stderr(&help));
@@ -293,5 +307,229 @@ async fn the_example_settings_file_names_every_setting() -> Result<()> {
     ensure!(settings.len() > 20, "too few settings in {help}");
     let missing: Vec<&&str> = settings.iter().filter(|name| !example.contains(&format!("#{name}="))).collect();
     ensure!(missing.is_empty(), "dist/kefu.env.example lacks {missing:?}");
+
+    // The TOML example: every flag with a variable is a key, but the one
+    // naming the file; and all of it uncommented is a good settings file.
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/kefu.toml.example"))?;
+    let keys = flags_with_variables(&help);
+    ensure!(keys.len() == settings.len() - 1, "{keys:?} against {settings:?}");
+    let missing: Vec<&String> = keys.iter().filter(|key| !toml.contains(&format!("\n#{key} = "))).collect();
+    ensure!(missing.is_empty(), "dist/kefu.toml.example lacks {missing:?}");
+    let uncommented: String = toml
+        .lines()
+        .filter_map(|line| line.strip_prefix('#').filter(|rest| rest.contains(" = ")))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let file = install.write("all.toml", &uncommented)?;
+    let shown = install.run(&["serve", "--config", &file, "--print-config"]).await?;
+    ensure!(shown.status.success(), "the uncommented example is refused: {}", stderr(&shown));
+    let shown = stdout(&shown);
+    for key in &keys {
+        ensure!(shown.contains(&format!("\n{key} = ")), "{key} is not printed: {shown}");
+    }
+    Ok(())
+}
+
+/// The long flags of `--help` that have an environment variable, but
+/// `--config`: the keys of the settings file.
+fn flags_with_variables(help: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut flag = None;
+    for line in help.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("--") {
+            flag = rest.split([' ', '=']).next().map(str::to_owned);
+        }
+        if line.contains("[env: ")
+            && let Some(name) = flag.take()
+            && name != "config"
+        {
+            keys.push(name);
+        }
+    }
+    keys
+}
+
+/// An address nothing listens on now.
+async fn free_address() -> Result<String> {
+    Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?.to_string())
+}
+
+/// The value a `--print-config` output gives `key`, as written there.
+fn printed<'a>(output: &'a str, key: &str) -> Result<&'a str> {
+    let prefix = format!("{key} = ");
+    output.lines().find_map(|line| line.strip_prefix(&prefix)).with_context(|| format!("no {key} in {output}"))
+}
+
+#[tokio::test]
+async fn the_settings_file_gives_way_to_the_environment_and_flags() -> Result<()> {
+    let install = Install::new()?;
+    let listen = free_address().await?;
+    let file = install.write(
+        "kefu.toml",
+        &format!(
+            "listen = \"{listen}\"\ndata-dir = \"data\"\nredis_prefix = \"from-file\"\n\
+             heartbeat-grace-ms = 1234\ntrusted-proxy = [\"10.0.0.0/8\", \"127.0.0.1\"]\n\
+             admin-email = \"{ADMIN_EMAIL}\"\nadmin-password = \"{ADMIN_PASSWORD}\"\n"
+        ),
+    )?;
+    let print = ["serve", "--config", &file, "--print-config"];
+
+    let from_file = install.run(&print).await?;
+    ensure!(from_file.status.success(), "{}", stderr(&from_file));
+    let out = stdout(&from_file);
+    assert_eq!(printed(&out, "listen")?, format!("\"{listen}\""));
+    assert_eq!(printed(&out, "redis-prefix")?, "\"from-file\"");
+    assert_eq!(printed(&out, "heartbeat-grace-ms")?, "1234");
+    assert_eq!(printed(&out, "trusted-proxy")?, "[\"10.0.0.0/8\", \"127.0.0.1\"]");
+    assert_eq!(printed(&out, "heartbeat-interval-ms")?, "25000", "a key not in the file keeps its default");
+
+    // The variable beats the file; the flag beats both. KEFU_CONFIG names
+    // the file as well as --config does.
+    let env = [("KEFU_REDIS_PREFIX", "from-env"), ("KEFU_CONFIG", file.as_str())];
+    let from_env = install.run_with(&["serve", "--print-config"], &env).await?;
+    ensure!(from_env.status.success(), "{}", stderr(&from_env));
+    let out = stdout(&from_env);
+    assert_eq!(printed(&out, "redis-prefix")?, "\"from-env\"");
+    assert_eq!(printed(&out, "listen")?, format!("\"{listen}\""));
+    let from_flag = install.run_with(&["serve", "--print-config", "--redis-prefix", "from-flag"], &env).await?;
+    ensure!(from_flag.status.success(), "{}", stderr(&from_flag));
+    assert_eq!(printed(&stdout(&from_flag), "redis-prefix")?, "\"from-flag\"");
+
+    // The relay itself listens where the file says, on the store it names.
+    let (mut relay, addr) = spawn_relay(install.command(&["serve", "--config", &file])).await?;
+    assert_eq!(addr.to_string(), listen);
+    let health = reqwest::get(format!("http://{addr}/healthz")).await?;
+    ensure!(health.status().is_success(), "{}", health.status());
+    let login = kefu_sdk::login(&format!("http://{addr}"), ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    ensure!(login.is_ok(), "the file's admin cannot log in: {login:?}");
+    relay.kill().await?;
+
+    // A subcommand takes the store from the file, and the keys of serve it
+    // lacks are no error there.
+    let list = install.run(&["site", "list", "--config", &file]).await?;
+    ensure!(list.status.success(), "{}", stderr(&list));
+    assert_eq!(stdout(&list), "demo\tDemo site\n");
+    ensure!(install.dir.path().join("data").is_dir(), "the store is not in the file's data-dir");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_or_bad_setting_is_refused_by_name() -> Result<()> {
+    let install = Install::new()?;
+    let file = install.write("typo.toml", "listen = \"127.0.0.1:0\"\nlisen = \"0.0.0.0:80\"\n")?;
+    let serve = ["serve", "--print-config", "--config", &file];
+    for args in [&serve[..], &["site", "list", "--config", &file], &["check", "--config", &file]] {
+        let refused = install.run(&[args, &["--data-dir", "data"]].concat()).await?;
+        let err = stderr(&refused);
+        ensure!(!refused.status.success(), "{args:?} took an unknown key: {}", stdout(&refused));
+        ensure!(err.contains("unknown setting `lisen`") && err.contains("typo.toml"), "{args:?}: {err}");
+    }
+    ensure!(!install.dir.path().join("data").exists(), "a refused start made a store");
+
+    let file = install.write("bad.toml", "heartbeat-grace-ms = \"soon\"\n")?;
+    let refused = install.run(&["serve", "--config", &file, "--print-config"]).await?;
+    let err = stderr(&refused);
+    ensure!(!refused.status.success(), "a bad value was taken: {}", stdout(&refused));
+    ensure!(err.contains("bad.toml: `heartbeat-grace-ms` = \"soon\""), "{err}");
+
+    let missing = install.run(&["serve", "--config", "no-such.toml", "--print-config"]).await?;
+    ensure!(!missing.status.success() && stderr(&missing).contains("no-such.toml"), "{}", stderr(&missing));
+    Ok(())
+}
+
+#[tokio::test]
+async fn print_config_masks_secrets_and_reads_back_as_itself() -> Result<()> {
+    let install = Install::new()?;
+    let secrets = [
+        "--database-url",
+        "postgres://kefu:hunter2@db.internal:5432/kefu?sslmode=disable",
+        "--redis-url",
+        "redis://:sesame@127.0.0.1:6379",
+        "--admin-password",
+        "correct horse battery staple",
+    ];
+    let first = install.run(&[&["serve", "--print-config", "--listen", "127.0.0.1:9"][..], &secrets].concat()).await?;
+    ensure!(first.status.success(), "{}", stderr(&first));
+    let out = stdout(&first);
+    for secret in ["hunter2", "sesame", "correct horse"] {
+        ensure!(!out.contains(secret), "{secret} is printed: {out}");
+    }
+    assert_eq!(printed(&out, "database-url")?, "\"postgres://kefu:********@db.internal:5432/kefu?sslmode=disable\"");
+    assert_eq!(printed(&out, "redis-url")?, "\"redis://:********@127.0.0.1:6379\"");
+    assert_eq!(printed(&out, "admin-password")?, "\"********\"");
+    assert_eq!(printed(&out, "listen")?, "\"127.0.0.1:9\"");
+
+    let file = install.write("printed.toml", &out)?;
+    let again = install.run(&["serve", "--print-config", "--config", &file]).await?;
+    ensure!(again.status.success(), "the printed settings are no settings file: {}", stderr(&again));
+    assert_eq!(stdout(&again), out);
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_logs_say_when_a_visitor_comes_and_goes_but_not_its_secrets() -> Result<()> {
+    let install = Install::new()?;
+    let log_path = install.dir.path().join("relay.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut command = install.command(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "data",
+        "--admin-email",
+        ADMIN_EMAIL,
+        "--admin-password",
+        ADMIN_PASSWORD,
+        "--log-format",
+        "json",
+    ]);
+    command.env("RUST_LOG", "info");
+    let (_relay, addr) = kefu_tests::spawn_relay_logging_to(command, log).await?;
+
+    let (visitor, _events) = Client::visitor(format!("ws://{addr}/ws"), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, Body::Text("A-PRIVATE-MESSAGE".into())).await?;
+    let kefu_protocol::frame::Identity::Visitor { token, .. } = visitor.identity().await? else {
+        bail!("not a visitor")
+    };
+    visitor.stop();
+
+    let lines = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let text = std::fs::read_to_string(&log_path)?;
+            if text.contains("websocket closed") {
+                return Ok::<_, anyhow::Error>(text);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .context("no close line in the log")??;
+
+    let mut events = Vec::new();
+    for line in lines.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("not a JSON line: {line:?}"))?;
+        events.push(event);
+    }
+    let find = |message: &str| {
+        events
+            .iter()
+            .find(|event| event["fields"]["message"] == message)
+            .with_context(|| format!("no {message:?} in {lines}"))
+    };
+    let open = find("websocket open")?;
+    assert_eq!(open["level"], "INFO");
+    assert_eq!(open["fields"]["role"], "visitor", "{open}");
+    assert_eq!(open["fields"]["peer"], "127.0.0.1", "{open}");
+    ensure!(open["fields"]["site"].is_string(), "{open}");
+    let closed = find("websocket closed")?;
+    assert_eq!(closed["fields"]["session"], open["fields"]["session"], "{closed}");
+    assert_eq!(closed["fields"]["role"], "visitor", "{closed}");
+    assert_eq!(closed["fields"]["reason"], "client left", "{closed}");
+    for secret in [token.as_str(), "A-PRIVATE-MESSAGE", ADMIN_PASSWORD] {
+        ensure!(!lines.contains(secret), "the log holds {secret:?}: {lines}");
+    }
     Ok(())
 }

@@ -2,9 +2,10 @@
 //!
 //! `target/dist/kefu-relay-VERSION-TARGET.tar.gz` holds one folder with
 //! `kefu-relay` (release, the web apps embedded, stripped),
-//! `kefu.env.example` (every setting as an environment variable; there is
-//! no config file format yet), `kefu-relay.service` (a systemd unit) and
-//! `INSTALL.md` (the README's Install section).
+//! `kefu.toml.example` (every setting, for the settings file),
+//! `kefu.env.example` (every setting as an environment variable),
+//! `kefu-relay.service` (a systemd unit) and `INSTALL.md` (the README's
+//! Install section).
 //!
 //! The binary is built for `x86_64-unknown-linux-musl`, statically linked,
 //! when that target and a musl C compiler (`musl-gcc`, Debian's
@@ -57,8 +58,9 @@ pub(crate) fn build() -> Result<PathBuf> {
     fs::copy(&binary, &shipped).with_context(|| format!("copying {}", binary.display()))?;
     // Symbols are most of a release binary's size and no help to a user.
     crate::run("strip", &[&shipped.to_string_lossy()])?;
-    fs::copy(root.join("dist/kefu.env.example"), folder.join("kefu.env.example"))?;
-    fs::copy(root.join("dist/kefu-relay.service"), folder.join("kefu-relay.service"))?;
+    for file in ["kefu.toml.example", "kefu.env.example", "kefu-relay.service"] {
+        fs::copy(root.join("dist").join(file), folder.join(file))?;
+    }
     fs::write(folder.join("INSTALL.md"), install_page(&fs::read_to_string(root.join("README.md"))?)?)?;
 
     crate::step(4, 4, "packing the archive");

@@ -11,15 +11,18 @@
 //!   while the relay runs, and putting one back.
 //!
 //! The subcommands open the same store as `serve`, by the same flags and
-//! environment variables (`--data-dir`, `--database-url`).
+//! environment variables (`--data-dir`, `--database-url`), and read the
+//! same settings file ([`settings`]).
 
 pub mod backup;
 pub mod check;
+pub mod settings;
 pub mod site;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::Config;
 
@@ -37,13 +40,28 @@ pub struct Cli {
     pub command: Option<Command>,
     /// `serve`'s flags, for `kefu-relay` without a subcommand.
     #[command(flatten)]
-    pub serve: Config,
+    pub serve: Serve,
+    /// A TOML file of settings, named as the flags (`listen = "0.0.0.0:8080"`);
+    /// flags and environment variables override it.
+    #[arg(long = settings::FLAG, env = "KEFU_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// `serve`: the relay's settings, or printing them.
+#[derive(Debug, Clone, Args)]
+pub struct Serve {
+    #[command(flatten)]
+    pub config: Config,
+    /// Print the settings this command line, environment and settings
+    /// file make, as a settings file with its secrets masked, and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the relay (the default).
-    Serve(Config),
+    Serve(Serve),
     /// Sites (tenants): each with its own key, agents and conversations.
     Site {
         #[command(subcommand)]
@@ -94,6 +112,27 @@ impl Cli {
     }
 }
 
+/// A command line as read.
+#[derive(Debug)]
+pub struct Invocation {
+    pub command: Command,
+    /// Where each value came from, for `--print-config`.
+    pub matches: ArgMatches,
+}
+
+/// Reads a command line with the settings file's values as the defaults
+/// of the flags they name. A bad settings file is an error; clap's own
+/// errors, `--help` and `--version` exit here, as in `Cli::parse`.
+pub fn parse(args: Vec<OsString>) -> anyhow::Result<Invocation> {
+    let mut command = Cli::command();
+    if let Some(path) = settings::path(&args) {
+        command = settings::install(command, &path)?;
+    }
+    let matches = command.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    Ok(Invocation { command: cli.into_command(), matches })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,12 +140,12 @@ mod tests {
     #[test]
     fn flags_without_a_subcommand_mean_serve() {
         let cli = Cli::try_parse_from(["kefu-relay", "--listen", "127.0.0.1:0", "--data-dir", "/tmp/x"]).unwrap();
-        let Command::Serve(config) = cli.into_command() else { panic!("not serve") };
+        let Command::Serve(Serve { config, .. }) = cli.into_command() else { panic!("not serve") };
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
 
         let cli = Cli::try_parse_from(["kefu-relay", "serve", "--listen", "127.0.0.1:9"]).unwrap();
-        let Command::Serve(config) = cli.into_command() else { panic!("not serve") };
+        let Command::Serve(Serve { config, .. }) = cli.into_command() else { panic!("not serve") };
         assert_eq!(config.listen.port(), 9);
     }
 
@@ -132,5 +171,56 @@ mod tests {
         assert_eq!(args.store.data_dir, PathBuf::from("/tmp/d"));
         // Serve's flags do not go before a subcommand.
         assert!(Cli::try_parse_from(["kefu-relay", "--listen", "127.0.0.1:0", "site", "list"]).is_err());
+    }
+
+    fn parse_with_file(contents: &str, line: &[&str]) -> anyhow::Result<Command> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("kefu.toml");
+        std::fs::write(&file, contents)?;
+        let mut args: Vec<OsString> = line.iter().map(OsString::from).collect();
+        args.extend([OsString::from("--config"), file.into_os_string()]);
+        Ok(parse(args)?.command)
+    }
+
+    #[test]
+    fn the_file_sets_what_no_flag_does() {
+        let file = "listen = \"127.0.0.1:7\"\nredis-prefix = \"f\"\ntrusted_proxy = [\"10.0.0.0/8\"]\n";
+        let command = parse_with_file(file, &["kefu-relay", "serve", "--redis-prefix", "flag"]).unwrap();
+        let Command::Serve(Serve { config, .. }) = command else { panic!("not serve") };
+        assert_eq!(config.listen.port(), 7);
+        assert_eq!(config.redis_prefix, "flag");
+        assert_eq!(config.trusted_proxies.len(), 1);
+        // And without a subcommand too.
+        let Command::Serve(Serve { config, .. }) = parse_with_file(file, &["kefu-relay"]).unwrap() else {
+            panic!("not serve")
+        };
+        assert_eq!(config.listen.port(), 7);
+    }
+
+    #[test]
+    fn other_subcommands_take_only_the_store_from_the_file() {
+        let file = "data-dir = \"/srv/kefu\"\nadmin-email = \"serve@x.test\"\nadmin-password = \"not this one\"\n";
+        let line = ["kefu-relay", "site", "create", "--key", "k", "--name", "N", "--admin-email", "a@b.test"];
+        let Command::Site { command: SiteCommand::Create(args) } = parse_with_file(file, &line).unwrap() else {
+            panic!("not create")
+        };
+        assert_eq!(args.store.data_dir, PathBuf::from("/srv/kefu"));
+        assert_eq!(args.admin_email, "a@b.test");
+        assert_eq!(args.admin_password, None, "serve's admin password is not the new site's");
+        let restore = parse_with_file(file, &["kefu-relay", "restore", "--from", "x.db"]).unwrap();
+        let Command::Restore(args) = restore else { panic!("not restore") };
+        assert_eq!(args.data_dir, PathBuf::from("/srv/kefu"));
+    }
+
+    #[test]
+    fn an_unknown_key_or_a_bad_value_names_itself() {
+        let error = parse_with_file("lisen = 1\n", &["kefu-relay"]).unwrap_err().to_string();
+        assert!(error.contains("unknown setting `lisen`") && error.contains("kefu.toml"), "{error}");
+        let error = parse_with_file("listen = [\"a\", \"b\"]\n", &["kefu-relay"]).unwrap_err().to_string();
+        assert!(error.contains("`listen` takes one value"), "{error}");
+        let error = parse_with_file("drain-ms = -1\n", &["kefu-relay"]).unwrap_err().to_string();
+        assert!(error.contains("`drain-ms` = \"-1\""), "{error}");
+        let error = parse_with_file("config = \"other.toml\"\n", &["kefu-relay"]).unwrap_err().to_string();
+        assert!(error.contains("unknown setting `config`"), "{error}");
     }
 }

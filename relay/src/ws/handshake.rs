@@ -41,6 +41,14 @@ impl Peer {
         }
     }
 
+    /// `visitor` or `agent`, for logs.
+    pub(crate) fn role(&self) -> &'static str {
+        match self {
+            Peer::Visitor { .. } => "visitor",
+            Peer::Agent { .. } => "agent",
+        }
+    }
+
     /// The site this peer belongs to: every store call it makes is
     /// scoped to it.
     pub(crate) fn site(&self) -> SiteId {

@@ -62,7 +62,7 @@ pub async fn upgrade(
         .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * TRANSPORT_MAX_MESSAGE)
         .max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
-        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, state, upgrade)))
+        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, state, upgrade, address)))
 }
 
 /// Longest user agent or language kept for the visitor panel.

@@ -18,6 +18,7 @@
 //! - `agent`: take, transfer, close, reopen, status, and the checks that
 //!   the agent may still do them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ use self::sends::next_append;
 use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
 use crate::hub::{Audience, Interrupted, Login, Mailbox, Published, Revoked};
-use crate::limits::{FrameLimit, Verdict};
+use crate::limits::{ClientAddress, FrameLimit, Verdict};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket};
 use crate::team;
@@ -74,12 +75,23 @@ mod close_code {
 /// future for the connection's whole life though they are moved into the
 /// `Connection` at once (1.3 KiB more). So `open` runs boxed, and what an
 /// idle connection keeps is the `Connection` and what `run` waits on.
-pub(super) fn serve(socket: WebSocket, state: AppState, upgrade: handshake::Upgrade) -> impl Future<Output = ()> {
+///
+/// An established connection logs one line (info) when it opens and one
+/// when it closes, with why: who (visitor or agent), of which site, from
+/// where; never what it said nor its credentials.
+pub(super) fn serve(
+    socket: WebSocket,
+    state: AppState,
+    upgrade: handshake::Upgrade,
+    address: ClientAddress,
+) -> impl Future<Output = ()> {
     let opening = Box::pin(open(socket, state, upgrade));
     async move {
         let Some((session, mut connection, resume)) = opening.await else {
             return;
         };
+        let who = &connection.peer;
+        tracing::info!(%session, role = who.role(), site = %who.site(), peer = %address, "websocket open");
         let agent = match &connection.peer {
             Peer::Agent { agent, .. } => Some(agent.site),
             Peer::Visitor { .. } => None,
@@ -88,7 +100,10 @@ pub(super) fn serve(socket: WebSocket, state: AppState, upgrade: handshake::Upgr
             Ok(()) => connection.run().await,
             Err(end) => end,
         };
+        let reason = end.reason();
         Box::pin(connection.finish(end)).await;
+        let who = &connection.peer;
+        tracing::info!(%session, role = who.role(), site = %who.site(), peer = %address, %reason, "websocket closed");
         let state = connection.state.clone();
         drop(connection);
         if let Some(site) = agent {
@@ -98,7 +113,6 @@ pub(super) fn serve(socket: WebSocket, state: AppState, upgrade: handshake::Upgr
                 tracing::warn!(%error, "could not publish the roster");
             }
         }
-        tracing::debug!(?session, "disconnected");
     }
 }
 
@@ -129,7 +143,6 @@ async fn open(
         }
     };
     let Established { peer, resume, unsaved } = established;
-    tracing::debug!(?session, ?peer, ?resume, "connected");
     let mut mailbox = state.hub.mailbox(session, state.config.outbound_queue);
     if let Peer::Agent { agent, token_hash } = &peer {
         mailbox.sign_in(Login { agent: agent.id, token_hash: token_hash.clone() });
@@ -183,6 +196,15 @@ enum End {
 }
 
 impl End {
+    /// Why, for the log: the text sent with the close, or the error's.
+    fn reason(&self) -> Cow<'static, str> {
+        match self {
+            End::Gone => "client left".into(),
+            End::Close(_, _, text) => (*text).into(),
+            End::Fail(error, _, _) => format!("{:?}: {}", error.code, error.text).into(),
+        }
+    }
+
     fn protocol(code: ErrorCode, text: impl Into<String>) -> End {
         let close = if code == ErrorCode::FrameTooLarge { close_code::TOO_BIG } else { close_code::POLICY };
         End::Fail(
