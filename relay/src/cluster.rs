@@ -101,8 +101,9 @@ pub struct Cluster {
     /// A connection for request and reply commands (the lock); dropped when
     /// it fails and made again on the next use.
     commands: Mutex<Option<redis::aio::MultiplexedConnection>>,
-    /// Whether the fan-out link is subscribed right now.
-    linked: AtomicBool,
+    /// Whether the fan-out link is subscribed right now; shared with the
+    /// hub's bridge, so readiness can tell without knowing the cluster.
+    linked: Arc<AtomicBool>,
 }
 
 /// Joins the cluster at `url`: this node's hub starts publishing through
@@ -110,15 +111,16 @@ pub struct Cluster {
 /// is made (and remade) in the background.
 pub fn join(state: &AppState, url: &str, prefix: &str) -> Result<Arc<Cluster>, redis::RedisError> {
     let client = redis::Client::open(url)?;
+    let linked = Arc::new(AtomicBool::new(false));
     let cluster = Arc::new(Cluster {
         client,
         prefix: prefix.to_owned(),
         commands: Mutex::new(None),
-        linked: AtomicBool::new(false),
+        linked: Arc::clone(&linked),
     });
     let (commands, queue) = mpsc::unbounded_channel();
     let node = rand::thread_rng().r#gen::<u64>();
-    state.hub.bridge(Bridge { commands });
+    state.hub.bridge(Bridge { commands, up: linked });
     let link = Link { state: state.clone(), cluster: Arc::clone(&cluster), node, queue };
     tokio::spawn(link.run());
     Ok(cluster)

@@ -87,7 +87,11 @@ pub struct Config {
     #[arg(skip)]
     pub embedded_web: crate::web::EmbeddedWeb,
 
-    /// How long shutdown waits for connections to close, in milliseconds.
+    /// How long a relay told to stop (SIGTERM) waits for its WebSockets to
+    /// close, in milliseconds. Meanwhile it still answers HTTP, `/readyz`
+    /// and new WebSocket upgrades with 503, so a balancer in front moves
+    /// clients to another node; it stops listening once the last WebSocket
+    /// has gone or this time is up.
     #[arg(long, env = "KEFU_DRAIN_MS", default_value_t = 5_000)]
     pub drain_ms: u64,
 

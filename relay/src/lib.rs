@@ -28,7 +28,7 @@
 //!   with an expiry, the older plain hash), and what "replayed" means.
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
 //!   admin's agents, site settings and canned replies, history and the
-//!   visitor panel for the console, `/healthz`.
+//!   visitor panel for the console, `/healthz` and `/readyz`.
 //! - [`limits`]: rate limits per address (connects, logins) and per socket.
 //! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`,
 //!   from the copy embedded in the binary or from `--web-dir`.

@@ -31,8 +31,11 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Runs a relay on `listener` until `shutdown` completes, then drains:
-/// every client is told to reconnect, connections get `config.drain_ms` to
-/// close, and the store is flushed and closed.
+/// every WebSocket client is told to reconnect, and for up to
+/// `config.drain_ms`, until the last WebSocket has closed, the relay goes on
+/// answering HTTP: `/readyz` and new WebSocket upgrades with 503, so that a
+/// balancer sends clients to another node rather than to a closed port.
+/// Then it stops accepting and the store is flushed and closed.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -63,17 +66,16 @@ pub async fn run(
     let draining = state.clone();
     serve(listener, app(state.clone()), header_read_timeout, proxies, async move {
         shutdown.await;
-        tracing::info!("shutting down: telling clients to reconnect");
+        tracing::info!("draining: telling clients to reconnect elsewhere");
         draining.shutdown.cancel();
+        draining.connections.close();
+        if tokio::time::timeout(drain, draining.connections.wait()).await.is_err() {
+            tracing::warn!("some connections did not close within the drain time");
+        }
     })
     .await;
     forgetting.abort();
     expiring.abort();
-
-    state.connections.close();
-    if tokio::time::timeout(drain, state.connections.wait()).await.is_err() {
-        tracing::warn!("some connections did not close within the drain time");
-    }
     state.store.close().await;
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! - [`canned`]: canned replies.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
+//! - [`health`]: `/healthz` and `/readyz`, for whoever runs the relay.
 //! - [`extract`]: who a request is from ([`CurrentAgent`], [`Admin`]:
 //!   a bearer token or the session cookie with its CSRF token), and
 //!   `Json`, `Query` and `Path` whose rejections answer in the API's
@@ -27,6 +28,7 @@
 pub mod agents;
 pub mod canned;
 pub mod extract;
+pub mod health;
 pub mod history;
 pub mod login;
 pub mod session;
@@ -35,10 +37,9 @@ pub mod user_agent;
 pub mod visitors;
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderValue;
+use axum::response::Response;
 use axum::routing::{get, patch, post, put};
 
 pub use agents::AgentView;
@@ -62,7 +63,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations", get(history::conversations))
         .route("/api/conversations/{id}/messages", get(history::messages))
         .route("/api/visitors/{id}", get(visitors::show))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .layer(axum::middleware::map_response(no_store))
 }
 
@@ -70,16 +72,4 @@ pub fn routes() -> Router<AppState> {
 async fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// `GET /healthz`: 200 when the store answers, 503 when it does not.
-pub async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.health().await {
-        Ok(()) => axum::Json(serde_json::json!({ "status": "ok", "store": "ok" })).into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "unavailable", "store": error.to_string() })),
-        )
-            .into_response(),
-    }
 }

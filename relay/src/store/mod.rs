@@ -148,6 +148,15 @@ impl Backend {
         }
     }
 
+    /// The newest migration of this backend's schema.
+    fn newest_migration(self) -> i64 {
+        let migrator = match self {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.iter().map(|migration| migration.version).max().unwrap_or(0)
+    }
+
     /// Appended to a SELECT inside a transaction whose later write depends
     /// on what it read: PostgreSQL locks the rows until the commit (SQLite
     /// has one writer at a time and no such clause).
@@ -216,6 +225,15 @@ pub enum Error {
     /// A row with the same unique value exists; names what.
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// The database lacks migrations this relay needs: they failed, or it
+    /// was put back from an older copy under a running relay.
+    #[error("the schema is at migration {applied}, this relay needs {needed}")]
+    Schema {
+        /// The newest migration applied to the database.
+        applied: i64,
+        /// The newest migration this relay knows.
+        needed: i64,
+    },
     /// The store was closed; nothing more is written.
     #[error("the store is closed")]
     Closed,
@@ -430,6 +448,20 @@ impl Store {
             return Err(Error::Closed);
         }
         sqlx::query("SELECT 1").execute(&self.inner.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the store can serve traffic: it answers, and its schema has
+    /// every migration this relay knows.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.health().await?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        let (applied, needed) = (applied.unwrap_or(0), self.backend().newest_migration());
+        if applied < needed {
+            return Err(Error::Schema { applied, needed });
+        }
         Ok(())
     }
 
