@@ -248,6 +248,7 @@ impl Link {
                 Err(Broken) = self.session() => {}
             }
             self.cluster.linked.store(false, Ordering::Relaxed);
+            self.state.metrics.redis_link(false);
             // While Redis is away the queue still fills: subscriptions are
             // rebuilt from the hub on the next link, publishes are made up
             // for by the nudge.
@@ -279,6 +280,7 @@ impl Link {
             subscribed.insert(*target);
         }
         self.cluster.linked.store(true, Ordering::Relaxed);
+        self.state.metrics.redis_link(true);
         tracing::info!(channels = subscribed.len() + 2, "Redis link up");
         self.announce(&mut publisher, true).await?;
         // Everything published while the link was down (or before it was
@@ -363,7 +365,9 @@ impl Link {
         for (channel, body) in publishes.drain(..) {
             pipe.cmd("PUBLISH").arg(channel).arg(self.payload(&body)).ignore();
         }
+        let started = Instant::now();
         timeout(pipe.query_async::<()>(publisher)).await?;
+        self.state.metrics.redis_published(started.elapsed());
         Ok(())
     }
 

@@ -15,6 +15,14 @@ pub struct Config {
     #[arg(long, env = "KEFU_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve `/metrics` (Prometheus) on this address instead of the main
+    /// one, which then has none. The page reveals traffic volumes, so give
+    /// it a private address (loopback, or the network Prometheus scrapes
+    /// from). Unset: `/metrics` on the main listener, for anyone who
+    /// reaches the relay.
+    #[arg(long, env = "KEFU_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// The address browsers reach the relay at, e.g.
     /// `https://chat.example.com` when TLS ends at a proxy in front. When it
     /// is https the session cookie is `Secure`, whatever the proxy says;

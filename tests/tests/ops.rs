@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use kefu_sdk::{Body, Client};
 use kefu_tests::postgres::Database;
 use kefu_tests::raw::Raw;
 use kefu_tests::{PATIENCE, Proxy, Relay};
@@ -29,6 +30,24 @@ async fn poll_until(url: &str, status: u16) -> Result<String> {
         }
     }
 }
+
+/// The value of one series (`name{labels}` as the page writes it) on a
+/// metrics page; `None` when the page has no such series.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The series' value now, read from `url`; 0 when it is not there yet.
+async fn read_metric(url: &str, series: &str) -> Result<f64> {
+    let (status, page) = get(url).await?;
+    if status != 200 {
+        bail!("{url} answered {status}: {page}");
+    }
+    Ok(sample(&page, series).unwrap_or(0.0))
+}
+
+const STORED: &str = "kefu_messages_stored_total";
+const VISITORS: &str = "kefu_connections{role=\"visitor\",transport=\"websocket\"}";
 
 #[tokio::test]
 async fn a_running_relay_is_ready() -> Result<()> {
@@ -86,5 +105,68 @@ async fn a_relay_whose_postgres_is_unreachable_is_not_ready() -> Result<()> {
 
     proxy.online();
     poll_until(&readyz, 200).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_count_a_visitor_while_connected_and_each_message_it_stores() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.wait_healthy().await?;
+    let metrics = format!("{}/metrics", relay.http_url());
+    let page = get(&metrics).await?.1;
+    assert_eq!(sample(&page, STORED), Some(0.0), "{page}");
+    assert_eq!(sample(&page, VISITORS), Some(0.0), "{page}");
+
+    let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    for n in 1..=3 {
+        // Accepted once committed: the commit is counted before the answer.
+        visitor.send(conversation, Body::Text(format!("message {n}"))).await?;
+    }
+    assert_eq!(read_metric(&metrics, STORED).await?, 3.0);
+    assert_eq!(read_metric(&metrics, VISITORS).await?, 1.0);
+
+    visitor.stop();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while read_metric(&metrics, VISITORS).await? != 0.0 {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the visitor still counts as connected {PATIENCE:?} after it stopped");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(read_metric(&metrics, STORED).await?, 3.0, "a counter does not go back");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_count_http_requests_by_route() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.wait_healthy().await?;
+    let metrics = format!("{}/metrics", relay.http_url());
+    let healthz = "kefu_http_requests_total{route=\"/healthz\",status=\"200\"}";
+    let before = read_metric(&metrics, healthz).await?;
+    assert_eq!(get(&format!("{}/healthz", relay.http_url())).await?.0, 200);
+    assert_eq!(read_metric(&metrics, healthz).await?, before + 1.0);
+
+    // A route with a parameter counts under its pattern, not its path.
+    let widget = "kefu_http_requests_total{route=\"/api/widget/{site_key}\",status=\"200\"}";
+    assert_eq!(get(&format!("{}/api/widget/demo", relay.http_url())).await?.0, 200);
+    let page = get(&metrics).await?.1;
+    assert_eq!(sample(&page, widget), Some(1.0), "{page}");
+    assert!(!page.contains("route=\"/api/widget/demo\""), "{page}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_listen_serves_metrics_apart_and_the_main_listener_has_none() -> Result<()> {
+    // A port that was free a moment ago: the relay binds it itself.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let apart = format!("127.0.0.1:{port}");
+    let relay = Relay::start_with(&["--metrics-listen", &apart]).await?;
+    relay.wait_healthy().await?;
+    let (status, page) = get(&format!("http://{apart}/metrics")).await?;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(sample(&page, VISITORS), Some(0.0), "{page}");
+    assert_eq!(get(&format!("{}/metrics", relay.http_url())).await?.0, 404);
     Ok(())
 }

@@ -95,7 +95,7 @@ pub use console::{ConversationPage, ConversationSummary, PastConversation, Visit
 pub use conversations::NewVisitor;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
-pub use writer::{AppendTicket, WriterStats};
+pub use writer::{AppendTicket, Commit, CommitObserver, WriterStats};
 
 /// The database file inside the data folder.
 const FILE_NAME: &str = "kefu.db";
@@ -463,6 +463,12 @@ impl Store {
             return Err(Error::Schema { applied, needed });
         }
         Ok(())
+    }
+
+    /// From now on `observer` hears of every batch of messages committed
+    /// (for metrics). Only the first call counts.
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        self.inner.writer.observe(observer);
     }
 
     /// How much the writer has stored so far, for metrics and benchmarks.
