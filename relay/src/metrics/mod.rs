@@ -133,7 +133,7 @@ impl Metrics {
 
     /// Counts a connection as open until the returned guard is dropped.
     pub fn connection_opened(&self, role: Role) -> OpenConnection {
-        let gauge = self.connections.get_or_create(&ConnectionLabels::websocket(role)).clone();
+        let gauge = self.connections.get_or_create_owned(&ConnectionLabels::websocket(role));
         gauge.inc();
         OpenConnection(gauge)
     }
@@ -161,7 +161,7 @@ impl Metrics {
             Limit::Accounts => "accounts",
             Limit::Frames => "frames",
         };
-        self.rate_limited.get_or_create(&LimitLabels { limit }).clone()
+        self.rate_limited.get_or_create_owned(&LimitLabels { limit })
     }
 
     /// The page: every metric in the OpenMetrics text format.
