@@ -403,6 +403,20 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_counted_and_passes_are_not() {
+        let refused = Counter::default();
+        let limit = PerAddress::per_minute(1, 2).counted_in(refused.clone());
+        let here = at([10, 0, 0, 1].into());
+        let passed = (0..5).filter(|_| limit.check(here).is_ok()).count();
+        assert_eq!((passed, refused.get()), (2, 3));
+        let refused = Counter::default();
+        let frames = FrameLimit::new(1, 2).counted_in(refused.clone());
+        let verdicts: Vec<_> = (0..6).map(|_| frames.check()).collect();
+        assert_eq!(verdicts.last(), Some(&Verdict::Close));
+        assert_eq!(refused.get(), 4, "refusals and the close: {verdicts:?}");
+    }
+
+    #[test]
     fn a_flood_is_refused_then_closed() {
         let frames = FrameLimit::new(1, 5);
         let verdicts: Vec<_> = (0..11).map(|_| frames.check()).collect();

@@ -37,8 +37,8 @@ pub mod user_agent;
 pub mod visitors;
 
 use axum::Router;
-use axum::http::header::CACHE_CONTROL;
 use axum::http::HeaderValue;
+use axum::http::header::CACHE_CONTROL;
 use axum::response::Response;
 use axum::routing::{get, patch, post, put};
 

@@ -118,15 +118,49 @@ impl Metrics {
         }
         let registry = &mut metrics.registry;
         registry.register("connections", "Open client connections, by role and transport", metrics.connections.clone());
-        registry.register("messages_stored", "Messages stored for the first time (resends excluded)", metrics.messages_stored.clone());
-        registry.register_with_unit("store_commit", "Time to store one batch of messages, from BEGIN to COMMIT", Unit::Seconds, metrics.commit_seconds.clone());
-        registry.register("store_batch_messages", "Messages per committed batch, resends included", metrics.batch_messages.clone());
-        registry.register("too_slow_disconnects", "Connections closed because their outbound queue overflowed", metrics.too_slow.clone());
-        registry.register("http_requests", "HTTP requests answered, by route pattern and status", metrics.http_requests.clone());
-        registry.register("rate_limited", "Requests and frames refused by a rate limit, by limit", metrics.rate_limited.clone());
+        registry.register(
+            "messages_stored",
+            "Messages stored for the first time (resends excluded)",
+            metrics.messages_stored.clone(),
+        );
+        registry.register_with_unit(
+            "store_commit",
+            "Time to store one batch of messages, from BEGIN to COMMIT",
+            Unit::Seconds,
+            metrics.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_batch_messages",
+            "Messages per committed batch, resends included",
+            metrics.batch_messages.clone(),
+        );
+        registry.register(
+            "too_slow_disconnects",
+            "Connections closed because their outbound queue overflowed",
+            metrics.too_slow.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route pattern and status",
+            metrics.http_requests.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests and frames refused by a rate limit, by limit",
+            metrics.rate_limited.clone(),
+        );
         if clustered {
-            registry.register("redis_link_up", "1 while this node's fan-out link to Redis is up", metrics.redis_link_up.clone());
-            registry.register_with_unit("redis_publish", "Time to publish one pipeline of frames to Redis", Unit::Seconds, metrics.redis_publish_seconds.clone());
+            registry.register(
+                "redis_link_up",
+                "1 while this node's fan-out link to Redis is up",
+                metrics.redis_link_up.clone(),
+            );
+            registry.register_with_unit(
+                "redis_publish",
+                "Time to publish one pipeline of frames to Redis",
+                Unit::Seconds,
+                metrics.redis_publish_seconds.clone(),
+            );
         }
         metrics
     }
@@ -219,4 +253,39 @@ pub async fn count_requests(State(metrics): State<Arc<Metrics>>, request: Reques
     let labels = RequestLabels { route, status: response.status().as_u16() };
     metrics.http_requests.get_or_create(&labels).inc();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VISITORS: &str = "kefu_connections{role=\"visitor\",transport=\"websocket\"}";
+
+    #[test]
+    fn a_connection_counts_until_its_guard_is_dropped() {
+        let metrics = Metrics::new(false);
+        assert!(metrics.encode().contains(&format!("{VISITORS} 0\n")), "{}", metrics.encode());
+        let open = metrics.connection_opened(Role::Visitor);
+        assert!(metrics.encode().contains(&format!("{VISITORS} 1\n")));
+        drop(open);
+        assert!(metrics.encode().contains(&format!("{VISITORS} 0\n")));
+    }
+
+    #[test]
+    fn a_commit_counts_its_fresh_messages_and_its_size() {
+        let metrics = Metrics::new(false);
+        metrics.committed(Commit { requests: 4, stored: 3, took: Duration::from_millis(2) });
+        let page = metrics.encode();
+        assert!(page.contains("kefu_messages_stored_total 3\n"), "{page}");
+        assert!(page.contains("kefu_store_batch_messages_count 1\n"), "{page}");
+        assert!(page.contains("kefu_store_commit_seconds_count 1\n"), "{page}");
+    }
+
+    #[test]
+    fn redis_metrics_are_shown_only_on_a_node_of_several() {
+        assert!(!Metrics::new(false).encode().contains("kefu_redis"));
+        let clustered = Metrics::new(true);
+        clustered.redis_link(true);
+        assert!(clustered.encode().contains("kefu_redis_link_up 1\n"), "{}", clustered.encode());
+    }
 }

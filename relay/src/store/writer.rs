@@ -21,10 +21,10 @@
 //! store a second.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
