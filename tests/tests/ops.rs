@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use kefu_sdk::{Body, Client};
+use kefu_tests::cluster::{RedisServer, redis_prefix};
 use kefu_tests::postgres::Database;
 use kefu_tests::raw::Raw;
 use kefu_tests::{PATIENCE, Proxy, Relay};
@@ -29,6 +30,26 @@ async fn poll_until(url: &str, status: u16) -> Result<String> {
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
+}
+
+#[tokio::test]
+async fn a_node_of_several_is_not_ready_while_its_redis_link_is_down() -> Result<()> {
+    let mut redis = RedisServer::start().await?;
+    let relay = Relay::start_with(&["--redis-url", &redis.url(), "--redis-prefix", &redis_prefix()]).await?;
+    relay.wait_healthy().await?;
+    let readyz = format!("{}/readyz", relay.http_url());
+    let metrics = format!("{}/metrics", relay.http_url());
+    // The link is made in the background after the start.
+    poll_until(&readyz, 200).await?;
+    assert_eq!(read_metric(&metrics, "kefu_redis_link_up").await?, 1.0);
+
+    redis.stop().await?;
+    assert_eq!(poll_until(&readyz, 503).await?, "not ready: the Redis link to the other nodes is down\n");
+    assert_eq!(read_metric(&metrics, "kefu_redis_link_up").await?, 0.0);
+
+    redis.restart().await?;
+    poll_until(&readyz, 200).await?;
+    Ok(())
 }
 
 /// The value of one series (`name{labels}` as the page writes it) on a
