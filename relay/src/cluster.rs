@@ -101,8 +101,9 @@ pub struct Cluster {
     /// A connection for request and reply commands (the lock); dropped when
     /// it fails and made again on the next use.
     commands: Mutex<Option<redis::aio::MultiplexedConnection>>,
-    /// Whether the fan-out link is subscribed right now.
-    linked: AtomicBool,
+    /// Whether the fan-out link is subscribed right now; shared with the
+    /// hub's bridge, so readiness can tell without knowing the cluster.
+    linked: Arc<AtomicBool>,
 }
 
 /// Joins the cluster at `url`: this node's hub starts publishing through
@@ -110,15 +111,16 @@ pub struct Cluster {
 /// is made (and remade) in the background.
 pub fn join(state: &AppState, url: &str, prefix: &str) -> Result<Arc<Cluster>, redis::RedisError> {
     let client = redis::Client::open(url)?;
+    let linked = Arc::new(AtomicBool::new(false));
     let cluster = Arc::new(Cluster {
         client,
         prefix: prefix.to_owned(),
         commands: Mutex::new(None),
-        linked: AtomicBool::new(false),
+        linked: Arc::clone(&linked),
     });
     let (commands, queue) = mpsc::unbounded_channel();
     let node = rand::thread_rng().r#gen::<u64>();
-    state.hub.bridge(Bridge { commands });
+    state.hub.bridge(Bridge { commands, up: linked });
     let link = Link { state: state.clone(), cluster: Arc::clone(&cluster), node, queue };
     tokio::spawn(link.run());
     Ok(cluster)
@@ -246,6 +248,7 @@ impl Link {
                 Err(Broken) = self.session() => {}
             }
             self.cluster.linked.store(false, Ordering::Relaxed);
+            self.state.metrics.redis_link(false);
             // While Redis is away the queue still fills: subscriptions are
             // rebuilt from the hub on the next link, publishes are made up
             // for by the nudge.
@@ -277,6 +280,7 @@ impl Link {
             subscribed.insert(*target);
         }
         self.cluster.linked.store(true, Ordering::Relaxed);
+        self.state.metrics.redis_link(true);
         tracing::info!(channels = subscribed.len() + 2, "Redis link up");
         self.announce(&mut publisher, true).await?;
         // Everything published while the link was down (or before it was
@@ -361,7 +365,9 @@ impl Link {
         for (channel, body) in publishes.drain(..) {
             pipe.cmd("PUBLISH").arg(channel).arg(self.payload(&body)).ignore();
         }
+        let started = Instant::now();
         timeout(pipe.query_async::<()>(publisher)).await?;
+        self.state.metrics.redis_published(started.elapsed());
         Ok(())
     }
 

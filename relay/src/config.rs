@@ -17,6 +17,14 @@ pub struct Config {
     #[arg(long, env = "KEFU_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve `/metrics` (Prometheus) on this address instead of the main
+    /// one, which then has none. The page reveals traffic volumes, so give
+    /// it a private address (loopback, or the network Prometheus scrapes
+    /// from). Unset: `/metrics` on the main listener, for anyone who
+    /// reaches the relay.
+    #[arg(long, env = "KEFU_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// The address browsers reach the relay at, e.g.
     /// `https://chat.example.com` when TLS ends at a proxy in front. When it
     /// is https the session cookie is `Secure`, whatever the proxy says;
@@ -96,7 +104,11 @@ pub struct Config {
     #[arg(skip)]
     pub embedded_web: crate::web::EmbeddedWeb,
 
-    /// How long shutdown waits for connections to close, in milliseconds.
+    /// How long a relay told to stop (SIGTERM) waits for its WebSockets to
+    /// close, in milliseconds. Meanwhile it still answers HTTP, `/readyz`
+    /// and new WebSocket upgrades with 503, so a balancer in front moves
+    /// clients to another node; it stops listening once the last WebSocket
+    /// has gone or this time is up.
     #[arg(long, env = "KEFU_DRAIN_MS", default_value_t = 5_000)]
     pub drain_ms: u64,
 

@@ -202,6 +202,12 @@ impl Hub {
         let _ = self.bridge.set(bridge);
     }
 
+    /// Whether the bridge to the other nodes is up; `None` on a node that
+    /// is not bridged (a single node).
+    pub fn bridge_up(&self) -> Option<bool> {
+        self.bridge.get().map(|bridge| bridge.up.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     fn tell_bridge(&self, command: impl FnOnce() -> Command) {
         if let Some(bridge) = self.bridge.get() {
             // Fails only once the link task has ended, at shutdown.
@@ -471,7 +477,7 @@ mod tests {
     async fn a_revocation_interrupts_the_logins_it_covers_before_their_queued_frames() {
         let hub = Hub::default();
         let (commands, mut bridge) = tokio::sync::mpsc::unbounded_channel();
-        hub.bridge(Bridge { commands });
+        hub.bridge(Bridge { commands, up: Arc::default() });
         let login = |hash: &str| Login { agent: AgentId(5), token_hash: hash.to_owned() };
         let mut phone = hub.mailbox(SessionId(1), 8);
         let mut laptop = hub.mailbox(SessionId(2), 8);
@@ -512,7 +518,7 @@ mod tests {
     async fn a_bridged_hub_subscribes_once_per_channel_and_publishes_what_is_local() {
         let hub = Hub::default();
         let (commands, mut bridge) = tokio::sync::mpsc::unbounded_channel();
-        hub.bridge(Bridge { commands });
+        hub.bridge(Bridge { commands, up: Arc::default() });
         let conversation = Target::Conversation(ConversationId(7));
         let mut a = hub.mailbox(SessionId(1), 8);
         let mut b = hub.mailbox(SessionId(2), 8);

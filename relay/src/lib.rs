@@ -28,8 +28,11 @@
 //!   with an expiry, the older plain hash), and what "replayed" means.
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
 //!   admin's agents, site settings and canned replies, history and the
-//!   visitor panel for the console, `/healthz`.
+//!   visitor panel for the console, `/healthz` and `/readyz`.
 //! - [`limits`]: rate limits per address (connects, logins) and per socket.
+//! - [`metrics`]: the Prometheus metrics and `/metrics`. Everything above
+//!   counts into it; it knows none of them (the store reports through an
+//!   observer trait of its own).
 //! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`,
 //!   from the copy embedded in the binary or from `--web-dir`.
 //! - [`config`]: flags and environment variables.
@@ -47,6 +50,7 @@ pub mod http;
 pub mod hub;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -3,7 +3,8 @@
 //! be tried, and how many frames one connection may send.
 //!
 //! Each limit is a token bucket (`governor`'s GCRA): a burst up front,
-//! then a steady rate. A limit configured as 0 is off.
+//! then a steady rate. A limit configured as 0 is off. Each counts what it
+//! refuses in the relay's metrics (`kefu_rate_limited_total`).
 //!
 //! An address is the TCP peer's, unless the peer is a proxy the relay was
 //! told to trust (`--trusted-proxy`): then it is the client that proxy
@@ -22,8 +23,10 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::config::Config;
+use crate::metrics::{Limit, Metrics};
 
 /// The address a request came from: what the server found for it (see
 /// [`TrustedProxies::client`]) or else the TCP peer. `None` where no
@@ -122,17 +125,21 @@ pub fn too_many(what: &str, wait: Duration) -> Response {
 /// A limit per key: a bucket each.
 struct PerKey<K: Hash + Eq + Clone> {
     limiter: Option<DefaultKeyedRateLimiter<K>>,
+    refused: Counter,
 }
 
 impl<K: Hash + Eq + Clone> PerKey<K> {
     /// Off when the rate or the burst is 0.
     fn new(rate: Option<Quota>) -> PerKey<K> {
-        PerKey { limiter: rate.map(RateLimiter::keyed) }
+        PerKey { limiter: rate.map(RateLimiter::keyed), refused: Counter::default() }
     }
 
     fn check(&self, key: &K) -> Result<(), Duration> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
-        limiter.check_key(key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        limiter.check_key(key).map_err(|not_until| {
+            self.refused.inc();
+            not_until.wait_time_from(DefaultClock::default().now())
+        })
     }
 
     /// Drops the buckets that are full again, so the map does not grow
@@ -164,6 +171,12 @@ impl PerAddress {
         PerAddress(PerKey::new(quota(per_minute, burst, Quota::per_minute)))
     }
 
+    /// Counts its refusals in `refused`.
+    pub fn counted_in(mut self, refused: Counter) -> PerAddress {
+        self.0.refused = refused;
+        self
+    }
+
     /// Counts one attempt from `address`; `Err` says how long it should
     /// wait before the next one can pass.
     pub fn check(&self, address: ClientAddress) -> Result<(), Duration> {
@@ -193,6 +206,12 @@ impl PerAccount {
     /// `per_hour` after a burst of as many; off when 0.
     pub fn per_hour(per_hour: u32) -> PerAccount {
         PerAccount(PerKey::new(quota(per_hour, per_hour, Quota::per_hour)))
+    }
+
+    /// Counts its refusals in `refused`.
+    pub fn counted_in(mut self, refused: Counter) -> PerAccount {
+        self.0.refused = refused;
+        self
     }
 
     /// Counts one attempt on `email`; `Err` says how long the account's
@@ -239,12 +258,15 @@ pub struct Limiters {
 }
 
 impl Limiters {
-    /// The limits `config` asks for.
-    pub fn new(config: &Config) -> Limiters {
+    /// The limits `config` asks for, counting their refusals in `metrics`.
+    pub fn new(config: &Config, metrics: &Metrics) -> Limiters {
         Limiters {
-            connections: PerAddress::per_minute(config.connections_per_minute_per_ip, config.connection_burst),
-            logins: PerAddress::per_minute(config.logins_per_minute_per_ip, config.logins_per_minute_per_ip),
-            accounts: PerAccount::per_hour(config.logins_per_hour_per_account),
+            connections: PerAddress::per_minute(config.connections_per_minute_per_ip, config.connection_burst)
+                .counted_in(metrics.refusals(Limit::Connections)),
+            logins: PerAddress::per_minute(config.logins_per_minute_per_ip, config.logins_per_minute_per_ip)
+                .counted_in(metrics.refusals(Limit::Logins)),
+            accounts: PerAccount::per_hour(config.logins_per_hour_per_account)
+                .counted_in(metrics.refusals(Limit::Accounts)),
         }
     }
 
@@ -274,6 +296,7 @@ pub enum Verdict {
 /// answered forever.
 pub struct FrameLimit {
     frames: Option<(DefaultDirectRateLimiter, DefaultDirectRateLimiter)>,
+    refused: Counter,
 }
 
 impl FrameLimit {
@@ -282,17 +305,25 @@ impl FrameLimit {
         let quota = NonZeroU32::new(per_second)
             .zip(NonZeroU32::new(burst))
             .map(|(rate, burst)| Quota::per_second(rate).allow_burst(burst));
-        FrameLimit { frames: quota.map(|quota| (RateLimiter::direct(quota), RateLimiter::direct(quota))) }
+        let frames = quota.map(|quota| (RateLimiter::direct(quota), RateLimiter::direct(quota)));
+        FrameLimit { frames, refused: Counter::default() }
+    }
+
+    /// Counts its refusals (and the closes) in `refused`.
+    pub fn counted_in(mut self, refused: Counter) -> FrameLimit {
+        self.refused = refused;
+        self
     }
 
     /// Counts one frame.
     pub fn check(&self) -> Verdict {
         let Some((frames, refusals)) = &self.frames else { return Verdict::Pass };
-        match frames.check() {
-            Ok(()) => Verdict::Pass,
-            Err(_) if refusals.check().is_err() => Verdict::Close,
-            Err(not_until) => Verdict::Refuse { retry_after: not_until.wait_time_from(DefaultClock::default().now()) },
+        let Err(not_until) = frames.check() else { return Verdict::Pass };
+        self.refused.inc();
+        if refusals.check().is_err() {
+            return Verdict::Close;
         }
+        Verdict::Refuse { retry_after: not_until.wait_time_from(DefaultClock::default().now()) }
     }
 }
 
@@ -379,6 +410,20 @@ mod tests {
         two.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
         assert_eq!(proxies.client(balancer, &two), ip("203.0.113.7"), "several headers read as one list");
         assert_eq!(TrustedProxies::default().client(balancer, &forwarded("203.0.113.7")), balancer);
+    }
+
+    #[test]
+    fn refusals_are_counted_and_passes_are_not() {
+        let refused = Counter::default();
+        let limit = PerAddress::per_minute(1, 2).counted_in(refused.clone());
+        let here = at([10, 0, 0, 1].into());
+        let passed = (0..5).filter(|_| limit.check(here).is_ok()).count();
+        assert_eq!((passed, refused.get()), (2, 3));
+        let refused = Counter::default();
+        let frames = FrameLimit::new(1, 2).counted_in(refused.clone());
+        let verdicts: Vec<_> = (0..6).map(|_| frames.check()).collect();
+        assert_eq!(verdicts.last(), Some(&Verdict::Close));
+        assert_eq!(refused.get(), 4, "refusals and the close: {verdicts:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,26 +14,37 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::limits::{ClientAddress, TrustedProxies};
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{auth, cluster, http, web, ws};
+use crate::{auth, cluster, http, metrics, web, ws};
 
-/// The relay's routes over `state`.
+/// The relay's routes over `state`, every request counted in its
+/// metrics; `/metrics` among them unless `--metrics-listen` serves it
+/// apart.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/ws", get(ws::upgrade))
         .merge(http::routes())
-        .merge(web::routes(web::WebFiles::from_config(&state.config)))
+        .merge(web::routes(web::WebFiles::from_config(&state.config)));
+    if state.config.metrics_listen.is_none() {
+        router = router.merge(metrics::routes(Arc::clone(&state.metrics)));
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.metrics), metrics::count_requests))
         .with_state(state)
 }
 
 /// Runs a relay on `listener` until `shutdown` completes, then drains:
-/// every client is told to reconnect, connections get `config.drain_ms` to
-/// close, and the store is flushed and closed.
+/// every WebSocket client is told to reconnect, and for up to
+/// `config.drain_ms`, until the last WebSocket has closed, the relay goes on
+/// answering HTTP: `/readyz` and new WebSocket upgrades with 503, so that a
+/// balancer sends clients to another node rather than to a closed port.
+/// Then it stops accepting and the store is flushed and closed.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -60,22 +72,36 @@ pub async fn run(
         state.dispatcher.share(cluster);
     }
     tracing::info!(addr = %listener.local_addr()?, "kefu relay listening");
+    let metrics_stopped = CancellationToken::new();
+    let metrics_serving = match state.config.metrics_listen {
+        Some(addr) => {
+            let metrics_listener = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+            let app = metrics::routes(Arc::clone(&state.metrics));
+            let stopped = metrics_stopped.clone().cancelled_owned();
+            Some(tokio::spawn(serve(metrics_listener, app, header_read_timeout, proxies.clone(), stopped)))
+        }
+        None => None,
+    };
 
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
     let draining = state.clone();
     serve(listener, app(state.clone()), header_read_timeout, proxies, async move {
         shutdown.await;
-        tracing::info!("shutting down: telling clients to reconnect");
+        tracing::info!("draining: telling clients to reconnect elsewhere");
         draining.shutdown.cancel();
+        draining.connections.close();
+        if tokio::time::timeout(drain, draining.connections.wait()).await.is_err() {
+            tracing::warn!("some connections did not close within the drain time");
+        }
     })
     .await;
     forgetting.abort();
     expiring.abort();
-
-    state.connections.close();
-    if tokio::time::timeout(drain, state.connections.wait()).await.is_err() {
-        tracing::warn!("some connections did not close within the drain time");
+    metrics_stopped.cancel();
+    if let Some(serving) = metrics_serving {
+        let _ = serving.await;
     }
     state.store.close().await;
     Ok(())

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
 use crate::limits::Limiters;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The relay's shared state. Cloning is shallow (one `Arc`).
@@ -39,14 +40,21 @@ pub struct Inner {
     pub limiters: Limiters,
     /// The keys visitor tokens are signed with, per site.
     pub visitor_keys: visitor_token::Keys,
+    /// What `/metrics` shows; an `Arc` as the store's writer and the
+    /// metrics listener hold it too.
+    pub metrics: Arc<Metrics>,
     next_session: AtomicU64,
 }
 
 impl AppState {
-    /// State for a relay with an open store.
+    /// State for a relay with an open store, whose commits are counted in
+    /// its metrics from now on.
     pub fn new(config: Config, store: Store) -> AppState {
-        let limiters = Limiters::new(&config);
+        let metrics = Arc::new(Metrics::new(config.redis_url.is_some()));
+        store.observe_commits(Arc::clone(&metrics) as _);
+        let limiters = Limiters::new(&config, &metrics);
         AppState(Arc::new(Inner {
+            metrics,
             limiters,
             config,
             store,

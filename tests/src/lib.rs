@@ -254,6 +254,11 @@ impl Proxy {
         Ok(proxy)
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `http://proxy`: pages loaded through it reach the relay through it.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)

@@ -94,6 +94,22 @@ impl Database {
         &self.url
     }
 
+    /// The server's `host:port`, as the URL names it.
+    pub fn server(&self) -> String {
+        let (_, server, _) = split_server(&self.url);
+        if server.rsplit_once(':').is_some_and(|(_, port)| port.chars().all(|c| c.is_ascii_digit())) {
+            server.to_owned()
+        } else {
+            format!("{server}:5432")
+        }
+    }
+
+    /// Its URL with the server replaced by `server`: a proxy in front.
+    pub fn url_via(&self, server: std::net::SocketAddr) -> String {
+        let (before, _, after) = split_server(&self.url);
+        format!("{before}{server}{after}")
+    }
+
     /// The database stops answering, as it does when its server goes
     /// away: new connections to it are refused and open ones are ended.
     pub async fn cut_off(&self) -> Result<()> {
@@ -159,6 +175,15 @@ async fn admin_url() -> Result<String> {
         }
     }
     bail!("no PostgreSQL server for the tests at any of {candidates:?}; set KEFU_TEST_POSTGRES_URL")
+}
+
+/// `url` as what comes before its `host:port`, the `host:port`, and the
+/// rest (`/database?...`).
+fn split_server(url: &str) -> (&str, &str, &str) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let host = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    (&url[..host], &url[host..end], &url[end..])
 }
 
 /// `url` with its database replaced by `name`.

@@ -112,6 +112,23 @@ impl Raw {
         .context("no frame from the relay in time")?
     }
 
+    /// Sends a WebSocket ping and waits for its pong: proof that the
+    /// relay's task for this connection is running and reading.
+    pub async fn ping(&mut self) -> Result<()> {
+        self.ws.send(Message::Ping(b"kefu".to_vec().into())).await?;
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Pong(_))) => return Ok(()),
+                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => bail!("closed before the pong"),
+                }
+            }
+        })
+        .await
+        .context("no pong from the relay in time")?
+    }
+
     /// Reads until a frame `pick` accepts; fails on close or timeout.
     pub async fn until<T>(&mut self, mut pick: impl FnMut(&ServerFrame) -> Option<T>) -> Result<T> {
         loop {

@@ -14,6 +14,7 @@
 //! - [`canned`]: canned replies.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
+//! - [`health`]: `/healthz` and `/readyz`, for whoever runs the relay.
 //! - [`extract`]: who a request is from ([`CurrentAgent`], [`Admin`]:
 //!   a bearer token or the session cookie with its CSRF token), and
 //!   `Json`, `Query` and `Path` whose rejections answer in the API's
@@ -29,6 +30,7 @@
 pub mod agents;
 pub mod canned;
 pub mod extract;
+pub mod health;
 pub mod history;
 pub mod login;
 pub mod owner;
@@ -38,10 +40,9 @@ pub mod user_agent;
 pub mod visitors;
 
 use axum::Router;
-use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, patch, post, put};
 
 pub use agents::AgentView;
@@ -67,7 +68,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/visitors/{id}", get(visitors::show))
         .route("/api/owner/sites", get(owner::sites).post(owner::create))
         .route("/api/owner/sites/{key}/enter", post(owner::enter))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .layer(axum::middleware::map_response(no_store))
 }
 
@@ -75,16 +77,4 @@ pub fn routes() -> Router<AppState> {
 async fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// `GET /healthz`: 200 when the store answers, 503 when it does not.
-pub async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.health().await {
-        Ok(()) => axum::Json(serde_json::json!({ "status": "ok", "store": "ok" })).into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "unavailable", "store": error.to_string() })),
-        )
-            .into_response(),
-    }
 }

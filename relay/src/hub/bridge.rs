@@ -4,6 +4,7 @@
 //! cluster's business.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use kefu_protocol::ServerFrame;
 use kefu_protocol::ids::{ConversationId, SiteId};
@@ -35,8 +36,10 @@ pub enum Command {
     Revoke(Revocation),
 }
 
-/// The hub's side of the link: the queue to it.
+/// The hub's side of the link: the queue to it, and whether it is up.
 #[derive(Debug, Clone)]
 pub struct Bridge {
     pub commands: mpsc::UnboundedSender<Command>,
+    /// Set by the link while it carries commands to the other nodes.
+    pub up: Arc<AtomicBool>,
 }

@@ -97,7 +97,7 @@ pub use conversations::NewVisitor;
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
-pub use writer::{AppendTicket, WriterStats};
+pub use writer::{AppendTicket, Commit, CommitObserver, WriterStats};
 
 /// The database file inside the data folder.
 const FILE_NAME: &str = "kefu.db";
@@ -148,6 +148,15 @@ impl Backend {
             Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => pool.begin().await,
         }
+    }
+
+    /// The newest migration of this backend's schema.
+    fn newest_migration(self) -> i64 {
+        let migrator = match self {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.iter().map(|migration| migration.version).max().unwrap_or(0)
     }
 
     /// Appended to a SELECT inside a transaction whose later write depends
@@ -218,6 +227,15 @@ pub enum Error {
     /// A row with the same unique value exists; names what.
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// The database lacks migrations this relay needs: they failed, or it
+    /// was put back from an older copy under a running relay.
+    #[error("the schema is at migration {applied}, this relay needs {needed}")]
+    Schema {
+        /// The newest migration applied to the database.
+        applied: i64,
+        /// The newest migration this relay knows.
+        needed: i64,
+    },
     /// The store was closed; nothing more is written.
     #[error("the store is closed")]
     Closed,
@@ -433,6 +451,26 @@ impl Store {
         }
         sqlx::query("SELECT 1").execute(&self.inner.pool).await?;
         Ok(())
+    }
+
+    /// Whether the store can serve traffic: it answers, and its schema has
+    /// every migration this relay knows.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.health().await?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        let (applied, needed) = (applied.unwrap_or(0), self.backend().newest_migration());
+        if applied < needed {
+            return Err(Error::Schema { applied, needed });
+        }
+        Ok(())
+    }
+
+    /// From now on `observer` hears of every batch of messages committed
+    /// (for metrics). Only the first call counts.
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        self.inner.writer.observe(observer);
     }
 
     /// How much the writer has stored so far, for metrics and benchmarks.

@@ -21,12 +21,14 @@
 //! store a second.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use kefu_protocol::frame::{Author, Message};
 use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, SiteId, Timestamp, VisitorId};
@@ -64,6 +66,27 @@ impl WriterStats {
     }
 }
 
+/// One committed batch, as the writer reports it to a [`CommitObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// Requests the transaction answered, resends and refusals included.
+    pub requests: usize,
+    /// Messages it stored for the first time.
+    pub stored: usize,
+    /// From `BEGIN` until `COMMIT` returned.
+    pub took: Duration,
+}
+
+/// Hears of every batch the writer commits, on the writer's task, so it
+/// must not wait. This is how metrics learn of the store without the store
+/// knowing them.
+pub trait CommitObserver: Send + Sync + fmt::Debug {
+    fn committed(&self, commit: Commit);
+}
+
+/// Where the writer reports its commits; set once, after the store opens.
+type Observer = Arc<OnceLock<Arc<dyn CommitObserver>>>;
+
 #[derive(Default)]
 struct Counters {
     batches: AtomicU64,
@@ -84,6 +107,7 @@ struct Pending {
 pub(super) struct Handle {
     queue: mpsc::Sender<Request>,
     counters: Arc<Counters>,
+    observer: Observer,
 }
 
 /// Starts the writer on its own connection. `options` opens a fresh one
@@ -95,15 +119,17 @@ pub(super) fn start(
 ) -> (Handle, JoinHandle<()>) {
     let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
     let counters = Arc::new(Counters::default());
+    let observer = Observer::default();
     let writer = Writer {
         backend,
         connection: Some(connection),
         options,
         counters: Arc::clone(&counters),
+        observer: Arc::clone(&observer),
         last_time: Timestamp(0),
     };
     let task = tokio::spawn(run(requests, writer));
-    (Handle { queue, counters }, task)
+    (Handle { queue, counters, observer }, task)
 }
 
 /// A message in the writer's queue; resolves to its outcome once the
@@ -142,6 +168,12 @@ impl Handle {
 
     pub(super) fn is_closed(&self) -> bool {
         self.queue.is_closed()
+    }
+
+    /// From now on `observer` hears of every commit. Only the first call
+    /// counts.
+    pub(super) fn observe(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     pub(super) fn stats(&self) -> WriterStats {
@@ -184,6 +216,7 @@ struct Writer {
     connection: Option<AnyConnection>,
     options: AnyConnectOptions,
     counters: Arc<Counters>,
+    observer: Observer,
     /// The time given to the previous batch. Times never go backwards
     /// within a run, even if the system clock does, so a later seq never
     /// shows an earlier time.
@@ -198,13 +231,20 @@ impl Writer {
         self.last_time = now;
         let backend = self.backend;
         let stored = match self.connect().await {
-            Ok(connection) => store_batch(backend, connection, batch, now).await,
+            Ok(connection) => {
+                let started = Instant::now();
+                store_batch(backend, connection, batch, now).await.map(|outcomes| (outcomes, started.elapsed()))
+            }
             Err(error) => Err(error),
         };
         match stored {
-            Ok(outcomes) => {
+            Ok((outcomes, took)) => {
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.counters.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if let Some(observer) = self.observer.get() {
+                    let stored = outcomes.iter().flatten().filter(|appended| appended.fresh).count();
+                    observer.committed(Commit { requests: batch.len(), stored, took });
+                }
                 for (pending, outcome) in batch.drain(..).zip(outcomes) {
                     // A caller that stopped waiting still had its message
                     // stored; its resend will find it.

@@ -37,6 +37,7 @@ use super::handshake::{self, Established, Peer};
 use super::socket::{self, Incoming};
 use crate::hub::{Audience, Interrupted, Login, Mailbox, Published, Revoked};
 use crate::limits::{ClientAddress, FrameLimit, Verdict};
+use crate::metrics::{self, Limit};
 use crate::state::AppState;
 use crate::store::{self, AppendTicket};
 use crate::team;
@@ -96,6 +97,8 @@ pub(super) fn serve(
             Peer::Agent { agent, .. } => Some(agent.site),
             Peer::Visitor { .. } => None,
         };
+        let role = if agent.is_some() { metrics::Role::Agent } else { metrics::Role::Visitor };
+        let counted = connection.state.metrics.connection_opened(role);
         let end = match Box::pin(connection.start(resume)).await {
             Ok(()) => connection.run().await,
             Err(end) => end,
@@ -106,6 +109,7 @@ pub(super) fn serve(
         tracing::info!(%session, role = who.role(), site = %who.site(), peer = %address, %reason, "websocket closed");
         let state = connection.state.clone();
         drop(connection);
+        drop(counted);
         if let Some(site) = agent {
             // The mailbox is gone, so the agent counts as gone if this was
             // its last console.
@@ -148,7 +152,8 @@ async fn open(
         mailbox.sign_in(Login { agent: agent.id, token_hash: token_hash.clone() });
         mailbox.attend(agent.site, agent.id, AgentStatus::Away);
     }
-    let frame_limit = FrameLimit::new(state.config.frames_per_second, state.config.frame_burst);
+    let frame_limit = FrameLimit::new(state.config.frames_per_second, state.config.frame_burst)
+        .counted_in(state.metrics.refusals(Limit::Frames));
     let connection = Connection {
         state,
         socket,
@@ -374,11 +379,14 @@ impl Connection {
                 }
                 frame = self.mailbox.recv() => match frame {
                     Ok(frame) => Box::pin(self.deliver(&frame)).await,
-                    Err(Interrupted::TooSlow) => return End::Close(
-                        Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
-                        close_code::TRY_LATER,
-                        "too slow",
-                    ),
+                    Err(Interrupted::TooSlow) => {
+                        self.state.metrics.too_slow_disconnect();
+                        return End::Close(
+                            Closing { reason: CloseReason::TooSlow, reconnect_after_ms: Some(1_000) },
+                            close_code::TRY_LATER,
+                            "too slow",
+                        );
+                    }
                     Err(Interrupted::Revoked(why)) => return End::revoked(why),
                 },
                 incoming = socket::read_frame(&mut self.socket, &self.limits),
