@@ -52,11 +52,16 @@ fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
     Ok(text.replacen(from, to, 1))
 }
 
-/// An address of 127.0.0.1 nothing listens on now. Another process could
-/// take it before the caller binds it; tests on one machine rarely do.
-pub fn free_addr() -> Result<SocketAddr> {
-    let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(probe.local_addr()?)
+/// `N` different addresses of 127.0.0.1 nothing listens on now, for
+/// nodes and nginx that must know each other's ports before they start.
+/// Another process could take one before its owner binds it; tests on
+/// one machine rarely do.
+pub fn free_addrs<const N: usize>() -> Result<[SocketAddr; N]> {
+    // Held until all are picked, so no two are the same.
+    let probes: Vec<TcpListener> =
+        (0..N).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0))).collect::<Result<_, _>>()?;
+    let addrs: Vec<SocketAddr> = probes.iter().map(TcpListener::local_addr).collect::<Result<_, _>>()?;
+    addrs.try_into().map_err(|_| anyhow::anyhow!("picked the wrong number of ports"))
 }
 
 /// nginx, master and worker, on a config of its own in a temp dir;
@@ -69,13 +74,12 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Runs `config` (see [`for_test`]) in front of `nodes` on a free
-    /// port of 127.0.0.1, and waits until it accepts connections.
-    pub async fn start(config: &str, nodes: [SocketAddr; 2]) -> Result<Nginx> {
+    /// Runs `config` (see [`for_test`]) in front of `nodes` on `addr`
+    /// (of 127.0.0.1), and waits until it accepts connections.
+    pub async fn start(config: &str, nodes: [SocketAddr; 2], addr: SocketAddr) -> Result<Nginx> {
         if !Path::new(NGINX).is_file() {
             bail!("{NGINX} is missing: install Debian's nginx-light (`apt-get install -y nginx-light`; `.ci/run` does)");
         }
-        let addr = free_addr()?;
         let dir = tempfile::Builder::new().prefix("kefu-nginx-").tempdir()?;
         // Run as root, nginx's worker runs as `nobody`, which must reach
         // the temp paths the master makes for it in here.
