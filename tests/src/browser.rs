@@ -310,8 +310,11 @@ impl Browser {
                     })
                 });
                 match decoded {
-                    Ok(wire) if sender.send(wire).is_ok() => {}
-                    Ok(_) => return,
+                    Ok(wire) => {
+                        if sender.send(wire).is_err() {
+                            return;
+                        }
+                    }
                     Err(error) => lock(&errors).push(format!("a WebSocket frame that does not decode: {error}")),
                 }
             }

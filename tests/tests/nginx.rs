@@ -69,7 +69,9 @@ fn the_test_changes_only_the_addresses_of_the_shipped_config() -> Result<()> {
 async fn a_visitor_in_chromium_and_an_agent_chat_through_nginx_across_a_kill_9_of_the_visitors_node() -> Result<()> {
     let mut site = Site::start().await?;
     let agent = site.agent().await?;
-    agent.client.wait_link(|link| matches!(link, LinkState::Live)).await?;
+    tokio::time::timeout(PATIENCE, agent.client.wait_link(|link| matches!(link, LinkState::Live)))
+        .await
+        .context("the agent's WebSocket through nginx never came up")??;
     let agent_node = site.only_link().await?;
 
     let browser = Browser::start().await?;
@@ -139,7 +141,7 @@ async fn a_visitor_in_chromium_and_an_agent_chat_through_nginx_across_a_kill_9_o
         })
         .collect();
     let missing: Vec<&str> =
-        stored.iter().filter(|m| !on_the_page.contains(&m.id)).map(kefu_tests::text).filter(|t| !t.is_empty()).collect();
+        stored.values().flatten().filter(|m| !on_the_page.contains(&m.id)).map(kefu_tests::text).filter(|t| !t.is_empty()).collect();
     ensure!(missing.is_empty(), "the relay never sent the widget {missing:?}");
     assert_clean(&[agent.log_following(conversation), visitor], conversation, stored, caught_up)?;
     ensure!(browser.errors().is_empty(), "the page reported errors: {:?}", browser.errors());
@@ -152,7 +154,9 @@ async fn a_rolling_restart_behind_nginx_moves_every_client_and_loses_nothing() -
     let agent = site.agent().await?;
     let credentials = Credentials::Visitor { site: SiteKey::new("demo")?, returning: None };
     let visitor = Party::connect("visitor", Role::Visitor, &site.nginx.ws_url(), credentials, SessionConfig::default());
-    let conversation = visitor.client.conversation().await?;
+    let conversation = tokio::time::timeout(PATIENCE, visitor.client.conversation())
+        .await
+        .context("the visitor's WebSocket through nginx never came up")??;
     visitor.send(conversation, "visitor 0").await?;
     agent.wait_for_text("visitor 0").await?;
     agent.client.join(conversation)?;
@@ -375,7 +379,9 @@ impl Party {
 
     /// Sends `text` and waits until it is stored.
     async fn send(&self, conversation: ConversationId, text: &str) -> Result<()> {
-        let accepted = self.client.send(conversation, Body::Text(text.to_owned())).await?;
+        let accepted = tokio::time::timeout(PATIENCE, self.client.send(conversation, Body::Text(text.to_owned())))
+            .await
+            .with_context(|| format!("{}: {text:?} not acknowledged within {PATIENCE:?}", self.name))??;
         let sent = Sent { conversation, text: text.to_owned(), outcome: Outcome::Accepted(accepted) };
         lock(&self.log).sent.push(sent);
         Ok(())
@@ -458,6 +464,10 @@ fn assert_clean(
 ) -> Result<()> {
     let mut figures = check(parties, &stored);
     figures.conversations = 1;
+    figures.visitors = parties.iter().filter(|p| p.role == Role::Visitor).count();
+    figures.agents = parties.len() - figures.visitors;
+    // From the first node going away until everyone held everything.
+    figures.under_fire = caught_up;
     figures.catch_up = Some(caught_up);
     eprintln!("{conversation:?}:\n{figures}");
     figures.assert_clean()
