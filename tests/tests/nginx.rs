@@ -132,6 +132,12 @@ async fn a_visitor_in_chromium_and_an_agent_chat_through_nginx_across_a_kill_9_o
     wait_for_bubbles(&browser, &texts).await.context("the widget shows the store's order")?;
     browser.screenshot("nginx-after-kill-9").await?;
 
+    // The widget moved, through nginx, once; the agent only if it was on
+    // the same node.
+    let hellos = |wire: &[Wire]| wire.iter().filter(|w| matches!(w, Wire::Sent(ClientFrame::Hello(_)))).count();
+    assert_eq!(hellos(&page_wire), 2, "the widget's links: the first and the one after the kill");
+    assert_eq!(hellos(&agent.wire()), if agent_node == visitor_node { 2 } else { 1 }, "the agent's links");
+
     let visitor = page_party(&page_wire, conversation);
     let on_the_page: HashSet<_> = page_wire
         .iter()
