@@ -70,7 +70,7 @@ pub fn free_addrs<const N: usize>() -> Result<[SocketAddr; N]> {
 pub struct Nginx {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Nginx {
@@ -108,7 +108,7 @@ impl Nginx {
             ensure!(tokio::time::Instant::now() < deadline, "nginx did not listen on {addr} within {PATIENCE:?}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Ok(Nginx { child, addr, _dir: dir })
+        Ok(Nginx { child, addr, dir })
     }
 
     /// `http://127.0.0.1:port`: pages, the HTTP API and logins through nginx.
@@ -119,6 +119,15 @@ impl Nginx {
     /// `ws://127.0.0.1:port/ws`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// Every request nginx answered so far, a line each: `STATUS METHOD
+    /// PATH NODES`, where NODES lists each node it tried, in turn (`A, B`
+    /// when A failed it and B answered). A WebSocket is logged when it
+    /// closes.
+    pub fn access_log(&self) -> Result<Vec<String>> {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).context("nginx's access log")?;
+        Ok(log.lines().map(ToOwned::to_owned).collect())
     }
 }
 
@@ -140,7 +149,8 @@ impl Drop for Nginx {
 }
 
 /// What Debian's `/etc/nginx/nginx.conf` does around `conf.d/`, with
-/// every path nginx writes under `dir`.
+/// every path nginx writes under `dir`, and an access log there that
+/// says which nodes each request was tried on.
 fn main_config(dir: &Path, site: &Path) -> String {
     let dir = dir.display();
     format!(
@@ -149,7 +159,8 @@ events {{
     worker_connections 1024;
 }}
 http {{
-    access_log off;
+    log_format kefu_test '$status $request_method $uri $upstream_addr';
+    access_log {dir}/access.log kefu_test;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
