@@ -78,7 +78,9 @@ impl Nginx {
     /// (of 127.0.0.1), and waits until it accepts connections.
     pub async fn start(config: &str, nodes: [SocketAddr; 2], addr: SocketAddr) -> Result<Nginx> {
         if !Path::new(NGINX).is_file() {
-            bail!("{NGINX} is missing: install Debian's nginx-light (`apt-get install -y nginx-light`; `.ci/run` does)");
+            bail!(
+                "{NGINX} is missing: install Debian's nginx-light (`apt-get install -y nginx-light`; `.ci/run` does)"
+            );
         }
         let dir = tempfile::Builder::new().prefix("kefu-nginx-").tempdir()?;
         // Run as root, nginx's worker runs as `nobody`, which must reach
@@ -124,7 +126,7 @@ impl Nginx {
     /// Every request nginx answered so far, a line each: `STATUS METHOD
     /// PATH NODES`, where NODES lists each node it tried, in turn (`A, B`
     /// when A failed it and B answered). A WebSocket is logged when it
-    /// closes.
+    /// closes, a refused upgrade at once.
     pub fn access_log(&self) -> Result<Vec<String>> {
         let log = std::fs::read_to_string(self.dir.path().join("access.log")).context("nginx's access log")?;
         Ok(log.lines().map(ToOwned::to_owned).collect())

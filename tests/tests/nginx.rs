@@ -38,7 +38,8 @@ const PENDING: &str = "document.querySelectorAll('.kefu-mark-sending').length";
 #[test]
 fn the_readme_shows_dist_nginx_conf_as_it_is() -> Result<()> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
-    let blocks: Vec<&str> = readme.split("```nginx\n").skip(1).map(|rest| rest.split("```").next().unwrap_or("")).collect();
+    let blocks: Vec<&str> =
+        readme.split("```nginx\n").skip(1).map(|rest| rest.split("```").next().unwrap_or("")).collect();
     ensure!(blocks.len() == 1, "the README should show one nginx config, dist/nginx.conf; it shows {}", blocks.len());
     ensure!(
         blocks[0] == nginx::SHIPPED,
@@ -146,14 +147,18 @@ async fn a_visitor_in_chromium_and_an_agent_chat_through_nginx_across_a_kill_9_o
             _ => None,
         })
         .collect();
-    let missing: Vec<&str> =
-        stored.values().flatten().filter(|m| !on_the_page.contains(&m.id)).map(kefu_tests::text).filter(|t| !t.is_empty()).collect();
+    let missing: Vec<&str> = stored
+        .values()
+        .flatten()
+        .filter(|m| !on_the_page.contains(&m.id))
+        .map(kefu_tests::text)
+        .filter(|t| !t.is_empty())
+        .collect();
     ensure!(missing.is_empty(), "the relay never sent the widget {missing:?}");
     assert_clean(&[agent.log_following(conversation), visitor], conversation, stored, caught_up)?;
     // Whatever reached the dead node went on to the other one: nobody was
     // answered with an error and left to retry.
     let log = site.nginx.access_log()?;
-    eprintln!("tried on two nodes: {:?}", log.iter().filter(|line| line.contains(", ")).collect::<Vec<_>>());
     let failed: Vec<&String> = log.iter().filter(|line| line.starts_with('5')).collect();
     ensure!(failed.is_empty(), "nginx answered with errors: {failed:?}");
     ensure!(browser.errors().is_empty(), "the page reported errors: {:?}", browser.errors());
@@ -242,7 +247,6 @@ async fn a_rolling_restart_behind_nginx_moves_every_client_and_loses_nothing() -
     // 502 and retried: seen, not asserted.
     let log = site.nginx.access_log()?;
     eprintln!("answered 5xx: {:?}", log.iter().filter(|line| line.starts_with('5')).collect::<Vec<_>>());
-    eprintln!("tried on two nodes: {:?}", log.iter().filter(|line| line.contains(", ")).collect::<Vec<_>>());
     assert_clean(
         &[agent.log_following(conversation), visitor.log_following(conversation)],
         conversation,
@@ -335,7 +339,11 @@ impl Site {
 
     /// Every message of `conversation` as stored, read back page by page
     /// over the HTTP API through nginx.
-    async fn stored(&self, token: &str, conversation: ConversationId) -> Result<BTreeMap<ConversationId, Vec<Message>>> {
+    async fn stored(
+        &self,
+        token: &str,
+        conversation: ConversationId,
+    ) -> Result<BTreeMap<ConversationId, Vec<Message>>> {
         let http = reqwest::Client::new();
         let mut messages: Vec<Message> = Vec::new();
         loop {
