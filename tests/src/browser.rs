@@ -5,8 +5,8 @@
 //! Only what the widget and console tests need: open a page, run
 //! JavaScript in the page or in one of its frames, watch network requests,
 //! switch the network off and on, hold chosen requests back for a while,
-//! collect the page's uncaught errors, set a phone viewport, take
-//! screenshots.
+//! read the chat frames its WebSockets carry, collect the page's uncaught
+//! errors, set a phone viewport, take screenshots.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
+use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame, codec};
+use kefu_sdk::Wire;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -276,6 +278,48 @@ impl Browser {
         let (sender, events) = mpsc::unbounded_channel();
         lock(&self.subscribers).push(sender);
         events
+    }
+
+    /// The chat frames the page's WebSockets send and receive from now
+    /// on, decoded, in the order they crossed the wire: what the relay
+    /// sent before the page's code judged it, as an SDK client's
+    /// [`kefu_sdk::Tap`] gives them. Frames that do not decode are
+    /// reported as errors of the page ([`Browser::errors`]).
+    pub fn websocket_frames(&self) -> mpsc::UnboundedReceiver<Wire> {
+        let mut events = self.events();
+        let errors = Arc::clone(&self.errors);
+        let (sender, frames) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let sent = match event["method"].as_str() {
+                    Some("Network.webSocketFrameSent") => true,
+                    Some("Network.webSocketFrameReceived") => false,
+                    _ => continue,
+                };
+                let response = &event["params"]["response"];
+                // 2: a binary message, which every chat frame is.
+                if response["opcode"] != 2 {
+                    continue;
+                }
+                let payload = response["payloadData"].as_str().unwrap_or_default();
+                let decoded = base64_decode(payload).and_then(|bytes| {
+                    Ok(if sent {
+                        Wire::Sent(codec::decode::<ClientFrame>(&bytes, &DEFAULT_LIMITS)?)
+                    } else {
+                        Wire::Received(codec::decode::<ServerFrame>(&bytes, &DEFAULT_LIMITS)?)
+                    })
+                });
+                match decoded {
+                    Ok(wire) => {
+                        if sender.send(wire).is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => lock(&errors).push(format!("a WebSocket frame that does not decode: {error}")),
+                }
+            }
+        });
+        frames
     }
 
     /// The page's uncaught exceptions and `console.error` calls so far

@@ -14,11 +14,14 @@
 //! - [`cluster`]: several relay nodes: a round-robin load balancer and a
 //!   private `redis-server` a test can stop.
 //! - [`tls`]: a TLS-terminating proxy with a CA made at test time.
+//! - [`nginx`]: Debian's nginx in front of relay nodes, on the shipped
+//!   `dist/nginx.conf`.
 
 pub mod browser;
 pub mod chaos;
 pub mod cluster;
 pub mod faults;
+pub mod nginx;
 pub mod postgres;
 pub mod raw;
 pub mod tls;
@@ -135,7 +138,8 @@ impl Relay {
         Ok(())
     }
 
-    /// Starts the relay again on the same data dir (on a new port).
+    /// Starts the relay again on the same data dir and flags (on a new
+    /// port, unless they name one).
     pub async fn restart(&mut self) -> Result<()> {
         let (child, addr) = spawn(&self.data_dir, &self.args).await?;
         self.child = child;
@@ -164,11 +168,15 @@ impl Relay {
     }
 }
 
+/// Starts the relay on a port of its own choosing, unless `args` name one
+/// with `--listen` (a node behind a balancer that lists it must come back
+/// on the same port).
 async fn spawn(data_dir: &Path, args: &[String]) -> Result<(Child, SocketAddr)> {
     let mut command = Command::new(relay_binary()?);
+    if !args.iter().any(|arg| arg == "--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
     command
-        .arg("--listen")
-        .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--admin-email", ADMIN_EMAIL, "--admin-password", ADMIN_PASSWORD])
