@@ -877,3 +877,52 @@ async fn a_paste_over_the_limit_in_the_console_is_cut_the_agent_is_told_and_the_
     console.wait_for(None, &format!("{CONSOLE_COMPOSER}.length === 0 && {CONSOLE_COMPOSER}.cut === null")).await?;
     Ok(())
 }
+
+/// The owner makes a second site from the console's Sites page, is shown
+/// its admin's password once, steps into it and works there; that site's
+/// admin, signed in elsewhere, has no Sites page.
+#[tokio::test]
+async fn the_owner_adds_a_site_in_the_console_and_steps_into_it() -> Result<()> {
+    let relay = Relay::start().await?;
+    let console = console_as(&relay, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    console.wait_for(None, "document.querySelector('.brand .site-name')?.textContent === 'Demo site'").await?;
+    click_page(&console, "Sites").await?;
+    console
+        .wait_for(None, "document.querySelector('tr[data-site=demo]')?.textContent.includes('You are here')")
+        .await?;
+    for (field, value) in [("site-name", "Acme Inc"), ("site-key", "acme"), ("admin-email", "boss@acme.test")] {
+        console.eval(&format!("document.querySelector('.form-grid [name={field}]').focus()")).await?;
+        console.type_text(value).await?;
+    }
+    click_button(&console, "Add site").await?;
+    let notice = console.wait_for(None, "document.querySelector('.admin .success')?.textContent").await?;
+    let notice = notice.as_str().context("a success line")?.to_owned();
+    let password = notice
+        .split("the password ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .with_context(|| format!("the generated password in {notice:?}"))?
+        .to_owned();
+    console.wait_for(None, "!!document.querySelector('tr[data-site=acme] button')").await?;
+    console.screenshot("console-owner-sites").await?;
+
+    // Open: the tab starts over on Acme, as the owner's admin there.
+    console.eval("document.querySelector('tr[data-site=acme] button').click()").await?;
+    console.wait_for(None, "document.querySelector('.brand .site-name')?.textContent === 'Acme Inc'").await?;
+    console.wait_for(None, "document.querySelector('.team')?.textContent.includes('(you)')").await?;
+    click_page(&console, "Sites").await?;
+    console
+        .wait_for(None, "document.querySelector('tr[data-site=acme]')?.textContent.includes('You are here')")
+        .await?;
+    console.screenshot("console-owner-in-acme").await?;
+
+    // Acme's own admin: Agents and Settings, no Sites.
+    let boss = console_as(&relay, "boss@acme.test", &password).await?;
+    boss.wait_for(None, "document.querySelector('.brand .site-name')?.textContent === 'Acme Inc'").await?;
+    let pages = boss.eval("[...document.querySelectorAll('.page-link')].map(b => b.textContent)").await?;
+    let pages: Vec<String> = serde_json::from_value(pages)?;
+    ensure!(pages.iter().any(|p| p == "Agents"), "{pages:?}");
+    ensure!(!pages.iter().any(|p| p == "Sites"), "a site's admin has no Sites page: {pages:?}");
+    ensure!(console.errors().is_empty() && boss.errors().is_empty(), "{:?} {:?}", console.errors(), boss.errors());
+    Ok(())
+}
