@@ -1,5 +1,5 @@
 //! Debian's nginx (`nginx-light`) in front of relay nodes, running the
-//! shipped `dist/nginx.conf`: the README shows that file and [`SHIPPED`]
+//! shipped `dist/nginx.conf`: docs/src/cluster.md shows that file and [`SHIPPED`]
 //! is it, so what a site owner copies is what the tests run.
 //!
 //! - [`for_test`]: the shipped text with only its addresses changed: the
@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 
 use crate::PATIENCE;
 
-/// `dist/nginx.conf`, as shipped and shown in the README.
+/// `dist/nginx.conf`, as shipped and shown in docs/src/cluster.md.
 pub const SHIPPED: &str = include_str!("../../dist/nginx.conf");
 
 /// Where Debian's `nginx-light` puts nginx.

@@ -1,6 +1,6 @@
 //! Debian's nginx as the reverse proxy and load balancer in front of two
 //! relay nodes on one PostgreSQL database and one Redis, running the
-//! shipped `dist/nginx.conf` (the README shows it; a test here keeps the
+//! shipped `dist/nginx.conf` (docs/src/cluster.md shows it; a test here keeps the
 //! two the same). Every client knows only nginx's address.
 //!
 //! What each party received is checked as the chaos suite checks it
@@ -36,14 +36,18 @@ const BUBBLES: &str =
 const PENDING: &str = "document.querySelectorAll('.kefu-mark-sending').length";
 
 #[test]
-fn the_readme_shows_dist_nginx_conf_as_it_is() -> Result<()> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
+fn the_book_shows_dist_nginx_conf_as_it_is() -> Result<()> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/cluster.md"))?;
     let blocks: Vec<&str> =
         readme.split("```nginx\n").skip(1).map(|rest| rest.split("```").next().unwrap_or("")).collect();
-    ensure!(blocks.len() == 1, "the README should show one nginx config, dist/nginx.conf; it shows {}", blocks.len());
+    ensure!(
+        blocks.len() == 1,
+        "docs/src/cluster.md should show one nginx config, dist/nginx.conf; it shows {}",
+        blocks.len()
+    );
     ensure!(
         blocks[0] == nginx::SHIPPED,
-        "the README's nginx block differs from dist/nginx.conf, which the nginx tests run: copy the file into it"
+        "docs/src/cluster.md's nginx block differs from dist/nginx.conf, which the nginx tests run: copy the file into it"
     );
     Ok(())
 }

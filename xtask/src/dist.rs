@@ -4,7 +4,7 @@
 //! `kefu-relay` (release, the web apps embedded, stripped),
 //! `kefu.toml.example` (every setting, for the settings file),
 //! `kefu.env.example` (every setting as an environment variable),
-//! `kefu-relay.service` (a systemd unit) and `INSTALL.md` (the README's
+//! `kefu-relay.service` (a systemd unit) and `INSTALL.md` (the book's
 //! Install section).
 //!
 //! The binary is built for `x86_64-unknown-linux-musl`, statically linked,
@@ -61,7 +61,7 @@ pub(crate) fn build() -> Result<PathBuf> {
     for file in ["kefu.toml.example", "kefu.env.example", "kefu-relay.service"] {
         fs::copy(root.join("dist").join(file), folder.join(file))?;
     }
-    fs::write(folder.join("INSTALL.md"), install_page(&fs::read_to_string(root.join("README.md"))?)?)?;
+    fs::write(folder.join("INSTALL.md"), install_page(&fs::read_to_string(root.join("docs/src/install.md"))?)?)?;
 
     crate::step(4, 4, "packing the archive");
     let archive = dist.join(format!("{name}.tar.gz"));
@@ -104,13 +104,13 @@ fn linking(binary: &Path) -> String {
     }
 }
 
-/// The README's `## Install` section, as a page of its own.
+/// The book's `## Install` section (docs/src/install.md), as a page of its own.
 fn install_page(readme: &str) -> Result<String> {
-    let Some(start) = readme.find("\n## Install\n") else { bail!("README.md has no `## Install` section") };
+    let Some(start) = readme.find("\n## Install\n") else { bail!("docs/src/install.md has no `## Install` section") };
     let section = &readme[start + 1..];
     let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 4);
     Ok(format!(
-        "# Installing Kefu\n\n(From the README's Install section.)\n\n{}",
+        "# Installing Kefu\n\n(From the book's Install section, docs/src/install.md.)\n\n{}",
         section[..end].trim_start_matches("## Install\n")
     ))
 }

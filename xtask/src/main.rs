@@ -4,7 +4,8 @@
 //!   the relay (which embeds them), and run the relay on the embedded
 //!   store in `./kefu-data`; a line per step, as the first build is long.
 //! - `cargo xtask test`: install what is missing, then every check CI runs:
-//!   formatting, clippy, the web apps' build, the whole test suite against
+//!   formatting, clippy, the book in `docs/` with its links (see [`docs`]),
+//!   the web apps' build, the whole test suite against
 //!   real relays, and the protocol crate built for `wasm32-unknown-unknown`.
 //! - `cargo xtask build-web`: only the web apps, into `target/web` (see
 //!   [`web`]).
@@ -12,6 +13,8 @@
 //!   [`dist`]): the relay with the web apps inside, static for x86_64
 //!   Linux (musl) where that target can be built, with a systemd unit, an
 //!   example settings file and INSTALL.md.
+//! - `cargo xtask docs`: the book in `docs/` built into `docs/book`, and
+//!   every link of it and of the README checked (see [`docs`]).
 //! - `cargo xtask wasm-names`: the widget's wasm as shipped but with its
 //!   function names, for `twiggy` (see [`web::build_named_widget`]).
 //! - `cargo xtask bench [--quick] [kefu-bench flags...]`: the benchmarks
@@ -23,6 +26,7 @@
 //! fresh machine needs nothing beyond rustup, cargo and npm.
 
 mod dist;
+mod docs;
 mod web;
 
 use std::path::PathBuf;
@@ -38,11 +42,12 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "build-web" => web::build().map(drop),
         "dist" => dist::build().map(drop),
+        "docs" => docs::check(),
         "wasm-names" => web::build_named_widget().map(drop),
         "bench" => bench(&rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web | cargo xtask dist | cargo xtask wasm-names | cargo xtask bench [--quick] [--only SCENARIO] [--repeat N]"
+                "usage: cargo xtask start [relay flags...] | cargo xtask test [nextest filters...] | cargo xtask build-web | cargo xtask dist | cargo xtask docs | cargo xtask wasm-names | cargo xtask bench [--quick] [--only SCENARIO] [--repeat N]"
             );
             bail!("unknown task {task:?}")
         }
@@ -72,6 +77,8 @@ fn test(filters: &[String]) -> Result<()> {
     install()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // The book in docs/, and every link of it and of the README.
+    docs::check()?;
     // The relay serves target/web, and the browser tests open it.
     web::build()?;
     // The end-to-end tests start the relay and the examples as child
