@@ -109,7 +109,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     // On stdout, for people and for scripts (and tests) that start the
     // relay on port 0 and need to know where it went.
-    println!("kefu-relay listening on http://{}", listener.local_addr()?);
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    println!("kefu-relay listening on {scheme}://{}", listener.local_addr()?);
     kefu_relay::run(listener, config, shutdown_signal()).await?;
     Ok(())
 }
