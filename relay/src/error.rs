@@ -15,7 +15,7 @@ pub enum Error {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// `--tls-cert` or `--tls-key` cannot be used; names the file.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] crate::tls::Error),
     #[error("wrong email or password")]
     BadLogin,

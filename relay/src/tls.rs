@@ -25,13 +25,9 @@ pub enum Error {
     /// One of the pair was given without the other.
     #[error("{given} is set but {missing} is not: TLS needs both the certificate and its key")]
     Half { given: &'static str, missing: &'static str },
-    #[error("{flag} {}: cannot read it: {source}", path.display())]
-    Read {
-        flag: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Says why in its own words: one line, not a chain of causes.
+    #[error("{flag} {}: cannot read it: {error}", path.display())]
+    Read { flag: &'static str, path: PathBuf, error: std::io::Error },
     #[error("{flag} {}: {why}", path.display())]
     Unusable { flag: &'static str, path: PathBuf, why: String },
 }
@@ -93,7 +89,7 @@ impl Files {
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Read { flag, path: path.to_owned(), source })
+    std::fs::read(path).map_err(|error| Error::Read { flag, path: path.to_owned(), error })
 }
 
 /// The configuration new connections' handshakes use, and the files to
@@ -180,6 +176,9 @@ mod tests {
         assert!(error.starts_with(&format!("--tls-cert {}: cannot read it", cert.display())), "{error}");
         std::fs::write(&cert, "not a certificate\n").unwrap();
         let error = files.load().unwrap_err().to_string();
-        assert!(error.contains(&format!("--tls-cert {}", cert.display())) && error.contains("BEGIN CERTIFICATE"), "{error}");
+        assert!(
+            error.contains(&format!("--tls-cert {}", cert.display())) && error.contains("BEGIN CERTIFICATE"),
+            "{error}"
+        );
     }
 }

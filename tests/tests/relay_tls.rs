@@ -310,12 +310,16 @@ async fn a_missing_bad_or_mismatched_key_stops_the_start_naming_the_file() -> Re
         (&["--tls-cert", &cert], &["--tls-cert is set but --tls-key is not"]),
         (&["--tls-key", &key], &["--tls-key is set but --tls-cert is not"]),
         (&["--tls-cert", &cert, "--tls-key", &missing], &["--tls-key", &missing, "cannot read it"]),
-        (&["--tls-cert", &cert, "--tls-key", &other_key], &["--tls-key", &other_key, "not usable with the certificate"]),
+        (
+            &["--tls-cert", &cert, "--tls-key", &other_key],
+            &["--tls-key", &other_key, "not usable with the certificate"],
+        ),
         (&["--tls-cert", &garbage, "--tls-key", &key], &["--tls-cert", &garbage, "BEGIN CERTIFICATE"]),
     ];
     for (args, wanted) in cases {
         let (status, said) = failed_start(dir.path(), args).await?;
         ensure!(!status.success(), "the relay started with {args:?}:\n{said}");
+        ensure!(!said.contains("listening on"), "with {args:?} the relay said it listens before it failed:\n{said}");
         for part in wanted {
             ensure!(said.contains(part), "with {args:?} the relay does not say {part:?}:\n{said}");
         }
