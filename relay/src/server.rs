@@ -130,11 +130,11 @@ pub async fn run(
 /// which this replaces because it sets no timer: a client could take
 /// forever over its request headers (slowloris), one connection and one
 /// task each. Here the headers must be in within `header_read_timeout`,
-/// idle keep-alive connections included, and so must a TLS handshake
-/// (in the connection's own task: a slow one holds up no other), and each
-/// request carries the
-/// peer's address as `ConnectInfo<SocketAddr>` and the client's, as
-/// `proxies` tell it, as [`ClientAddress`] for the rate limits.
+/// idle keep-alive connections included; so must a TLS handshake, made
+/// in the connection's own task so that a slow one holds up no other.
+/// Each request carries the peer's address as `ConnectInfo<SocketAddr>`
+/// and the client's, as `proxies` tell it, as [`ClientAddress`] for the
+/// rate limits.
 async fn serve(
     listener: TcpListener,
     app: Router,
