@@ -17,6 +17,18 @@ pub struct Config {
     #[arg(long, env = "KEFU_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve HTTPS and `wss://` with this certificate chain (PEM: the
+    /// server's certificate first, then its intermediates) instead of
+    /// plain HTTP; needs `--tls-key`. Both files are read again on SIGHUP,
+    /// for new connections (open ones keep theirs). Unset: plain HTTP, for
+    /// a proxy in front that terminates TLS.
+    #[arg(long, env = "KEFU_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "KEFU_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve `/metrics` (Prometheus) on this address instead of the main
     /// one, which then has none. The page reveals traffic volumes, so give
     /// it a private address (loopback, or the network Prometheus scrapes
@@ -26,11 +38,12 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 
     /// The address browsers reach the relay at, e.g.
-    /// `https://chat.example.com` when TLS ends at a proxy in front. When it
-    /// is https the session cookie is `Secure`, whatever the proxy says;
-    /// and pages of this origin count as the relay's own even when the
-    /// proxy passes another `Host`. Unset: each request's `Host`, and
-    /// `Secure` only behind a proxy that sends `X-Forwarded-Proto: https`.
+    /// `https://chat.example.com`, whether TLS ends at the relay
+    /// (`--tls-cert`) or at a proxy in front. When it is https the session
+    /// cookie is `Secure`, whatever the proxy says; and pages of this
+    /// origin count as the relay's own even when the proxy passes another
+    /// `Host`. Unset: each request's `Host`, and `Secure` only with
+    /// `--tls-cert` or behind a proxy that sends `X-Forwarded-Proto: https`.
     #[arg(long, env = "KEFU_PUBLIC_URL", value_parser = PublicUrl::parse)]
     pub public_url: Option<PublicUrl>,
 

@@ -14,6 +14,9 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// `--tls-cert` or `--tls-key` cannot be used; names the file.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
     #[error("wrong email or password")]
     BadLogin,
     #[error("log in first: missing, unknown or expired token")]
@@ -41,7 +44,7 @@ impl IntoResponse for Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, self.to_string()),
             Error::NotFound | Error::Store(store::Error::NotFound) => (StatusCode::NOT_FOUND, "not found".to_owned()),
             Error::Store(store::Error::Conflict(what)) => (StatusCode::CONFLICT, format!("{what} already exists")),
-            Error::Store(_) | Error::Io(_) | Error::Internal(_) => {
+            Error::Store(_) | Error::Io(_) | Error::Tls(_) | Error::Internal(_) => {
                 // The detail goes to the log, not to the client.
                 tracing::error!(error = %self, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())

@@ -36,6 +36,7 @@
 //! - [`web`]: the built web apps: `kefu.js`, the widget page, `/demo`,
 //!   from the copy embedded in the binary or from `--web-dir`.
 //! - [`config`]: flags and environment variables.
+//! - [`tls`]: `--tls-cert` and `--tls-key`, read again on SIGHUP.
 //! - [`server`]: `run(listener, config, shutdown)` ties it together.
 //! - [`cli`]: the command line: `serve` (the default), `site create`,
 //!   `site list`, `check`; `main.rs` only parses it and calls these.
@@ -55,6 +56,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod team;
+pub mod tls;
 pub mod web;
 pub mod ws;
 

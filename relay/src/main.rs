@@ -106,10 +106,16 @@ fn raise_open_file_limit() {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // `run` loads the certificate again; this is so that a bad one stops
+    // the start before it says it listens.
+    if let Some(files) = kefu_relay::tls::Files::from_config(&config)? {
+        files.load()?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     // On stdout, for people and for scripts (and tests) that start the
     // relay on port 0 and need to know where it went.
-    println!("kefu-relay listening on http://{}", listener.local_addr()?);
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    println!("kefu-relay listening on {scheme}://{}", listener.local_addr()?);
     kefu_relay::run(listener, config, shutdown_signal()).await?;
     Ok(())
 }

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::limits::{ClientAddress, TrustedProxies};
 use crate::state::AppState;
 use crate::store::Store;
+use crate::tls::Certificates;
 use crate::{auth, cluster, http, metrics, web, ws};
 
 /// The relay's routes over `state`, every request counted in its
@@ -45,11 +46,17 @@ pub fn app(state: AppState) -> Router {
 /// answering HTTP: `/readyz` and new WebSocket upgrades with 503, so that a
 /// balancer sends clients to another node rather than to a closed port.
 /// Then it stops accepting and the store is flushed and closed.
+///
+/// With `--tls-cert` and `--tls-key` it serves HTTPS and `wss://`, and on
+/// unix reads both files again on every SIGHUP (`tls::Certificates`).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    // First, so that a bad certificate stops the start before anything
+    // is opened or created.
+    let tls = Certificates::from_config(&config)?;
     let store = Store::connect(config.database_url.as_deref(), &config.data_dir).await?;
     if let Some(password) = auth::bootstrap(&store, &config.admin_email, config.admin_password.as_deref()).await? {
         // Printed once, on the first start only: it is not stored anywhere
@@ -79,15 +86,21 @@ pub async fn run(
             tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
             let app = metrics::routes(Arc::clone(&state.metrics));
             let stopped = metrics_stopped.clone().cancelled_owned();
-            Some(tokio::spawn(serve(metrics_listener, app, header_read_timeout, proxies.clone(), stopped)))
+            let serving = serve(metrics_listener, app, None, header_read_timeout, proxies.clone(), stopped);
+            Some(tokio::spawn(serving))
         }
         None => None,
     };
 
+    #[cfg(unix)]
+    let reloading = match &tls {
+        Some(tls) => Some(tokio::spawn(tls.clone().reload_on_sighup()?)),
+        None => None,
+    };
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
     let draining = state.clone();
-    serve(listener, app(state.clone()), header_read_timeout, proxies, async move {
+    serve(listener, app(state.clone()), tls, header_read_timeout, proxies, async move {
         shutdown.await;
         tracing::info!("draining: telling clients to reconnect elsewhere");
         draining.shutdown.cancel();
@@ -99,6 +112,10 @@ pub async fn run(
     .await;
     forgetting.abort();
     expiring.abort();
+    #[cfg(unix)]
+    if let Some(reloading) = reloading {
+        reloading.abort();
+    }
     metrics_stopped.cancel();
     if let Some(serving) = metrics_serving {
         let _ = serving.await;
@@ -107,17 +124,21 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves HTTP/1.1 (and WebSocket upgrades) on `listener` until `shutdown`
+/// Serves HTTP/1.1 (and WebSocket upgrades) on `listener`, over TLS with
+/// the certificate `tls` holds when a connection comes in, until `shutdown`
 /// completes, then lets requests in progress finish. Like `axum::serve`,
 /// which this replaces because it sets no timer: a client could take
 /// forever over its request headers (slowloris), one connection and one
 /// task each. Here the headers must be in within `header_read_timeout`,
-/// idle keep-alive connections included, and each request carries the
-/// peer's address as `ConnectInfo<SocketAddr>` and the client's, as
-/// `proxies` tell it, as [`ClientAddress`] for the rate limits.
+/// idle keep-alive connections included; so must a TLS handshake, made
+/// in the connection's own task so that a slow one holds up no other.
+/// Each request carries the peer's address as `ConnectInfo<SocketAddr>`
+/// and the client's, as `proxies` tell it, as [`ClientAddress`] for the
+/// rate limits.
 async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<Certificates>,
     header_read_timeout: Duration,
     proxies: TrustedProxies,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -149,7 +170,8 @@ async fn serve(
             tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
         }
         let client = Client { peer, proxies: proxies.clone() };
-        connections.spawn(serve_connection(http.clone(), stream, client, app.clone(), stop.subscribe()));
+        let handshake = tls.as_ref().map(|tls| Handshake { acceptor: tls.acceptor(), timeout: header_read_timeout });
+        connections.spawn(serve_connection(http.clone(), stream, handshake, client, app.clone(), stop.subscribe()));
         // Reap finished connections so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
@@ -164,13 +186,54 @@ struct Client {
     proxies: TrustedProxies,
 }
 
+/// A TLS handshake to make before any HTTP, and how long it may take.
+struct Handshake {
+    /// Taken when the connection was accepted: a reload afterwards does
+    /// not change the certificate it is offered.
+    acceptor: tokio_rustls::TlsAcceptor,
+    timeout: Duration,
+}
+
 async fn serve_connection(
     http: hyper::server::conn::http1::Builder,
     stream: TcpStream,
+    handshake: Option<Handshake>,
     client: Client,
     app: Router,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Some(Handshake { acceptor, timeout }) = handshake else {
+        return serve_http(http, stream, client, app, stop).await;
+    };
+    let peer = client.peer;
+    let stream = tokio::select! {
+        done = tokio::time::timeout(timeout, acceptor.accept(stream)) => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                // Plain HTTP on the TLS port, or a client that does not
+                // trust the certificate: its business, not an error here.
+                tracing::debug!(%error, %peer, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = stop.wait_for(|stop| *stop) => return,
+    };
+    serve_http(http, stream, client, app, stop).await;
+}
+
+async fn serve_http<S>(
+    http: hyper::server::conn::http1::Builder,
+    stream: S,
+    client: Client,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let Client { peer, proxies } = client;
     let service = tower::ServiceExt::map_request(app, move |mut request: Request<_>| {
         let address = proxies.client(peer.ip(), request.headers());

@@ -49,7 +49,7 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Where cargo put the relay binary: next to this test's own executable.
-fn relay_binary() -> Result<PathBuf> {
+pub fn relay_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> -> target/<profile>/kefu-relay
     let dir = exe.parent().and_then(Path::parent).context("test executable has no parent dir")?;
@@ -201,7 +201,11 @@ pub async fn spawn_relay_logging_to(mut command: Command, log: impl Into<Stdio>)
     let mut lines = BufReader::new(stdout).lines();
     let addr = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_line().await? {
-            if let Some(addr) = line.strip_prefix("kefu-relay listening on http://") {
+            // https:// when the relay serves TLS itself (`--tls-cert`).
+            let addr = line
+                .strip_prefix("kefu-relay listening on http://")
+                .or_else(|| line.strip_prefix("kefu-relay listening on https://"));
+            if let Some(addr) = addr {
                 return Ok::<_, anyhow::Error>(addr.trim().parse::<SocketAddr>()?);
             }
         }

@@ -78,12 +78,13 @@ pub fn same_origin(headers: &HeaderMap, public_url: Option<&PublicUrl>) -> bool 
     without_default(authority).eq_ignore_ascii_case(&without_default(host))
 }
 
-/// Whether the session cookie must be `Secure`: the relay's public URL
-/// is https, or a proxy in front says this request came over https. (The
-/// relay itself speaks plain HTTP, and a `Secure` cookie would not come
-/// back over that, so without either it is not.)
-pub fn must_be_secure(headers: &HeaderMap, public_url: Option<&PublicUrl>) -> bool {
-    public_url.is_some_and(|public| public.https)
+/// Whether the session cookie must be `Secure`: the relay serves TLS
+/// itself (`tls`, from `--tls-cert`), its public URL is https, or a proxy
+/// in front says this request came over https. (Otherwise the relay
+/// speaks plain HTTP, and a `Secure` cookie would not come back over that,
+/// so it is not.)
+pub fn must_be_secure(headers: &HeaderMap, public_url: Option<&PublicUrl>, tls: bool) -> bool {
+    tls || public_url.is_some_and(|public| public.https)
         || headers.get("x-forwarded-proto").is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
@@ -154,9 +155,10 @@ mod tests {
         );
         let https = PublicUrl::parse("https://chat.example").unwrap();
         let http = PublicUrl::parse("http://127.0.0.1:8080").unwrap();
-        assert!(must_be_secure(&HeaderMap::new(), Some(&https)), "the public URL says https, no header needed");
-        assert!(!must_be_secure(&HeaderMap::new(), Some(&http)));
-        assert!(!must_be_secure(&HeaderMap::new(), None));
-        assert!(must_be_secure(&headers(&[("x-forwarded-proto", "https")]), None));
+        assert!(must_be_secure(&HeaderMap::new(), Some(&https), false), "the public URL says https, no header needed");
+        assert!(!must_be_secure(&HeaderMap::new(), Some(&http), false));
+        assert!(!must_be_secure(&HeaderMap::new(), None, false));
+        assert!(must_be_secure(&headers(&[("x-forwarded-proto", "https")]), None, false));
+        assert!(must_be_secure(&HeaderMap::new(), Some(&http), true), "the relay serves TLS itself");
     }
 }

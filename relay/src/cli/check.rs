@@ -25,6 +25,9 @@ pub async fn run(config: &Config) -> bool {
         outcomes.push(Outcome { name: "redis", result: redis(url).await });
     }
     outcomes.push(Outcome { name: "web apps", result: web(config) });
+    if config.tls_cert.is_some() || config.tls_key.is_some() {
+        outcomes.push(Outcome { name: "tls", result: tls(config) });
+    }
     outcomes.push(Outcome { name: "listen", result: listen(config).await });
     let mut passed = true;
     for outcome in &outcomes {
@@ -90,6 +93,14 @@ fn web(config: &Config) -> Result<String, String> {
     } else {
         Err(format!("{}: {}", files.describe(), crate::web::NOT_BUILT))
     }
+}
+
+/// The certificate and its key load, as `serve` would load them.
+fn tls(config: &Config) -> Result<String, String> {
+    let files = crate::tls::Files::from_config(config).map_err(|error| error.to_string())?;
+    let Some(files) = files else { return Ok("not used".into()) };
+    files.load().map_err(|error| error.to_string())?;
+    Ok(format!("{} with its key {}", files.cert.display(), files.key.display()))
 }
 
 /// Nothing else listens on the address (bound, then let go).

@@ -68,7 +68,8 @@ pub enum Command {
         command: SiteCommand,
     },
     /// Check that this relay can run: store, Redis, data dir, web apps,
-    /// listen address. One line per check; exits non-zero on a failure.
+    /// TLS certificate and key, listen address. One line per check; exits
+    /// non-zero on a failure.
     Check(Config),
     /// Write a snapshot of the embedded store while the relay runs
     /// (PostgreSQL: use pg_dump).

@@ -125,7 +125,7 @@ pub async fn start_session(
     if !cookie {
         return Ok(axum::Json(LoginResponse { token, expires_at, agent, owner }).into_response());
     }
-    let secure = cookie::must_be_secure(headers, state.config.public_url.as_ref());
+    let secure = cookie::must_be_secure(headers, state.config.public_url.as_ref(), state.config.tls_cert.is_some());
     let cookie = cookie::set_session_cookie(&token, SESSION_TTL_MS / 1000, secure);
     let me = Me { agent, csrf: Some(auth::csrf_token(&token)), owner };
     Ok(([(SET_COOKIE, cookie)], axum::Json(me)).into_response())
@@ -156,7 +156,7 @@ pub async fn logout(
         Err(Error::Unauthenticated) => {}
         Err(error) => return Err(error),
     }
-    let secure = cookie::must_be_secure(&headers, state.config.public_url.as_ref());
+    let secure = cookie::must_be_secure(&headers, state.config.public_url.as_ref(), state.config.tls_cert.is_some());
     let clear = cookie::set_session_cookie("", 0, secure);
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, clear)]).into_response())
 }
