@@ -975,3 +975,327 @@ fn refusal(error: sqlx::Error, what: &'static str) -> Refusal {
         error => Refusal::Export(error.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use kefu_protocol::frame::{
+        AgentRef, Attribute, Author, Body, ConversationEvent, Message, ReceiptKind, Visit,
+    };
+    use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteKey, VisitorId};
+
+    use super::*;
+    use crate::store::console::ConversationPage;
+    use crate::store::tests::{TestDb, on_both_backends};
+    use crate::store::{Backend, Identity, NewMessage, Role, SiteUpdate, WidgetPosition};
+
+    fn key(value: &str) -> SiteKey {
+        SiteKey::new(value).unwrap()
+    }
+
+    /// A second, empty database of the same kind as `db`.
+    async fn another(db: &TestDb) -> TestDb {
+        match db.backend() {
+            Backend::Sqlite => TestDb::sqlite(),
+            Backend::Postgres => TestDb::postgres().await,
+        }
+    }
+
+    async fn say(store: &Store, site: SiteId, conversation: ConversationId, author: Author, body: Body, id: u128) {
+        let client_id = (author != Author::System).then_some(ClientMessageId(id));
+        store.append(NewMessage { site, conversation, client_id, author, body }).await.unwrap();
+    }
+
+    /// A site as the HTTP API and the sockets read it, with every id
+    /// replaced by what a person recognises (an agent's email, a
+    /// visitor's place in the conversation list), so that two stores
+    /// compare however their ids differ.
+    async fn view(store: &Store, site: SiteId) -> String {
+        let agents = store.agents(site).await.unwrap();
+        let email: HashMap<AgentId, String> = agents.iter().map(|agent| (agent.id, agent.email.clone())).collect();
+        let agent = |id: AgentId| email.get(&id).cloned().unwrap_or_else(|| format!("stranger {}", id.0));
+        let mut out = Vec::new();
+        let found = store.site(site).await.unwrap().unwrap();
+        out.push(format!("site {} {:?}", found.key.as_str(), found.name));
+        out.push(format!("settings {:?}", store.site_settings(site).await.unwrap()));
+        let secrets = store.identity_secrets(site).await.unwrap();
+        out.push(format!("identity secrets {} {:?}", secrets.current, secrets.previous));
+        for agent in &agents {
+            out.push(format!("agent {} {} {:?} {} {}", agent.email, agent.name, agent.role, agent.capacity, agent.active));
+        }
+        for reply in store.canned_replies(site).await.unwrap() {
+            out.push(format!("canned /{} {:?}", reply.shortcut, reply.text));
+        }
+        let page = ConversationPage { status: None, before: None, before_id: None, limit: 100 };
+        let mut visitors: Vec<VisitorId> = Vec::new();
+        for summary in store.conversation_page(site, &page).await.unwrap() {
+            if !visitors.contains(&summary.visitor) {
+                visitors.push(summary.visitor);
+            }
+            let place = visitors.iter().position(|&v| v == summary.visitor).unwrap();
+            let name = |author: Author| match author {
+                Author::Visitor(id) => format!("visitor {}", visitors.iter().position(|&v| v == id).unwrap()),
+                Author::Agent(id) => agent(id),
+                Author::System => "system".into(),
+            };
+            let line = |message: &Message| {
+                let body = match &message.body {
+                    Body::Event(event) => {
+                        let mut event = event.clone();
+                        let refs: Vec<&mut AgentRef> = match &mut event {
+                            ConversationEvent::Assigned { to, by } => std::iter::once(to).chain(by.as_mut()).collect(),
+                            ConversationEvent::Transferred { from, to } => vec![from, to],
+                            ConversationEvent::Closed { by } => vec![by],
+                            ConversationEvent::Reopened { by } => by.as_mut().into_iter().collect(),
+                        };
+                        let names: Vec<String> = refs
+                            .into_iter()
+                            .map(|named| std::mem::replace(&mut named.id, AgentId(0)))
+                            .map(agent)
+                            .collect();
+                        format!("{event:?} naming {names:?}")
+                    }
+                    body => format!("{body:?}"),
+                };
+                format!(
+                    "  #{} prev {} by {} {:?} at {} {body}",
+                    message.seq.0,
+                    message.prev.0,
+                    name(message.author),
+                    message.client_id,
+                    message.sent_at.0
+                )
+            };
+            out.push(format!(
+                "conversation of visitor {place} {:?} last {} at {} assignee {:?} waiting {:?} name {:?} preview {:?}",
+                summary.status,
+                summary.last_seq.0,
+                summary.updated_at.0,
+                summary.assignee.map(agent),
+                summary.waiting_since,
+                summary.visitor_name,
+                summary.last_message.as_ref().map(line),
+            ));
+            for message in store.messages_before(site, summary.id, None, 1000).await.unwrap() {
+                out.push(line(&message));
+            }
+            let after = store.messages_after(site, summary.id, Seq::ZERO, 1000).await.unwrap();
+            out.push(format!("  replay {} messages", after.len()));
+            for receipt in store.receipts(site, summary.id).await.unwrap() {
+                out.push(format!("  receipt {} {:?} {}", name(receipt.by), receipt.kind, receipt.up_to.0));
+            }
+        }
+        for (place, &visitor) in visitors.iter().enumerate() {
+            let mut profile = store.visitor_profile(site, visitor).await.unwrap();
+            profile.visitor = VisitorId(0);
+            out.push(format!("visitor {place} {profile:?}"));
+            out.push(format!("  visits {:?}", store.visits(site, visitor, 100).await.unwrap()));
+            out.push(format!("  client {:?}", store.visitor_client(site, visitor).await.unwrap()));
+            let past = store.visitor_conversations(site, visitor, None).await.unwrap();
+            out.push(format!("  past conversations {}", past.len()));
+        }
+        out.join("\n")
+    }
+
+    /// A site with a bit of everything: agents, settings, canned replies,
+    /// a closed conversation with replies, a note and system lines, and an
+    /// open one waiting with receipts; `visitors` is how many.
+    async fn fill(store: &Store, site_key: &str, visitors: usize) -> Site {
+        let (site, admin) =
+            store.create_site_with_admin(&key(site_key), "Shop", "boss@shop.test", "Boss", "phc-boss").await.unwrap();
+        let ann = store.create_agent(site.id, "ann@shop.test", "Ann", "phc-ann", Role::Agent).await.unwrap();
+        let update = SiteUpdate {
+            greeting: Some("Hi!".into()),
+            position: Some(WidgetPosition::Left),
+            allowed_origins: Some(vec!["https://shop.test".into()]),
+            ..SiteUpdate::default()
+        };
+        store.update_site(site.id, &update).await.unwrap();
+        store.create_canned_reply(site.id, "hello", "Hello, how can I help?").await.unwrap();
+        store.create_canned_reply(site.id, "bye", "Bye!").await.unwrap();
+        store.rotate_identity_secret(site.id).await.unwrap();
+        store.visitor_token_key(site.id).await.unwrap();
+        for n in 0..visitors {
+            let visitor = store.create_visitor(site.id, &format!("hash {n}")).await.unwrap();
+            let conversation = store.open_conversation(site.id, visitor).await.unwrap().id;
+            let visit = Visit { url: format!("https://shop.test/{n}"), title: "Shop".into(), referrer: None };
+            store.record_visit(site.id, visitor, &visit).await.unwrap();
+            store.record_visitor_client(site.id, visitor, Some("Firefox"), Some("de")).await.unwrap();
+            let identity =
+                Identity { user_id: "u1", name: Some("Vera"), email: None, verified: true, profile_signed: false };
+            store.identify_visitor(site.id, visitor, &identity).await.unwrap();
+            let attribute = Attribute { key: "plan".into(), value: format!("plan {n}") };
+            store.set_visitor_attributes(site.id, visitor, &[attribute]).await.unwrap();
+            let text = |text: &str| Body::Text(text.into());
+            say(store, site.id, conversation, Author::Visitor(visitor), text("hello?"), 1).await;
+            store.assign_conversation(site.id, conversation, None, ann.id).await.unwrap().unwrap();
+            let assigned = ConversationEvent::Assigned { to: AgentRef { id: ann.id, name: "Ann".into() }, by: None };
+            say(store, site.id, conversation, Author::System, Body::Event(assigned), 0).await;
+            say(store, site.id, conversation, Author::Agent(ann.id), text("hi, Ann here"), 1).await;
+            say(store, site.id, conversation, Author::Agent(admin.id), Body::Note("VIP".into()), 2).await;
+            store.record_receipt(site.id, conversation, Author::Visitor(visitor), ReceiptKind::Read, Seq(3)).await.unwrap();
+            store.record_receipt(site.id, conversation, Author::Agent(ann.id), ReceiptKind::Delivered, Seq(1)).await.unwrap();
+            if n % 2 == 0 {
+                store.close_conversation(site.id, conversation).await.unwrap().unwrap();
+                let closed = ConversationEvent::Closed { by: AgentRef { id: admin.id, name: "Boss".into() } };
+                say(store, site.id, conversation, Author::System, Body::Event(closed), 0).await;
+            } else {
+                say(store, site.id, conversation, Author::Visitor(visitor), text("still there?"), 2).await;
+            }
+        }
+        site
+    }
+
+    async fn a_site_moves_with_new_ids_and_reads_the_same(db: TestDb) {
+        let source = db.open().await;
+        // A site before it, so its ids are not the target's.
+        let early = fill(&source, "early", 1).await;
+        let spare = source.create_site(&key("spare"), "Spare").await.unwrap();
+        source.create_agent(spare.id, "ann@shop.test", "Ann", "phc-other", Role::Agent).await.unwrap();
+        let shop = fill(&source, "shop", 3).await;
+        let before_export = view(&source, shop.id).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shop.kefu");
+        let exported = source.export_site(&key("shop"), &file).await.unwrap();
+        assert_eq!((exported.agents, exported.visitors, exported.conversations, exported.messages), (2, 3, 3, 15));
+        assert!(!dir.path().join("shop.kefu.partial").exists());
+        assert!(matches!(source.export_site(&key("shop"), &file).await, Err(ExportError::Exists(_))));
+
+        let target_db = another(&db).await;
+        let target = target_db.open().await;
+        // The target's own site, with its own visitors, conversations and
+        // messages: ids that collide unless the import remaps.
+        let home = fill(&target, "home", 2).await;
+        let home_before = view(&target, home.id).await;
+        let imported = target.import_site(&file, None).await.unwrap();
+        assert_ne!(imported.site.id, shop.id);
+        assert_eq!((imported.agents, imported.visitors, imported.conversations, imported.messages), (2, 3, 3, 15));
+        assert_eq!(view(&target, imported.site.id).await, before_export);
+        assert_eq!(view(&target, home.id).await, home_before, "the target's own site is untouched");
+        assert_eq!(view(&source, shop.id).await, before_export, "the export changes nothing");
+        assert!(view(&source, early.id).await.contains("site early"));
+        // The agents log in with their old passwords.
+        let logins = target.agent_logins("ann@shop.test").await.unwrap();
+        let moved: Vec<_> = logins.iter().filter(|login| login.site.id == imported.site.id).collect();
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].password_hash, "phc-ann");
+        // Ids handed out later collide with none imported: this relay's
+        // block was reserved before, another relay's comes after them.
+        let imported_ids = target.open_conversations(imported.site.id).await.unwrap();
+        let other_node = target_db.open().await;
+        for store in [&target, &other_node] {
+            let (visitor, conversation) =
+                (store.new_visitor_id().await.unwrap(), store.new_conversation_id().await.unwrap());
+            for summary in &imported_ids {
+                assert!(summary.visitor != visitor && summary.id != conversation, "{summary:?} vs {visitor:?}");
+            }
+        }
+        let (visitor, conversation) =
+            (other_node.new_visitor_id().await.unwrap(), other_node.new_conversation_id().await.unwrap());
+        assert!(imported_ids.iter().all(|c| c.visitor.0 < visitor.0 && c.id.0 < conversation.0));
+        other_node.close().await;
+        // Each old visitor id leads to its new visitor, with the old key.
+        let old_key = source.visitor_token_key(shop.id).await.unwrap();
+        let new_key = target.visitor_token_key(imported.site.id).await.unwrap();
+        assert_ne!(old_key, new_key, "the moved site signs with a key of its own");
+        for old in source.open_conversations(shop.id).await.unwrap() {
+            let found = target.moved_visitor(imported.site.id, old.visitor).await.unwrap();
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!((found[0].old_site, found[0].old_token_key.as_deref()), (shop.id, Some(old_key.as_str())));
+            let token_hash = target.visitor_token_hash(imported.site.id, found[0].visitor).await.unwrap();
+            assert_eq!(token_hash, source.visitor_token_hash(shop.id, old.visitor).await.unwrap());
+        }
+        assert!(target.moved_visitor(home.id, VisitorId(1)).await.unwrap().is_empty());
+
+        // Again: the key is taken, and nothing changes.
+        let sites = target.all_sites().await.unwrap();
+        let moved_before = view(&target, imported.site.id).await;
+        let again = target.import_site(&file, None).await;
+        assert!(matches!(&again, Err(ExportError::KeyTaken(key)) if key == "shop"), "{again:?}");
+        assert_eq!(target.all_sites().await.unwrap(), sites);
+        assert_eq!(view(&target, imported.site.id).await, moved_before);
+        assert_eq!(view(&target, home.id).await, home_before);
+        // Under a free key it goes in beside the first.
+        let copy = target.import_site(&file, Some(&key("shop2"))).await.unwrap();
+        assert_eq!(view(&target, copy.site.id).await, before_export.replacen("site shop ", "site shop2 ", 1));
+
+        // And moved once more, from the target to a third store: the
+        // visitors' ids from the first server still lead to them.
+        let second = dir.path().join("second.kefu");
+        target.export_site(&key("shop"), &second).await.unwrap();
+        let third_db = another(&db).await;
+        let third = third_db.open().await;
+        let last = third.import_site(&second, None).await.unwrap();
+        assert_eq!(view(&third, last.site.id).await, before_export);
+        for old in source.open_conversations(shop.id).await.unwrap() {
+            let found = third.moved_visitor(last.site.id, old.visitor).await.unwrap();
+            assert!(found.iter().any(|m| m.old_site == shop.id), "{found:?}");
+        }
+        assert!(third.is_owner("boss@shop.test").await.unwrap(), "the first site's admin owns a new store");
+        assert!(!target.is_owner("boss@shop.test").await.unwrap(), "a store with sites keeps its owners");
+        source.close().await;
+        target.close().await;
+        third.close().await;
+    }
+
+    async fn a_broken_or_future_file_is_refused_and_writes_nothing(db: TestDb) {
+        let source = db.open().await;
+        fill(&source, "shop", 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shop.kefu");
+        source.export_site(&key("shop"), &file).await.unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut GzDecoder::new(File::open(&file).unwrap()), &mut text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let write = |name: &str, lines: &[String]| {
+            let path = dir.path().join(name);
+            let mut gzip = GzEncoder::new(File::create(&path).unwrap(), Compression::default());
+            for line in lines {
+                writeln!(gzip, "{line}").unwrap();
+            }
+            gzip.finish().unwrap();
+            path
+        };
+        let owned = |lines: &[&str]| lines.iter().map(|line| (*line).to_owned()).collect::<Vec<_>>();
+        let future = lines[0].replace("\"kefu_export\":1", "\"kefu_export\":2");
+        let future = write("future.kefu", &[vec![future], owned(&lines[1..])].concat());
+        let short = write("short.kefu", &owned(&lines[..lines.len() - 1]));
+        let mut bad = owned(&lines);
+        let message = bad.iter().rposition(|line| line.contains("\"messages\"")).unwrap();
+        bad[message] = bad[message].replace("\"seq\":", "\"seq\":-");
+        let bad = write("bad.kefu", &bad);
+        let mut unknown = owned(&lines);
+        unknown[1] = unknown[1].replace("\"name\":", "\"colour\":\"red\",\"name\":");
+        let unknown = write("unknown.kefu", &unknown);
+        let bytes = std::fs::read(&file).unwrap();
+        let cut = dir.path().join("cut.kefu");
+        std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+
+        let target_db = another(&db).await;
+        let target = target_db.open().await;
+        let home = fill(&target, "home", 1).await;
+        let home_before = view(&target, home.id).await;
+        let said = |result: Result<Moved, ExportError>| result.unwrap_err().to_string();
+        let error = said(target.import_site(&future, None).await);
+        assert!(error.contains("export format version 2") && error.contains("reads version 1"), "{error}");
+        let error = said(target.import_site(&short, None).await);
+        assert!(error.contains("cut short") && error.contains("end line is missing"), "{error}");
+        let error = said(target.import_site(&cut, None).await);
+        assert!(error.contains("cut short") || error.contains("damaged"), "{error}");
+        let error = said(target.import_site(&bad, None).await);
+        assert!(error.contains(&format!("damaged at line {}", message + 1)), "{error}");
+        let error = said(target.import_site(&unknown, None).await);
+        assert!(error.contains("damaged at line 2") && error.contains("colour"), "{error}");
+        let error = said(target.import_site(dir.path().join("none.kefu").as_path(), None).await);
+        assert!(error.contains("opening"), "{error}");
+        assert_eq!(target.all_sites().await.unwrap().len(), 1, "no site came of any of them");
+        assert_eq!(view(&target, home.id).await, home_before);
+        // And the good file still goes in.
+        target.import_site(&file, None).await.unwrap();
+        source.close().await;
+        target.close().await;
+    }
+
+    on_both_backends![a_site_moves_with_new_ids_and_reads_the_same, a_broken_or_future_file_is_refused_and_writes_nothing];
+}
