@@ -119,7 +119,11 @@ async fn a_site_moves_to_a_new_server_and_its_admin_and_visitor_carry_on() -> Re
     let (file_arg, old_dir) = (file.display().to_string(), relay.data_dir().display().to_string());
     let exported = kefu(&["export", "--site", "demo", "--out", &file_arg, "--data-dir", &old_dir]).await?;
     ensure!(exported.status.success(), "export failed: {}", said(&exported));
-    ensure!(said(&exported).contains("1 conversations, 3 messages"), "the export says what it holds: {}", said(&exported));
+    ensure!(
+        said(&exported).contains("1 conversations, 3 messages"),
+        "the export says what it holds: {}",
+        said(&exported)
+    );
     let again = kefu(&["export", "--site", "demo", "--out", &file_arg, "--data-dir", &old_dir]).await?;
     ensure!(!again.status.success() && said(&again).contains("exists already"), "{}", said(&again));
 
@@ -175,7 +179,8 @@ async fn a_damaged_cut_short_or_future_file_is_refused_and_writes_nothing() -> R
     let folder = tempfile::tempdir()?;
     let file = folder.path().join("demo.kefu");
     let old_dir = relay.data_dir().display().to_string();
-    let exported = kefu(&["export", "--site", "demo", "--out", &file.display().to_string(), "--data-dir", &old_dir]).await?;
+    let exported =
+        kefu(&["export", "--site", "demo", "--out", &file.display().to_string(), "--data-dir", &old_dir]).await?;
     ensure!(exported.status.success(), "export failed: {}", said(&exported));
 
     let mut text = String::new();
@@ -210,7 +215,12 @@ async fn a_damaged_cut_short_or_future_file_is_refused_and_writes_nothing() -> R
         ensure!(!output.status.success(), "{} was imported: {}", path.display(), said(&output));
         ensure!(said(&output).contains(expected), "{}: {}", path.display(), said(&output));
         let sites = kefu(&["site", "list", "--data-dir", &target_arg]).await?;
-        ensure!(sites.status.success() && sites.stdout.is_empty(), "a site came of {}: {}", path.display(), said(&sites));
+        ensure!(
+            sites.status.success() && sites.stdout.is_empty(),
+            "a site came of {}: {}",
+            path.display(),
+            said(&sites)
+        );
     }
     // The good file still goes in.
     let good = kefu(&["import", "--from", &file.display().to_string(), "--data-dir", &target_arg]).await?;

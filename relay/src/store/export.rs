@@ -339,17 +339,14 @@ mod hex_bytes {
 
 /// Each table's rows of one site ($1), in the file's order. Ordered by
 /// id so a file is the same for the same rows, and messages by seq.
-const SITE_SQL: &str =
-    "SELECT id, key, name, created_at, draft_preview, color, greeting, position, allowed_origins FROM sites WHERE id = $1";
+const SITE_SQL: &str = "SELECT id, key, name, created_at, draft_preview, color, greeting, position, allowed_origins FROM sites WHERE id = $1";
 const SITE_SECRETS_SQL: &str =
     "SELECT identity_secret, previous_secret, previous_until FROM site_secrets WHERE site_id = $1";
 const VISITOR_TOKEN_KEYS_SQL: &str = "SELECT key FROM visitor_token_keys WHERE site_id = $1";
 const AGENTS_SQL: &str = "SELECT id, email, name, password_hash, role, created_at, capacity, status, active, \
      last_assigned_at FROM agents WHERE site_id = $1 ORDER BY id";
-const CANNED_REPLIES_SQL: &str =
-    "SELECT shortcut, text, created_at FROM canned_replies WHERE site_id = $1 ORDER BY id";
-const VISITORS_SQL: &str =
-    "SELECT id, token_hash, created_at, last_seen_at, user_agent, language FROM visitors WHERE site_id = $1 ORDER BY id";
+const CANNED_REPLIES_SQL: &str = "SELECT shortcut, text, created_at FROM canned_replies WHERE site_id = $1 ORDER BY id";
+const VISITORS_SQL: &str = "SELECT id, token_hash, created_at, last_seen_at, user_agent, language FROM visitors WHERE site_id = $1 ORDER BY id";
 const MOVED_VISITORS_SQL: &str = "SELECT old_site_id, old_visitor_id, old_token_key, visitor_id FROM moved_visitors \
      WHERE site_id = $1 ORDER BY visitor_id, old_site_id, old_visitor_id";
 const VISITOR_PROFILES_SQL: &str = "SELECT p.visitor_id, p.user_id, p.name, p.email, p.verified, p.profile_signed, \
@@ -443,14 +440,15 @@ impl Store {
 
     async fn write_site(&self, key: &SiteKey, mut out: Writer) -> Result<Moved, ExportError> {
         let mut tx = self.backend().begin_snapshot(self.pool()).await?;
-        let site: Option<Unsigned> =
-            sqlx::query_scalar("SELECT id FROM sites WHERE key = $1").bind(key.as_str()).fetch_optional(&mut *tx).await?;
+        let site: Option<Unsigned> = sqlx::query_scalar("SELECT id FROM sites WHERE key = $1")
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         let site = SiteId(site.ok_or_else(|| ExportError::NoSuchSite(key.as_str().to_owned()))?.0);
         let name: String =
             sqlx::query_scalar("SELECT name FROM sites WHERE id = $1").bind(int(site.0)).fetch_one(&mut *tx).await?;
-        let schema_version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut *tx)
-            .await?;
+        let schema_version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success").fetch_one(&mut *tx).await?;
         out.line(&Header {
             kefu_export: EXPORT_VERSION,
             site: key.as_str().to_owned(),
@@ -980,9 +978,7 @@ fn refusal(error: sqlx::Error, what: &'static str) -> Refusal {
 mod tests {
     use std::collections::HashMap;
 
-    use kefu_protocol::frame::{
-        AgentRef, Attribute, Author, Body, ConversationEvent, Message, ReceiptKind, Visit,
-    };
+    use kefu_protocol::frame::{AgentRef, Attribute, Author, Body, ConversationEvent, Message, ReceiptKind, Visit};
     use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteKey, VisitorId};
 
     use super::*;
@@ -1022,7 +1018,10 @@ mod tests {
         let secrets = store.identity_secrets(site).await.unwrap();
         out.push(format!("identity secrets {} {:?}", secrets.current, secrets.previous));
         for agent in &agents {
-            out.push(format!("agent {} {} {:?} {} {}", agent.email, agent.name, agent.role, agent.capacity, agent.active));
+            out.push(format!(
+                "agent {} {} {:?} {} {}",
+                agent.email, agent.name, agent.role, agent.capacity, agent.active
+            ));
         }
         for reply in store.canned_replies(site).await.unwrap() {
             out.push(format!("canned /{} {:?}", reply.shortcut, reply.text));
@@ -1134,8 +1133,14 @@ mod tests {
             say(store, site.id, conversation, Author::System, Body::Event(assigned), 0).await;
             say(store, site.id, conversation, Author::Agent(ann.id), text("hi, Ann here"), 1).await;
             say(store, site.id, conversation, Author::Agent(admin.id), Body::Note("VIP".into()), 2).await;
-            store.record_receipt(site.id, conversation, Author::Visitor(visitor), ReceiptKind::Read, Seq(3)).await.unwrap();
-            store.record_receipt(site.id, conversation, Author::Agent(ann.id), ReceiptKind::Delivered, Seq(1)).await.unwrap();
+            store
+                .record_receipt(site.id, conversation, Author::Visitor(visitor), ReceiptKind::Read, Seq(3))
+                .await
+                .unwrap();
+            store
+                .record_receipt(site.id, conversation, Author::Agent(ann.id), ReceiptKind::Delivered, Seq(1))
+                .await
+                .unwrap();
             if n % 2 == 0 {
                 store.close_conversation(site.id, conversation).await.unwrap().unwrap();
                 let closed = ConversationEvent::Closed { by: AgentRef { id: admin.id, name: "Boss".into() } };
@@ -1297,5 +1302,8 @@ mod tests {
         target.close().await;
     }
 
-    on_both_backends![a_site_moves_with_new_ids_and_reads_the_same, a_broken_or_future_file_is_refused_and_writes_nothing];
+    on_both_backends![
+        a_site_moves_with_new_ids_and_reads_the_same,
+        a_broken_or_future_file_is_refused_and_writes_nothing
+    ];
 }
