@@ -45,6 +45,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Backup(args) => operator(runtime()?.block_on(kefu_relay::cli::backup::backup(args))),
         Command::Restore(args) => operator(runtime()?.block_on(kefu_relay::cli::backup::restore(args))),
+        Command::Export(args) => operator(runtime()?.block_on(kefu_relay::cli::export::export(args))),
+        Command::Import(args) => operator(runtime()?.block_on(kefu_relay::cli::export::import(args))),
         Command::Check(config) => {
             if runtime()?.block_on(kefu_relay::cli::check::run(&embedded(config))) {
                 Ok(())

@@ -9,6 +9,8 @@
 //!   when any fails.
 //! - `backup` / `restore` ([`backup`]): a snapshot of the embedded store
 //!   while the relay runs, and putting one back.
+//! - `export` / `import` ([`export`]): one site's data to a file, and into
+//!   another server's store, to move the site there.
 //!
 //! The subcommands open the same store as `serve`, by the same flags and
 //! environment variables (`--data-dir`, `--database-url`), and read the
@@ -16,6 +18,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod export;
 pub mod settings;
 pub mod site;
 
@@ -77,6 +80,12 @@ pub enum Command {
     /// Put a snapshot from `backup` in place of the store; the relay must
     /// be stopped. The store it replaces is kept.
     Restore(backup::RestoreArgs),
+    /// Write one site's data to a file (versioned, gzip-compressed JSON
+    /// Lines) while the relay runs, to move it to another server.
+    Export(export::ExportArgs),
+    /// Write a site from `export`'s file into this store, in one
+    /// transaction, with ids of its own.
+    Import(export::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +220,12 @@ mod tests {
         let restore = parse_with_file(file, &["kefu-relay", "restore", "--from", "x.db"]).unwrap();
         let Command::Restore(args) = restore else { panic!("not restore") };
         assert_eq!(args.data_dir, PathBuf::from("/srv/kefu"));
+        let export = parse_with_file(file, &["kefu-relay", "export", "--site", "demo", "--out", "x"]).unwrap();
+        let Command::Export(args) = export else { panic!("not export") };
+        assert_eq!((args.store.data_dir, args.site.as_str()), (PathBuf::from("/srv/kefu"), "demo"));
+        let import = parse_with_file(file, &["kefu-relay", "import", "--from", "x"]).unwrap();
+        let Command::Import(args) = import else { panic!("not import") };
+        assert_eq!((args.store.data_dir, args.site_key), (PathBuf::from("/srv/kefu"), None));
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - `messages`: appending and reading messages.
 //! - `writer`: the one task that stores messages, many per transaction.
 //! - `backup`: snapshots of the SQLite file, and restoring one.
+//! - `export`: one site's rows to a file and into another store, for
+//!   moving a site to another server.
 //!
 //! Every query is written once, in SQL both backends understand (`$1`
 //! parameters, `ON CONFLICT`, `RETURNING`), and runs through sqlx's `Any`
@@ -62,6 +64,7 @@ mod backup;
 mod canned;
 mod console;
 mod conversations;
+mod export;
 mod ids;
 mod messages;
 mod owners;
@@ -94,6 +97,7 @@ pub use backup::{BackupError, Contents, restore};
 pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
 pub use conversations::NewVisitor;
+pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
@@ -147,6 +151,17 @@ impl Backend {
         match self {
             Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => pool.begin().await,
+        }
+    }
+
+    /// Begins a transaction that only reads, and sees one moment of the
+    /// database throughout while writers go on: SQLite's WAL gives a
+    /// deferred transaction its snapshot at its first read; PostgreSQL
+    /// needs REPEATABLE READ for one snapshot across statements.
+    async fn begin_snapshot(self, pool: &AnyPool) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self {
+            Backend::Sqlite => pool.begin_with("BEGIN DEFERRED").await,
+            Backend::Postgres => pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
         }
     }
 
@@ -551,8 +566,10 @@ fn redact(url: &str) -> String {
 
 /// A number read from a row. Both backends store numbers as signed 64-bit
 /// integers and `Any` decodes no unsigned type; a negative id, seq or
-/// count was not written by the relay and fails to decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// count was not written by the relay and fails to decode. Transparent to
+/// serde, for the rows of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 struct Unsigned(u64);
 
 impl Unsigned {
@@ -580,7 +597,8 @@ impl<'r> Decode<'r, Any> for Unsigned {
 
 /// A yes/no column: `BOOLEAN` on PostgreSQL, an integer 0 or 1 on SQLite.
 /// Either binds as a Rust `bool`; reading takes this type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 struct Flag(bool);
 
 impl From<Flag> for bool {

@@ -65,7 +65,7 @@ impl TestDb {
         store.expect("the store opens")
     }
 
-    fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         match self {
             TestDb::Sqlite(_) => Backend::Sqlite,
             TestDb::Postgres(_) => Backend::Postgres,

@@ -230,7 +230,9 @@ async fn visitor(
         }
         Some(ReturningVisitor { visitor, token }) if visitor_token::is_signed(&token) => {
             let key = state.visitor_keys.get(store, site).await?;
-            let promised = visitor_token::verify(&key, site, visitor, &token).ok_or_else(wrong_token)?;
+            let Some(promised) = visitor_token::verify(&key, site, visitor, &token) else {
+                return moved_visitor(state, site, visitor, token).await?.ok_or_else(wrong_token);
+            };
             Ok(match store.visitor_conversation(site, visitor).await? {
                 Some(conversation) => (visitor, token, conversation.id, true),
                 None => (visitor, token, promised, false),
@@ -240,10 +242,44 @@ async fn visitor(
         Some(ReturningVisitor { visitor, token }) => {
             let stored = store.visitor_token_hash(site, visitor).await?;
             if stored.as_deref() != Some(auth::token_hash(token.as_str()).as_str()) {
-                return Err(wrong_token());
+                return moved_visitor(state, site, visitor, token).await?.ok_or_else(wrong_token);
             }
             let conversation = store.open_conversation(site, visitor).await?;
             Ok((visitor, token, conversation.id, true))
         }
     }
+}
+
+/// A visitor whose site moved here from another server (`kefu-relay
+/// import`), showing the id and token it had there: its visitor here, a
+/// token for its ids here (which the welcome hands it, so it comes back
+/// as itself from now on) and its conversation. `None` if the token is
+/// not one the old server gave that visitor.
+async fn moved_visitor(
+    state: &AppState,
+    site: SiteId,
+    old: VisitorId,
+    token: VisitorToken,
+) -> Result<Option<(VisitorId, VisitorToken, ConversationId, bool)>, Refused> {
+    let store = &state.store;
+    let hash = auth::token_hash(token.as_str());
+    for moved in store.moved_visitor(site, old).await? {
+        let proven = if visitor_token::is_signed(&token) {
+            let key = moved.old_token_key.as_deref();
+            key.is_some_and(|key| visitor_token::verify(key, moved.old_site, old, &token).is_some())
+        } else {
+            store.visitor_token_hash(site, moved.visitor).await?.as_deref() == Some(hash.as_str())
+        };
+        if !proven {
+            continue;
+        }
+        let visitor = moved.visitor;
+        let (conversation, saved) = match store.visitor_conversation(site, visitor).await? {
+            Some(conversation) => (conversation.id, true),
+            None => (store.new_conversation_id().await?, false),
+        };
+        let key = state.visitor_keys.get(store, site).await?;
+        return Ok(Some((visitor, visitor_token::mint(&key, site, visitor, conversation), conversation, saved)));
+    }
+    Ok(None)
 }
