@@ -426,10 +426,19 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         // On PostgreSQL sqlx migrates under an advisory lock, so nodes
-        // starting together on one database migrate it once.
+        // starting together on one database migrate it once. Migrations
+        // the database has and this binary does not are a newer release's,
+        // applied by a node upgraded first in a rolling upgrade: this node
+        // still starts (every migration keeps the previous release working:
+        // new tables, new columns with defaults, nothing dropped or renamed
+        // in the release that stops using it).
         match backend {
             Backend::Sqlite => migrate_sqlite(&options).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+            Backend::Postgres => {
+                let mut migrator = sqlx::migrate!("./migrations/postgres");
+                migrator.set_ignore_missing(true);
+                migrator.run(&pool).await?;
+            }
         }
         // The writer gets a connection of its own so a busy pool never
         // holds up a commit.

@@ -1131,3 +1131,31 @@ fn append_until_killed(dir: &std::path::Path) {
         }
     });
 }
+
+/// A rolling upgrade on PostgreSQL: a node of the newer release migrated
+/// the shared database first; a node of this release, started or
+/// restarted meanwhile, still opens it (and leaves the newer migration be).
+#[tokio::test]
+async fn a_node_starts_on_a_database_a_newer_release_has_migrated() {
+    let db = TestDb::postgres().await;
+    let store = db.open().await;
+    let newer = store.backend().newest_migration() + 1;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from a newer release', TRUE, '\\x00'::bytea, 0)",
+    )
+    .bind(newer)
+    .execute(store.pool())
+    .await
+    .expect("a newer release's migration recorded");
+    store.close().await;
+
+    let again = Store::open_postgres(&db.url()).await.expect("this release still opens the database");
+    again.ready().await.expect("and is ready on it");
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(again.pool())
+        .await
+        .expect("the migrations");
+    assert_eq!(versions.last(), Some(&newer), "the newer release's migration is kept");
+    again.close().await;
+}
