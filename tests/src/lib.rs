@@ -60,6 +60,33 @@ pub fn relay_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// `binary` as a command with none of the environment's `KEFU_` settings
+/// (a developer's `KEFU_WEB_DIR` or `KEFU_DATA_DIR` would change what it
+/// does) and quiet logs; killed when dropped.
+pub fn relay_command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.env("RUST_LOG", "warn").kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEFU_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs a subcommand of the relay binary (`backup`, `site list`, ...) to
+/// its end, failing after [`PATIENCE`].
+pub async fn run_subcommand(args: &[&str]) -> Result<std::process::Output> {
+    let mut command = relay_command(&relay_binary()?);
+    command.args(args);
+    tokio::time::timeout(PATIENCE, command.output()).await.context("subcommand hung")?.map_err(Into::into)
+}
+
+/// What a finished command printed, stdout then stderr.
+pub fn said(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
 /// A relay child process with its own data dir.
 #[derive(Debug)]
 pub struct Relay {

@@ -3,48 +3,21 @@
 //! folder under a new relay; and the refusals that keep a store safe.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use kefu_protocol::frame::{Body, Message};
 use kefu_protocol::ids::ConversationId;
 use kefu_sdk::Client;
 use kefu_tests::postgres::Database;
-use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PATIENCE, Relay, spawn_relay};
-use tokio::process::Command;
-
-/// The relay binary the tests run, beside this test's executable.
-fn binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent dir")?;
-    let binary = dir.join("kefu-relay");
-    ensure!(binary.exists(), "{} is missing: `cargo build -p kefu-relay`", binary.display());
-    Ok(binary)
-}
-
-/// Runs a subcommand of the relay binary to its end.
-async fn kefu(args: &[&str]) -> Result<Output> {
-    let mut command = Command::new(binary()?);
-    command.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEFU_") {
-            command.env_remove(name);
-        }
-    }
-    tokio::time::timeout(PATIENCE, command.output()).await.context("subcommand hung")?.map_err(Into::into)
-}
-
-fn said(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Relay, relay_binary, relay_command, run_subcommand, said, spawn_relay};
 
 /// A relay serving the store in `data_dir` (no admin flags: the store has
 /// its admin already).
 async fn serve(data_dir: &Path) -> Result<(tokio::process::Child, String)> {
-    let mut command = Command::new(binary()?);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).env("RUST_LOG", "warn");
+    let mut command = relay_command(&relay_binary()?);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
     let (child, addr) = spawn_relay(command).await?;
     Ok((child, format!("http://{addr}")))
 }
@@ -102,19 +75,19 @@ async fn a_backup_taken_while_a_visitor_writes_restores_every_message_stored_bef
     let folder = tempfile::tempdir()?;
     let snapshot = folder.path().join("kefu-backup.db");
     let data_dir = relay.data_dir().display().to_string();
-    let made = kefu(&["backup", "--out", &snapshot.display().to_string(), "--data-dir", &data_dir]).await?;
+    let made = run_subcommand(&["backup", "--out", &snapshot.display().to_string(), "--data-dir", &data_dir]).await?;
     writing.store(false, Ordering::Relaxed);
     let sent_during = writer.await??;
     ensure!(made.status.success(), "backup failed: {}", said(&made));
     ensure!(said(&made).contains("1 sites"), "the backup says what it holds: {}", said(&made));
 
     // A second backup to the same file is refused; the first is intact.
-    let again = kefu(&["backup", "--out", &snapshot.display().to_string(), "--data-dir", &data_dir]).await?;
+    let again = run_subcommand(&["backup", "--out", &snapshot.display().to_string(), "--data-dir", &data_dir]).await?;
     ensure!(!again.status.success() && said(&again).contains("exists already"), "{}", said(&again));
 
     // Restored into a new folder, under a new relay.
     let restored_dir = folder.path().join("restored");
-    let restore = kefu(&[
+    let restore = run_subcommand(&[
         "restore",
         "--from",
         &snapshot.display().to_string(),
@@ -157,12 +130,12 @@ async fn restoring_over_a_store_keeps_it_and_is_refused_while_a_relay_runs_on_it
     visitor.send(conversation, Body::Text("in the snapshot".into())).await?;
     let data_dir = relay.data_dir().to_owned();
     let data_dir_arg = data_dir.display().to_string();
-    let made = kefu(&["backup", "--out", &snapshot_arg, "--data-dir", &data_dir_arg]).await?;
+    let made = run_subcommand(&["backup", "--out", &snapshot_arg, "--data-dir", &data_dir_arg]).await?;
     ensure!(made.status.success(), "{}", said(&made));
     visitor.send(conversation, Body::Text("after the snapshot".into())).await?;
 
     // Not under a running relay: the store stays as it was.
-    let refused = kefu(&["restore", "--from", &snapshot_arg, "--data-dir", &data_dir_arg]).await?;
+    let refused = run_subcommand(&["restore", "--from", &snapshot_arg, "--data-dir", &data_dir_arg]).await?;
     ensure!(!refused.status.success(), "a restore under a running relay was allowed: {}", said(&refused));
     ensure!(said(&refused).contains("stop it before restoring"), "{}", said(&refused));
     let texts: Vec<String> = stored(&relay.http_url(), conversation).await?.iter().map(text).collect();
@@ -171,16 +144,17 @@ async fn restoring_over_a_store_keeps_it_and_is_refused_while_a_relay_runs_on_it
     // Nor from a file that is no Kefu store.
     let junk = folder.path().join("junk.db");
     std::fs::write(&junk, b"this is not a database")?;
-    let refused = kefu(&["restore", "--from", &junk.display().to_string(), "--data-dir", &data_dir_arg]).await?;
+    let refused =
+        run_subcommand(&["restore", "--from", &junk.display().to_string(), "--data-dir", &data_dir_arg]).await?;
     ensure!(!refused.status.success() && said(&refused).contains("is not a Kefu store"), "{}", said(&refused));
-    let missing = kefu(&["restore", "--from", "/nonexistent/kefu.db", "--data-dir", &data_dir_arg]).await?;
+    let missing = run_subcommand(&["restore", "--from", "/nonexistent/kefu.db", "--data-dir", &data_dir_arg]).await?;
     ensure!(!missing.status.success() && said(&missing).contains("no such file"), "{}", said(&missing));
 
     // Once the relay is stopped it goes through, and the replaced store is
     // kept beside the restored one, whole.
     relay.signal("TERM")?;
     relay.wait_exit().await?;
-    let restore = kefu(&["restore", "--from", &snapshot_arg, "--data-dir", &data_dir_arg]).await?;
+    let restore = run_subcommand(&["restore", "--from", &snapshot_arg, "--data-dir", &data_dir_arg]).await?;
     ensure!(restore.status.success(), "{}", said(&restore));
     let kept: Vec<PathBuf> = std::fs::read_dir(&data_dir)?
         .map(|entry| entry.map(|e| e.path()))
@@ -199,8 +173,14 @@ async fn restoring_over_a_store_keeps_it_and_is_refused_while_a_relay_runs_on_it
     assert_eq!(texts, ["in the snapshot"], "the store is the snapshot's");
     // The kept store, restored in turn, is the one that ran.
     let other = folder.path().join("other");
-    let back = kefu(&["restore", "--from", &kept[0].display().to_string(), "--data-dir", &other.display().to_string()])
-        .await?;
+    let back = run_subcommand(&[
+        "restore",
+        "--from",
+        &kept[0].display().to_string(),
+        "--data-dir",
+        &other.display().to_string(),
+    ])
+    .await?;
     ensure!(back.status.success(), "{}", said(&back));
     let (_old, http) = serve(&other).await?;
     let texts: Vec<String> = stored(&http, conversation).await?.iter().map(text).collect();
@@ -211,7 +191,7 @@ async fn restoring_over_a_store_keeps_it_and_is_refused_while_a_relay_runs_on_it
 #[tokio::test]
 async fn a_backup_of_a_postgresql_store_points_to_pg_dump() -> Result<()> {
     let database = Database::create().await?;
-    let made = kefu(&["backup", "--out", "/tmp/never-written.db", "--database-url", database.url()]).await?;
+    let made = run_subcommand(&["backup", "--out", "/tmp/never-written.db", "--database-url", database.url()]).await?;
     ensure!(!made.status.success(), "{}", said(&made));
     ensure!(said(&made).contains("pg_dump"), "{}", said(&made));
     ensure!(!Path::new("/tmp/never-written.db").exists(), "nothing was written");

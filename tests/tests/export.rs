@@ -7,45 +7,21 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use anyhow::{Context, Result, bail, ensure};
 use kefu_protocol::frame::{Identity, Message};
 use kefu_protocol::ids::ConversationId;
 use kefu_sdk::{Body, Client, SessionConfig};
-use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PATIENCE, Relay, collect, message, spawn_relay, text};
-use tokio::process::Command;
-
-fn binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent dir")?;
-    let binary = dir.join("kefu-relay");
-    ensure!(binary.exists(), "{} is missing: `cargo build -p kefu-relay`", binary.display());
-    Ok(binary)
-}
-
-/// Runs a subcommand of the relay binary to its end, without the
-/// environment's `KEFU_` settings.
-async fn kefu(args: &[&str]) -> Result<Output> {
-    let mut command = Command::new(binary()?);
-    command.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEFU_") {
-            command.env_remove(name);
-        }
-    }
-    tokio::time::timeout(PATIENCE, command.output()).await.context("subcommand hung")?.map_err(Into::into)
-}
-
-fn said(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use kefu_tests::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Relay, collect, message, relay_binary, relay_command, run_subcommand, said,
+    spawn_relay, text,
+};
 
 /// A relay serving the store in `data_dir`, with no admin flags: the
 /// admin is the imported one.
 async fn serve(data_dir: &Path) -> Result<(tokio::process::Child, String, String)> {
-    let mut command = Command::new(binary()?);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).env("RUST_LOG", "warn");
+    let mut command = relay_command(&relay_binary()?);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
     let (child, addr) = spawn_relay(command).await?;
     Ok((child, format!("http://{addr}"), format!("ws://{addr}/ws")))
 }
@@ -117,23 +93,23 @@ async fn a_site_moves_to_a_new_server_and_its_admin_and_visitor_carry_on() -> Re
     let folder = tempfile::tempdir()?;
     let file = folder.path().join("demo.kefu");
     let (file_arg, old_dir) = (file.display().to_string(), relay.data_dir().display().to_string());
-    let exported = kefu(&["export", "--site", "demo", "--out", &file_arg, "--data-dir", &old_dir]).await?;
+    let exported = run_subcommand(&["export", "--site", "demo", "--out", &file_arg, "--data-dir", &old_dir]).await?;
     ensure!(exported.status.success(), "export failed: {}", said(&exported));
     ensure!(
         said(&exported).contains("1 conversations, 3 messages"),
         "the export says what it holds: {}",
         said(&exported)
     );
-    let again = kefu(&["export", "--site", "demo", "--out", &file_arg, "--data-dir", &old_dir]).await?;
+    let again = run_subcommand(&["export", "--site", "demo", "--out", &file_arg, "--data-dir", &old_dir]).await?;
     ensure!(!again.status.success() && said(&again).contains("exists already"), "{}", said(&again));
 
     // Imported into the new server's empty data folder, then served.
     let new_dir = folder.path().join("new");
     let new_arg = new_dir.display().to_string();
-    let imported = kefu(&["import", "--from", &file_arg, "--data-dir", &new_arg]).await?;
+    let imported = run_subcommand(&["import", "--from", &file_arg, "--data-dir", &new_arg]).await?;
     ensure!(imported.status.success(), "import failed: {}", said(&imported));
     ensure!(said(&imported).contains("site `demo`"), "{}", said(&imported));
-    let twice = kefu(&["import", "--from", &file_arg, "--data-dir", &new_arg]).await?;
+    let twice = run_subcommand(&["import", "--from", &file_arg, "--data-dir", &new_arg]).await?;
     ensure!(
         !twice.status.success() && said(&twice).contains("site key \"demo\" is taken here"),
         "a second import: {}",
@@ -180,7 +156,8 @@ async fn a_damaged_cut_short_or_future_file_is_refused_and_writes_nothing() -> R
     let file = folder.path().join("demo.kefu");
     let old_dir = relay.data_dir().display().to_string();
     let exported =
-        kefu(&["export", "--site", "demo", "--out", &file.display().to_string(), "--data-dir", &old_dir]).await?;
+        run_subcommand(&["export", "--site", "demo", "--out", &file.display().to_string(), "--data-dir", &old_dir])
+            .await?;
     ensure!(exported.status.success(), "export failed: {}", said(&exported));
 
     let mut text = String::new();
@@ -211,10 +188,11 @@ async fn a_damaged_cut_short_or_future_file_is_refused_and_writes_nothing() -> R
         (&cut, "cut short"),
         (&plain, "is not a Kefu export: it is not gzip-compressed"),
     ] {
-        let output = kefu(&["import", "--from", &path.display().to_string(), "--data-dir", &target_arg]).await?;
+        let output =
+            run_subcommand(&["import", "--from", &path.display().to_string(), "--data-dir", &target_arg]).await?;
         ensure!(!output.status.success(), "{} was imported: {}", path.display(), said(&output));
         ensure!(said(&output).contains(expected), "{}: {}", path.display(), said(&output));
-        let sites = kefu(&["site", "list", "--data-dir", &target_arg]).await?;
+        let sites = run_subcommand(&["site", "list", "--data-dir", &target_arg]).await?;
         ensure!(
             sites.status.success() && sites.stdout.is_empty(),
             "a site came of {}: {}",
@@ -223,7 +201,7 @@ async fn a_damaged_cut_short_or_future_file_is_refused_and_writes_nothing() -> R
         );
     }
     // The good file still goes in.
-    let good = kefu(&["import", "--from", &file.display().to_string(), "--data-dir", &target_arg]).await?;
+    let good = run_subcommand(&["import", "--from", &file.display().to_string(), "--data-dir", &target_arg]).await?;
     ensure!(good.status.success() && said(&good).contains("20 messages"), "{}", said(&good));
     Ok(())
 }

@@ -5,25 +5,16 @@
 //! Needs a web build embedded in the binary: `cargo xtask build-web`, then
 //! `cargo build -p kefu-relay` (`cargo xtask test` does both).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use anyhow::{Context, Result, bail, ensure};
 use kefu_protocol::frame::Body;
 use kefu_sdk::Client;
-use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PATIENCE, Relay, spawn_relay};
+use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PATIENCE, Relay, relay_binary, relay_command, spawn_relay};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use tokio::process::Command;
-
-/// The relay binary cargo built, beside this test's executable.
-fn built_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent dir")?;
-    let binary = dir.join(format!("kefu-relay{}", std::env::consts::EXE_SUFFIX));
-    ensure!(binary.exists(), "{} is missing: build it first (`cargo build -p kefu-relay`)", binary.display());
-    Ok(binary)
-}
 
 /// An empty folder holding only a copy of the binary.
 struct Install {
@@ -35,7 +26,7 @@ impl Install {
     fn new() -> Result<Install> {
         let dir = tempfile::tempdir()?;
         let binary = dir.path().join("kefu-relay");
-        std::fs::copy(built_binary()?, &binary)?;
+        std::fs::copy(relay_binary()?, &binary)?;
         Ok(Install { dir, binary })
     }
 
@@ -43,14 +34,8 @@ impl Install {
     /// environment (a developer's `KEFU_WEB_DIR` would hide what the
     /// binary carries).
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.binary);
-        command.current_dir(self.dir.path()).args(args).env("RUST_LOG", "warn");
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KEFU_") {
-                command.env_remove(name);
-            }
-        }
-        command.kill_on_drop(true);
+        let mut command = relay_command(&self.binary);
+        command.current_dir(self.dir.path()).args(args);
         command
     }
 

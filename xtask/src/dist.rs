@@ -58,7 +58,7 @@ pub(crate) fn build() -> Result<PathBuf> {
     fs::copy(&binary, &shipped).with_context(|| format!("copying {}", binary.display()))?;
     // Symbols are most of a release binary's size and no help to a user.
     crate::run("strip", &[&shipped.to_string_lossy()])?;
-    for file in ["kefu.toml.example", "kefu.env.example", "kefu-relay.service"] {
+    for file in ["kefu.toml.example", "kefu.env.example", "kefu-relay.service", "nginx.conf"] {
         fs::copy(root.join("dist").join(file), folder.join(file))?;
     }
     fs::write(folder.join("INSTALL.md"), install_page(&fs::read_to_string(root.join("docs/src/install.md"))?)?)?;
