@@ -114,6 +114,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         files.load()?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // SIGHUP's default action ends the process. Once tokio handles a signal
+    // it does so for the rest of the process, so from here a SIGHUP that
+    // comes before `run` listens for it is dropped, not fatal.
+    #[cfg(unix)]
+    let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // On stdout, for people and for scripts (and tests) that start the
     // relay on port 0 and need to know where it went.
     let scheme = if config.tls_cert.is_some() { "https" } else { "http" };

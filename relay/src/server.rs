@@ -93,10 +93,7 @@ pub async fn run(
     };
 
     #[cfg(unix)]
-    let reloading = match &tls {
-        Some(tls) => Some(tokio::spawn(tls.clone().reload_on_sighup()?)),
-        None => None,
-    };
+    let reloading = tokio::spawn(reload_on_sighup(tls.clone())?);
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
     let draining = state.clone();
@@ -113,9 +110,7 @@ pub async fn run(
     forgetting.abort();
     expiring.abort();
     #[cfg(unix)]
-    if let Some(reloading) = reloading {
-        reloading.abort();
-    }
+    reloading.abort();
     metrics_stopped.cancel();
     if let Some(serving) = metrics_serving {
         let _ = serving.await;
@@ -255,6 +250,24 @@ async fn serve_http<S>(
     if let Err(error) = connection.await {
         tracing::debug!(%error, %peer, "http connection ended with an error");
     }
+}
+
+/// SIGHUP reloads what the relay can reload: the TLS certificate, when it
+/// serves TLS itself. Handled with TLS or without, so that `systemctl
+/// reload` (the unit's `ExecReload` sends SIGHUP) never ends a relay, as
+/// the signal's default action would. Registered before the relay
+/// serves, so no SIGHUP after that meets the default.
+#[cfg(unix)]
+fn reload_on_sighup(tls: Option<Certificates>) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(async move {
+        while hangups.recv().await.is_some() {
+            match &tls {
+                Some(tls) => tls.reload_logged(),
+                None => tracing::info!("SIGHUP: nothing to reload (no --tls-cert)"),
+            }
+        }
+    })
 }
 
 /// Every minute, deletes the open conversations nobody wrote in that are

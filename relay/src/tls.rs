@@ -124,23 +124,12 @@ impl Certificates {
         Ok(())
     }
 
-    /// Reloads on every SIGHUP until the task is aborted, logging how
-    /// each went.
-    #[cfg(unix)]
-    pub fn reload_on_sighup(self) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-        // Registered here, before the relay serves, so that a SIGHUP that
-        // arrives once it does is never the default one that ends it.
-        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        Ok(async move {
-            while hangups.recv().await.is_some() {
-                match self.reload() {
-                    Ok(()) => tracing::info!(cert = %self.files.cert.display(), "reloaded the TLS certificate"),
-                    Err(error) => {
-                        tracing::error!(%error, "could not reload the TLS certificate; still serving the old one");
-                    }
-                }
-            }
-        })
+    /// [`Certificates::reload`], logging how it went: what SIGHUP does.
+    pub fn reload_logged(&self) {
+        match self.reload() {
+            Ok(()) => tracing::info!(cert = %self.files.cert.display(), "reloaded the TLS certificate"),
+            Err(error) => tracing::error!(%error, "could not reload the TLS certificate; still serving the old one"),
+        }
     }
 }
 

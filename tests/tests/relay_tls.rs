@@ -340,3 +340,33 @@ async fn a_missing_bad_or_mismatched_key_stops_the_start_naming_the_file() -> Re
     ensure!(said.contains(&format!("ok    tls: {cert}")), "check does not pass the right pair:\n{said}");
     Ok(())
 }
+
+/// SIGHUP (`systemctl reload`) to a relay without TLS reloads nothing and
+/// ends nothing: without a handler its default action would end the relay.
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_relay_running() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut command = relay_command(dir.path())?;
+    command.env("RUST_LOG", "kefu_relay=info");
+    let log_path = dir.path().join(LOG);
+    let (child, addr) = spawn_relay_logging_to(command, std::fs::File::create(&log_path)?).await?;
+    // Serving: the relay listens for SIGHUP by then.
+    let health = reqwest::get(format!("http://{addr}/healthz")).await?;
+    ensure!(health.status() == 200, "before SIGHUP: {}", health.status());
+    let pid = child.id().context("the relay has exited")?;
+    let status = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status()?;
+    ensure!(status.success(), "kill -HUP failed");
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if std::fs::read_to_string(&log_path)?.contains("nothing to reload") {
+                return Ok::<_, anyhow::Error>(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .context("the relay never logged that SIGHUP had nothing to reload")??;
+    let health = reqwest::get(format!("http://{addr}/healthz")).await?;
+    ensure!(health.status() == 200, "after SIGHUP: {}", health.status());
+    Ok(())
+}
