@@ -29,6 +29,9 @@
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
 //!   admin's agents, site settings and canned replies, history and the
 //!   visitor panel for the console, `/healthz` and `/readyz`.
+//! - [`mail`]: the mail the relay sends (`--smtp-url`): the jobs the
+//!   store's outbox holds, composing each when it is sent, and the task
+//!   per node that sends them with retries. Depends on the store.
 //! - [`limits`]: rate limits per address (connects, logins) and per socket.
 //! - [`metrics`]: the Prometheus metrics and `/metrics`. Everything above
 //!   counts into it; it knows none of them (the store reports through an
@@ -51,6 +54,7 @@ pub mod http;
 pub mod hub;
 pub mod identity;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod server;
 pub mod state;

@@ -12,6 +12,7 @@
 //! - [`owner`]: the deployment's owners: every site, making sites, and
 //!   stepping into one.
 //! - [`canned`]: canned replies.
+//! - [`mail`]: a site's mail settings and its outbox, for admins.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
 //! - [`health`]: `/healthz` and `/readyz`, for whoever runs the relay.
@@ -33,6 +34,7 @@ pub mod extract;
 pub mod health;
 pub mod history;
 pub mod login;
+pub mod mail;
 pub mod owner;
 pub mod session;
 pub mod site;
@@ -58,6 +60,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/me", get(session::me))
         .route("/api/site", get(site::show).put(site::update))
         .route("/api/site/identity-secret", post(site::rotate_identity_secret))
+        .route("/api/site/mail", get(mail::show).put(mail::update))
+        .route("/api/mail/outbox", get(mail::outbox))
         .route("/api/widget/{site_key}", get(site::widget))
         .route("/api/agents", get(agents::list).post(agents::create))
         .route("/api/agents/{id}", patch(agents::update))

@@ -18,6 +18,8 @@
 //!   visitor panel.
 //! - `visitors`: visitor profiles, visits, identity secrets.
 //! - `messages`: appending and reading messages.
+//! - `mail`: the outbox of mail (queued with their cause, claimed by one
+//!   node at a time) and the sites' mail settings.
 //! - `writer`: the one task that stores messages, many per transaction.
 //! - `backup`: snapshots of the SQLite file, and restoring one.
 //! - `export`: one site's rows to a file and into another store, for
@@ -66,6 +68,7 @@ mod console;
 mod conversations;
 mod export;
 mod ids;
+mod mail;
 mod messages;
 mod owners;
 mod sites;
@@ -75,6 +78,8 @@ mod writer;
 
 pub use team::Member;
 
+#[cfg(test)]
+mod mail_tests;
 #[cfg(test)]
 mod tests;
 
@@ -98,6 +103,7 @@ pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
 pub use conversations::NewVisitor;
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
+pub use mail::{MailId, MailOutcome, MailStatus, NewMail, OnDuplicate, OutboxMail, SiteMailSettings};
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
