@@ -376,3 +376,22 @@ async fn the_console_shows_the_outbox_and_says_when_smtp_is_not_configured() -> 
     browser.screenshot("console-mail-off").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn smtp_without_a_sender_or_with_a_bad_url_stops_the_start_with_a_reason() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().into_owned();
+    for (flags, reason) in [
+        (vec!["--smtp-url", "smtp://127.0.0.1:2525"], "--smtp-url needs --mail-from"),
+        (vec!["--smtp-url", "ftp://127.0.0.1", "--mail-from", FROM], "--smtp-url"),
+        (vec!["--smtp-url", "smtp://127.0.0.1:2525", "--mail-from", "not an address"], "--mail-from"),
+    ] {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--data-dir", &data];
+        args.extend(flags);
+        let output = kefu_tests::run_subcommand(&args).await?;
+        let said = kefu_tests::said(&output);
+        assert!(!output.status.success(), "{args:?} started: {said}");
+        assert!(said.contains(reason), "{args:?}: {said}");
+    }
+    Ok(())
+}
