@@ -96,6 +96,7 @@ pub async fn run(
     let reloading = tokio::spawn(reload_on_sighup(tls.clone())?);
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
+    let keeping_hours = tokio::spawn(crate::team::keep_hours(state.clone()));
     let draining = state.clone();
     serve(listener, app(state.clone()), tls, header_read_timeout, proxies, async move {
         shutdown.await;
@@ -109,6 +110,7 @@ pub async fn run(
     .await;
     forgetting.abort();
     expiring.abort();
+    keeping_hours.abort();
     #[cfg(unix)]
     reloading.abort();
     metrics_stopped.cancel();
