@@ -278,3 +278,149 @@ async fn out_of_hours_only_an_agent_who_said_online_after_closing_takes_chats() 
     assert!(told.out_of_hours);
     Ok(())
 }
+
+/// The widget's header subtitle, once it says something about the hours.
+async fn after_hours_notice(browser: &kefu_tests::browser::Browser) -> Result<String> {
+    let shown = browser
+        .wait_for(
+            None,
+            "(() => { const e = document.querySelector('.kefu-after-hours'); return e && e.textContent; })()",
+        )
+        .await?;
+    Ok(shown.as_str().unwrap_or_default().to_owned())
+}
+
+/// How the widget should write `at` in `zone`: a weekday (the opening is
+/// days away in every zone here) and the 24-hour time there.
+fn local_opening(at: DateTime<Utc>, zone: chrono_tz::Tz, weekdays: [&str; 7]) -> String {
+    use chrono::{Datelike, Timelike};
+    let local = at.with_timezone(&zone);
+    let day = weekdays[local.weekday().num_days_from_sunday() as usize];
+    format!("{day} {:02}:{:02}", local.hour(), local.minute())
+}
+
+#[tokio::test]
+async fn a_visitor_sees_when_the_site_opens_in_their_own_zone_and_language() -> Result<()> {
+    let relay = Relay::start().await?;
+    let admin = relay.admin_token().await?;
+    // Closed until three days from now, 14:30 UTC: a weekday away in New
+    // York (09:30 or 10:30) and in Shanghai (22:30), whatever today is.
+    let opening_day = now().date_naive() + Duration::days(3);
+    let opens_at = opening_day.and_hms_opt(14, 30, 0).context("time")?.and_utc();
+    let hours = json!({ "enabled": true, "calendar": { "zone": "UTC", "exceptions": [
+        { "date": opening_day.to_string(), "intervals": [{ "from": "14:30", "to": "18:00" }] }] } });
+    let (status, saved) = put_hours(&relay, &admin, hours).await?;
+    ensure!(status == 200 && saved["next_opening"].as_u64() == Some(ms(opens_at)), "{saved}");
+
+    let english = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+    let chinese = ["星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"];
+    let visitors = [
+        (
+            "America/New_York",
+            "en",
+            format!("We're back {} (your time)", local_opening(opens_at, chrono_tz::America::New_York, english)),
+        ),
+        (
+            "Asia/Shanghai",
+            "en",
+            format!("We're back {} (your time)", local_opening(opens_at, chrono_tz::Asia::Shanghai, english)),
+        ),
+        (
+            "Asia/Shanghai",
+            "zh-CN",
+            format!("我们将于{}（您的当地时间）回来", local_opening(opens_at, chrono_tz::Asia::Shanghai, chinese)),
+        ),
+    ];
+    for (zone, lang, expected) in visitors {
+        let browser = kefu_tests::browser::Browser::start().await?;
+        browser.call("Emulation.setTimezoneOverride", json!({ "timezoneId": zone })).await?;
+        browser.goto(&format!("{}/c/demo?lang={lang}", relay.http_url())).await?;
+        let shown = after_hours_notice(&browser).await?;
+        ensure!(shown.contains(&expected), "{zone} {lang}: the widget says {shown:?}, expected {expected:?}");
+        if lang == "zh-CN" {
+            let shot = browser.screenshot("hours-widget-zh-cn").await?;
+            eprintln!("screenshot: {}", shot.display());
+        }
+        ensure!(browser.errors().is_empty(), "{:?}", browser.errors());
+    }
+    Ok(())
+}
+
+/// Sets a console field as typing would: the value, then an input event.
+async fn fill(browser: &kefu_tests::browser::Browser, selector: &str, value: &str) -> Result<()> {
+    let done = browser
+        .eval(&format!(
+            "(() => {{ const e = document.querySelector({selector:?}); if (!e) return false; e.value = {value:?}; \
+             e.dispatchEvent(new Event('input', {{ bubbles: true }})); return true; }})()"
+        ))
+        .await?;
+    ensure!(done == true, "no field {selector}");
+    Ok(())
+}
+
+/// Clicks the first element `selector` finds, once there is one.
+async fn click(browser: &kefu_tests::browser::Browser, selector: &str) -> Result<()> {
+    browser
+        .wait_for(
+            None,
+            &format!("(() => {{ const e = document.querySelector({selector:?}); if (e) e.click(); return !!e; }})()"),
+        )
+        .await
+        .with_context(|| format!("nothing to click at {selector}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_admin_edits_hours_in_the_console_and_the_api_reads_them_back() -> Result<()> {
+    let relay = Relay::start().await?;
+    let console = kefu_tests::browser::Browser::start().await?;
+    console.goto(&format!("{}/console", relay.http_url())).await?;
+    console.wait_for(None, "!!document.querySelector('#email')").await?;
+    console.eval("document.querySelector('#email').focus()").await?;
+    console.type_text(kefu_tests::ADMIN_EMAIL).await?;
+    console.eval("document.querySelector('#password').focus()").await?;
+    console.type_text(ADMIN_PASSWORD).await?;
+    console.press_enter().await?;
+    console
+        .wait_for(None, "(() => { const b = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Settings'); if (b) b.click(); return !!b; })()")
+        .await?;
+    console.wait_for(None, "!!document.querySelector('form.hours [name=zone]')").await?;
+
+    click(&console, "form.hours [name=hours_enabled]").await?;
+    // Saturday night into Sunday, and a holiday.
+    click(&console, "[data-day=sat] [name=add_interval]").await?;
+    fill(&console, "[data-day=sat] [name=from]", "22:00").await?;
+    fill(&console, "[data-day=sat] [name=to]", "02:00").await?;
+    click(&console, "[name=add_exception]").await?;
+    fill(&console, "[name=exception_date]", "2026-12-25").await?;
+    // A zone the relay does not know: its reason is shown, nothing saved.
+    fill(&console, "form.hours [name=zone]", "Mars/Olympus").await?;
+    click(&console, "[name=save_hours]").await?;
+    let error = console.wait_for(None, "document.querySelector('.admin .error')?.textContent").await?;
+    ensure!(error.as_str().is_some_and(|e| e.contains("Unknown time zone \"Mars/Olympus\"")), "shown: {error}");
+    let admin = relay.admin_token().await?;
+    let (_, unchanged) = call(&relay, reqwest::Method::GET, "/api/site/hours", &admin, None).await?;
+    assert_eq!(unchanged["enabled"], false, "the refused save changed nothing");
+
+    fill(&console, "form.hours [name=zone]", "Asia/Shanghai").await?;
+    click(&console, "[name=save_hours]").await?;
+    console
+        .wait_for(None, "document.querySelector('.admin .success')?.textContent.includes('Business hours saved')")
+        .await?;
+    let shot = console.screenshot("console-hours-editor").await?;
+    eprintln!("screenshot: {}", shot.display());
+
+    let (status, saved) = call(&relay, reqwest::Method::GET, "/api/site/hours", &admin, None).await?;
+    ensure!(status == 200, "{saved}");
+    assert_eq!(saved["enabled"], true);
+    assert_eq!(saved["calendar"]["zone"], "Asia/Shanghai");
+    assert_eq!(saved["calendar"]["week"]["sat"], json!([{ "from": "22:00", "to": "02:00" }]));
+    assert_eq!(
+        saved["calendar"]["week"]["mon"],
+        json!([{ "from": "09:00", "to": "17:00" }]),
+        "the default weekdays kept"
+    );
+    assert_eq!(saved["calendar"]["exceptions"], json!([{ "date": "2026-12-25", "intervals": [] }]));
+    ensure!(console.errors().is_empty(), "{:?}", console.errors());
+    Ok(())
+}

@@ -7,9 +7,12 @@ use js_sys::Date;
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 
+use kefu_protocol::ids::Timestamp;
+
 use super::Ctx;
-use crate::i18n::Strings;
 use super::icons::{ChatIcon, CloseIcon};
+use super::messages::clock;
+use crate::i18n::Strings;
 
 #[component]
 pub fn Header() -> impl IntoView {
@@ -20,18 +23,22 @@ pub fn Header() -> impl IntoView {
     // these re-render only a text node, and only when it changed.
     // Out of hours the subtitle says when the site opens, until then: a
     // timer to that instant makes it look again, no polling.
-    let now = RwSignal::new(Date::now());
+    // Flipped by the timer: whatever reads the clock looks again.
+    let tick = RwSignal::new(false);
+    let after_hours = move || {
+        tick.track();
+        ctx.model.with(|m| m.after_hours(now_ms()))
+    };
     let timer_for = StoredValue::new(0_u64);
     Effect::new(move || {
-        let Some(Some(opens_at)) = ctx.model.with(|m| m.after_hours(now.get() as u64)) else { return };
+        let Some(Some(opens_at)) = after_hours() else { return };
         // Once per opening, however often the model changes meanwhile.
         if timer_for.get_value() != opens_at {
             timer_for.set_value(opens_at);
-            let wait = (opens_at as f64 - Date::now()).max(0.0) as u64;
-            set_timeout(move || now.set(Date::now()), Duration::from_millis(wait + 1));
+            let wait = opens_at.saturating_sub(now_ms()) + 1;
+            set_timeout(move || tick.update(|t| *t = !*t), Duration::from_millis(wait));
         }
     });
-    let after_hours = move || ctx.model.with(|m| m.after_hours(now.get() as u64));
     let subtitle = move || match after_hours() {
         Some(Some(opens_at)) => [text.back_at.0, &opening(text, opens_at), text.back_at.1].concat(),
         Some(None) => text.closed_now.to_owned(),
@@ -59,21 +66,27 @@ pub fn Header() -> impl IntoView {
 
 /// When the site opens, as the visitor reads it in the browser's time
 /// zone: "today 09:00", "tomorrow 09:00" or "Monday 09:00".
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_wrap)]
+#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn opening(text: &Strings, opens_at: u64) -> String {
-    let at = Date::new(&JsValue::from_f64(opens_at as f64));
-    let today = Date::new_0();
-    let tomorrow =
-        Date::new_with_year_month_day(today.get_full_year(), today.get_month() as i32, today.get_date() as i32 + 1);
-    let day = |date: &Date| (date.get_full_year(), date.get_month(), date.get_date());
-    let name = if day(&at) == day(&today) {
-        text.today
-    } else if day(&at) == day(&tomorrow) {
-        text.tomorrow
-    } else {
-        text.weekdays[at.get_day() as usize % 7]
+    // Days since 1970 in the browser's zone, each instant with its own
+    // offset (daylight saving may differ between now and then).
+    let local_day = |ms: u64| {
+        let offset_minutes = Date::new(&JsValue::from_f64(ms as f64)).get_timezone_offset();
+        ((ms as f64 - offset_minutes * 60_000.0) / 86_400_000.0).floor() as i64
     };
-    format!("{name} {:02}:{:02}", at.get_hours(), at.get_minutes())
+    let (day, today) = (local_day(opens_at), local_day(now_ms()));
+    let name = match day - today {
+        0 => text.today,
+        1 => text.tomorrow,
+        // 1970-01-01 was a Thursday; `weekdays` starts on Sunday.
+        _ => text.weekdays[(day + 4).rem_euclid(7) as usize],
+    };
+    [name, " ", &clock(Timestamp(opens_at))].concat()
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn now_ms() -> u64 {
+    Date::now() as u64
 }
 
 /// "Reconnecting…" while the link is down after having been up. The live
