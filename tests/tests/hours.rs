@@ -407,6 +407,7 @@ async fn an_admin_edits_hours_in_the_console_and_the_api_reads_them_back() -> Re
     console
         .wait_for(None, "document.querySelector('.admin .success')?.textContent.includes('Business hours saved')")
         .await?;
+    console.eval("document.querySelector('form.hours').scrollIntoView()").await?;
     let shot = console.screenshot("console-hours-editor").await?;
     eprintln!("screenshot: {}", shot.display());
 

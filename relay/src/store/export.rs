@@ -1316,6 +1316,10 @@ mod tests {
         let mut unknown = owned(&lines);
         unknown[1] = unknown[1].replace("\"name\":", "\"colour\":\"red\",\"name\":");
         let unknown = write("unknown.kefu", &unknown);
+        let mut bad_hours = owned(&lines);
+        let hours_line = bad_hours.iter().position(|line| line.contains("\"site_hours\"")).unwrap();
+        bad_hours[hours_line] = bad_hours[hours_line].replace("Europe/Berlin", "Mars/Olympus");
+        let bad_hours = write("bad-hours.kefu", &bad_hours);
         let bytes = std::fs::read(&file).unwrap();
         let cut = dir.path().join("cut.kefu");
         std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
@@ -1335,6 +1339,9 @@ mod tests {
         assert!(error.contains(&format!("damaged at line {}", message + 1)), "{error}");
         let error = said(target.import_site(&unknown, None).await);
         assert!(error.contains("damaged at line 2") && error.contains("colour"), "{error}");
+        let error = said(target.import_site(&bad_hours, None).await);
+        let (line, zone) = (format!("damaged at line {}", hours_line + 1), "unknown time zone \"Mars/Olympus\"");
+        assert!(error.contains(&line) && error.contains(zone), "{error}");
         let error = said(target.import_site(dir.path().join("none.kefu").as_path(), None).await);
         assert!(error.contains("opening"), "{error}");
         assert_eq!(target.all_sites().await.unwrap().len(), 1, "no site came of any of them");
