@@ -89,7 +89,7 @@ impl Agent {
             loop {
                 let event = self.events.next().await.context("agent stopped")?;
                 if let Event::Conversation(update) = &event {
-                    self.seen.insert(update.conversation, update.clone());
+                    self.seen.insert(update.conversation, *update);
                 }
                 if done(&event, &self.seen) {
                     return Ok::<_, anyhow::Error>(());

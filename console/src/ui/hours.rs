@@ -46,6 +46,9 @@ struct Row<T: Send + Sync + 'static> {
     value: RwSignal<T>,
 }
 
+/// One weekday's intervals as the editor holds them.
+type Intervals = RwSignal<Vec<Row<Interval>>>;
+
 fn rows<T: Send + Sync + 'static>(next: &mut u64, values: Vec<T>) -> Vec<Row<T>> {
     values
         .into_iter()
@@ -80,7 +83,7 @@ fn HoursEditor(hours: Hours, notice: RwSignal<Option<Result<String, String>>>) -
     let enabled = RwSignal::new(hours.enabled);
     let offline_form_only = RwSignal::new(hours.offline_form_only);
     let zone = RwSignal::new(hours.calendar.zone.clone());
-    let days: Vec<(&'static str, &'static str, RwSignal<Vec<Row<Interval>>>)> = WEEKDAYS
+    let days: Vec<(&'static str, &'static str, Intervals)> = WEEKDAYS
         .iter()
         .map(|&(key, name)| {
             let intervals = hours.calendar.week.get(key).cloned().unwrap_or_default();
@@ -185,7 +188,7 @@ fn HoursEditor(hours: Hours, notice: RwSignal<Option<Result<String, String>>>) -
 fn Day(
     key: &'static str,
     name: &'static str,
-    rows: RwSignal<Vec<Row<Interval>>>,
+    rows: Intervals,
     make_rows: impl Fn(Vec<Interval>) -> Vec<Row<Interval>> + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let add = move |_| {
