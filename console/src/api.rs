@@ -127,6 +127,37 @@ pub struct SiteChange {
     pub allowed_origins: Vec<String>,
 }
 
+/// The site's business hours, as `GET` and `PUT /api/site/hours` carry
+/// them (the relay checks them and says what is wrong).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hours {
+    pub enabled: bool,
+    pub offline_form_only: bool,
+    pub calendar: Calendar,
+}
+
+/// An IANA zone, intervals per weekday (`mon` … `sun`), dated exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calendar {
+    pub zone: String,
+    pub week: std::collections::BTreeMap<String, Vec<Interval>>,
+    pub exceptions: Vec<Exception>,
+}
+
+/// `HH:MM` to `HH:MM`; past midnight when `to` is not after `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    pub from: String,
+    pub to: String,
+}
+
+/// A date closed (no intervals) or open just then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exception {
+    pub date: String,
+    pub intervals: Vec<Interval>,
+}
+
 /// A new agent.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewAgent {
@@ -301,6 +332,14 @@ pub async fn site() -> Result<SiteView, ApiError> {
 
 pub async fn update_site(change: &SiteChange) -> Result<SiteView, ApiError> {
     call("PUT", "/api/site", Some(change)).await
+}
+
+pub async fn hours() -> Result<Hours, ApiError> {
+    call::<_, ()>("GET", "/api/site/hours", None).await
+}
+
+pub async fn update_hours(hours: &Hours) -> Result<Hours, ApiError> {
+    call("PUT", "/api/site/hours", Some(hours)).await
 }
 
 pub async fn agents() -> Result<Vec<AgentView>, ApiError> {

@@ -351,7 +351,11 @@ fn server_frames() -> Vec<(&'static str, ServerFrame)> {
                 page_since: Some(TIME),
             }),
         ),
-        ("availability", ServerFrame::Availability(Availability { agents_online: 2 })),
+        ("availability", ServerFrame::Availability(Availability::in_hours(2))),
+        (
+            "availability-after-hours",
+            ServerFrame::Availability(Availability { agents_online: 0, out_of_hours: true, opens_at: Some(TIME) }),
+        ),
         (
             "roster",
             ServerFrame::Roster(Roster {

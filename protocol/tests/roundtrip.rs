@@ -514,7 +514,7 @@ proptest! {
 
     #[test]
     fn server_availability(agents_online in any::<u32>()) {
-        check_server(&ServerFrame::Availability(Availability { agents_online }))?;
+        check_server(&ServerFrame::Availability(Availability::in_hours(agents_online)))?;
     }
 
     #[test]

@@ -891,14 +891,14 @@ fn visitor_profiles_and_availability_are_reported() {
     let mut visitor = live_visitor(1);
     assert_eq!(visitor.receive(t(0), ServerFrame::Visitor(profile.clone())), [Action::Emit(Event::Visitor(profile))]);
     for agents_online in [0, 3] {
-        let availability = Availability { agents_online };
+        let availability = Availability::in_hours(agents_online);
         assert_eq!(
             visitor.receive(t(0), ServerFrame::Availability(availability)),
             [Action::Emit(Event::Availability(availability))]
         );
     }
     // Like every frame, a sign of life.
-    visitor.receive(t(29_000), ServerFrame::Availability(Availability { agents_online: 1 }));
+    visitor.receive(t(29_000), ServerFrame::Availability(Availability::in_hours(1)));
     assert!(visitor.tick(t(30_000)).is_empty());
 }
 
@@ -907,5 +907,5 @@ fn availability_before_the_welcome_is_ignored() {
     let mut session = Session::new(new_visitor(), SessionConfig::default(), 1);
     session.start(t(0));
     session.connected(t(0));
-    assert!(session.receive(t(0), ServerFrame::Availability(Availability { agents_online: 1 })).is_empty());
+    assert!(session.receive(t(0), ServerFrame::Availability(Availability::in_hours(1))).is_empty());
 }

@@ -601,8 +601,21 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
             // Not verified, three Nones, no attributes, two Nones.
             [&[0x0C][..], V300, &[0x00; 7]].concat(),
         ),
-        ("no agent online", ServerFrame::Availability(Availability { agents_online: 0 }), vec![0x0D, 0x00]),
-        ("agents online", ServerFrame::Availability(Availability { agents_online: 300 }), [&[0x0D][..], V300].concat()),
+        ("no agent online", ServerFrame::Availability(Availability::in_hours(0)), vec![0x0D, 0x00, 0x00, 0x00]),
+        (
+            "agents online",
+            ServerFrame::Availability(Availability::in_hours(300)),
+            [&[0x0D][..], V300, &[0x00, 0x00]].concat(),
+        ),
+        (
+            "out of hours, opening later",
+            ServerFrame::Availability(Availability {
+                agents_online: 1,
+                out_of_hours: true,
+                opens_at: Some(Timestamp(300)),
+            }),
+            [&[0x0D, 0x01, 0x01, 0x01][..], V300].concat(),
+        ),
         (
             "roster",
             ServerFrame::Roster(Roster {
@@ -1185,7 +1198,13 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 })
             }),
         visitor_profile().prop_map(ServerFrame::Visitor),
-        any::<u32>().prop_map(|agents_online| ServerFrame::Availability(Availability { agents_online })),
+        (any::<u32>(), any::<bool>(), proptest::option::of(any::<u64>())).prop_map(
+            |(agents_online, out_of_hours, opens_at)| ServerFrame::Availability(Availability {
+                agents_online,
+                out_of_hours,
+                opens_at: opens_at.map(Timestamp),
+            })
+        ),
         proptest::collection::vec(
             (any::<u64>(), any::<String>(), presence(), any::<u32>(), any::<u32>()).prop_map(
                 |(agent, name, presence, open, capacity)| TeamMember {

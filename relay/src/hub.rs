@@ -19,14 +19,15 @@
 //! can interrupt their mailboxes here and, through the bridge, on every
 //! other node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kefu_protocol::ServerFrame;
 use kefu_protocol::frame::{AgentStatus, Availability};
-use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId};
+use kefu_protocol::ids::{AgentId, ConversationId, SessionId, SiteId, Timestamp};
 use tokio::time::Instant;
 
 mod bridge;
@@ -58,11 +59,27 @@ struct Routes {
     sites: HashMap<(SiteId, Audience), Vec<Subscriber>>,
     /// Agent connections with the status each announced: presence.
     agents: HashMap<SessionId, (SiteId, AgentId, AgentStatus)>,
+    /// When each agent connection that is `Online` last said so (ms
+    /// since 1970): out of business hours only a status said after the
+    /// site closed counts.
+    online_since: HashMap<SessionId, u64>,
+    /// Sites out of business hours now; `team` keeps it.
+    after_hours: HashMap<SiteId, AfterHours>,
     /// The agents of other nodes, as they announced them.
     remote: RemotePresence,
     /// Agent connections by the login they were opened with: whom a
     /// revocation reaches.
     logins: HashMap<SessionId, (Login, Arc<Queue>)>,
+}
+
+/// A site out of its business hours, as presence weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfterHours {
+    /// When it closed, ms since 1970 (0 if it never was open): only an
+    /// Online said since counts.
+    pub closed: u64,
+    /// When it opens next, ms since 1970, if it does.
+    pub opens_at: Option<u64>,
 }
 
 /// Who of a site a site-wide frame is for.
@@ -108,7 +125,16 @@ impl Routes {
     /// whose best status is `Online`. An Away agent will not answer, and a
     /// bot that never says it is Online (the SDK's default) is not counted
     /// as someone there.
+    ///
+    /// Out of hours only this node's agents who said `Online` after the
+    /// site closed count: an Online left over from the afternoon is
+    /// nobody there. Other nodes do not say when their agents said it, so
+    /// theirs do not count then.
     fn agents_online(&self, site: SiteId) -> u32 {
+        if let Some(after) = self.after_hours.get(&site) {
+            let online = self.online_since_closing(site, after.closed).len();
+            return u32::try_from(online).unwrap_or(u32::MAX);
+        }
         let mut present = local_best_status(&self.agents, site);
         for (agent, status) in self.remote.agents(site) {
             raise(&mut present, agent, status);
@@ -117,11 +143,38 @@ impl Routes {
         u32::try_from(online).unwrap_or(u32::MAX)
     }
 
+    /// This node's agents of `site` who said `Online` at or after `closed`.
+    fn online_since_closing(&self, site: SiteId, closed: u64) -> HashSet<AgentId> {
+        self.agents
+            .iter()
+            .filter(|(session, (at, _, status))| {
+                *at == site
+                    && *status == AgentStatus::Online
+                    && self.online_since.get(session).is_some_and(|&since| since >= closed)
+            })
+            .map(|(_, (_, agent, _))| *agent)
+            .collect()
+    }
+
+    fn availability(&self, site: SiteId) -> Availability {
+        let after = self.after_hours.get(&site);
+        Availability {
+            agents_online: self.agents_online(site),
+            out_of_hours: after.is_some(),
+            opens_at: after.and_then(|after| after.opens_at).map(Timestamp),
+        }
+    }
+
     /// Tells the site's visitors how many agents can answer now.
     fn announce_availability(&self, site: SiteId) {
-        let frame = Arc::new(ServerFrame::Availability(Availability { agents_online: self.agents_online(site) }));
+        let frame = Arc::new(ServerFrame::Availability(self.availability(site)));
         self.offer(Target::Site(site, Audience::Visitors), &frame);
     }
+}
+
+/// Now as milliseconds since 1970, as business hours count.
+fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +337,31 @@ impl Hub {
         present
     }
 
+    /// Marks `site` out of business hours, or back in hours with `None`;
+    /// its visitors are told when that changes.
+    pub fn set_after_hours(&self, site: SiteId, after: Option<AfterHours>) {
+        let mut routes = self.lock();
+        if routes.after_hours.get(&site) == after.as_ref() {
+            return;
+        }
+        match after {
+            Some(after) => routes.after_hours.insert(site, after),
+            None => routes.after_hours.remove(&site),
+        };
+        routes.announce_availability(site);
+    }
+
+    /// What `site`'s visitors are told about who can answer.
+    pub fn availability(&self, site: SiteId) -> Availability {
+        self.lock().availability(site)
+    }
+
+    /// The agents of `site` on this node who said `Online` at or after
+    /// `closed` (ms since 1970): who takes chats out of hours.
+    pub fn online_since_closing(&self, site: SiteId, closed: u64) -> HashSet<AgentId> {
+        self.lock().online_since_closing(site, closed)
+    }
+
     /// Connections currently registered for `conversation`.
     pub fn followers(&self, conversation: ConversationId) -> usize {
         self.lock().conversations.get(&conversation).map_or(0, Vec::len)
@@ -338,7 +416,15 @@ impl Mailbox {
     pub fn attend(&mut self, site: SiteId, agent: AgentId, status: AgentStatus) {
         let mut routes = self.hub.lock();
         let before = routes.agents.insert(self.me.session, (site, agent, status));
-        if before != Some((site, agent, status)) {
+        if status == AgentStatus::Online {
+            // Each time, even unchanged: saying Online again out of hours
+            // is the agent choosing to take chats now.
+            routes.online_since.insert(self.me.session, wall_clock_ms());
+        } else {
+            routes.online_since.remove(&self.me.session);
+        }
+        // Out of hours even the same status said again can change who counts.
+        if before != Some((site, agent, status)) || routes.after_hours.contains_key(&site) {
             // Going Online or Away changes whether visitors have someone.
             routes.announce_availability(site);
         }
@@ -392,6 +478,7 @@ impl Drop for Mailbox {
         let hub = &self.hub;
         let mut routes = hub.lock();
         routes.logins.remove(&session);
+        routes.online_since.remove(&session);
         if let Some((site, _, _)) = routes.agents.remove(&session) {
             routes.announce_availability(site);
             hub.tell_bridge(|| Command::PresenceChanged);
@@ -556,7 +643,7 @@ mod tests {
         assert_eq!(hub.expire_remote(now + Duration::from_secs(9)), [SiteId(1)]);
         assert_eq!(hub.agents_online(SiteId(1)), 0);
         let announced: Vec<_> = std::iter::from_fn(|| visitor.try_recv().map(|p| Arc::clone(&p.frame))).collect();
-        let availability = |n| Arc::new(ServerFrame::Availability(Availability { agents_online: n }));
+        let availability = |n| Arc::new(ServerFrame::Availability(Availability::in_hours(n)));
         assert_eq!(announced, [availability(1), availability(0)]);
     }
 

@@ -19,6 +19,9 @@
 //!   way. Redis only helps; the store stays the truth.
 //! - [`team`]: who answers which conversation: take, transfer, close,
 //!   reopen, auto-assignment within capacity, the agents' roster.
+//! - [`hours`]: a site's business hours (zone, weekly intervals, dated
+//!   exceptions): open now, next opening and closing. Pure; the store
+//!   keeps them, team and the widget's look ask them.
 //! - [`dispatcher`]: one assignment pass per site at a time, here and
 //!   (behind a small lock trait the cluster implements) across nodes.
 //! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap;
@@ -50,6 +53,7 @@ pub mod cluster;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
+pub mod hours;
 pub mod http;
 pub mod hub;
 pub mod identity;

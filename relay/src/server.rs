@@ -99,6 +99,7 @@ pub async fn run(
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
     let mail_stopped = CancellationToken::new();
     let mailing = state.mail.start(state.store.clone(), mail_stopped.clone());
+    let keeping_hours = tokio::spawn(crate::team::keep_hours(state.clone()));
     let draining = state.clone();
     serve(listener, app(state.clone()), tls, header_read_timeout, proxies, async move {
         shutdown.await;
@@ -112,6 +113,7 @@ pub async fn run(
     .await;
     forgetting.abort();
     expiring.abort();
+    keeping_hours.abort();
     #[cfg(unix)]
     reloading.abort();
     metrics_stopped.cancel();

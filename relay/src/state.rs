@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kefu_protocol::ids::SessionId;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,6 +33,8 @@ pub struct Inner {
     pub hub: Hub,
     /// Serializes auto-assignment passes.
     pub dispatcher: Dispatcher,
+    /// Wakes `team::keep_hours` when a site's business hours are saved.
+    pub hours_changed: Notify,
     /// Cancelled when the relay starts draining; connections then tell
     /// their clients to reconnect and close.
     pub shutdown: CancellationToken,
@@ -69,6 +72,7 @@ impl AppState {
             store,
             hub: Hub::default(),
             dispatcher: Dispatcher::default(),
+            hours_changed: Notify::new(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             visitor_keys: visitor_token::Keys::default(),

@@ -11,6 +11,15 @@
 //! two passes cannot both fill an agent's last slot (see
 //! [`crate::dispatcher`]).
 //!
+//! Out of business hours (see [`crate::hours`]) an agent is given chats,
+//! and counts for visitors as someone there, only if it said `Online`
+//! after the site closed. Agents' consoles remember Online and say it on
+//! every connect, and a console left open overnight keeps it: that Online
+//! is the afternoon's, not someone choosing to answer at night. Saying it
+//! again out of hours (the Online button, or a console that connects out
+//! of hours) is. [`keep_hours`] follows each site's openings and closings
+//! and tells the hub, so visitors' availability changes on time.
+//!
 //! Every change becomes a system line in the conversation, published like
 //! any message, plus a `Conversation` update to the site's agents.
 
@@ -20,8 +29,10 @@ use kefu_protocol::frame::{
 };
 use kefu_protocol::ids::{AgentId, ConversationId, SiteId};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::hub::{Audience, Target};
+use crate::hours;
+use crate::hub::{AfterHours, Audience, Target};
 use crate::state::AppState;
 use crate::store::{self, Appended, Conversation, Member, NewMessage};
 
@@ -176,13 +187,19 @@ pub async fn dispatch(state: &AppState, site: SiteId) -> Result<(), store::Error
 }
 
 async fn assign_waiting(state: &AppState, site: SiteId) -> Result<(), store::Error> {
+    let (closed, _) = standing(state, site).await?;
     let mut assigned_any = false;
     while let Some(waiting) = state.store.next_in_queue(site).await? {
         let present = state.hub.presence(site);
+        let after_closing = closed.map(|closed| state.hub.online_since_closing(site, closed));
+        let takes_chats = |agent: AgentId| match &after_closing {
+            None => present.get(&agent) == Some(&AgentStatus::Online),
+            Some(online) => online.contains(&agent),
+        };
         let team = state.store.team(site).await?;
         let Some(agent) = team
             .into_iter()
-            .filter(|m| m.open < m.capacity && present.get(&m.id) == Some(&AgentStatus::Online))
+            .filter(|m| m.open < m.capacity && takes_chats(m.id))
             .min_by_key(|m| (m.last_assigned_at, m.id))
         else {
             break;
@@ -198,6 +215,75 @@ async fn assign_waiting(state: &AppState, site: SiteId) -> Result<(), store::Err
         publish_roster(state, site).await?;
     }
     Ok(())
+}
+
+/// Where `site` stands under its business hours now, told to the hub:
+/// when it closed if it is out of hours now (ms since 1970; 0 if it never
+/// was open), and when that changes next.
+async fn standing(state: &AppState, site: SiteId) -> Result<(Option<u64>, Option<u64>), store::Error> {
+    let Some(schedule) = state.store.site_hours(site).await?.schedule() else {
+        state.hub.set_after_hours(site, None);
+        return Ok((None, None));
+    };
+    let now = hours::from_millis(store::now().0);
+    let openings = schedule.openings(now);
+    if openings.open_now {
+        state.hub.set_after_hours(site, None);
+        return Ok((None, openings.next_closing.map(hours::millis)));
+    }
+    let closed = schedule.last_closing(now).map_or(0, hours::millis);
+    let opens_at = openings.next_opening.map(hours::millis);
+    state.hub.set_after_hours(site, Some(AfterHours { closed, opens_at }));
+    Ok((Some(closed), opens_at))
+}
+
+/// A site's hours were saved: who counts as there may have changed, and
+/// [`keep_hours`] must look at the new ones.
+pub async fn hours_changed(state: &AppState, site: SiteId) -> Result<(), store::Error> {
+    standing(state, site).await?;
+    state.hours_changed.notify_one();
+    dispatch(state, site).await
+}
+
+/// The longest [`keep_hours`] sleeps: hours saved on another node are
+/// picked up within it.
+const HOURS_LOOK_AGAIN: Duration = Duration::from_secs(300);
+
+/// Runs until shutdown: at each site's opening and closing tells the hub
+/// (visitors learn whether someone is there) and, at an opening, assigns
+/// what waited overnight to whoever is Online.
+pub async fn keep_hours(state: AppState) {
+    loop {
+        let next = match hours_pass(&state).await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(%error, "business hours pass failed");
+                None
+            }
+        };
+        let wait = next.map_or(HOURS_LOOK_AGAIN, |at| Duration::from_millis(at.saturating_sub(store::now().0)));
+        tokio::select! {
+            () = tokio::time::sleep(wait.min(HOURS_LOOK_AGAIN)) => {}
+            () = state.hours_changed.notified() => {}
+            () = state.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Brings every site with hours up to date; the next change of any.
+async fn hours_pass(state: &AppState) -> Result<Option<u64>, store::Error> {
+    let mut next: Option<u64> = None;
+    for site in state.store.sites_with_hours().await? {
+        let (closed, change) = standing(state, site).await?;
+        if closed.is_none() {
+            dispatch(state, site).await?;
+        }
+        next = match (next, change) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
 }
 
 /// `dispatch` for a background task: failures are logged, and the next

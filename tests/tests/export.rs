@@ -169,7 +169,7 @@ async fn a_damaged_cut_short_or_future_file_is_refused_and_writes_nothing() -> R
         out.finish()?;
         Ok(path)
     };
-    let future = gzip("future.kefu", &text.replacen("\"kefu_export\":1", "\"kefu_export\":7", 1))?;
+    let future = gzip("future.kefu", &text.replacen("\"kefu_export\":2", "\"kefu_export\":7", 1))?;
     let without_end: String = text.lines().take(text.lines().count() - 1).map(|line| format!("{line}\n")).collect();
     let without_end = gzip("without-end.kefu", &without_end)?;
     let damaged = gzip("damaged.kefu", &text.replacen("\"table\":\"messages\"", "\"table\":\"mesages\"", 1))?;
@@ -182,7 +182,7 @@ async fn a_damaged_cut_short_or_future_file_is_refused_and_writes_nothing() -> R
     let target = folder.path().join("target");
     let target_arg = target.display().to_string();
     for (path, expected) in [
-        (&future, "is export format version 7; this kefu-relay reads version 1"),
+        (&future, "is export format version 7; this kefu-relay reads versions 1 to 2"),
         (&without_end, "end line is missing"),
         (&damaged, "is damaged at line"),
         (&cut, "cut short"),

@@ -291,7 +291,7 @@ impl App for Host {
             }
             Event::Receipt(receipt) => self.change(|model| model.receipt(&receipt)),
             Event::Typing(notice) => self.change(|model| model.typing(&notice, now)),
-            Event::Availability(availability) => self.change(|model| model.availability(availability.agents_online)),
+            Event::Availability(availability) => self.change(|model| model.availability(&availability)),
             Event::Error(error) => {
                 if error.code == ErrorCode::Unauthorized && !error.reconnect && self.has_identity {
                     // The stored visitor is unknown here (data deleted, a

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use kefu_protocol::frame::{Accepted, Author, Body, ErrorCode, Message, Receipt, ReceiptKind, TypingNotice};
+use kefu_protocol::frame::{
+    Accepted, Author, Availability, Body, ErrorCode, Message, Receipt, ReceiptKind, TypingNotice,
+};
 use kefu_protocol::ids::{AgentId, ClientMessageId, Seq, Timestamp, VisitorId};
 use kefu_protocol::session::{LinkState, Millis};
 
@@ -135,6 +137,9 @@ pub struct Model {
     was_live: bool,
     unavailable: bool,
     agents_online: Option<u32>,
+    /// Out of the site's business hours, and when it opens next if known
+    /// (ms since 1970).
+    out_of_hours: Option<Option<u64>>,
     typing: Option<(AgentId, Millis)>,
     open: bool,
     visible: bool,
@@ -158,6 +163,7 @@ impl Model {
             was_live: false,
             unavailable: false,
             agents_online: None,
+            out_of_hours: None,
             typing: None,
             open,
             visible,
@@ -336,8 +342,9 @@ impl Model {
         }
     }
 
-    pub fn availability(&mut self, agents_online: u32) {
-        self.agents_online = Some(agents_online);
+    pub fn availability(&mut self, availability: &Availability) {
+        self.agents_online = Some(availability.agents_online);
+        self.out_of_hours = availability.out_of_hours.then_some(availability.opens_at.map(|at| at.0));
     }
 
     pub fn link(&mut self, link: LinkState) {
@@ -450,6 +457,14 @@ impl Model {
     /// No agent can answer now; messages still wait for the first one.
     pub fn nobody_online(&self) -> bool {
         self.agents_online == Some(0)
+    }
+
+    /// Out of business hours at `now` with nobody there: `Some`, with when
+    /// the site opens if the relay said. Once that time has passed the site
+    /// counts as open, before the relay's word arrives.
+    pub fn after_hours(&self, now: u64) -> Option<Option<u64>> {
+        let opens_at = self.out_of_hours?;
+        (self.nobody_online() && opens_at.is_none_or(|at| now < at)).then_some(opens_at)
     }
 
     /// The link was up and is down now: messages wait in the outbox.
@@ -793,10 +808,24 @@ mod tests {
     fn availability_says_whether_anyone_can_answer() {
         let mut model = model();
         assert!(!model.nobody_online(), "unknown is not 'nobody'");
-        model.availability(0);
+        model.availability(&Availability::in_hours(0));
         assert!(model.nobody_online());
-        model.availability(2);
+        assert_eq!(model.after_hours(0), None, "nobody there is not closed");
+        model.availability(&Availability::in_hours(2));
         assert!(!model.nobody_online());
+    }
+
+    #[test]
+    fn out_of_hours_lasts_until_the_opening_or_someone_answers() {
+        let mut model = model();
+        let closed = |agents_online, opens_at| Availability { agents_online, out_of_hours: true, opens_at };
+        model.availability(&closed(0, Some(Timestamp(1_000))));
+        assert_eq!(model.after_hours(999), Some(Some(1_000)));
+        assert_eq!(model.after_hours(1_000), None, "open once the time has come");
+        model.availability(&closed(0, None));
+        assert_eq!(model.after_hours(u64::MAX), Some(None), "closed with no opening in sight");
+        model.availability(&closed(1, Some(Timestamp(1_000))));
+        assert_eq!(model.after_hours(0), None, "someone chose to answer anyway");
     }
 
     #[test]

@@ -181,6 +181,7 @@ pub fn SitePage() -> impl IntoView {
         <AdminPage title="Settings" help="The site's name, keys and how the widget looks to visitors." notice>
             {move || site.get().map(|found| view! { <SiteForm site=found notice /> })}
             <super::mail::MailPanels />
+            <super::hours::HoursForm notice />
         </AdminPage>
     }
 }

@@ -64,4 +64,17 @@ pub struct VisitorProfile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Availability {
     pub agents_online: u32,
+    /// The site is out of its business hours now (then `agents_online`
+    /// counts only agents who chose to answer anyway).
+    pub out_of_hours: bool,
+    /// Out of hours: when the site opens next, if it does within about a
+    /// year; for the widget to say so in the visitor's own time zone.
+    pub opens_at: Option<Timestamp>,
+}
+
+impl Availability {
+    /// Within hours, or a site without any.
+    pub fn in_hours(agents_online: u32) -> Availability {
+        Availability { agents_online, out_of_hours: false, opens_at: None }
+    }
 }

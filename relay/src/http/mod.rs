@@ -8,6 +8,7 @@
 //!   `kefu_session` cookie with its CSRF token (the console).
 //! - [`site`]: the caller's site and its widget settings; the widget's
 //!   public look.
+//! - [`hours`]: the site's business hours.
 //! - [`agents`]: an admin's list of agents, creating and changing them.
 //! - [`owner`]: the deployment's owners: every site, making sites, and
 //!   stepping into one.
@@ -33,6 +34,7 @@ pub mod canned;
 pub mod extract;
 pub mod health;
 pub mod history;
+pub mod hours;
 pub mod login;
 pub mod mail;
 pub mod owner;
@@ -59,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/logout", post(session::logout))
         .route("/api/me", get(session::me))
         .route("/api/site", get(site::show).put(site::update))
+        .route("/api/site/hours", get(hours::show).put(hours::update))
         .route("/api/site/identity-secret", post(site::rotate_identity_secret))
         .route("/api/site/mail", get(mail::show).put(mail::update))
         .route("/api/mail/outbox", get(mail::outbox))

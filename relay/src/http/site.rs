@@ -52,6 +52,16 @@ pub struct WidgetLook {
     pub color: String,
     pub greeting: String,
     pub position: String,
+    /// Whether the site keeps business hours; without, it is always open.
+    pub hours: bool,
+    pub open_now: bool,
+    /// When the site opens or closes next, milliseconds since 1970 (UTC),
+    /// for the widget to show in the visitor's zone and to look again
+    /// then; null when that never happens.
+    pub next_opening: Option<u64>,
+    pub next_closing: Option<u64>,
+    /// Out of hours the site takes no chats, only the offline form.
+    pub offline_form_only: bool,
 }
 
 /// `GET /api/site`: the caller's site, with its identity secret for admins.
@@ -94,15 +104,23 @@ pub async fn rotate_identity_secret(
 }
 
 /// `GET /api/widget/{site_key}`: a site's widget colour, greeting and
-/// position, for anyone (the widget asks before any visitor exists).
+/// position, and whether it is open now, for anyone (the widget asks
+/// before any visitor exists).
 pub async fn widget(State(state): State<AppState>, Path(key): Path<String>) -> Result<axum::Json<WidgetLook>, Error> {
     let key = SiteKey::new(key).map_err(|_| Error::NotFound)?;
     let site = state.store.site_by_key(&key).await?.ok_or(Error::NotFound)?;
     let settings = state.store.site_settings(site.id).await?;
+    let hours = state.store.site_hours(site.id).await?;
+    let openings = super::hours::openings(&hours);
     Ok(axum::Json(WidgetLook {
         color: settings.color,
         greeting: settings.greeting,
         position: settings.position.as_str().to_owned(),
+        hours: hours.enabled,
+        open_now: openings.open_now,
+        next_opening: openings.next_opening.map(crate::hours::millis),
+        next_closing: openings.next_closing.map(crate::hours::millis),
+        offline_form_only: hours.enabled && hours.offline_form_only,
     }))
 }
 

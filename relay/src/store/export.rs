@@ -2,22 +2,24 @@
 //! rows to a file while the relay runs, `kefu-relay import` writes them
 //! into another store (which may be running too).
 //!
-//! # The format, version 1
+//! # The format, version 2
 //!
 //! A gzip-compressed file of JSON Lines: UTF-8, one JSON object per line.
 //!
 //! 1. The header:
-//!    `{"kefu_export":1,"site":"KEY","exported_at":MS,"relay_version":"0.1.0","schema_version":10}`.
+//!    `{"kefu_export":2,"site":"KEY","exported_at":MS,"relay_version":"0.1.0","schema_version":11}`.
 //!    `kefu_export` is the format's version ([`EXPORT_VERSION`]); a reader
 //!    refuses one it does not know. Any change to what a file holds is a
-//!    new version, so a version 1 reader also refuses a field it does not
-//!    know rather than drop it.
+//!    new version, so a reader also refuses a field it does not know
+//!    rather than drop it. Version 2 added `site_hours`; a version 1 file
+//!    (without it) still reads.
 //! 2. One line per row, `{"table":"NAME","row":{...}}`, a row's fields
 //!    being its table's columns, parents before children, in this order:
 //!    `sites` (exactly one: key, name, widget settings), `site_secrets`
 //!    (the identity secret, and the previous one in its grace period),
 //!    `visitor_token_keys`, `agents` (with their password hashes, so they
-//!    log in as before), `canned_replies`, `visitors`, `moved_visitors`
+//!    log in as before), `canned_replies`, `site_hours` (none if the site
+//!    never set business hours; the calendar as JSON), `visitors`, `moved_visitors`
 //!    (visitors this site brought from a server before), `visitor_profiles`,
 //!    `visits`, `conversations` (with receipt marks, assignee, queue time),
 //!    `messages` (every one, by conversation, then seq). Numbers are JSON
@@ -67,9 +69,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Error, Flag, Site, Store, Unsigned, constraint, int, now};
+use crate::hours::Calendar;
 
 /// The version of the format this relay writes and reads.
-pub const EXPORT_VERSION: u64 = 1;
+pub const EXPORT_VERSION: u64 = 2;
 
 /// What an export or import moved, for the operator to check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +123,7 @@ pub enum ExportError {
     #[error("{path} is not a Kefu export: {why}")]
     NotAnExport { path: PathBuf, why: String },
     #[error(
-        "{path} is export format version {found}; this kefu-relay reads version {EXPORT_VERSION}: import it with the version that wrote it or newer"
+        "{path} is export format version {found}; this kefu-relay reads versions 1 to {EXPORT_VERSION}: import it with the version that wrote it or newer"
     )]
     Version { path: PathBuf, found: u64 },
     #[error("{path} is damaged at line {line}: {why}")]
@@ -179,6 +182,8 @@ enum Row {
     Agent(AgentRow),
     #[serde(rename = "canned_replies")]
     CannedReply(CannedReplyRow),
+    #[serde(rename = "site_hours")]
+    SiteHours(SiteHoursRow),
     #[serde(rename = "visitors")]
     Visitor(VisitorRow),
     #[serde(rename = "moved_visitors")]
@@ -242,6 +247,15 @@ struct CannedReplyRow {
     shortcut: String,
     text: String,
     created_at: Unsigned,
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct SiteHoursRow {
+    enabled: Flag,
+    calendar: String,
+    offline_form_only: Flag,
+    updated_at: Unsigned,
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow)]
@@ -349,6 +363,8 @@ const VISITOR_TOKEN_KEYS_SQL: &str = "SELECT key FROM visitor_token_keys WHERE s
 const AGENTS_SQL: &str = "SELECT id, email, name, password_hash, role, created_at, capacity, status, active, \
      last_assigned_at FROM agents WHERE site_id = $1 ORDER BY id";
 const CANNED_REPLIES_SQL: &str = "SELECT shortcut, text, created_at FROM canned_replies WHERE site_id = $1 ORDER BY id";
+const SITE_HOURS_SQL: &str =
+    "SELECT enabled, calendar, offline_form_only, updated_at FROM site_hours WHERE site_id = $1";
 const VISITORS_SQL: &str = "SELECT id, token_hash, created_at, last_seen_at, user_agent, language FROM visitors WHERE site_id = $1 ORDER BY id";
 const MOVED_VISITORS_SQL: &str = "SELECT old_site_id, old_visitor_id, old_token_key, visitor_id FROM moved_visitors \
      WHERE site_id = $1 ORDER BY visitor_id, old_site_id, old_visitor_id";
@@ -465,6 +481,7 @@ impl Store {
         dump(tx, VISITOR_TOKEN_KEYS_SQL, site, &mut out, Row::VisitorTokenKey).await?;
         let agents = dump(tx, AGENTS_SQL, site, &mut out, Row::Agent).await?;
         dump(tx, CANNED_REPLIES_SQL, site, &mut out, Row::CannedReply).await?;
+        dump(tx, SITE_HOURS_SQL, site, &mut out, Row::SiteHours).await?;
         let visitors = dump(tx, VISITORS_SQL, site, &mut out, Row::Visitor).await?;
         dump(tx, MOVED_VISITORS_SQL, site, &mut out, Row::MovedVisitor).await?;
         dump(tx, VISITOR_PROFILES_SQL, site, &mut out, Row::VisitorProfile).await?;
@@ -594,7 +611,7 @@ impl Lines {
             serde_json::from_str(&text).map_err(|_| not_an_export("its first line is not a JSON object"))?;
         let version = value.get("kefu_export").ok_or_else(|| not_an_export("its first line has no `kefu_export`"))?;
         let version = version.as_u64().ok_or_else(|| not_an_export("`kefu_export` is not a version number"))?;
-        if version != EXPORT_VERSION {
+        if !(1..=EXPORT_VERSION).contains(&version) {
             return Err(ExportError::Version { path: self.path.clone(), found: version });
         }
         serde_json::from_value(value).map_err(|error| self.corrupt(format!("header: {error}")))
@@ -731,6 +748,25 @@ impl Import {
                     .execute(&mut *tx)
                     .await
                     .map_err(|error| refusal(error, "canned reply shortcut"))?;
+            }
+            Row::SiteHours(row) => {
+                // Checked as an admin's save is: a file must not give a
+                // site hours the relay would refuse.
+                let calendar: Calendar = serde_json::from_str(&row.calendar)
+                    .map_err(|error| Refusal::Corrupt(format!("site_hours calendar: {error}")))?;
+                calendar.schedule().map_err(|error| Refusal::Corrupt(format!("site_hours calendar: {error}")))?;
+                sqlx::query(
+                    "INSERT INTO site_hours (site_id, enabled, calendar, offline_form_only, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(site)
+                .bind(row.enabled.0)
+                .bind(row.calendar)
+                .bind(row.offline_form_only.0)
+                .bind(int(row.updated_at.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| refusal(error, "site_hours row"))?;
             }
             Row::Visitor(row) => {
                 let id = next_id(tx, "visitors").await?;
@@ -987,7 +1023,7 @@ mod tests {
     use super::*;
     use crate::store::console::ConversationPage;
     use crate::store::tests::{TestDb, on_both_backends};
-    use crate::store::{Backend, Identity, NewMessage, Role, SiteUpdate, WidgetPosition};
+    use crate::store::{Backend, Identity, NewMessage, Role, SiteHours, SiteUpdate, WidgetPosition};
 
     fn key(value: &str) -> SiteKey {
         SiteKey::new(value).unwrap()
@@ -1018,6 +1054,7 @@ mod tests {
         let found = store.site(site).await.unwrap().unwrap();
         out.push(format!("site {} {:?}", found.key.as_str(), found.name));
         out.push(format!("settings {:?}", store.site_settings(site).await.unwrap()));
+        out.push(format!("hours {:?}", store.site_hours(site).await.unwrap()));
         let secrets = store.identity_secrets(site).await.unwrap();
         out.push(format!("identity secrets {} {:?}", secrets.current, secrets.previous));
         for agent in &agents {
@@ -1116,6 +1153,12 @@ mod tests {
         store.update_site(site.id, &update).await.unwrap();
         store.create_canned_reply(site.id, "hello", "Hello, how can I help?").await.unwrap();
         store.create_canned_reply(site.id, "bye", "Bye!").await.unwrap();
+        let calendar = serde_json::from_str(
+            r#"{"zone":"Europe/Berlin","week":{"mon":[{"from":"09:00","to":"12:00"},{"from":"13:00","to":"17:00"}]},
+                "exceptions":[{"date":"2026-12-25"}]}"#,
+        )
+        .unwrap();
+        store.set_site_hours(site.id, &SiteHours { enabled: true, calendar, offline_form_only: true }).await.unwrap();
         store.rotate_identity_secret(site.id).await.unwrap();
         store.visitor_token_key(site.id).await.unwrap();
         for n in 0..visitors {
@@ -1266,7 +1309,7 @@ mod tests {
             path
         };
         let owned = |lines: &[&str]| lines.iter().map(|line| (*line).to_owned()).collect::<Vec<_>>();
-        let future = lines[0].replace("\"kefu_export\":1", "\"kefu_export\":2");
+        let future = lines[0].replace("\"kefu_export\":2", "\"kefu_export\":3");
         let future = write("future.kefu", &[vec![future], owned(&lines[1..])].concat());
         let short = write("short.kefu", &owned(&lines[..lines.len() - 1]));
         let mut bad = owned(&lines);
@@ -1276,6 +1319,10 @@ mod tests {
         let mut unknown = owned(&lines);
         unknown[1] = unknown[1].replace("\"name\":", "\"colour\":\"red\",\"name\":");
         let unknown = write("unknown.kefu", &unknown);
+        let mut bad_hours = owned(&lines);
+        let hours_line = bad_hours.iter().position(|line| line.contains("\"site_hours\"")).unwrap();
+        bad_hours[hours_line] = bad_hours[hours_line].replace("Europe/Berlin", "Mars/Olympus");
+        let bad_hours = write("bad-hours.kefu", &bad_hours);
         let bytes = std::fs::read(&file).unwrap();
         let cut = dir.path().join("cut.kefu");
         std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
@@ -1286,7 +1333,7 @@ mod tests {
         let home_before = view(&target, home.id).await;
         let said = |result: Result<Moved, ExportError>| result.unwrap_err().to_string();
         let error = said(target.import_site(&future, None).await);
-        assert!(error.contains("export format version 2") && error.contains("reads version 1"), "{error}");
+        assert!(error.contains("export format version 3") && error.contains("reads versions 1 to 2"), "{error}");
         let error = said(target.import_site(&short, None).await);
         assert!(error.contains("cut short") && error.contains("end line is missing"), "{error}");
         let error = said(target.import_site(&cut, None).await);
@@ -1295,6 +1342,9 @@ mod tests {
         assert!(error.contains(&format!("damaged at line {}", message + 1)), "{error}");
         let error = said(target.import_site(&unknown, None).await);
         assert!(error.contains("damaged at line 2") && error.contains("colour"), "{error}");
+        let error = said(target.import_site(&bad_hours, None).await);
+        let (line, zone) = (format!("damaged at line {}", hours_line + 1), "unknown time zone \"Mars/Olympus\"");
+        assert!(error.contains(&line) && error.contains(zone), "{error}");
         let error = said(target.import_site(dir.path().join("none.kefu").as_path(), None).await);
         assert!(error.contains("opening"), "{error}");
         assert_eq!(target.all_sites().await.unwrap().len(), 1, "no site came of any of them");

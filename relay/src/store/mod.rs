@@ -10,6 +10,7 @@
 //! - `sites`: sites and their settings, agents and agent sessions.
 //! - `team`: the agents as assignment sees them (status, capacity, load).
 //! - `canned`: canned replies.
+//! - `hours`: business hours per site.
 //! - `conversations`: visitors, conversations (queue, assignment, close and
 //!   reopen) and receipt marks.
 //! - `ids`: visitor and conversation ids handed out before their rows
@@ -67,6 +68,7 @@ mod canned;
 mod console;
 mod conversations;
 mod export;
+mod hours;
 mod ids;
 mod mail;
 mod messages;
@@ -104,6 +106,7 @@ pub use console::{ConversationPage, ConversationSummary, PastConversation, Visit
 pub use conversations::NewVisitor;
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
 pub use mail::{MailId, MailOutcome, MailStatus, NewMail, OnDuplicate, OutboxMail, SiteMailSettings};
+pub use hours::SiteHours;
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;

@@ -130,7 +130,7 @@ pub fn MarkView(mark: Mark) -> impl IntoView {
 }
 
 /// `HH:MM` in the visitor's time zone.
-fn clock(at: Timestamp) -> String {
+pub(super) fn clock(at: Timestamp) -> String {
     #[allow(clippy::cast_precision_loss)]
     let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(at.0 as f64));
     format!("{:02}:{:02}", date.get_hours(), date.get_minutes())

@@ -25,8 +25,8 @@ use std::time::Duration;
 use axum::extract::ws::WebSocket;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
-    AgentStatus, Availability, CloseReason, Closing, ConversationStatus, ConversationUpdate, Cursor, ErrorCode,
-    ErrorFrame, Join, Limits, Ping, Pong,
+    AgentStatus, CloseReason, Closing, ConversationStatus, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Join,
+    Limits, Ping, Pong,
 };
 use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SessionId, SiteId};
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
@@ -295,7 +295,7 @@ impl Connection {
         match self.peer.clone() {
             Peer::Visitor { site, conversation, .. } => {
                 self.mailbox.follow_site(site, Audience::Visitors);
-                let availability = Availability { agents_online: self.state.hub.agents_online(site) };
+                let availability = self.state.hub.availability(site);
                 self.write(&ServerFrame::Availability(availability)).await?;
                 self.conversations.insert(conversation, Access { site });
                 let after = resume
