@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "KEFU_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// The SMTP server this relay sends mail through
+    /// (`smtp://user:pass@host:587`). Unset: the relay sends no mail, and
+    /// the widget promises answers in the chat only.
+    #[arg(long = "smtp-url", env = "KEFU_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
     /// Prefix of every Redis channel and key this relay uses, so several
     /// Kefu clusters (or tests) can share one Redis.
     #[arg(long, env = "KEFU_REDIS_PREFIX", default_value = "kefu")]

@@ -19,6 +19,8 @@
 //!   way. Redis only helps; the store stays the truth.
 //! - [`team`]: who answers which conversation: take, transfer, close,
 //!   reopen, auto-assignment within capacity, the agents' roster.
+//! - [`survey`]: a visitor's satisfaction rating of a closed chat, once
+//!   per close, as a system line.
 //! - [`dispatcher`]: one assignment pass per site at a time, here and
 //!   (behind a small lock trait the cluster implements) across nodes.
 //! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap;
@@ -55,6 +57,7 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod survey;
 pub mod team;
 pub mod tls;
 pub mod web;

@@ -8,6 +8,7 @@
 //!   `kefu_session` cookie with its CSRF token (the console).
 //! - [`site`]: the caller's site and its widget settings; the widget's
 //!   public look.
+//! - [`forms`]: the widget's pre-chat form and satisfaction survey.
 //! - [`agents`]: an admin's list of agents, creating and changing them.
 //! - [`owner`]: the deployment's owners: every site, making sites, and
 //!   stepping into one.
@@ -30,6 +31,7 @@
 pub mod agents;
 pub mod canned;
 pub mod extract;
+pub mod forms;
 pub mod health;
 pub mod history;
 pub mod login;
@@ -57,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/logout", post(session::logout))
         .route("/api/me", get(session::me))
         .route("/api/site", get(site::show).put(site::update))
+        .route("/api/site/forms", get(forms::show).put(forms::update))
         .route("/api/site/identity-secret", post(site::rotate_identity_secret))
         .route("/api/widget/{site_key}", get(site::widget))
         .route("/api/agents", get(agents::list).post(agents::create))

@@ -17,10 +17,12 @@
 //!    `sites` (exactly one: key, name, widget settings), `site_secrets`
 //!    (the identity secret, and the previous one in its grace period),
 //!    `visitor_token_keys`, `agents` (with their password hashes, so they
-//!    log in as before), `canned_replies`, `visitors`, `moved_visitors`
+//!    log in as before), `canned_replies`, `site_forms` (the pre-chat form
+//!    as JSON, the survey switches), `visitors`, `moved_visitors`
 //!    (visitors this site brought from a server before), `visitor_profiles`,
 //!    `visits`, `conversations` (with receipt marks, assignee, queue time),
-//!    `messages` (every one, by conversation, then seq). Numbers are JSON
+//!    `messages` (every one, by conversation, then seq),
+//!    `conversation_ratings` (satisfaction ratings, by close). Numbers are JSON
 //!    numbers, flags booleans, times milliseconds since 1970 (seconds for
 //!    `previous_until`), a message's `client_id` 32 hex digits or null.
 //! 3. The trailer, `{"end":{"rows":N}}`, N the number of row lines: a file
@@ -176,6 +178,8 @@ enum Row {
     Agent(AgentRow),
     #[serde(rename = "canned_replies")]
     CannedReply(CannedReplyRow),
+    #[serde(rename = "site_forms")]
+    SiteForms(SiteFormsRow),
     #[serde(rename = "visitors")]
     Visitor(VisitorRow),
     #[serde(rename = "moved_visitors")]
@@ -188,6 +192,8 @@ enum Row {
     Conversation(ConversationRow),
     #[serde(rename = "messages")]
     Message(MessageRow),
+    #[serde(rename = "conversation_ratings")]
+    Rating(RatingRow),
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow)]
@@ -239,6 +245,26 @@ struct CannedReplyRow {
     shortcut: String,
     text: String,
     created_at: Unsigned,
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct SiteFormsRow {
+    /// The pre-chat form's JSON, as the store keeps it.
+    prechat: String,
+    survey_enabled: Flag,
+    survey_ask_again: Flag,
+    updated_at: Unsigned,
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct RatingRow {
+    conversation_id: Unsigned,
+    closed_seq: Unsigned,
+    score: Unsigned,
+    comment: String,
+    rated_at: Unsigned,
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow)]
@@ -346,6 +372,10 @@ const VISITOR_TOKEN_KEYS_SQL: &str = "SELECT key FROM visitor_token_keys WHERE s
 const AGENTS_SQL: &str = "SELECT id, email, name, password_hash, role, created_at, capacity, status, active, \
      last_assigned_at FROM agents WHERE site_id = $1 ORDER BY id";
 const CANNED_REPLIES_SQL: &str = "SELECT shortcut, text, created_at FROM canned_replies WHERE site_id = $1 ORDER BY id";
+const SITE_FORMS_SQL: &str =
+    "SELECT prechat, survey_enabled, survey_ask_again, updated_at FROM site_forms WHERE site_id = $1";
+const RATINGS_SQL: &str = "SELECT conversation_id, closed_seq, score, comment, rated_at FROM conversation_ratings \
+     WHERE site_id = $1 ORDER BY conversation_id, closed_seq";
 const VISITORS_SQL: &str = "SELECT id, token_hash, created_at, last_seen_at, user_agent, language FROM visitors WHERE site_id = $1 ORDER BY id";
 const MOVED_VISITORS_SQL: &str = "SELECT old_site_id, old_visitor_id, old_token_key, visitor_id FROM moved_visitors \
      WHERE site_id = $1 ORDER BY visitor_id, old_site_id, old_visitor_id";
@@ -462,12 +492,14 @@ impl Store {
         dump(tx, VISITOR_TOKEN_KEYS_SQL, site, &mut out, Row::VisitorTokenKey).await?;
         let agents = dump(tx, AGENTS_SQL, site, &mut out, Row::Agent).await?;
         dump(tx, CANNED_REPLIES_SQL, site, &mut out, Row::CannedReply).await?;
+        dump(tx, SITE_FORMS_SQL, site, &mut out, Row::SiteForms).await?;
         let visitors = dump(tx, VISITORS_SQL, site, &mut out, Row::Visitor).await?;
         dump(tx, MOVED_VISITORS_SQL, site, &mut out, Row::MovedVisitor).await?;
         dump(tx, VISITOR_PROFILES_SQL, site, &mut out, Row::VisitorProfile).await?;
         dump(tx, VISITS_SQL, site, &mut out, Row::Visit).await?;
         let conversations = dump(tx, CONVERSATIONS_SQL, site, &mut out, Row::Conversation).await?;
         let messages = dump(tx, MESSAGES_SQL, site, &mut out, Row::Message).await?;
+        dump(tx, RATINGS_SQL, site, &mut out, Row::Rating).await?;
         let rows = out.rows;
         out.line(&End { end: Count { rows } })?;
         out.finish()?;
@@ -729,6 +761,35 @@ impl Import {
                     .await
                     .map_err(|error| refusal(error, "canned reply shortcut"))?;
             }
+            Row::SiteForms(row) => {
+                sqlx::query(
+                    "INSERT INTO site_forms (site_id, prechat, survey_enabled, survey_ask_again, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(site)
+                .bind(row.prechat)
+                .bind(row.survey_enabled.0)
+                .bind(row.survey_ask_again.0)
+                .bind(int(row.updated_at.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| refusal(error, "the site's forms"))?;
+            }
+            Row::Rating(row) => {
+                sqlx::query(
+                    "INSERT INTO conversation_ratings (site_id, conversation_id, closed_seq, score, comment, rated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(site)
+                .bind(int(self.conversation(row.conversation_id.0)?))
+                .bind(int(row.closed_seq.0))
+                .bind(int(row.score.0))
+                .bind(row.comment)
+                .bind(int(row.rated_at.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| refusal(error, "a rating of one close"))?;
+            }
             Row::Visitor(row) => {
                 let id = next_id(tx, "visitors").await?;
                 sqlx::query(
@@ -874,6 +935,7 @@ impl Import {
                 ConversationEvent::Transferred { from, to } => vec![from, to],
                 ConversationEvent::Closed { by } => vec![by],
                 ConversationEvent::Reopened { by } => by.as_mut().into_iter().collect(),
+                ConversationEvent::Rated { .. } => Vec::new(),
             };
             for agent in &mut refs {
                 agent.id.0 = self.agent(agent.id.0)?;
@@ -979,12 +1041,15 @@ mod tests {
     use std::collections::HashMap;
 
     use kefu_protocol::frame::{AgentRef, Attribute, Author, Body, ConversationEvent, Message, ReceiptKind, Visit};
-    use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteKey, VisitorId};
+    use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteKey, Timestamp, VisitorId};
 
     use super::*;
     use crate::store::console::ConversationPage;
     use crate::store::tests::{TestDb, on_both_backends};
-    use crate::store::{Backend, Identity, NewMessage, Role, SiteUpdate, WidgetPosition};
+    use crate::store::{
+        Backend, FieldKind, FormField, FormWhen, Identity, NewMessage, Rating, Role, SiteForms, SiteUpdate, Survey,
+        WidgetPosition,
+    };
 
     fn key(value: &str) -> SiteKey {
         SiteKey::new(value).unwrap()
@@ -1026,6 +1091,10 @@ mod tests {
         for reply in store.canned_replies(site).await.unwrap() {
             out.push(format!("canned /{} {:?}", reply.shortcut, reply.text));
         }
+        out.push(format!("forms {:?}", store.site_forms(site).await.unwrap()));
+        for rating in store.ratings(site).await.unwrap() {
+            out.push(format!("rating of #{} {} {:?} at {}", rating.closed.0, rating.score, rating.comment, rating.at.0));
+        }
         let page = ConversationPage { status: None, before: None, before_id: None, limit: 100 };
         let mut visitors: Vec<VisitorId> = Vec::new();
         for summary in store.conversation_page(site, &page).await.unwrap() {
@@ -1047,6 +1116,7 @@ mod tests {
                             ConversationEvent::Transferred { from, to } => vec![from, to],
                             ConversationEvent::Closed { by } => vec![by],
                             ConversationEvent::Reopened { by } => by.as_mut().into_iter().collect(),
+                            ConversationEvent::Rated { .. } => Vec::new(),
                         };
                         let names: Vec<String> = refs
                             .into_iter()
@@ -1113,6 +1183,17 @@ mod tests {
         store.update_site(site.id, &update).await.unwrap();
         store.create_canned_reply(site.id, "hello", "Hello, how can I help?").await.unwrap();
         store.create_canned_reply(site.id, "bye", "Bye!").await.unwrap();
+        let mut forms = SiteForms::default();
+        forms.prechat.when = FormWhen::OutOfHours;
+        forms.prechat.consent = Some("We keep what you write for a year.".into());
+        forms.prechat.fields.push(FormField {
+            key: "plan".into(),
+            label: "Plan".into(),
+            kind: FieldKind::Select { options: vec!["Free".into(), "Pro".into()] },
+            required: true,
+        });
+        forms.survey = Survey { enabled: true, ask_again: true };
+        store.set_site_forms(site.id, &forms).await.unwrap();
         store.rotate_identity_secret(site.id).await.unwrap();
         store.visitor_token_key(site.id).await.unwrap();
         for n in 0..visitors {
@@ -1145,6 +1226,13 @@ mod tests {
                 store.close_conversation(site.id, conversation).await.unwrap().unwrap();
                 let closed = ConversationEvent::Closed { by: AgentRef { id: admin.id, name: "Boss".into() } };
                 say(store, site.id, conversation, Author::System, Body::Event(closed), 0).await;
+                if n == 0 {
+                    let at = Timestamp(1_700_000_000_000);
+                    let rating = Rating { conversation, closed: Seq(5), score: 4, comment: "quick".into(), at };
+                    assert!(store.rate_conversation(site.id, &rating, true).await.unwrap());
+                    let rated = ConversationEvent::Rated { score: 4, comment: "quick".into() };
+                    say(store, site.id, conversation, Author::System, Body::Event(rated), 0).await;
+                }
             } else {
                 say(store, site.id, conversation, Author::Visitor(visitor), text("still there?"), 2).await;
             }
@@ -1163,7 +1251,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("shop.kefu");
         let exported = source.export_site(&key("shop"), &file).await.unwrap();
-        assert_eq!((exported.agents, exported.visitors, exported.conversations, exported.messages), (2, 3, 3, 15));
+        assert_eq!((exported.agents, exported.visitors, exported.conversations, exported.messages), (2, 3, 3, 16));
         assert!(!dir.path().join("shop.kefu.partial").exists());
         assert!(matches!(source.export_site(&key("shop"), &file).await, Err(ExportError::Exists(_))));
 
@@ -1175,7 +1263,7 @@ mod tests {
         let home_before = view(&target, home.id).await;
         let imported = target.import_site(&file, None).await.unwrap();
         assert_ne!(imported.site.id, shop.id);
-        assert_eq!((imported.agents, imported.visitors, imported.conversations, imported.messages), (2, 3, 3, 15));
+        assert_eq!((imported.agents, imported.visitors, imported.conversations, imported.messages), (2, 3, 3, 16));
         assert_eq!(view(&target, imported.site.id).await, before_export);
         assert_eq!(view(&target, home.id).await, home_before, "the target's own site is untouched");
         assert_eq!(view(&source, shop.id).await, before_export, "the export changes nothing");

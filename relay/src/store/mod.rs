@@ -10,6 +10,8 @@
 //! - `sites`: sites and their settings, agents and agent sessions.
 //! - `team`: the agents as assignment sees them (status, capacity, load).
 //! - `canned`: canned replies.
+//! - `forms`: the widget's pre-chat form and survey switches per site,
+//!   and visitors' ratings.
 //! - `conversations`: visitors, conversations (queue, assignment, close and
 //!   reopen) and receipt marks.
 //! - `ids`: visitor and conversation ids handed out before their rows
@@ -65,6 +67,7 @@ mod canned;
 mod console;
 mod conversations;
 mod export;
+mod forms;
 mod ids;
 mod messages;
 mod owners;
@@ -98,6 +101,7 @@ pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
 pub use conversations::NewVisitor;
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
+pub use forms::{FieldKind, FormField, FormWhen, PrechatForm, Rating, SiteForms, Survey};
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;
