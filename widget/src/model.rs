@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use kefu_protocol::frame::{Accepted, Author, Body, ErrorCode, Message, Receipt, ReceiptKind, TypingNotice};
+use kefu_protocol::frame::{
+    Accepted, Author, Body, ConversationEvent, ErrorCode, Message, Receipt, ReceiptKind, TypingNotice,
+};
 use kefu_protocol::ids::{AgentId, ClientMessageId, Seq, Timestamp, VisitorId};
 use kefu_protocol::session::{LinkState, Millis};
 
@@ -140,6 +142,14 @@ pub struct Model {
     visible: bool,
     /// For system lines, which the relay sends as events, not text.
     lang: Lang,
+    /// The page said who the visitor is (`setUser`), and with an email.
+    identified: bool,
+    known_email: bool,
+    /// The seq of the "closed" line while the conversation is closed.
+    last_close: Option<Seq>,
+    /// The close the visitor rated last, and whether it rated any.
+    rated_close: Option<Seq>,
+    ever_rated: bool,
 }
 
 impl Model {
@@ -162,6 +172,11 @@ impl Model {
             open,
             visible,
             lang,
+            identified: false,
+            known_email: false,
+            last_close: None,
+            rated_close: None,
+            ever_rated: false,
         }
     }
 
@@ -229,6 +244,11 @@ impl Model {
         {
             self.typing = None;
         }
+        // Before the check for rows on screen: a reload shows the kept
+        // history first, and the replay's events still count.
+        if let Body::Event(event) = &message.body {
+            self.follow_survey(event, message.seq);
+        }
         if self.rows.iter().any(|row| row.seq == Some(message.seq)) {
             return None;
         }
@@ -258,6 +278,27 @@ impl Model {
             }),
         }
         self.is_live(message.seq).then_some(Arrived { sender, text, at: message.sent_at })
+    }
+
+    /// Where the conversation is for the survey: closed (at which line),
+    /// reopened, rated.
+    fn follow_survey(&mut self, event: &ConversationEvent, seq: Seq) {
+        match event {
+            ConversationEvent::Closed { .. } => self.last_close = Some(seq),
+            ConversationEvent::Reopened { .. } => self.last_close = None,
+            ConversationEvent::Rated { .. } => {
+                self.rated_close = self.last_close;
+                self.ever_rated = true;
+            }
+            ConversationEvent::Assigned { .. } | ConversationEvent::Transferred { .. } => {}
+        }
+    }
+
+    /// The page said who the visitor is; with an email, the widget never
+    /// asks for one.
+    pub fn identified(&mut self, email: bool) {
+        self.identified = true;
+        self.known_email |= email;
     }
 
     /// Whether a message is news rather than history shown on load.
@@ -450,6 +491,43 @@ impl Model {
     /// No agent can answer now; messages still wait for the first one.
     pub fn nobody_online(&self) -> bool {
         self.agents_online == Some(0)
+    }
+
+    /// Nobody can answer now, so the widget asks how to reach the visitor
+    /// (`ui::form`). The one place that decides it: the hours branch adds
+    /// "or out of hours" here.
+    pub fn nobody_available(&self) -> bool {
+        self.nobody_online()
+    }
+
+    /// The site takes messages out of hours through the offline form only:
+    /// the email is then required. Hook for the hours branch, which knows
+    /// the site's hours; never so today.
+    pub fn offline_form_only(&self) -> bool {
+        false
+    }
+
+    /// Whether `setUser` said who the visitor is.
+    pub fn is_identified(&self) -> bool {
+        self.identified
+    }
+
+    /// Whether the visitor's email is known (`setUser` with one).
+    pub fn knows_email(&self) -> bool {
+        self.known_email
+    }
+
+    /// Whether the visitor wrote anything, stored or not.
+    pub fn visitor_wrote(&self) -> bool {
+        self.rows.iter().any(|row| row.sender == Sender::Visitor)
+    }
+
+    /// The close the survey asks about now, if any: the conversation is
+    /// closed, that close is not rated, and (unless the site asks again
+    /// after a reopen) no earlier one was.
+    pub fn survey_due(&self, enabled: bool, ask_again: bool) -> Option<Seq> {
+        let close = self.last_close.filter(|_| enabled)?;
+        (self.rated_close != Some(close) && (ask_again || !self.ever_rated)).then_some(close)
     }
 
     /// The link was up and is down now: messages wait in the outbox.
@@ -797,6 +875,61 @@ mod tests {
         assert!(model.nobody_online());
         model.availability(2);
         assert!(!model.nobody_online());
+    }
+
+    #[test]
+    fn the_survey_asks_once_per_close_and_after_a_reopen_only_if_the_site_says() {
+        use kefu_protocol::frame::AgentRef;
+
+        let ann = || AgentRef { id: AGENT, name: "Ann".into() };
+        let event = |seq, event| {
+            let mut line = message(seq, Author::System, None, "");
+            line.body = Body::Event(event);
+            line
+        };
+        let mut model = model();
+        model.message(&message(1, Author::Visitor(ME), Some(1), "hi"));
+        assert_eq!(model.survey_due(true, false), None, "open");
+        model.message(&event(2, ConversationEvent::Closed { by: ann() }));
+        assert_eq!(model.survey_due(true, false), Some(Seq(2)));
+        assert_eq!(model.survey_due(false, false), None, "the site asks none");
+        model.message(&event(3, ConversationEvent::Rated { score: 4, comment: String::new() }));
+        assert_eq!(model.survey_due(true, true), None, "rated");
+        model.message(&event(4, ConversationEvent::Reopened { by: None }));
+        model.message(&event(5, ConversationEvent::Closed { by: ann() }));
+        assert_eq!(model.survey_due(true, false), None, "asked once per conversation");
+        assert_eq!(model.survey_due(true, true), Some(Seq(5)), "asked again");
+
+        // A reload shows the kept rows, then the replay repeats them.
+        let mut reloaded = Model::new(Lang::En, true, true, Seq::ZERO);
+        reloaded.restore(model.history(10).to_vec());
+        reloaded.welcome(ME);
+        for seq in 1..=3 {
+            let line = match seq {
+                1 => message(1, Author::Visitor(ME), Some(1), "hi"),
+                2 => event(2, ConversationEvent::Closed { by: ann() }),
+                _ => event(3, ConversationEvent::Rated { score: 4, comment: String::new() }),
+            };
+            reloaded.message(&line);
+            if seq == 2 {
+                assert_eq!(reloaded.survey_due(true, false), Some(Seq(2)));
+            }
+        }
+        assert_eq!(reloaded.survey_due(true, false), None);
+    }
+
+    #[test]
+    fn nobody_available_follows_availability_and_identity_knows_the_email() {
+        let mut model = model();
+        assert!(!model.nobody_available());
+        model.availability(0);
+        assert!(model.nobody_available());
+        assert!(!model.knows_email() && !model.is_identified());
+        model.identified(false);
+        assert!(model.is_identified() && !model.knows_email());
+        model.identified(true);
+        model.identified(false);
+        assert!(model.knows_email(), "a later setUser without one does not forget it");
     }
 
     #[test]

@@ -1,0 +1,323 @@
+//! The forms around the first message: the site's pre-chat form, shown
+//! in place of the composer until filled in, and the offline ask, an
+//! optional email (and name) next to the composer while nobody can
+//! answer. Both send what the visitor gives as attributes (see
+//! [`crate::forms`]) and are not asked again once answered, across
+//! reloads.
+
+use leptos::ev;
+use leptos::html::Input;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::KeyboardEvent;
+
+use super::Ctx;
+use crate::forms::{self, Field, FieldKind, Look, Problem, When};
+use kefu_protocol::frame::Attribute;
+
+/// The forms' state, reached through context like [`Ctx`].
+#[derive(Debug, Clone, Copy)]
+pub struct Forms {
+    pub look: StoredValue<Look>,
+    prechat_answered: RwSignal<bool>,
+    contact_answered: RwSignal<bool>,
+    email: RwSignal<String>,
+    name: RwSignal<String>,
+    email_problem: RwSignal<Option<Problem>>,
+    email_input: NodeRef<Input>,
+}
+
+impl Forms {
+    /// The forms of `look`, answered already as the stored state says.
+    pub fn provide(ctx: Ctx, look: Look) -> Forms {
+        let mut answered = (false, false);
+        ctx.connection(|c| answered = (c.answered("prechat"), c.answered("contact")));
+        let forms = Forms {
+            look: StoredValue::new(look),
+            prechat_answered: RwSignal::new(answered.0),
+            contact_answered: RwSignal::new(answered.1),
+            email: RwSignal::new(String::new()),
+            name: RwSignal::new(String::new()),
+            email_problem: RwSignal::new(None),
+            email_input: NodeRef::new(),
+        };
+        provide_context(forms);
+        forms
+    }
+
+    pub fn get() -> Forms {
+        use_context::<Forms>().expect("App provides the Forms")
+    }
+
+    /// Whether the pre-chat form stands in for the composer now: the site
+    /// shows it (always, or while nobody can answer), the page did not say
+    /// who the visitor is, and the visitor neither filled it in nor wrote.
+    pub fn prechat_due(self, ctx: Ctx) -> bool {
+        let (when, has_form) = self.look.with_value(|l| (l.when, !l.fields.is_empty() || l.consent.is_some()));
+        let shown = match when {
+            When::Always => true,
+            When::OutOfHours => ctx.model.with(|m| m.nobody_available()),
+            When::Never => false,
+        };
+        shown
+            && has_form
+            && !self.prechat_answered.get()
+            && ctx.model.with(|m| !m.is_identified() && !m.visitor_wrote())
+    }
+
+    /// Whether the offline ask shows next to the composer.
+    pub fn contact_due(self, ctx: Ctx) -> bool {
+        !self.contact_answered.get() && ctx.model.with(|m| m.nobody_available() && !m.knows_email())
+    }
+
+    /// Called as the composer sends: the offline ask's email goes along
+    /// with the message. `false` keeps the message in the composer: the
+    /// email needs fixing (or, for sites that take offline messages only
+    /// with one, giving).
+    pub fn before_send(self, ctx: Ctx) -> bool {
+        if !self.contact_due(ctx) {
+            return true;
+        }
+        let email = self.email.get_untracked().trim().to_owned();
+        let problem = if email.is_empty() {
+            ctx.model.with_untracked(|m| m.offline_form_only()).then_some(Problem::Required)
+        } else {
+            (!forms::is_email(&email)).then_some(Problem::Email)
+        };
+        self.email_problem.set(problem);
+        if problem.is_some() {
+            if let Some(input) = self.email_input.get_untracked() {
+                let _ = input.focus();
+            }
+            return false;
+        }
+        if email.is_empty() {
+            return true; // optional: asked again with the next message
+        }
+        let mut set = vec![Attribute { key: "email".into(), value: email }];
+        let name = self.name.get_untracked().trim().to_owned();
+        if !name.is_empty() {
+            set.push(Attribute { key: "name".into(), value: name });
+        }
+        ctx.connection(|c| c.answer_form("contact", set));
+        self.contact_answered.set(true);
+        true
+    }
+}
+
+/// The message under a field that was refused.
+fn problem_text(ctx: Ctx, problem: Problem) -> &'static str {
+    let text = &ctx.text.forms;
+    match problem {
+        Problem::Required => text.required,
+        Problem::Email => text.bad_email,
+        Problem::Number => text.bad_number,
+    }
+}
+
+/// The offline ask: one line of what will happen, an email and a name.
+#[component]
+pub fn ContactAsk() -> impl IntoView {
+    let ctx = Ctx::get();
+    let forms = Forms::get();
+    let text = &ctx.text.forms;
+    let line = if forms.look.with_value(|l| l.email_follow_up) { text.ask_by_email } else { text.ask_in_chat };
+    let invalid = move || forms.email_problem.get().is_some();
+    view! {
+        <div class="kefu-contact" role="group" aria-labelledby="kefu-contact-line">
+            <p class="kefu-contact-line" id="kefu-contact-line">{line}</p>
+            <div class="kefu-contact-fields">
+                <input class="kefu-field-input" type="email" name="email" autocomplete="email" node_ref=forms.email_input
+                    placeholder=text.email aria-label=text.email
+                    aria-invalid=move || invalid().to_string()
+                    aria-describedby=move || invalid().then_some("kefu-contact-error")
+                    on:input=move |e| {
+                        forms.email.set(event_target_value(&e));
+                        forms.email_problem.set(None);
+                    } />
+                <input class="kefu-field-input" type="text" name="name" autocomplete="name"
+                    placeholder=text.name aria-label=text.name
+                    on:input=move |e| forms.name.set(event_target_value(&e)) />
+            </div>
+            {move || forms.email_problem.get().map(|problem| view! {
+                <p class="kefu-field-error" id="kefu-contact-error" role="alert">{problem_text(ctx, problem)}</p>
+            })}
+        </div>
+    }
+}
+
+/// The pre-chat form, in place of the composer.
+#[component]
+pub fn PrechatForm() -> impl IntoView {
+    let ctx = Ctx::get();
+    let forms = Forms::get();
+    let text = &ctx.text.forms;
+    let (fields, consent_text) = forms.look.with_value(|l| (l.fields.clone(), l.consent.clone()));
+    let values: Vec<RwSignal<String>> = fields.iter().map(|_| RwSignal::new(String::new())).collect();
+    let problems: Vec<RwSignal<Option<Problem>>> = fields.iter().map(|_| RwSignal::new(None)).collect();
+    let consent = RwSignal::new(false);
+    let consent_problem = RwSignal::new(false);
+    let stored_fields = StoredValue::new(fields.clone());
+    let stored_values = StoredValue::new(values.clone());
+    let stored_problems = StoredValue::new(problems.clone());
+    let needs_consent = consent_text.is_some();
+
+    let submit = move || {
+        let mut first_error: Option<String> = None;
+        stored_fields.with_value(|fields| {
+            stored_values.with_value(|values| {
+                stored_problems.with_value(|problems| {
+                    for (i, field) in fields.iter().enumerate() {
+                        let problem = forms::check(field, &values[i].get_untracked());
+                        problems[i].set(problem);
+                        if problem.is_some() && first_error.is_none() {
+                            first_error = Some(field_id(i));
+                        }
+                    }
+                })
+            })
+        });
+        let consent_missing = needs_consent && !consent.get_untracked();
+        consent_problem.set(consent_missing);
+        if consent_missing && first_error.is_none() {
+            first_error = Some("kefu-consent".into());
+        }
+        if let Some(id) = first_error {
+            focus(&id);
+            return;
+        }
+        let set = stored_fields.with_value(|fields| {
+            let values: Vec<String> = stored_values.with_value(|v| v.iter().map(|s| s.get_untracked()).collect());
+            forms::attributes(fields, &values, needs_consent)
+        });
+        let gave_email = set.iter().any(|a| a.key == "email");
+        ctx.connection(|c| c.answer_form("prechat", set));
+        if gave_email {
+            ctx.connection(|c| c.answer_form("contact", Vec::new()));
+            forms.contact_answered.set(true);
+        }
+        forms.prechat_answered.set(true);
+        ctx.focus_composer();
+    };
+    let on_keydown = move |event: KeyboardEvent| {
+        let on_button = event.target().and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()).is_some_and(|t| t.tag_name() == "BUTTON");
+        if event.key() == "Enter" && !event.is_composing() && event.key_code() != 229 && !on_button {
+            event.prevent_default();
+            submit();
+        }
+    };
+    let rows = fields
+        .into_iter()
+        .enumerate()
+        .map(|(i, field)| view! { <FieldRow index=i field=field value=values[i] problem=problems[i] /> })
+        .collect_view();
+    view! {
+        <form class="kefu-form kefu-prechat" novalidate aria-labelledby="kefu-prechat-title" on:keydown=on_keydown
+            on:submit=move |event: ev::SubmitEvent| {
+                event.prevent_default();
+                submit();
+            }>
+            <h2 class="kefu-form-title" id="kefu-prechat-title">{text.prechat_title}</h2>
+            {rows}
+            {consent_text.map(|privacy| view! {
+                <div class="kefu-field kefu-field-check">
+                    <label>
+                        <input type="checkbox" id="kefu-consent" aria-required="true"
+                            aria-invalid=move || consent_problem.get().to_string()
+                            aria-describedby=move || consent_problem.get().then_some("kefu-consent-error")
+                            on:change=move |e| {
+                                consent.set(event_target_checked(&e));
+                                consent_problem.set(false);
+                            } />
+                        <span>{privacy}<span class="kefu-required" aria-hidden="true">" *"</span></span>
+                    </label>
+                    {move || consent_problem.get().then(|| view! {
+                        <p class="kefu-field-error" id="kefu-consent-error">{text.required}</p>
+                    })}
+                </div>
+            })}
+            <button type="submit" class="kefu-form-submit">{text.start}</button>
+        </form>
+    }
+}
+
+/// One field with its label and, once refused, the reason.
+#[component]
+fn FieldRow(index: usize, field: Field, value: RwSignal<String>, problem: RwSignal<Option<Problem>>) -> impl IntoView {
+    let ctx = Ctx::get();
+    let id = field_id(index);
+    let error_id = format!("{id}-error");
+    let invalid = move || problem.get().is_some().to_string();
+    let described = {
+        let error_id = error_id.clone();
+        move || problem.get().map(|_| error_id.clone())
+    };
+    let required = field.required;
+    let mark = required.then(|| view! { <span class="kefu-required" aria-hidden="true">" *"</span> });
+    let on_input = move |e: ev::Event| {
+        value.set(event_target_value(&e));
+        problem.set(None);
+    };
+    let control = match field.kind.clone() {
+        FieldKind::Select(options) => view! {
+            <select class="kefu-field-input" id=id.clone() aria-required=required.to_string()
+                aria-invalid=invalid aria-describedby=described on:change=on_input>
+                <option value="">{ctx.text.forms.choose}</option>
+                {options.into_iter().map(|option| view! { <option value=option.clone()>{option.clone()}</option> }).collect_view()}
+            </select>
+        }
+        .into_any(),
+        FieldKind::Checkbox => view! {
+            <input type="checkbox" id=id.clone() aria-required=required.to_string()
+                aria-invalid=invalid aria-describedby=described
+                on:change=move |e| {
+                    value.set(if event_target_checked(&e) { "yes".into() } else { String::new() });
+                    problem.set(None);
+                } />
+        }
+        .into_any(),
+        kind => {
+            let (kind_attr, autocomplete, inputmode) = match kind {
+                FieldKind::Name => ("text", "name", "text"),
+                FieldKind::Email => ("email", "email", "email"),
+                FieldKind::Phone => ("tel", "tel", "tel"),
+                FieldKind::Number => ("text", "off", "decimal"),
+                _ => ("text", "off", "text"),
+            };
+            view! {
+                <input class="kefu-field-input" type=kind_attr id=id.clone() autocomplete=autocomplete inputmode=inputmode
+                    aria-required=required.to_string() aria-invalid=invalid aria-describedby=described on:input=on_input />
+            }
+            .into_any()
+        }
+    };
+    let checkbox = matches!(field.kind, FieldKind::Checkbox);
+    view! {
+        <div class=if checkbox { "kefu-field kefu-field-check" } else { "kefu-field" }>
+            {if checkbox {
+                view! { <label>{control}<span>{field.label.clone()}{mark}</span></label> }.into_any()
+            } else {
+                view! { <label class="kefu-field-label" for=id.clone()>{field.label.clone()}{mark}</label>{control} }.into_any()
+            }}
+            {move || problem.get().map(|p| view! {
+                <p class="kefu-field-error" id=error_id.clone()>{problem_text(ctx, p)}</p>
+            })}
+        </div>
+    }
+}
+
+fn field_id(index: usize) -> String {
+    format!("kefu-field-{index}")
+}
+
+/// Moves the focus to the element with `id` once it is on screen.
+fn focus(id: &str) {
+    let id = id.to_owned();
+    request_animation_frame(move || {
+        if let Some(element) = document().get_element_by_id(&id)
+            && let Ok(element) = element.dyn_into::<web_sys::HtmlElement>()
+        {
+            let _ = element.focus();
+        }
+    });
+}
