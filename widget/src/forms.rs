@@ -87,6 +87,23 @@ pub fn is_email(text: &str) -> bool {
         && !text.chars().any(char::is_whitespace)
 }
 
+/// Whether `text` is a decimal number (`-12`, `3.5`, `3,5`). Checked by
+/// hand: float parsing would add its tables to the wasm for this alone.
+fn is_number(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let mut separators = 0;
+    !digits.is_empty()
+        && digits.chars().all(|c| match c {
+            '0'..='9' => true,
+            '.' | ',' => {
+                separators += 1;
+                separators == 1
+            }
+            _ => false,
+        })
+        && digits.chars().any(|c| c.is_ascii_digit())
+}
+
 /// Checks one value (trimmed; a checkbox is `"yes"` or empty).
 pub fn check(field: &Field, value: &str) -> Option<Problem> {
     let value = value.trim();
@@ -95,7 +112,7 @@ pub fn check(field: &Field, value: &str) -> Option<Problem> {
     }
     match field.kind {
         FieldKind::Email if !is_email(value) => Some(Problem::Email),
-        FieldKind::Number if value.parse::<f64>().is_err() => Some(Problem::Number),
+        FieldKind::Number if !is_number(value) => Some(Problem::Number),
         _ => None,
     }
 }
@@ -188,6 +205,10 @@ mod tests {
         assert_eq!(check(&field(FieldKind::Email, false), "nope"), Some(Problem::Email));
         assert_eq!(check(&field(FieldKind::Number, true), "12.5"), None);
         assert_eq!(check(&field(FieldKind::Number, true), "twelve"), Some(Problem::Number));
+        for bad in ["-", ".", "1.2.3", "1e5", "--1"] {
+            assert_eq!(check(&field(FieldKind::Number, true), bad), Some(Problem::Number), "{bad}");
+        }
+        assert_eq!(check(&field(FieldKind::Number, true), "-3,5"), None);
         assert_eq!(check(&field(FieldKind::Checkbox, true), ""), Some(Problem::Required));
     }
 

@@ -128,10 +128,14 @@ pub fn App(config: Config) -> impl IntoView {
             <Banner />
             <MessageList />
             <Survey />
-            <Show when=move || !prechat.get() fallback=|| view! { <PrechatForm /> }>
-                <Show when=move || contact.get()><ContactAsk /></Show>
-                <Composer />
-            </Show>
+            {move || match prechat.get() {
+                true => view! { <PrechatForm /> }.into_any(),
+                false => view! {
+                    {move || contact.get().then(|| view! { <ContactAsk /> })}
+                    <Composer />
+                }
+                .into_any(),
+            }}
         </div>
     }
 }

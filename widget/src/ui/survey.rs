@@ -38,7 +38,7 @@ pub fn Survey() -> impl IntoView {
             .collect_view()
     };
     view! {
-        <Show when=move || due.get().is_some()>
+        {move || due.get().is_some().then(|| view! {
             <section class="kefu-survey" aria-labelledby="kefu-survey-title">
                 <h2 class="kefu-form-title" id="kefu-survey-title">{text.survey_title}</h2>
                 <div class="kefu-scores" role="group" aria-labelledby="kefu-survey-title">{buttons()}</div>
@@ -48,6 +48,6 @@ pub fn Survey() -> impl IntoView {
                     disabled=move || score.get().is_none() || sent.get() == due.get()
                     on:click=submit>{text.submit_rating}</button>
             </section>
-        </Show>
+        })}
     }
 }
