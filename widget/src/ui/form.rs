@@ -65,9 +65,12 @@ impl Forms {
             && ctx.model.with(|m| !m.is_identified() && !m.visitor_wrote())
     }
 
-    /// Whether the offline ask shows next to the composer.
+    /// Whether the offline ask shows next to the composer (not while the
+    /// survey asks for a rating).
     pub fn contact_due(self, ctx: Ctx) -> bool {
-        !self.contact_answered.get() && ctx.model.with(|m| m.nobody_available() && !m.knows_email())
+        let (survey, again) = self.look.with_value(|l| (l.survey, l.survey_again));
+        !self.contact_answered.get()
+            && ctx.model.with(|m| m.nobody_available() && !m.knows_email() && m.survey_due(survey, again).is_none())
     }
 
     /// Called as the composer sends: the offline ask's email goes along
