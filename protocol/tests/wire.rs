@@ -16,8 +16,8 @@ use kefu_protocol::codec::peek_hello_version;
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
     Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
-    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt,
-    Rate, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Rate, Receipt,
+    ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
     Visit, VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{

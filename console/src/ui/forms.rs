@@ -47,7 +47,14 @@ impl FieldEdit {
     fn field(&self) -> FormField {
         let kind = self.kind.get_untracked();
         let options = match kind.as_str() {
-            "select" => self.options.get_untracked().lines().map(str::trim).filter(|o| !o.is_empty()).map(ToOwned::to_owned).collect(),
+            "select" => self
+                .options
+                .get_untracked()
+                .lines()
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(ToOwned::to_owned)
+                .collect(),
             _ => Vec::new(),
         };
         FormField {
@@ -74,11 +81,11 @@ pub fn FormsEditor(notice: RwSignal<Option<Result<String, String>>>) -> impl Int
 
 #[component]
 fn Editor(forms: SiteForms, notice: RwSignal<Option<Result<String, String>>>) -> impl IntoView {
-    let when = RwSignal::new(if forms.prechat.when.is_empty() { "never".to_owned() } else { forms.prechat.when.clone() });
+    let when =
+        RwSignal::new(if forms.prechat.when.is_empty() { "never".to_owned() } else { forms.prechat.when.clone() });
     let next_id = StoredValue::new(forms.prechat.fields.len());
-    let fields = RwSignal::new(
-        forms.prechat.fields.iter().enumerate().map(|(i, f)| FieldEdit::new(i, f)).collect::<Vec<_>>(),
-    );
+    let fields =
+        RwSignal::new(forms.prechat.fields.iter().enumerate().map(|(i, f)| FieldEdit::new(i, f)).collect::<Vec<_>>());
     let consent = RwSignal::new(forms.prechat.consent.clone().unwrap_or_default());
     let survey = RwSignal::new(forms.survey.enabled);
     let again = RwSignal::new(forms.survey.ask_again);

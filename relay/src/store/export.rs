@@ -1093,7 +1093,10 @@ mod tests {
         }
         out.push(format!("forms {:?}", store.site_forms(site).await.unwrap()));
         for rating in store.ratings(site).await.unwrap() {
-            out.push(format!("rating of #{} {} {:?} at {}", rating.closed.0, rating.score, rating.comment, rating.at.0));
+            out.push(format!(
+                "rating of #{} {} {:?} at {}",
+                rating.closed.0, rating.score, rating.comment, rating.at.0
+            ));
         }
         let page = ConversationPage { status: None, before: None, before_id: None, limit: 100 };
         let mut visitors: Vec<VisitorId> = Vec::new();

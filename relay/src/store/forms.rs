@@ -191,12 +191,13 @@ impl Store {
                 break;
             }
         }
-        let rated: Option<Unsigned> =
-            sqlx::query_scalar("SELECT 1 FROM conversation_ratings WHERE site_id = $1 AND conversation_id = $2 LIMIT 1")
-                .bind(int(site.0))
-                .bind(int(conversation.0))
-                .fetch_optional(self.pool())
-                .await?;
+        let rated: Option<Unsigned> = sqlx::query_scalar(
+            "SELECT 1 FROM conversation_ratings WHERE site_id = $1 AND conversation_id = $2 LIMIT 1",
+        )
+        .bind(int(site.0))
+        .bind(int(conversation.0))
+        .fetch_optional(self.pool())
+        .await?;
         Ok((closed, rated.is_some()))
     }
 

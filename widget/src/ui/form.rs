@@ -203,7 +203,10 @@ pub fn PrechatForm() -> impl IntoView {
         ctx.focus_composer();
     };
     let on_keydown = move |event: KeyboardEvent| {
-        let on_button = event.target().and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok()).is_some_and(|t| t.tag_name() == "BUTTON");
+        let on_button = event
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
+            .is_some_and(|t| t.tag_name() == "BUTTON");
         if event.key() == "Enter" && !event.is_composing() && event.key_code() != 229 && !on_button {
             event.prevent_default();
             submit();

@@ -22,9 +22,9 @@ use crate::model::Model;
 
 use composer::Composer;
 use form::{ContactAsk, Forms, PrechatForm};
-use survey::Survey;
 use header::{Banner, Header};
 use messages::MessageList;
+use survey::Survey;
 
 /// What every component reaches through context. Copy: all handles.
 #[derive(Debug, Clone, Copy)]
