@@ -216,7 +216,7 @@ async fn the_pre_chat_form_checks_required_fields_and_is_not_shown_again() -> Re
         .await
         .context("focus on the first error")?;
     let errors = browser
-        .eval("['kefu-field-0', 'kefu-field-1', 'kefu-consent'].map(id => { const e = document.getElementById(id); const d = e.getAttribute('aria-describedby'); return [e.getAttribute('aria-invalid'), d && document.getElementById(d)?.textContent]; })")
+        .eval("['kefu-field-0', 'kefu-field-1', 'kefu-field-2'].map(id => { const e = document.getElementById(id); const d = e.getAttribute('aria-describedby'); return [e.getAttribute('aria-invalid'), d && document.getElementById(d)?.textContent]; })")
         .await?;
     ensure!(
         errors == json!([["false", null], ["true", "Please fill this in."], ["true", "Please fill this in."]]),
@@ -224,8 +224,8 @@ async fn the_pre_chat_form_checks_required_fields_and_is_not_shown_again() -> Re
     );
     browser.screenshot("forms-prechat-errors").await?;
 
-    browser.eval("const s = document.getElementById('kefu-field-1'); s.value = 'Pro'; s.dispatchEvent(new Event('change', { bubbles: true }))").await?;
-    browser.eval("document.getElementById('kefu-consent').click()").await?;
+    browser.eval("const s = document.getElementById('kefu-field-1'); s.value = 'Pro'; s.dispatchEvent(new Event('input', { bubbles: true }))").await?;
+    browser.eval("document.getElementById('kefu-field-2').click()").await?;
     // Enter in a field submits.
     fill(&browser, "#kefu-field-0", "Vera").await?;
     browser.press_enter().await?;

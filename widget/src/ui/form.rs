@@ -5,6 +5,7 @@
 //! [`crate::forms`]) and are not asked again once answered, across
 //! reloads.
 
+use leptos::either::Either;
 use leptos::ev;
 use leptos::html::Input;
 use leptos::prelude::*;
@@ -149,50 +150,38 @@ pub fn ContactAsk() -> impl IntoView {
     }
 }
 
-/// The pre-chat form, in place of the composer.
+/// The pre-chat form, in place of the composer. The consent box is one
+/// more field: a required checkbox labelled with the privacy text.
 #[component]
 pub fn PrechatForm() -> impl IntoView {
     let ctx = Ctx::get();
     let forms = Forms::get();
     let text = &ctx.text.forms;
-    let (fields, consent_text) = forms.look.with_value(|l| (l.fields.clone(), l.consent.clone()));
+    let mut fields = forms.look.with_value(|l| l.fields.clone());
+    if let Some(privacy) = forms.look.with_value(|l| l.consent.clone()) {
+        fields.push(Field { key: "consent".into(), label: privacy, kind: FieldKind::Checkbox, required: true });
+    }
     let values: Vec<RwSignal<String>> = fields.iter().map(|_| RwSignal::new(String::new())).collect();
     let problems: Vec<RwSignal<Option<Problem>>> = fields.iter().map(|_| RwSignal::new(None)).collect();
-    let consent = RwSignal::new(false);
-    let consent_problem = RwSignal::new(false);
-    let stored_fields = StoredValue::new(fields.clone());
-    let stored_values = StoredValue::new(values.clone());
-    let stored_problems = StoredValue::new(problems.clone());
-    let needs_consent = consent_text.is_some();
+    let form = StoredValue::new((fields.clone(), values.clone(), problems.clone()));
 
     let submit = move || {
-        let mut first_error: Option<String> = None;
-        stored_fields.with_value(|fields| {
-            stored_values.with_value(|values| {
-                stored_problems.with_value(|problems| {
-                    for (i, field) in fields.iter().enumerate() {
-                        let problem = forms::check(field, &values[i].get_untracked());
-                        problems[i].set(problem);
-                        if problem.is_some() && first_error.is_none() {
-                            first_error = Some(field_id(i));
-                        }
-                    }
-                })
-            })
+        let (set, first_error) = form.with_value(|(fields, values, problems)| {
+            let mut first_error = None;
+            for (i, field) in fields.iter().enumerate() {
+                let problem = forms::check(field, &values[i].get_untracked());
+                problems[i].set(problem);
+                if problem.is_some() && first_error.is_none() {
+                    first_error = Some(i);
+                }
+            }
+            let values: Vec<String> = values.iter().map(|v| v.get_untracked()).collect();
+            (forms::attributes(fields, &values, false), first_error)
         });
-        let consent_missing = needs_consent && !consent.get_untracked();
-        consent_problem.set(consent_missing);
-        if consent_missing && first_error.is_none() {
-            first_error = Some("kefu-consent".into());
-        }
-        if let Some(id) = first_error {
-            focus(&id);
+        if let Some(i) = first_error {
+            focus(&field_id(i));
             return;
         }
-        let set = stored_fields.with_value(|fields| {
-            let values: Vec<String> = stored_values.with_value(|v| v.iter().map(|s| s.get_untracked()).collect());
-            forms::attributes(fields, &values, needs_consent)
-        });
         let gave_email = set.iter().any(|a| a.key == "email");
         ctx.connection(|c| c.answer_form("prechat", set));
         if gave_email {
@@ -225,29 +214,14 @@ pub fn PrechatForm() -> impl IntoView {
             }>
             <h2 class="kefu-form-title" id="kefu-prechat-title">{text.prechat_title}</h2>
             {rows}
-            {consent_text.map(|privacy| view! {
-                <div class="kefu-field kefu-field-check">
-                    <label>
-                        <input type="checkbox" id="kefu-consent" aria-required="true"
-                            aria-invalid=move || consent_problem.get().to_string()
-                            aria-describedby=move || consent_problem.get().then_some("kefu-consent-error")
-                            on:change=move |e| {
-                                consent.set(event_target_checked(&e));
-                                consent_problem.set(false);
-                            } />
-                        <span>{privacy}<span class="kefu-required" aria-hidden="true">" *"</span></span>
-                    </label>
-                    {move || consent_problem.get().then(|| view! {
-                        <p class="kefu-field-error" id="kefu-consent-error">{text.required}</p>
-                    })}
-                </div>
-            })}
             <button type="submit" class="kefu-form-submit">{text.start}</button>
         </form>
     }
 }
 
-/// One field with its label and, once refused, the reason.
+/// One field with its label and, once refused, the reason. One shape
+/// for every kind (a select, or an input of some type), which keeps the
+/// widget small.
 #[component]
 fn FieldRow(index: usize, field: Field, value: RwSignal<String>, problem: RwSignal<Option<Problem>>) -> impl IntoView {
     let ctx = Ctx::get();
@@ -259,52 +233,45 @@ fn FieldRow(index: usize, field: Field, value: RwSignal<String>, problem: RwSign
         move || problem.get().map(|_| error_id.clone())
     };
     let required = field.required;
-    let mark = required.then(|| view! { <span class="kefu-required" aria-hidden="true">" *"</span> });
+    let checkbox = field.kind == FieldKind::Checkbox;
+    // Checkboxes and selects fire `input` too.
     let on_input = move |e: ev::Event| {
-        value.set(event_target_value(&e));
+        let taken = match checkbox {
+            true if event_target_checked(&e) => "yes".into(),
+            true => String::new(),
+            false => event_target_value(&e),
+        };
+        value.set(taken);
         problem.set(None);
     };
-    let control = match field.kind.clone() {
-        FieldKind::Select(options) => view! {
-            <select class="kefu-field-input" id=id.clone() aria-required=required.to_string()
-                aria-invalid=invalid aria-describedby=described on:change=on_input>
-                <option value="">{ctx.text.forms.choose}</option>
-                {options.into_iter().map(|option| view! { <option value=option.clone()>{option.clone()}</option> }).collect_view()}
-            </select>
-        }
-        .into_any(),
-        FieldKind::Checkbox => view! {
-            <input type="checkbox" id=id.clone() aria-required=required.to_string()
-                aria-invalid=invalid aria-describedby=described
-                on:change=move |e| {
-                    value.set(if event_target_checked(&e) { "yes".into() } else { String::new() });
-                    problem.set(None);
-                } />
-        }
-        .into_any(),
-        kind => {
-            let (kind_attr, autocomplete, inputmode) = match kind {
-                FieldKind::Name => ("text", "name", "text"),
-                FieldKind::Email => ("email", "email", "email"),
-                FieldKind::Phone => ("tel", "tel", "tel"),
-                FieldKind::Number => ("text", "off", "decimal"),
-                _ => ("text", "off", "text"),
-            };
-            view! {
-                <input class="kefu-field-input" type=kind_attr id=id.clone() autocomplete=autocomplete inputmode=inputmode
-                    aria-required=required.to_string() aria-invalid=invalid aria-describedby=described on:input=on_input />
-            }
-            .into_any()
-        }
+    let (kind, autocomplete, inputmode) = match field.kind {
+        FieldKind::Name => ("text", "name", "text"),
+        FieldKind::Email => ("email", "email", "email"),
+        FieldKind::Phone => ("tel", "tel", "tel"),
+        FieldKind::Number => ("text", "off", "decimal"),
+        FieldKind::Checkbox => ("checkbox", "off", "none"),
+        FieldKind::Text | FieldKind::Select(_) => ("text", "off", "text"),
     };
-    let checkbox = matches!(field.kind, FieldKind::Checkbox);
+    let control = match field.kind.clone() {
+        FieldKind::Select(options) => Either::Left(view! {
+            <select class="kefu-field-input" id=id.clone() aria-required=required.to_string()
+                aria-invalid=invalid aria-describedby=described on:input=on_input>
+                <option value="">{ctx.text.forms.choose}</option>
+                {options.into_iter().map(|option| view! { <option>{option}</option> }).collect_view()}
+            </select>
+        }),
+        _ => Either::Right(view! {
+            <input class="kefu-field-input" type=kind id=id.clone() autocomplete=autocomplete inputmode=inputmode
+                aria-required=required.to_string() aria-invalid=invalid aria-describedby=described on:input=on_input />
+        }),
+    };
     view! {
         <div class=if checkbox { "kefu-field kefu-field-check" } else { "kefu-field" }>
-            {if checkbox {
-                view! { <label>{control}<span>{field.label.clone()}{mark}</span></label> }.into_any()
-            } else {
-                view! { <label class="kefu-field-label" for=id.clone()>{field.label.clone()}{mark}</label>{control} }.into_any()
-            }}
+            {control}
+            <label class="kefu-field-label" for=id.clone()>
+                {field.label.clone()}
+                {required.then(|| view! { <span class="kefu-required" aria-hidden="true">" *"</span> })}
+            </label>
             {move || problem.get().map(|p| view! {
                 <p class="kefu-field-error" id=error_id.clone()>{problem_text(ctx, p)}</p>
             })}
