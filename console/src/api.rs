@@ -116,6 +116,57 @@ pub struct SiteView {
     pub allowed_origins: Vec<String>,
 }
 
+/// The widget's forms of the site (`GET/PUT /api/site/forms`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SiteForms {
+    #[serde(default)]
+    pub prechat: Prechat,
+    #[serde(default)]
+    pub survey: SurveySwitches,
+}
+
+/// The pre-chat form: `when` is `always`, `out_of_hours` or `never`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Prechat {
+    #[serde(default)]
+    pub when: String,
+    #[serde(default)]
+    pub fields: Vec<FormField>,
+    #[serde(default)]
+    pub consent: Option<String>,
+}
+
+/// One field: `kind` is name, email, phone, text, number, select or
+/// checkbox; `options` for a select only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FormField {
+    pub key: String,
+    pub label: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+impl FormField {
+    /// The visitor attribute its value is stored as (see the relay's
+    /// `store::forms`).
+    pub fn attribute(&self) -> String {
+        match self.kind.as_str() {
+            "name" | "email" | "phone" => self.kind.clone(),
+            _ => format!("form.{}", self.key),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SurveySwitches {
+    pub enabled: bool,
+    #[serde(default)]
+    pub ask_again: bool,
+}
+
 /// What an admin changes in the site's settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteChange {
@@ -340,6 +391,14 @@ pub async fn hours() -> Result<Hours, ApiError> {
 
 pub async fn update_hours(hours: &Hours) -> Result<Hours, ApiError> {
     call("PUT", "/api/site/hours", Some(hours)).await
+}
+
+pub async fn forms() -> Result<SiteForms, ApiError> {
+    call::<_, ()>("GET", "/api/site/forms", None).await
+}
+
+pub async fn save_forms(forms: &SiteForms) -> Result<SiteForms, ApiError> {
+    call("PUT", "/api/site/forms", Some(forms)).await
 }
 
 pub async fn agents() -> Result<Vec<AgentView>, ApiError> {

@@ -65,6 +65,7 @@ impl Frame for ClientFrame {
             ClientFrame::Identify(identify) => identify.user_id.len(),
             ClientFrame::Attributes(attributes) => attributes.set.iter().map(|a| a.value.len()).max().unwrap_or(0),
             ClientFrame::Update(Update { change: Change::Transfer { note, .. }, .. }) => note.len(),
+            ClientFrame::Rate(rate) => rate.comment.len(),
             ClientFrame::Hello(_)
             | ClientFrame::Update(_)
             | ClientFrame::Status(_)

@@ -20,7 +20,7 @@ use kefu_protocol::codec::{DecodeError, Frame, peek_hello_version};
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
     Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
-    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Rate, Receipt,
     ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
     Visit, VisitorProfile, Welcome,
 };
@@ -115,6 +115,7 @@ fn client_variant(frame: &ClientFrame) -> u8 {
         ClientFrame::Attributes(_) => 9,
         ClientFrame::Update(_) => 10,
         ClientFrame::Status(_) => 11,
+        ClientFrame::Rate(_) => 12,
     }
 }
 
@@ -206,6 +207,7 @@ fn event() -> impl Strategy<Value = ConversationEvent> {
         (agent_ref(), agent_ref()).prop_map(|(from, to)| ConversationEvent::Transferred { from, to }),
         agent_ref().prop_map(|by| ConversationEvent::Closed { by }),
         proptest::option::of(agent_ref()).prop_map(|by| ConversationEvent::Reopened { by }),
+        (any::<u8>(), any::<String>()).prop_map(|(score, comment)| ConversationEvent::Rated { score, comment }),
     ]
 }
 
@@ -408,6 +410,11 @@ proptest! {
     #[test]
     fn client_status(online in any::<bool>()) {
         check_client(&ClientFrame::Status(if online { AgentStatus::Online } else { AgentStatus::Away }))?;
+    }
+
+    #[test]
+    fn client_rate(conversation in any::<u64>(), score in any::<u8>(), comment in any::<String>()) {
+        check_client(&ClientFrame::Rate(Rate { conversation: ConversationId(conversation), score, comment }))?;
     }
 
     #[test]

@@ -209,6 +209,7 @@ impl Relay {
             ClientFrame::Ack(_)
             | ClientFrame::Update(_)
             | ClientFrame::Status(_)
+            | ClientFrame::Rate(_)
             | ClientFrame::Typing(_)
             | ClientFrame::Pong(_)
             | ClientFrame::Visit(_)

@@ -16,7 +16,7 @@ use kefu_protocol::codec::peek_hello_version;
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
     Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
-    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Receipt,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Rate, Receipt,
     ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
     Visit, VisitorProfile, Welcome,
 };
@@ -68,9 +68,10 @@ fn client_index(frame: &ClientFrame) -> u8 {
         ClientFrame::Attributes(_) => 9,
         ClientFrame::Update(_) => 10,
         ClientFrame::Status(_) => 11,
+        ClientFrame::Rate(_) => 12,
     }
 }
-const CLIENT_VARIANTS: u8 = 12;
+const CLIENT_VARIANTS: u8 = 13;
 
 fn server_index(frame: &ServerFrame) -> u8 {
     match frame {
@@ -323,6 +324,11 @@ fn client_fixtures() -> Vec<(&'static str, ClientFrame, Vec<u8>)> {
         ),
         ("online", ClientFrame::Status(AgentStatus::Online), vec![0x0B, 0x00]),
         ("away", ClientFrame::Status(AgentStatus::Away), vec![0x0B, 0x01]),
+        (
+            "rate",
+            ClientFrame::Rate(Rate { conversation: ConversationId(3), score: 4, comment: "ok".into() }),
+            [&[0x0C, 0x03, 0x04, 0x02][..], b"ok"].concat(),
+        ),
     ]
 }
 
@@ -472,9 +478,19 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
                 client_id: None,
                 author: Author::System,
                 body: Body::Event(ConversationEvent::Reopened { by: None }),
-                ..message
+                ..message.clone()
             }),
             [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x00, 0x02, 0x02, 0x03, 0x00][..], TS].concat(),
+        ),
+        (
+            "a system line: rated by the visitor",
+            ServerFrame::Message(Message {
+                client_id: None,
+                author: Author::System,
+                body: Body::Event(ConversationEvent::Rated { score: 5, comment: "ok".into() }),
+                ..message
+            }),
+            [&[0x03, 0x03, 0x01, 0x00, 0x4D, 0x00, 0x02, 0x02, 0x04, 0x05, 0x02][..], b"ok", TS].concat(),
         ),
         (
             "replay complete",
@@ -979,6 +995,7 @@ fn event() -> impl Strategy<Value = ConversationEvent> {
         (agent_ref(), agent_ref()).prop_map(|(from, to)| ConversationEvent::Transferred { from, to }),
         agent_ref().prop_map(|by| ConversationEvent::Closed { by }),
         proptest::option::of(agent_ref()).prop_map(|by| ConversationEvent::Reopened { by }),
+        (any::<u8>(), any::<String>()).prop_map(|(score, comment)| ConversationEvent::Rated { score, comment }),
     ]
 }
 
@@ -1140,6 +1157,8 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         (conversation(), change())
             .prop_map(|(conversation, change)| ClientFrame::Update(Update { conversation, change })),
         prop_oneof![Just(AgentStatus::Online), Just(AgentStatus::Away)].prop_map(ClientFrame::Status),
+        (conversation(), any::<u8>(), any::<String>())
+            .prop_map(|(conversation, score, comment)| ClientFrame::Rate(Rate { conversation, score, comment })),
     ]
 }
 

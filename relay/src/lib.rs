@@ -22,6 +22,8 @@
 //! - [`hours`]: a site's business hours (zone, weekly intervals, dated
 //!   exceptions): open now, next opening and closing. Pure; the store
 //!   keeps them, team and the widget's look ask them.
+//! - [`survey`]: a visitor's satisfaction rating of a closed chat, once
+//!   per close, as a system line.
 //! - [`dispatcher`]: one assignment pass per site at a time, here and
 //!   (behind a small lock trait the cluster implements) across nodes.
 //! - [`auth`]: argon2id passwords, tokens, the first-start bootstrap;
@@ -63,6 +65,7 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod survey;
 pub mod team;
 pub mod tls;
 pub mod web;

@@ -295,7 +295,7 @@ pub async fn dispatch_logged(state: AppState, site: SiteId) {
 }
 
 /// Writes a system line and publishes it with the conversation's state.
-async fn system_line(
+pub(crate) async fn system_line(
     state: &AppState,
     conversation: &Conversation,
     event: ConversationEvent,

@@ -370,6 +370,47 @@ async fn admins_manage_agents_and_a_deactivated_agent_is_locked_out_at_once() ->
 }
 
 #[tokio::test]
+async fn the_widget_forms_are_validated_admin_only_and_a_refusal_loses_nothing() -> Result<()> {
+    let relay = Relay::start().await?;
+    let api = Api::new(&relay);
+    let admin = api.cookie(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    create_agent(&api, &admin, "ann@kefu.test", "agent", 3).await?;
+    let ann = api.cookie("ann@kefu.test", "agent password").await?;
+    let forms = json!({ "prechat": { "when": "always", "consent": "We keep it a year.",
+        "fields": [{ "key": "plan", "label": "Plan", "kind": "select", "options": ["Free", "Pro"], "required": true }] },
+        "survey": { "enabled": true, "ask_again": false } });
+    let saved = api.call(Method::PUT, "/api/site/forms", &admin, Some(forms.clone())).await?.expect(StatusCode::OK)?;
+    assert_eq!(saved, forms);
+    let refused = api.call(Method::PUT, "/api/site/forms", &ann, Some(json!({}))).await?;
+    refused.expect_error(StatusCode::FORBIDDEN)?;
+    for (bad, why) in [
+        (
+            json!({ "prechat": { "when": "always", "fields": [{ "key": "Plan", "label": "Plan", "kind": "text" }] } }),
+            "lowercase",
+        ),
+        (
+            json!({ "prechat": { "when": "always", "fields": [{ "key": "s", "label": "S", "kind": "select", "options": [] }] } }),
+            "options",
+        ),
+        (json!({ "prechat": { "when": "always", "fields": [{ "key": "a", "label": "", "kind": "text" }] } }), "label"),
+        (json!({ "prechat": { "when": "sometimes" } }), "when"),
+        (
+            json!({ "prechat": { "when": "always", "fields": [{ "key": "a", "label": "A", "kind": "colour" }] } }),
+            "colour",
+        ),
+    ] {
+        let answer = api.call(Method::PUT, "/api/site/forms", &admin, Some(bad)).await?;
+        let error = answer.expect_error(StatusCode::BAD_REQUEST)?;
+        ensure!(error.contains(why), "{error} should say {why}");
+    }
+    let kept = api.get("/api/site/forms", &ann).await?.expect(StatusCode::OK)?;
+    assert_eq!(kept, forms, "agents read the forms, and refused changes left no trace");
+    let widget = api.get("/api/widget/demo", &Auth::None).await?.expect(StatusCode::OK)?;
+    assert_eq!((&widget["prechat"], &widget["survey"]), (&forms["prechat"], &forms["survey"]));
+    Ok(())
+}
+
+#[tokio::test]
 async fn site_settings_are_validated_admin_only_and_reach_the_widget() -> Result<()> {
     let relay = Relay::start().await?;
     let api = Api::new(&relay);
@@ -405,7 +446,7 @@ async fn site_settings_are_validated_admin_only_and_reach_the_widget() -> Result
     let widget = api.get("/api/widget/demo", &Auth::None).await?.expect(StatusCode::OK)?;
     assert_eq!(
         widget,
-        json!({ "color": "#2563eb", "greeting": "", "position": "right", "hours": false, "open_now": true, "next_opening": null, "next_closing": null, "offline_form_only": false }),
+        json!({ "color": "#2563eb", "greeting": "", "position": "right", "hours": false, "open_now": true, "next_opening": null, "next_closing": null, "offline_form_only": false, "prechat": { "when": "never", "fields": [], "consent": null }, "survey": { "enabled": false, "ask_again": false }, "email_follow_up": false }),
         "refused changes left no trace"
     );
 
@@ -420,7 +461,7 @@ async fn site_settings_are_validated_admin_only_and_reach_the_widget() -> Result
     let widget = api.get("/api/widget/demo", &Auth::None).await?.expect(StatusCode::OK)?;
     assert_eq!(
         widget,
-        json!({ "color": "#10b981", "greeting": "Hi! How can we help?", "position": "left", "hours": false, "open_now": true, "next_opening": null, "next_closing": null, "offline_form_only": false })
+        json!({ "color": "#10b981", "greeting": "Hi! How can we help?", "position": "left", "hours": false, "open_now": true, "next_opening": null, "next_closing": null, "offline_form_only": false, "prechat": { "when": "never", "fields": [], "consent": null }, "survey": { "enabled": false, "ask_again": false }, "email_follow_up": false })
     );
     api.get("/api/widget/nope", &Auth::None).await?.expect_error(StatusCode::NOT_FOUND)?;
     api.get("/api/widget/not%20a%20key", &Auth::None).await?.expect_error(StatusCode::NOT_FOUND)?;
@@ -700,9 +741,15 @@ async fn an_agent_of_one_site_learns_nothing_of_another() -> Result<()> {
     // The demo admin's site change stays on demo.
     let change = Some(json!({ "color": "#000000", "greeting": "demo only" }));
     api.call(Method::PUT, "/api/site", &demo_admin, change).await?.expect(StatusCode::OK)?;
+    let forms = Some(json!({ "survey": { "enabled": true } }));
+    api.call(Method::PUT, "/api/site/forms", &demo_admin, forms).await?.expect(StatusCode::OK)?;
     let beta_widget = api.get("/api/widget/beta", &Auth::None).await?.expect(StatusCode::OK)?;
-    assert_eq!(beta_widget["color"], "#2563eb");
-    assert_eq!(beta_widget["greeting"], "");
+    assert_eq!(
+        beta_widget,
+        json!({ "color": "#2563eb", "greeting": "", "position": "right", "hours": false, "open_now": true, "next_opening": null, "next_closing": null, "offline_form_only": false, "prechat": { "when": "never", "fields": [], "consent": null }, "survey": { "enabled": false, "ask_again": false }, "email_follow_up": false })
+    );
+    let beta_forms = api.get("/api/site/forms", &beta_admin).await?.expect(StatusCode::OK)?;
+    assert_eq!(beta_forms["survey"]["enabled"], false, "{beta_forms}");
 
     // And site beta is whole: nothing was changed or deleted.
     let agents = api.get("/api/agents", &beta_admin).await?.expect(StatusCode::OK)?;

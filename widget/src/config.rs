@@ -12,6 +12,7 @@
 
 use kefu_protocol::ids::SiteKey;
 
+use crate::forms::Look;
 use crate::i18n::Lang;
 
 /// The brand colour when the page names none or an invalid one.
@@ -39,6 +40,8 @@ pub struct Config {
     /// A signed identity token from the page's fragment: a mobile app's
     /// way to say who its user is without a loader.
     pub identity: Option<String>,
+    /// The site's forms, as the relay wrote them into the page.
+    pub look: Look,
 }
 
 /// What the relay wrote into the page (`<meta name="kefu-site">` and
@@ -65,6 +68,7 @@ impl Config {
             parent_origin: if embed { parent_origin } else { None },
             start_open: !embed || open,
             identity: None,
+            look: Look::default(),
         }
     }
 }

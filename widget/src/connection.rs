@@ -4,7 +4,7 @@
 //! Reliability is the session's; this module only keeps what it must
 //! across reloads, in [`Store`].
 
-use kefu_protocol::frame::{Body, Credentials, ErrorCode, Identity, ReceiptKind, ReturningVisitor};
+use kefu_protocol::frame::{Attribute, Body, Credentials, ErrorCode, Identity, ReceiptKind, ReturningVisitor};
 use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey};
 use kefu_protocol::session::{Action, Event, LinkState, Millis, Session, SessionConfig};
 use kefu_webclient::{App, Link, relay_url, seed, wall_clock};
@@ -70,6 +70,37 @@ impl Connection {
     /// carries out what it returns.
     pub fn with_session(&self, call: impl FnOnce(&mut Session) -> Vec<Action>) {
         self.0.with(|host| call(&mut host.session));
+    }
+
+    /// The visitor filled in a form (`form`: `"prechat"` or `"contact"`):
+    /// its values go to the relay as attributes, now and after every
+    /// reload until the first message is stored, and the form is not
+    /// asked again.
+    pub fn answer_form(&self, form: &str, set: Vec<Attribute>) {
+        self.0.with(|host| {
+            let mut kept = host.store.form_attributes();
+            for attribute in &set {
+                kept.retain(|old| old.key != attribute.key);
+                kept.push(attribute.clone());
+            }
+            host.store.set_form_attributes(&kept);
+            host.store.set_answered(form);
+            host.session.set_attributes(set)
+        });
+    }
+
+    /// Whether the visitor filled in `form` on this or an earlier page.
+    pub fn answered(&self, form: &str) -> bool {
+        self.0.read(|host| host.store.answered(form))
+    }
+
+    /// The visitor rates the closed conversation. The relay's `Rated`
+    /// line, which the model follows, is the answer.
+    pub fn rate(&self, score: u8, comment: String) {
+        self.0.with(|host| match host.conversation {
+            Some(conversation) => host.session.rate(conversation, score, comment),
+            None => Vec::new(),
+        });
     }
 
     /// Back online, or the page became visible: reconnect now rather than
@@ -139,6 +170,12 @@ impl Host {
                 }
                 _ => self.unaddressed.push(pending),
             }
+        }
+        let answered = self.store.form_attributes();
+        if !answered.is_empty() {
+            // Profile frames are kept by the session and go out after
+            // every welcome, before the outbox.
+            out.extend(self.session.set_attributes(answered));
         }
         out.extend(self.session.start(now));
         out
@@ -266,6 +303,8 @@ impl App for Host {
                 }
                 self.settled.push(accepted.client_id);
                 self.outbox_changed = true;
+                // Stored with the visitor's first message: done.
+                self.store.set_form_attributes(&[]);
             }
             Event::Rejected(rejected) => {
                 self.outbox_changed = true;

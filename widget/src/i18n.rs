@@ -62,6 +62,28 @@ impl Lang {
     }
 }
 
+/// The texts of the widget's forms (`ui::form`, `ui::survey`).
+#[derive(Debug)]
+pub struct FormTexts {
+    /// The offline ask when the relay can send the answer by email.
+    pub ask_by_email: &'static str,
+    /// The offline ask when answers come in the chat only.
+    pub ask_in_chat: &'static str,
+    pub email: &'static str,
+    pub name: &'static str,
+    pub bad_email: &'static str,
+    pub required: &'static str,
+    pub bad_number: &'static str,
+    pub prechat_title: &'static str,
+    pub start: &'static str,
+    pub choose: &'static str,
+    pub survey_title: &'static str,
+    /// What each score button reads out, 1 to 5.
+    pub scores: [&'static str; 5],
+    pub comment: &'static str,
+    pub submit_rating: &'static str,
+}
+
 /// Every text the widget shows or reads out.
 #[derive(Debug)]
 pub struct Strings {
@@ -101,6 +123,10 @@ pub struct Strings {
     pub joined: (&'static str, &'static str),
     pub closed: &'static str,
     pub reopened: &'static str,
+    /// A system line: the visitor rated the chat; the score goes between.
+    pub rated: (&'static str, &'static str),
+    /// The pre-chat form, the offline ask and the survey.
+    pub forms: FormTexts,
     /// A paste went over the composer's limit and was cut.
     pub cut: &'static str,
     /// The app failed; only a reload brings it back.
@@ -119,6 +145,10 @@ impl Strings {
             }
             ConversationEvent::Closed { .. } => self.closed.to_owned(),
             ConversationEvent::Reopened { .. } => self.reopened.to_owned(),
+            ConversationEvent::Rated { score, .. } => {
+                let (before, after) = self.rated;
+                format!("{before}{score}{after}")
+            }
         }
     }
 }
@@ -153,6 +183,23 @@ static EN: Strings = Strings {
     joined: ("", " joined the chat"),
     closed: "The conversation was closed",
     reopened: "The conversation was reopened",
+    rated: ("You rated the chat ", " of 5"),
+    forms: FormTexts {
+        ask_by_email: "Nobody is here right now. Leave your email and we'll send the answer there, and you can continue here.",
+        ask_in_chat: "Nobody is here right now. Leave your email if you like; we'll reply here.",
+        email: "Email (optional)",
+        name: "Name (optional)",
+        bad_email: "This email address looks incomplete, e.g. name@example.com.",
+        required: "Please fill this in.",
+        bad_number: "Please enter a number.",
+        prechat_title: "Before we start",
+        start: "Start chat",
+        choose: "Choose…",
+        survey_title: "How was this chat?",
+        scores: ["1 of 5: very bad", "2 of 5: bad", "3 of 5: okay", "4 of 5: good", "5 of 5: very good"],
+        comment: "Comment (optional)",
+        submit_rating: "Send rating",
+    },
     cut: "Your message was too long and was cut to 4,000 characters.",
     crashed: "Something went wrong. Please reload the page.",
 };
@@ -187,6 +234,29 @@ static ZH_CN: Strings = Strings {
     joined: ("", " 加入了对话"),
     closed: "对话已结束",
     reopened: "对话已重新开启",
+    rated: ("您为本次对话评了 ", " 分（满分 5 分）"),
+    forms: FormTexts {
+        ask_by_email: "现在没有客服在线。留下您的邮箱，我们会把回复发到邮箱，您也可以在这里继续对话。",
+        ask_in_chat: "现在没有客服在线。您可以留下邮箱（可选），我们会在这里回复您。",
+        email: "邮箱（可选）",
+        name: "姓名（可选）",
+        bad_email: "邮箱地址似乎不完整，例如 name@example.com。",
+        required: "请填写此项。",
+        bad_number: "请输入数字。",
+        prechat_title: "开始之前",
+        start: "开始对话",
+        choose: "请选择…",
+        survey_title: "您对本次对话满意吗？",
+        scores: [
+            "1 分（满分 5）：很差",
+            "2 分（满分 5）：差",
+            "3 分（满分 5）：一般",
+            "4 分（满分 5）：好",
+            "5 分（满分 5）：很好",
+        ],
+        comment: "留言（可选）",
+        submit_rating: "提交评价",
+    },
     cut: "消息太长，已截断为 4000 个字符。",
     crashed: "出错了，请刷新页面。",
 };
@@ -221,6 +291,29 @@ static ZH_TW: Strings = Strings {
     joined: ("", " 加入了對話"),
     closed: "對話已結束",
     reopened: "對話已重新開啟",
+    rated: ("您為這次對話評了 ", " 分（滿分 5 分）"),
+    forms: FormTexts {
+        ask_by_email: "現在沒有客服在線。留下您的電子郵件，我們會把回覆寄到信箱，您也可以在這裡繼續對話。",
+        ask_in_chat: "現在沒有客服在線。您可以留下電子郵件（選填），我們會在這裡回覆您。",
+        email: "電子郵件（選填）",
+        name: "姓名（選填）",
+        bad_email: "電子郵件地址似乎不完整，例如 name@example.com。",
+        required: "請填寫此欄。",
+        bad_number: "請輸入數字。",
+        prechat_title: "開始之前",
+        start: "開始對話",
+        choose: "請選擇…",
+        survey_title: "您對這次對話滿意嗎？",
+        scores: [
+            "1 分（滿分 5）：很差",
+            "2 分（滿分 5）：差",
+            "3 分（滿分 5）：普通",
+            "4 分（滿分 5）：好",
+            "5 分（滿分 5）：很好",
+        ],
+        comment: "留言（選填）",
+        submit_rating: "送出評分",
+    },
     cut: "訊息太長，已截斷為 4000 個字元。",
     crashed: "發生錯誤，請重新整理頁面。",
 };
@@ -294,5 +387,7 @@ mod tests {
         );
         assert_eq!(en.system_line(&ConversationEvent::Closed { by: ann }), "The conversation was closed");
         assert_eq!(Lang::ZhTw.strings().system_line(&ConversationEvent::Reopened { by: None }), "對話已重新開啟");
+        let rated = ConversationEvent::Rated { score: 4, comment: "private to the team".into() };
+        assert_eq!(en.system_line(&rated), "You rated the chat 4 of 5");
     }
 }

@@ -13,6 +13,9 @@
 //! - [`connection`]: the visitor's session, hosted on a WebSocket by the
 //!   shared `kefu-webclient` crate (the only place that touches bytes);
 //!   tells the session what the visitor did and feeds the model.
+//! - [`forms`]: the site's pre-chat form and survey switches as the
+//!   relay wrote them into the page, and the checks of what visitors fill
+//!   in.
 //! - [`persist`]: what survives a reload in `localStorage`: the visitor's
 //!   identity, the outbox, the read mark.
 //! - [`model`]: the chat as plain data (messages, marks, link, typing,
@@ -27,6 +30,7 @@
 pub mod bridge;
 pub mod config;
 pub mod connection;
+pub mod forms;
 pub mod i18n;
 pub mod model;
 pub mod persist;
@@ -52,6 +56,7 @@ pub fn mount() {
         |name| params.as_ref().and_then(|params| params.get(name)),
         browser_lang.as_deref(),
     );
+    config.look = forms::Look::from_page(meta("kefu-look"));
     kefu_webclient::report_panics(config.lang.strings().crashed, "kefu-crash");
     let fragment = location.hash().unwrap_or_default();
     config.identity = config::identity_from_fragment(&fragment);

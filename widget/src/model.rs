@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use kefu_protocol::frame::{
-    Accepted, Author, Availability, Body, ErrorCode, Message, Receipt, ReceiptKind, TypingNotice,
+    Accepted, Author, Availability, Body, ConversationEvent, ErrorCode, Message, Receipt, ReceiptKind, TypingNotice,
 };
 use kefu_protocol::ids::{AgentId, ClientMessageId, Seq, Timestamp, VisitorId};
 use kefu_protocol::session::{LinkState, Millis};
@@ -145,6 +145,14 @@ pub struct Model {
     visible: bool,
     /// For system lines, which the relay sends as events, not text.
     lang: Lang,
+    /// The page said who the visitor is (`setUser`), and with an email.
+    identified: bool,
+    known_email: bool,
+    /// The seq of the "closed" line while the conversation is closed.
+    last_close: Option<Seq>,
+    /// The close the visitor rated last, and whether it rated any.
+    rated_close: Option<Seq>,
+    ever_rated: bool,
 }
 
 impl Model {
@@ -168,6 +176,11 @@ impl Model {
             open,
             visible,
             lang,
+            identified: false,
+            known_email: false,
+            last_close: None,
+            rated_close: None,
+            ever_rated: false,
         }
     }
 
@@ -235,6 +248,11 @@ impl Model {
         {
             self.typing = None;
         }
+        // Before the check for rows on screen: a reload shows the kept
+        // history first, and the replay's events still count.
+        if let Body::Event(event) = &message.body {
+            self.follow_survey(event, message.seq);
+        }
         if self.rows.iter().any(|row| row.seq == Some(message.seq)) {
             return None;
         }
@@ -264,6 +282,27 @@ impl Model {
             }),
         }
         self.is_live(message.seq).then_some(Arrived { sender, text, at: message.sent_at })
+    }
+
+    /// Where the conversation is for the survey: closed (at which line),
+    /// reopened, rated.
+    fn follow_survey(&mut self, event: &ConversationEvent, seq: Seq) {
+        match event {
+            ConversationEvent::Closed { .. } => self.last_close = Some(seq),
+            ConversationEvent::Reopened { .. } => self.last_close = None,
+            ConversationEvent::Rated { .. } => {
+                self.rated_close = self.last_close;
+                self.ever_rated = true;
+            }
+            ConversationEvent::Assigned { .. } | ConversationEvent::Transferred { .. } => {}
+        }
+    }
+
+    /// The page said who the visitor is; with an email, the widget never
+    /// asks for one.
+    pub fn identified(&mut self, email: bool) {
+        self.identified = true;
+        self.known_email |= email;
     }
 
     /// Whether a message is news rather than history shown on load.
@@ -465,6 +504,43 @@ impl Model {
     pub fn after_hours(&self, now: u64) -> Option<Option<u64>> {
         let opens_at = self.out_of_hours?;
         (self.nobody_online() && opens_at.is_none_or(|at| now < at)).then_some(opens_at)
+    }
+
+    /// Nobody can answer now, so the widget asks how to reach the visitor
+    /// (`ui::form`). The one place that decides it. Out of hours the relay
+    /// counts only agents who said Online after the site closed, so
+    /// "nobody online" already covers "out of hours and nobody chose to
+    /// answer".
+    pub fn nobody_available(&self) -> bool {
+        self.nobody_online()
+    }
+
+    /// Whether the relay last said the site is out of its business hours.
+    pub fn is_out_of_hours(&self) -> bool {
+        self.out_of_hours.is_some()
+    }
+
+    /// Whether `setUser` said who the visitor is.
+    pub fn is_identified(&self) -> bool {
+        self.identified
+    }
+
+    /// Whether the visitor's email is known (`setUser` with one).
+    pub fn knows_email(&self) -> bool {
+        self.known_email
+    }
+
+    /// Whether the visitor wrote anything, stored or not.
+    pub fn visitor_wrote(&self) -> bool {
+        self.rows.iter().any(|row| row.sender == Sender::Visitor)
+    }
+
+    /// The close the survey asks about now, if any: the conversation is
+    /// closed, that close is not rated, and (unless the site asks again
+    /// after a reopen) no earlier one was.
+    pub fn survey_due(&self, enabled: bool, ask_again: bool) -> Option<Seq> {
+        let close = self.last_close.filter(|_| enabled)?;
+        (self.rated_close != Some(close) && (ask_again || !self.ever_rated)).then_some(close)
     }
 
     /// The link was up and is down now: messages wait in the outbox.
@@ -826,6 +902,61 @@ mod tests {
         assert_eq!(model.after_hours(u64::MAX), Some(None), "closed with no opening in sight");
         model.availability(&closed(1, Some(Timestamp(1_000))));
         assert_eq!(model.after_hours(0), None, "someone chose to answer anyway");
+    }
+
+    #[test]
+    fn the_survey_asks_once_per_close_and_after_a_reopen_only_if_the_site_says() {
+        use kefu_protocol::frame::AgentRef;
+
+        let ann = || AgentRef { id: AGENT, name: "Ann".into() };
+        let event = |seq, event| {
+            let mut line = message(seq, Author::System, None, "");
+            line.body = Body::Event(event);
+            line
+        };
+        let mut model = model();
+        model.message(&message(1, Author::Visitor(ME), Some(1), "hi"));
+        assert_eq!(model.survey_due(true, false), None, "open");
+        model.message(&event(2, ConversationEvent::Closed { by: ann() }));
+        assert_eq!(model.survey_due(true, false), Some(Seq(2)));
+        assert_eq!(model.survey_due(false, false), None, "the site asks none");
+        model.message(&event(3, ConversationEvent::Rated { score: 4, comment: String::new() }));
+        assert_eq!(model.survey_due(true, true), None, "rated");
+        model.message(&event(4, ConversationEvent::Reopened { by: None }));
+        model.message(&event(5, ConversationEvent::Closed { by: ann() }));
+        assert_eq!(model.survey_due(true, false), None, "asked once per conversation");
+        assert_eq!(model.survey_due(true, true), Some(Seq(5)), "asked again");
+
+        // A reload shows the kept rows, then the replay repeats them.
+        let mut reloaded = Model::new(Lang::En, true, true, Seq::ZERO);
+        reloaded.restore(model.history(10).to_vec());
+        reloaded.welcome(ME);
+        for seq in 1..=3 {
+            let line = match seq {
+                1 => message(1, Author::Visitor(ME), Some(1), "hi"),
+                2 => event(2, ConversationEvent::Closed { by: ann() }),
+                _ => event(3, ConversationEvent::Rated { score: 4, comment: String::new() }),
+            };
+            reloaded.message(&line);
+            if seq == 2 {
+                assert_eq!(reloaded.survey_due(true, false), Some(Seq(2)));
+            }
+        }
+        assert_eq!(reloaded.survey_due(true, false), None);
+    }
+
+    #[test]
+    fn nobody_available_follows_availability_and_identity_knows_the_email() {
+        let mut model = model();
+        assert!(!model.nobody_available());
+        model.availability(&Availability::in_hours(0));
+        assert!(model.nobody_available());
+        assert!(!model.knows_email() && !model.is_identified());
+        model.identified(false);
+        assert!(model.is_identified() && !model.knows_email());
+        model.identified(true);
+        model.identified(false);
+        assert!(model.knows_email(), "a later setUser without one does not forget it");
     }
 
     #[test]

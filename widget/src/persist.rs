@@ -14,7 +14,7 @@
 //! storage, private modes); then nothing survives a reload, and nothing
 //! else changes.
 
-use kefu_protocol::frame::{Body, Identity};
+use kefu_protocol::frame::{Attribute, Body, Identity};
 use kefu_protocol::ids::{ClientMessageId, ConversationId, Seq, SiteKey, Timestamp, VisitorId, VisitorToken};
 
 use crate::model::{Row, RowKey, Sender};
@@ -197,6 +197,20 @@ pub fn merge_outbox(
     merged
 }
 
+/// Attributes as `key US value RS key US value`: the separators are
+/// control characters no form value holds (the relay cuts none either).
+pub fn encode_attributes(set: &[Attribute]) -> String {
+    let pairs: Vec<String> = set.iter().map(|a| format!("{}\u{1f}{}", a.key, a.value)).collect();
+    pairs.join("\u{1e}")
+}
+
+pub fn decode_attributes(text: &str) -> Vec<Attribute> {
+    text.split('\u{1e}')
+        .filter_map(|pair| pair.split_once('\u{1f}'))
+        .map(|(key, value)| Attribute { key: key.to_owned(), value: value.to_owned() })
+        .collect()
+}
+
 /// `localStorage` for one site, or nothing where the browser refuses it.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -249,6 +263,27 @@ impl Store {
         self.set("read", &read.0.to_string());
     }
 
+    /// What the visitor gave in the pre-chat form or the offline ask,
+    /// sent again on every page until its first message is stored (the
+    /// relay holds a new visitor's attributes for one connection only).
+    pub fn form_attributes(&self) -> Vec<Attribute> {
+        self.get("form").map(|text| decode_attributes(&text)).unwrap_or_default()
+    }
+
+    pub fn set_form_attributes(&self, set: &[Attribute]) {
+        if set.is_empty() { self.remove("form") } else { self.set("form", &encode_attributes(set)) }
+    }
+
+    /// Whether the visitor filled in the pre-chat form (`"prechat"`) or
+    /// answered the offline ask (`"contact"`): neither asks twice.
+    pub fn answered(&self, form: &str) -> bool {
+        self.get(&format!("answered-{form}")).is_some()
+    }
+
+    pub fn set_answered(&self, form: &str) {
+        self.set(&format!("answered-{form}"), "1");
+    }
+
     fn get(&self, key: &str) -> Option<String> {
         self.storage.as_ref()?.get_item(&format!("{}{key}", self.prefix)).ok().flatten()
     }
@@ -286,6 +321,16 @@ mod tests {
             conversation: conversation.map(ConversationId),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn form_attributes_survive_as_written() {
+        let set = vec![
+            Attribute { key: "email".into(), value: "a@b.co".into() },
+            Attribute { key: "form.note".into(), value: "line one\nline two, with = and ;".into() },
+        ];
+        assert_eq!(decode_attributes(&encode_attributes(&set)), set);
+        assert!(decode_attributes("").is_empty());
     }
 
     #[test]

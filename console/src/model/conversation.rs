@@ -242,5 +242,9 @@ pub fn system_text(event: &ConversationEvent) -> String {
         ConversationEvent::Closed { by } => format!("Closed by {}", by.name),
         ConversationEvent::Reopened { by: Some(by) } => format!("Reopened by {}", by.name),
         ConversationEvent::Reopened { by: None } => "Reopened by the visitor".to_owned(),
+        ConversationEvent::Rated { score, comment } if comment.is_empty() => {
+            format!("The visitor rated the chat {score} of 5")
+        }
+        ConversationEvent::Rated { score, comment } => format!("The visitor rated the chat {score} of 5: “{comment}”"),
     }
 }

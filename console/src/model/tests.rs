@@ -177,6 +177,10 @@ fn notes_and_system_lines_are_kept_apart_from_messages() {
         "Ann took the chat"
     );
     assert_eq!(system_text(&ConversationEvent::Assigned { to: ann.clone(), by: None }), "Assigned to Ann");
+    assert_eq!(
+        system_text(&ConversationEvent::Rated { score: 4, comment: "quick".into() }),
+        "The visitor rated the chat 4 of 5: “quick”"
+    );
     assert_eq!(system_text(&ConversationEvent::Closed { by: ann }), "Closed by Ann");
 }
 

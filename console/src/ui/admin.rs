@@ -182,6 +182,7 @@ pub fn SitePage() -> impl IntoView {
             {move || site.get().map(|found| view! { <SiteForm site=found notice /> })}
             <super::mail::MailPanels />
             <super::hours::HoursForm notice />
+            <super::forms::FormsEditor notice />
         </AdminPage>
     }
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod composer;
 pub mod conversation;
+pub mod forms;
 pub mod hours;
 pub mod list;
 pub mod login;

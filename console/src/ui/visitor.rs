@@ -31,6 +31,13 @@ pub fn VisitorPanel() -> impl IntoView {
         })
     });
     let details = RwSignal::new(None::<(VisitorId, VisitorDetails)>);
+    // The pre-chat form's labels, to name what visitors filled in.
+    let labels = RwSignal::new(Vec::<(String, String)>::new());
+    spawn_local(async move {
+        if let Ok(forms) = api::forms().await {
+            labels.try_set(forms.prechat.fields.iter().map(|f| (f.attribute(), f.label.clone())).collect());
+        }
+    });
     Effect::new(move |_| {
         let Some((visitor, _, _)) = wanted.get() else {
             return;
@@ -60,7 +67,7 @@ pub fn VisitorPanel() -> impl IntoView {
                     // until it comes.
                     let fetched = details.with(|d| d.as_ref().filter(|d| d.0 == visitor).map(|d| d.1.profile.clone()));
                     let more = Memo::new(move |_| details.with(|d| d.as_ref().filter(|d| d.0 == visitor).map(|d| d.1.clone())));
-                    view! { <Card visitor name profile=live.or(fetched) more /> }.into_any()
+                    view! { <Card visitor name profile=live.or(fetched) more labels /> }.into_any()
                 }
             }}
         </aside>
@@ -73,6 +80,7 @@ fn Card(
     name: String,
     profile: Option<VisitorProfile>,
     more: Memo<Option<VisitorDetails>>,
+    labels: RwSignal<Vec<(String, String)>>,
 ) -> impl IntoView {
     let ctx = Ctx::get();
     let p = profile;
@@ -83,7 +91,9 @@ fn Card(
     let user_id = p.as_ref().and_then(|p| p.user_id.clone());
     let page = p.as_ref().and_then(|p| p.page.clone());
     let since = p.as_ref().and_then(|p| p.page_since);
-    let attributes = p.map(|p| p.attributes).unwrap_or_default();
+    // What the widget's forms asked is the visitor's word, shown apart.
+    let (given, attributes): (Vec<_>, Vec<_>) =
+        p.map(|p| p.attributes).unwrap_or_default().into_iter().partition(|a| is_form_value(&a.key));
     let initial = name.chars().next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
     let selected = ctx.model.with_untracked(|m| m.selected());
     view! {
@@ -152,6 +162,18 @@ fn Card(
                 </div>
             }
         })}
+        {(!given.is_empty()).then(|| view! {
+            <div class="card form-values">
+                <h3>"From the chat form "<span class="tag anonymous" title="Typed by the visitor; nobody checked it">"Unverified"</span></h3>
+                <dl class="facts">
+                    {given.into_iter().map(|a| {
+                        let key = a.key.clone();
+                        let label = move || labels.with(|l| form_label(l, &key));
+                        view! { <dt>{label}</dt><dd class="wrap">{a.value}</dd> }
+                    }).collect_view()}
+                </dl>
+            </div>
+        })}
         <div class="card">
             <h3>"Attributes"</h3>
             {if attributes.is_empty() {
@@ -194,5 +216,25 @@ fn Card(
                 </div>
             }
         })}
+    }
+}
+
+/// Whether an attribute is one the widget's forms set: the built-in
+/// fields, and the site's own under `form.`.
+fn is_form_value(key: &str) -> bool {
+    matches!(key, "name" | "email" | "phone") || key.starts_with("form.")
+}
+
+/// What to call a form value: its field's label, else a plain name.
+fn form_label(labels: &[(String, String)], key: &str) -> String {
+    if let Some((_, label)) = labels.iter().find(|(attribute, _)| attribute == key) {
+        return label.clone();
+    }
+    match key {
+        "name" => "Name".into(),
+        "email" => "Email".into(),
+        "phone" => "Phone".into(),
+        "form.consent" => "Agreed to the privacy text".into(),
+        other => other.trim_start_matches("form.").to_owned(),
     }
 }

@@ -10,6 +10,7 @@ mod heartbeat;
 mod hello;
 mod message;
 mod receipt;
+mod survey;
 mod team;
 mod typing;
 mod visitor;
@@ -22,6 +23,7 @@ pub use heartbeat::{Ping, Pong};
 pub use hello::{Credentials, Cursor, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome};
 pub use message::{Accepted, Author, Body, Deferred, Message, Rejected, Send};
 pub use receipt::{Ack, Receipt, ReceiptKind};
+pub use survey::Rate;
 pub use team::{AgentRef, AgentStatus, Change, ConversationEvent, Presence, Roster, TeamMember, Update};
 pub use typing::{Typing, TypingNotice};
 pub use visitor::{Attribute, Attributes, Availability, Identify, Visit, VisitorProfile};
@@ -41,6 +43,7 @@ pub enum ClientFrame {
     Attributes(Attributes),
     Update(Update),
     Status(AgentStatus),
+    Rate(Rate),
 }
 
 /// Everything the relay sends.

@@ -85,4 +85,7 @@ pub enum ConversationEvent {
     /// Opened again by an agent, or (with `by: None`) by the visitor
     /// writing into a closed conversation.
     Reopened { by: Option<AgentRef> },
+    /// The visitor rated the chat after it was closed (the satisfaction
+    /// survey): `score` 1 to 5, `comment` possibly empty.
+    Rated { score: u8, comment: String },
 }

@@ -46,7 +46,7 @@ use crate::frame::{
     ServerFrame, Typing, TypingNotice, Welcome,
 };
 use crate::frame::{
-    AgentStatus, Attribute, Attributes, Availability, Change, Identify, Roster, Update, Visit, VisitorProfile,
+    AgentStatus, Attribute, Attributes, Availability, Change, Identify, Rate, Roster, Update, Visit, VisitorProfile,
 };
 use crate::ids::{ClientMessageId, ConversationId, Seq};
 
@@ -550,6 +550,14 @@ impl Session {
     /// arrives as a `Conversation` update, or an `Error` with `Conflict`.
     pub fn update(&mut self, conversation: ConversationId, change: Change) -> Vec<Action> {
         let frame = ClientFrame::Update(Update { conversation, change });
+        if self.fits(&frame) { self.transmit_if_live(frame) } else { Vec::new() }
+    }
+
+    /// The visitor rates a closed conversation (the satisfaction survey).
+    /// Sent only if live, never queued: the relay's `Rated` line is the
+    /// answer, and a visitor without it can press again.
+    pub fn rate(&mut self, conversation: ConversationId, score: u8, comment: String) -> Vec<Action> {
+        let frame = ClientFrame::Rate(Rate { conversation, score, comment });
         if self.fits(&frame) { self.transmit_if_live(frame) } else { Vec::new() }
     }
 

@@ -9,6 +9,7 @@
 //! - [`site`]: the caller's site and its widget settings; the widget's
 //!   public look.
 //! - [`hours`]: the site's business hours.
+//! - [`forms`]: the widget's pre-chat form and satisfaction survey.
 //! - [`agents`]: an admin's list of agents, creating and changing them.
 //! - [`owner`]: the deployment's owners: every site, making sites, and
 //!   stepping into one.
@@ -32,6 +33,7 @@
 pub mod agents;
 pub mod canned;
 pub mod extract;
+pub mod forms;
 pub mod health;
 pub mod history;
 pub mod hours;
@@ -62,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/me", get(session::me))
         .route("/api/site", get(site::show).put(site::update))
         .route("/api/site/hours", get(hours::show).put(hours::update))
+        .route("/api/site/forms", get(forms::show).put(forms::update))
         .route("/api/site/identity-secret", post(site::rotate_identity_secret))
         .route("/api/site/mail", get(mail::show).put(mail::update))
         .route("/api/mail/outbox", get(mail::outbox))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::{Admin, CurrentAgent, Json, Path};
 use crate::error::Error;
 use crate::state::AppState;
-use crate::store::{Role, Site, SiteSettings, SiteUpdate, WidgetPosition};
+use crate::store::{PrechatForm, Role, Site, SiteSettings, SiteUpdate, Survey, WidgetPosition};
 
 /// Longest site name.
 const MAX_NAME_CHARS: usize = 100;
@@ -62,6 +62,13 @@ pub struct WidgetLook {
     pub next_closing: Option<u64>,
     /// Out of hours the site takes no chats, only the offline form.
     pub offline_form_only: bool,
+    /// The pre-chat form (`when: "never"` for none).
+    pub prechat: PrechatForm,
+    /// The satisfaction survey after an agent closes the chat.
+    pub survey: Survey,
+    /// This relay can send email: the offline ask promises the answer by
+    /// email, not only in the chat.
+    pub email_follow_up: bool,
 }
 
 /// `GET /api/site`: the caller's site, with its identity secret for admins.
@@ -109,10 +116,17 @@ pub async fn rotate_identity_secret(
 pub async fn widget(State(state): State<AppState>, Path(key): Path<String>) -> Result<axum::Json<WidgetLook>, Error> {
     let key = SiteKey::new(key).map_err(|_| Error::NotFound)?;
     let site = state.store.site_by_key(&key).await?.ok_or(Error::NotFound)?;
-    let settings = state.store.site_settings(site.id).await?;
-    let hours = state.store.site_hours(site.id).await?;
+    Ok(axum::Json(look(&state, site.id).await?))
+}
+
+/// What the widget of `site` needs before it connects; also written into
+/// the widget's page (`web::framing`), so the widget does not wait for it.
+pub async fn look(state: &AppState, site: SiteId) -> Result<WidgetLook, crate::store::Error> {
+    let settings = state.store.site_settings(site).await?;
+    let hours = state.store.site_hours(site).await?;
     let openings = super::hours::openings(&hours);
-    Ok(axum::Json(WidgetLook {
+    let forms = state.store.site_forms(site).await?;
+    Ok(WidgetLook {
         color: settings.color,
         greeting: settings.greeting,
         position: settings.position.as_str().to_owned(),
@@ -121,7 +135,10 @@ pub async fn widget(State(state): State<AppState>, Path(key): Path<String>) -> R
         next_opening: openings.next_opening.map(crate::hours::millis),
         next_closing: openings.next_closing.map(crate::hours::millis),
         offline_form_only: hours.enabled && hours.offline_form_only,
-    }))
+        prechat: forms.prechat,
+        survey: forms.survey,
+        email_follow_up: state.mail_enabled(),
+    })
 }
 
 fn view(site: Site, settings: SiteSettings, identity_secret: Option<String>) -> SiteView {

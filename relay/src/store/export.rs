@@ -7,22 +7,24 @@
 //! A gzip-compressed file of JSON Lines: UTF-8, one JSON object per line.
 //!
 //! 1. The header:
-//!    `{"kefu_export":2,"site":"KEY","exported_at":MS,"relay_version":"0.1.0","schema_version":11}`.
+//!    `{"kefu_export":2,"site":"KEY","exported_at":MS,"relay_version":"0.1.0","schema_version":14}`.
 //!    `kefu_export` is the format's version ([`EXPORT_VERSION`]); a reader
 //!    refuses one it does not know. Any change to what a file holds is a
 //!    new version, so a reader also refuses a field it does not know
-//!    rather than drop it. Version 2 added `site_hours`; a version 1 file
-//!    (without it) still reads.
+//!    rather than drop it. Version 2 added `site_hours`, `site_forms` and
+//!    `conversation_ratings`; a version 1 file (without them) still reads.
 //! 2. One line per row, `{"table":"NAME","row":{...}}`, a row's fields
 //!    being its table's columns, parents before children, in this order:
 //!    `sites` (exactly one: key, name, widget settings), `site_secrets`
 //!    (the identity secret, and the previous one in its grace period),
 //!    `visitor_token_keys`, `agents` (with their password hashes, so they
 //!    log in as before), `canned_replies`, `site_hours` (none if the site
-//!    never set business hours; the calendar as JSON), `visitors`, `moved_visitors`
+//!    never set business hours; the calendar as JSON), `site_forms` (the
+//!    pre-chat form as JSON, the survey switches), `visitors`, `moved_visitors`
 //!    (visitors this site brought from a server before), `visitor_profiles`,
 //!    `visits`, `conversations` (with receipt marks, assignee, queue time),
-//!    `messages` (every one, by conversation, then seq). Numbers are JSON
+//!    `messages` (every one, by conversation, then seq),
+//!    `conversation_ratings` (satisfaction ratings, by close). Numbers are JSON
 //!    numbers, flags booleans, times milliseconds since 1970 (seconds for
 //!    `previous_until`), a message's `client_id` 32 hex digits or null.
 //! 3. The trailer, `{"end":{"rows":N}}`, N the number of row lines: a file
@@ -184,6 +186,8 @@ enum Row {
     CannedReply(CannedReplyRow),
     #[serde(rename = "site_hours")]
     SiteHours(SiteHoursRow),
+    #[serde(rename = "site_forms")]
+    SiteForms(SiteFormsRow),
     #[serde(rename = "visitors")]
     Visitor(VisitorRow),
     #[serde(rename = "moved_visitors")]
@@ -196,6 +200,8 @@ enum Row {
     Conversation(ConversationRow),
     #[serde(rename = "messages")]
     Message(MessageRow),
+    #[serde(rename = "conversation_ratings")]
+    Rating(RatingRow),
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow)]
@@ -256,6 +262,26 @@ struct SiteHoursRow {
     calendar: String,
     offline_form_only: Flag,
     updated_at: Unsigned,
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct SiteFormsRow {
+    /// The pre-chat form's JSON, as the store keeps it.
+    prechat: String,
+    survey_enabled: Flag,
+    survey_ask_again: Flag,
+    updated_at: Unsigned,
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct RatingRow {
+    conversation_id: Unsigned,
+    closed_seq: Unsigned,
+    score: Unsigned,
+    comment: String,
+    rated_at: Unsigned,
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow)]
@@ -365,6 +391,10 @@ const AGENTS_SQL: &str = "SELECT id, email, name, password_hash, role, created_a
 const CANNED_REPLIES_SQL: &str = "SELECT shortcut, text, created_at FROM canned_replies WHERE site_id = $1 ORDER BY id";
 const SITE_HOURS_SQL: &str =
     "SELECT enabled, calendar, offline_form_only, updated_at FROM site_hours WHERE site_id = $1";
+const SITE_FORMS_SQL: &str =
+    "SELECT prechat, survey_enabled, survey_ask_again, updated_at FROM site_forms WHERE site_id = $1";
+const RATINGS_SQL: &str = "SELECT conversation_id, closed_seq, score, comment, rated_at FROM conversation_ratings \
+     WHERE site_id = $1 ORDER BY conversation_id, closed_seq";
 const VISITORS_SQL: &str = "SELECT id, token_hash, created_at, last_seen_at, user_agent, language FROM visitors WHERE site_id = $1 ORDER BY id";
 const MOVED_VISITORS_SQL: &str = "SELECT old_site_id, old_visitor_id, old_token_key, visitor_id FROM moved_visitors \
      WHERE site_id = $1 ORDER BY visitor_id, old_site_id, old_visitor_id";
@@ -482,12 +512,14 @@ impl Store {
         let agents = dump(tx, AGENTS_SQL, site, &mut out, Row::Agent).await?;
         dump(tx, CANNED_REPLIES_SQL, site, &mut out, Row::CannedReply).await?;
         dump(tx, SITE_HOURS_SQL, site, &mut out, Row::SiteHours).await?;
+        dump(tx, SITE_FORMS_SQL, site, &mut out, Row::SiteForms).await?;
         let visitors = dump(tx, VISITORS_SQL, site, &mut out, Row::Visitor).await?;
         dump(tx, MOVED_VISITORS_SQL, site, &mut out, Row::MovedVisitor).await?;
         dump(tx, VISITOR_PROFILES_SQL, site, &mut out, Row::VisitorProfile).await?;
         dump(tx, VISITS_SQL, site, &mut out, Row::Visit).await?;
         let conversations = dump(tx, CONVERSATIONS_SQL, site, &mut out, Row::Conversation).await?;
         let messages = dump(tx, MESSAGES_SQL, site, &mut out, Row::Message).await?;
+        dump(tx, RATINGS_SQL, site, &mut out, Row::Rating).await?;
         let rows = out.rows;
         out.line(&End { end: Count { rows } })?;
         out.finish()?;
@@ -768,6 +800,35 @@ impl Import {
                 .await
                 .map_err(|error| refusal(error, "site_hours row"))?;
             }
+            Row::SiteForms(row) => {
+                sqlx::query(
+                    "INSERT INTO site_forms (site_id, prechat, survey_enabled, survey_ask_again, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(site)
+                .bind(row.prechat)
+                .bind(row.survey_enabled.0)
+                .bind(row.survey_ask_again.0)
+                .bind(int(row.updated_at.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| refusal(error, "the site's forms"))?;
+            }
+            Row::Rating(row) => {
+                sqlx::query(
+                    "INSERT INTO conversation_ratings (site_id, conversation_id, closed_seq, score, comment, rated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(site)
+                .bind(int(self.conversation(row.conversation_id.0)?))
+                .bind(int(row.closed_seq.0))
+                .bind(int(row.score.0))
+                .bind(row.comment)
+                .bind(int(row.rated_at.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| refusal(error, "a rating of one close"))?;
+            }
             Row::Visitor(row) => {
                 let id = next_id(tx, "visitors").await?;
                 sqlx::query(
@@ -913,6 +974,7 @@ impl Import {
                 ConversationEvent::Transferred { from, to } => vec![from, to],
                 ConversationEvent::Closed { by } => vec![by],
                 ConversationEvent::Reopened { by } => by.as_mut().into_iter().collect(),
+                ConversationEvent::Rated { .. } => Vec::new(),
             };
             for agent in &mut refs {
                 agent.id.0 = self.agent(agent.id.0)?;
@@ -1018,12 +1080,15 @@ mod tests {
     use std::collections::HashMap;
 
     use kefu_protocol::frame::{AgentRef, Attribute, Author, Body, ConversationEvent, Message, ReceiptKind, Visit};
-    use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteKey, VisitorId};
+    use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, Seq, SiteKey, Timestamp, VisitorId};
 
     use super::*;
     use crate::store::console::ConversationPage;
     use crate::store::tests::{TestDb, on_both_backends};
-    use crate::store::{Backend, Identity, NewMessage, Role, SiteHours, SiteUpdate, WidgetPosition};
+    use crate::store::{
+        Backend, FieldKind, FormField, FormWhen, Identity, NewMessage, Rating, Role, SiteForms, SiteHours, SiteUpdate,
+        Survey, WidgetPosition,
+    };
 
     fn key(value: &str) -> SiteKey {
         SiteKey::new(value).unwrap()
@@ -1066,6 +1131,13 @@ mod tests {
         for reply in store.canned_replies(site).await.unwrap() {
             out.push(format!("canned /{} {:?}", reply.shortcut, reply.text));
         }
+        out.push(format!("forms {:?}", store.site_forms(site).await.unwrap()));
+        for rating in store.ratings(site).await.unwrap() {
+            out.push(format!(
+                "rating of #{} {} {:?} at {}",
+                rating.closed.0, rating.score, rating.comment, rating.at.0
+            ));
+        }
         let page = ConversationPage { status: None, before: None, before_id: None, limit: 100 };
         let mut visitors: Vec<VisitorId> = Vec::new();
         for summary in store.conversation_page(site, &page).await.unwrap() {
@@ -1087,6 +1159,7 @@ mod tests {
                             ConversationEvent::Transferred { from, to } => vec![from, to],
                             ConversationEvent::Closed { by } => vec![by],
                             ConversationEvent::Reopened { by } => by.as_mut().into_iter().collect(),
+                            ConversationEvent::Rated { .. } => Vec::new(),
                         };
                         let names: Vec<String> = refs
                             .into_iter()
@@ -1159,6 +1232,17 @@ mod tests {
         )
         .unwrap();
         store.set_site_hours(site.id, &SiteHours { enabled: true, calendar, offline_form_only: true }).await.unwrap();
+        let mut forms = SiteForms::default();
+        forms.prechat.when = FormWhen::OutOfHours;
+        forms.prechat.consent = Some("We keep what you write for a year.".into());
+        forms.prechat.fields.push(FormField {
+            key: "plan".into(),
+            label: "Plan".into(),
+            kind: FieldKind::Select { options: vec!["Free".into(), "Pro".into()] },
+            required: true,
+        });
+        forms.survey = Survey { enabled: true, ask_again: true };
+        store.set_site_forms(site.id, &forms).await.unwrap();
         store.rotate_identity_secret(site.id).await.unwrap();
         store.visitor_token_key(site.id).await.unwrap();
         for n in 0..visitors {
@@ -1191,6 +1275,13 @@ mod tests {
                 store.close_conversation(site.id, conversation).await.unwrap().unwrap();
                 let closed = ConversationEvent::Closed { by: AgentRef { id: admin.id, name: "Boss".into() } };
                 say(store, site.id, conversation, Author::System, Body::Event(closed), 0).await;
+                if n == 0 {
+                    let at = Timestamp(1_700_000_000_000);
+                    let rating = Rating { conversation, closed: Seq(5), score: 4, comment: "quick".into(), at };
+                    assert!(store.rate_conversation(site.id, &rating, true).await.unwrap());
+                    let rated = ConversationEvent::Rated { score: 4, comment: "quick".into() };
+                    say(store, site.id, conversation, Author::System, Body::Event(rated), 0).await;
+                }
             } else {
                 say(store, site.id, conversation, Author::Visitor(visitor), text("still there?"), 2).await;
             }
@@ -1209,7 +1300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("shop.kefu");
         let exported = source.export_site(&key("shop"), &file).await.unwrap();
-        assert_eq!((exported.agents, exported.visitors, exported.conversations, exported.messages), (2, 3, 3, 15));
+        assert_eq!((exported.agents, exported.visitors, exported.conversations, exported.messages), (2, 3, 3, 16));
         assert!(!dir.path().join("shop.kefu.partial").exists());
         assert!(matches!(source.export_site(&key("shop"), &file).await, Err(ExportError::Exists(_))));
 
@@ -1221,7 +1312,7 @@ mod tests {
         let home_before = view(&target, home.id).await;
         let imported = target.import_site(&file, None).await.unwrap();
         assert_ne!(imported.site.id, shop.id);
-        assert_eq!((imported.agents, imported.visitors, imported.conversations, imported.messages), (2, 3, 3, 15));
+        assert_eq!((imported.agents, imported.visitors, imported.conversations, imported.messages), (2, 3, 3, 16));
         assert_eq!(view(&target, imported.site.id).await, before_export);
         assert_eq!(view(&target, home.id).await, home_before, "the target's own site is untouched");
         assert_eq!(view(&source, shop.id).await, before_export, "the export changes nothing");

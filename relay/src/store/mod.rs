@@ -11,6 +11,8 @@
 //! - `team`: the agents as assignment sees them (status, capacity, load).
 //! - `canned`: canned replies.
 //! - `hours`: business hours per site.
+//! - `forms`: the widget's pre-chat form and survey switches per site,
+//!   and visitors' ratings.
 //! - `conversations`: visitors, conversations (queue, assignment, close and
 //!   reopen) and receipt marks.
 //! - `ids`: visitor and conversation ids handed out before their rows
@@ -68,6 +70,7 @@ mod canned;
 mod console;
 mod conversations;
 mod export;
+mod forms;
 mod hours;
 mod ids;
 mod mail;
@@ -105,8 +108,9 @@ pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
 pub use conversations::NewVisitor;
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
-pub use mail::{MailId, MailOutcome, MailStatus, NewMail, OnDuplicate, OutboxMail, SiteMailSettings};
+pub use forms::{FieldKind, FormField, FormWhen, PrechatForm, Rating, SiteForms, Survey};
 pub use hours::SiteHours;
+pub use mail::{MailId, MailOutcome, MailStatus, NewMail, OnDuplicate, OutboxMail, SiteMailSettings};
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;

@@ -163,7 +163,8 @@ async fn serve(
     else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let mut response = fill(&template, &decision).into_response();
+    let look = widget_look(state, decision.site.as_ref()).await;
+    let mut response = fill(&template, &decision, look.as_deref()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(super::REVALIDATE));
@@ -175,15 +176,30 @@ async fn serve(
     response
 }
 
-/// The page with the decision written where [`PAGE_MARK`] is.
-fn fill(template: &str, decision: &Decision) -> String {
+/// The site's widget look (`GET /api/widget/{key}`) as JSON, for the
+/// page: the widget knows its forms without a second request. `None` for
+/// no site, or when the store cannot say (the widget then shows none).
+async fn widget_look(state: &AppState, key: Option<&SiteKey>) -> Option<String> {
+    let site = state.store.site_by_key(key?).await.ok()??;
+    let look = crate::http::site::look(state, site.id).await;
+    look.inspect_err(|error| tracing::warn!(%error, "could not read the site's widget forms"))
+        .ok()
+        .and_then(|look| serde_json::to_string(&look).ok())
+}
+
+/// The page with the decision (and the site's look, if known) written
+/// where [`PAGE_MARK`] is.
+fn fill(template: &str, decision: &Decision, look: Option<&str>) -> String {
     let site = decision.site.as_ref().map_or("", SiteKey::as_str);
     let parent = decision.post_to.as_deref().unwrap_or("");
-    let meta = format!(
+    let mut meta = format!(
         "<meta name=\"kefu-site\" content=\"{}\"><meta name=\"kefu-parent\" content=\"{}\">",
         attribute(site),
         attribute(parent)
     );
+    if let Some(look) = look {
+        meta.push_str(&format!("<meta name=\"kefu-look\" content=\"{}\">", attribute(look)));
+    }
     template.replacen(PAGE_MARK, &meta, 1)
 }
 
@@ -310,7 +326,7 @@ mod tests {
             framing: Framing::Anyone,
             post_to: Some("https://a\"<b>".into()),
         };
-        let page = fill("<head><!-- kefu:page --></head>", &decision);
+        let page = fill("<head><!-- kefu:page --></head>", &decision, None);
         assert_eq!(
             page,
             "<head><meta name=\"kefu-site\" content=\"demo\"><meta name=\"kefu-parent\" content=\"https://a&quot;&lt;b&gt;\"></head>"

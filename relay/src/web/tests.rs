@@ -171,7 +171,11 @@ async fn web_widget_page_is_revalidated_and_framable_from_anywhere() {
         assert_eq!(page.status, 200, "{target}");
         assert_eq!(
             String::from_utf8_lossy(&page.body),
-            "<!doctype html><head><meta name=\"kefu-site\" content=\"demo\"><meta name=\"kefu-parent\" content=\"\"><title>widget</title>"
+            "<!doctype html><head><meta name=\"kefu-site\" content=\"demo\"><meta name=\"kefu-parent\" content=\"\">\
+             <meta name=\"kefu-look\" content=\"{&quot;color&quot;:&quot;#2563eb&quot;,&quot;greeting&quot;:&quot;&quot;,\
+             &quot;position&quot;:&quot;right&quot;,&quot;prechat&quot;:{&quot;when&quot;:&quot;never&quot;,&quot;fields&quot;:[],\
+             &quot;consent&quot;:null},&quot;survey&quot;:{&quot;enabled&quot;:false,&quot;ask_again&quot;:false},\
+             &quot;email_follow_up&quot;:false}\"><title>widget</title>"
         );
         assert!(page.header("content-type").unwrap().starts_with("text/html"));
         assert_eq!(page.header("cache-control"), Some("no-cache"));

@@ -26,6 +26,7 @@ const MAX_HEIGHT_PX: i32 = 132;
 #[component]
 pub fn Composer() -> impl IntoView {
     let ctx = Ctx::get();
+    let forms = super::form::Forms::get();
     let text = ctx.text;
     let draft = RwSignal::new(String::new());
     // Shows while the box holds a paste cut to the limit.
@@ -40,7 +41,7 @@ pub fn Composer() -> impl IntoView {
 
     let submit = move || {
         let message = draft.get_untracked();
-        if message.trim().is_empty() {
+        if message.trim().is_empty() || !forms.before_send(ctx) {
             return;
         }
         typist.stop();

@@ -2,9 +2,11 @@
 //! through the [`Connection`]; none keeps chat state of its own.
 
 pub mod composer;
+pub mod form;
 pub mod header;
 pub mod icons;
 pub mod messages;
+pub mod survey;
 
 use leptos::ev;
 use leptos::html::Textarea;
@@ -19,8 +21,10 @@ use crate::i18n::Strings;
 use crate::model::Model;
 
 use composer::Composer;
+use form::{ContactAsk, Forms, PrechatForm};
 use header::{Banner, Header};
 use messages::MessageList;
+use survey::Survey;
 
 /// What every component reaches through context. Copy: all handles.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +116,9 @@ pub fn App(config: Config) -> impl IntoView {
     if let Some(token) = config.identity.clone() {
         obey(ctx, bridge::signed_user(token));
     }
+    let forms = Forms::provide(ctx, config.look.clone());
+    let prechat = Memo::new(move |_| forms.prechat_due(ctx));
+    let contact = Memo::new(move |_| forms.contact_due(ctx));
 
     let style = format!("--kefu-brand:{};--kefu-on-brand:{}", config.brand.css(), config.brand.text_css());
     let class = if config.embed { "kefu kefu-embed" } else { "kefu kefu-page" };
@@ -120,7 +127,15 @@ pub fn App(config: Config) -> impl IntoView {
             <Header />
             <Banner />
             <MessageList />
-            <Composer />
+            <Survey />
+            {move || match prechat.get() {
+                true => view! { <PrechatForm /> }.into_any(),
+                false => view! {
+                    {move || contact.get().then(|| view! { <ContactAsk /> })}
+                    <Composer />
+                }
+                .into_any(),
+            }}
         </div>
     }
 }
@@ -189,7 +204,11 @@ fn obey(ctx: Ctx, inbound: Inbound) {
     match inbound {
         Inbound::Open => ctx.set_open(true),
         Inbound::Close => ctx.set_open(false),
-        Inbound::SetUser(identify) => ctx.connection(|c| c.with_session(|s| s.identify(identify))),
+        Inbound::SetUser(identify) => {
+            let email = identify.email.is_some();
+            ctx.model.update(|model| model.identified(email));
+            ctx.connection(|c| c.with_session(|s| s.identify(identify)));
+        }
         Inbound::SetAttributes(set) => ctx.connection(|c| c.with_session(|s| s.set_attributes(set))),
         Inbound::Page(visit) => ctx.connection(|c| c.with_session(|s| s.visit(visit))),
     }

@@ -475,6 +475,7 @@ impl Connection {
             ClientFrame::Attributes(attributes) => self.on_attributes(attributes).await,
             ClientFrame::Update(update) => self.on_update(update).await,
             ClientFrame::Status(status) => self.on_status(status).await,
+            ClientFrame::Rate(rate) => self.on_rate(rate).await,
             ClientFrame::Hello(_) => Err(End::protocol(ErrorCode::HelloExpected, "hello was already said")),
         }
     }

@@ -1,14 +1,16 @@
-//! What a visitor reports of itself: pages, identity, attributes.
+//! What a visitor reports of itself: pages, identity, attributes, and its
+//! rating of a closed chat.
 
 use kefu_protocol::ServerFrame;
 use kefu_protocol::codec::clip_bytes;
-use kefu_protocol::frame::{Attribute, Attributes, ErrorCode, ErrorFrame, Identify, Visit};
+use kefu_protocol::frame::{Attribute, Attributes, ErrorCode, ErrorFrame, Identify, Rate, Visit};
 use kefu_protocol::ids::{SiteId, VisitorId};
 
 use super::{Connection, End, Peer, handshake};
 use crate::hub::Audience;
 use crate::identity;
 use crate::store;
+use crate::survey;
 
 /// What the relay keeps of visitor-reported text; longer values are cut
 /// (at a character boundary), not refused: a long URL is no attack.
@@ -214,5 +216,17 @@ impl Connection {
         }
         self.state.store.set_visitor_attributes(site, visitor, &set).await.map_err(|e| End::store(&e))?;
         self.publish_profile(visitor, site).await
+    }
+
+    /// The visitor rates its closed chat; a refusal is told to it.
+    pub(super) async fn on_rate(&mut self, rate: Rate) -> Result<(), End> {
+        let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
+        let outcome = survey::rate(&self.state, site, visitor, rate).await.map_err(|e| End::store(&e))?;
+        let (code, text) = match outcome {
+            Ok(()) => return Ok(()),
+            Err(survey::Refusal::Invalid(text) | survey::Refusal::Forbidden(text)) => (ErrorCode::Forbidden, text),
+            Err(survey::Refusal::Rated) => (ErrorCode::Conflict, "this chat was rated already".into()),
+        };
+        self.write(&ServerFrame::Error(ErrorFrame { code, text, reconnect: true })).await
     }
 }
