@@ -29,6 +29,8 @@
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
 //!   admin's agents, site settings and canned replies, history and the
 //!   visitor panel for the console, `/healthz` and `/readyz`.
+//! - [`follow_up`]: email follow-up for visitors who left: the mails'
+//!   text, their signed resume and unsubscribe links.
 //! - [`limits`]: rate limits per address (connects, logins) and per socket.
 //! - [`metrics`]: the Prometheus metrics and `/metrics`. Everything above
 //!   counts into it; it knows none of them (the store reports through an
@@ -47,6 +49,7 @@ pub mod cluster;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
+pub mod follow_up;
 pub mod http;
 pub mod hub;
 pub mod identity;

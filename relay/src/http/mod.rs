@@ -14,6 +14,8 @@
 //! - [`canned`]: canned replies.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
+//! - [`follow_up`]: the unsubscribe link of follow-up mail, and a site's
+//!   batch delay.
 //! - [`health`]: `/healthz` and `/readyz`, for whoever runs the relay.
 //! - [`extract`]: who a request is from ([`CurrentAgent`], [`Admin`]:
 //!   a bearer token or the session cookie with its CSRF token), and
@@ -30,6 +32,7 @@
 pub mod agents;
 pub mod canned;
 pub mod extract;
+pub mod follow_up;
 pub mod health;
 pub mod history;
 pub mod login;
@@ -58,7 +61,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/me", get(session::me))
         .route("/api/site", get(site::show).put(site::update))
         .route("/api/site/identity-secret", post(site::rotate_identity_secret))
+        .route("/api/site/follow-up", get(follow_up::show).put(follow_up::update))
         .route("/api/widget/{site_key}", get(site::widget))
+        .route("/api/unsubscribe", get(follow_up::confirm).post(follow_up::unsubscribe))
         .route("/api/agents", get(agents::list).post(agents::create))
         .route("/api/agents/{id}", patch(agents::update))
         .route("/api/canned", get(canned::list).post(canned::create))

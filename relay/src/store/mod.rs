@@ -18,6 +18,8 @@
 //!   visitor panel.
 //! - `visitors`: visitor profiles, visits, identity secrets.
 //! - `messages`: appending and reading messages.
+//! - `follow_up`: email follow-up: batch delays, unsubscribed visitors,
+//!   how far a conversation was mailed, a visitor's address.
 //! - `writer`: the one task that stores messages, many per transaction.
 //! - `backup`: snapshots of the SQLite file, and restoring one.
 //! - `export`: one site's rows to a file and into another store, for
@@ -65,6 +67,7 @@ mod canned;
 mod console;
 mod conversations;
 mod export;
+mod follow_up;
 mod ids;
 mod messages;
 mod owners;
@@ -97,6 +100,7 @@ pub use backup::{BackupError, Contents, restore};
 pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
 pub use conversations::NewVisitor;
+pub use follow_up::{DEFAULT_BATCH_DELAY, MAX_BATCH_DELAY};
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
