@@ -25,7 +25,11 @@ fn from_visitor(event: kefu_sdk::Event) -> Option<Message> {
 }
 
 /// A visitor that wrote `words`, gave its email, and left; its ids.
-async fn visitor_who_left(relay: &Relay, agent_events: &mut Events, words: &str) -> Result<(VisitorId, ConversationId)> {
+async fn visitor_who_left(
+    relay: &Relay,
+    agent_events: &mut Events,
+    words: &str,
+) -> Result<(VisitorId, ConversationId)> {
     let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
     let Identity::Visitor { visitor: id, .. } = visitor.identity().await? else { anyhow::bail!("a visitor identity") };
     let conversation = visitor.conversation().await?;
@@ -139,7 +143,11 @@ async fn the_unsubscribe_link_asks_on_get_and_unsubscribes_on_post() -> Result<(
     let (_agent, mut agent_events) = Client::agent(relay.ws_url(), &relay.admin_token().await?)?;
     let (visitor, _) = visitor_who_left(&relay, &mut agent_events, "hello").await?;
     let (site, key) = site_key_of(&relay, "demo").await?;
-    let link = format!("{}/api/unsubscribe?site=demo&token={}", relay.http_url(), mail_link::mint_unsubscribe(&key, site, visitor));
+    let link = format!(
+        "{}/api/unsubscribe?site=demo&token={}",
+        relay.http_url(),
+        mail_link::mint_unsubscribe(&key, site, visitor)
+    );
     let unsubscribed = || async {
         let store = Store::open(relay.data_dir()).await?;
         let answer = store.visitor_unsubscribed(site, visitor).await?;
@@ -183,14 +191,21 @@ async fn an_admin_sets_the_batch_delay_and_a_bad_one_is_refused() -> Result<()> 
     let shown: Value = http.get(&url).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
     assert_eq!(shown["batch_delay_secs"], 120, "two minutes unless set");
 
-    let bad = http.put(&url).bearer_auth(&token).json(&serde_json::json!({ "batch_delay_secs": 86_401 })).send().await?;
+    let bad =
+        http.put(&url).bearer_auth(&token).json(&serde_json::json!({ "batch_delay_secs": 86_401 })).send().await?;
     assert_eq!(bad.status(), 400);
     let error: Value = bad.json().await?;
     ensure!(error["error"].as_str().unwrap_or_default().contains("at most 86400"), "{error}");
-    let garbage = http.put(&url).bearer_auth(&token).json(&serde_json::json!({ "batch_delay_secs": "soon" })).send().await?;
+    let garbage =
+        http.put(&url).bearer_auth(&token).json(&serde_json::json!({ "batch_delay_secs": "soon" })).send().await?;
     assert_eq!(garbage.status(), 400);
 
-    http.put(&url).bearer_auth(&token).json(&serde_json::json!({ "batch_delay_secs": 1 })).send().await?.error_for_status()?;
+    http.put(&url)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "batch_delay_secs": 1 }))
+        .send()
+        .await?
+        .error_for_status()?;
     let shown: Value = http.get(&url).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
     assert_eq!(shown["batch_delay_secs"], 1);
     let anonymous = http.put(&url).json(&serde_json::json!({ "batch_delay_secs": 5 })).send().await?;

@@ -233,7 +233,8 @@ impl Store {
         if self.visitor().as_ref() == Some(visitor) {
             return;
         }
-        let outbox: Vec<StoredPending> = self.outbox().into_iter().filter(|entry| entry.conversation.is_some()).collect();
+        let outbox: Vec<StoredPending> =
+            self.outbox().into_iter().filter(|entry| entry.conversation.is_some()).collect();
         self.set_outbox(&outbox);
         self.set_history(&[]);
         self.remove("read");

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use kefu_protocol::frame::{Author, Body, Message};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, VisitorId};
 
-use super::render::{self, Context, Lang, Line, Rendered, Speaker};
 use super::links;
+use super::render::{self, Context, Lang, Line, Rendered, Speaker};
 use crate::store::{self, Store};
 
 /// Most messages a transcript carries: a conversation longer than that is
@@ -76,7 +76,11 @@ pub async fn transcript(
     mail(store, base, site, visitor, conversation, &messages, render::transcript).await
 }
 
-async fn visitor_of(store: &Store, site: SiteId, conversation: ConversationId) -> Result<Option<VisitorId>, store::Error> {
+async fn visitor_of(
+    store: &Store,
+    site: SiteId,
+    conversation: ConversationId,
+) -> Result<Option<VisitorId>, store::Error> {
     let receipts = store.conversation(site, conversation).await?;
     Ok(receipts.map(|conversation| conversation.visitor))
 }
@@ -116,11 +120,15 @@ async fn lines(store: &Store, site: SiteId, messages: &[Message]) -> Result<Vec<
         let speaker = match message.author {
             Author::Visitor(_) => Speaker::Visitor,
             Author::Agent(agent) => {
-                if !names.contains_key(&agent) {
-                    let name = store.site_agent(site, agent).await?.map(|agent| agent.name);
-                    names.insert(agent, name);
-                }
-                Speaker::Agent(names[&agent].clone())
+                let name = match names.get(&agent) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let name = store.site_agent(site, agent).await?.map(|agent| agent.name);
+                        names.insert(agent, name.clone());
+                        name
+                    }
+                };
+                Speaker::Agent(name)
             }
             Author::System => continue,
         };

@@ -155,7 +155,14 @@ fn render(context: &Context<'_>, subject: &str, intro: &str, lines: &[Line]) -> 
     for line in lines {
         text.push_str(&format!("{} ({}):\n{}\n\n", speaker(line), utc(line.at), line.text));
     }
-    text.push_str(&format!("{}: {}\n\n-- \n{}\n{}: {}\n", texts.continue_chat, context.resume_url, fill(texts.why), texts.unsubscribe, context.unsubscribe_url));
+    text.push_str(&format!(
+        "{}: {}\n\n-- \n{}\n{}: {}\n",
+        texts.continue_chat,
+        context.resume_url,
+        fill(texts.why),
+        texts.unsubscribe,
+        context.unsubscribe_url
+    ));
 
     let mut html = format!(
         "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title></head>\

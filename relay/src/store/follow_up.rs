@@ -157,7 +157,11 @@ mod tests {
             messages.into_iter().map(|m| format!("{}:{:?}", m.seq.0, m.body)).collect::<Vec<_>>()
         };
         let unmailed = || store.unmailed_replies(site, conversation);
-        assert_eq!(texts(unmailed().await.unwrap()), ["2:Text(\"one\")", "4:Text(\"two\")"], "no notes, no visitor lines");
+        assert_eq!(
+            texts(unmailed().await.unwrap()),
+            ["2:Text(\"one\")", "4:Text(\"two\")"],
+            "no notes, no visitor lines"
+        );
         assert!(store.unmailed_replies(other, conversation).await.unwrap().is_empty(), "another site's");
 
         store.record_receipt(site, conversation, Author::Visitor(visitor), ReceiptKind::Read, Seq(2)).await.unwrap();
