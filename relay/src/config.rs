@@ -188,6 +188,37 @@ pub struct Config {
     #[arg(long, env = "KEFU_EMPTY_CONVERSATION_TTL_SECS", default_value_t = 86_400)]
     pub empty_conversation_ttl_secs: u64,
 
+    /// The SMTP server that sends the relay's mail: `smtp://host:port`
+    /// (plain; add `?tls=required` for STARTTLS), `smtps://host:465`
+    /// (TLS from the start), with `user:pass@` before the host to log in.
+    /// Needs `--mail-from`. Unset: the relay sends no mail, queues none,
+    /// and the console says so.
+    #[arg(long, env = "KEFU_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of the relay's mail, `Kefu <kefu@chat.example.com>` or
+    /// a bare address; also the `Reply-To` of sites that set none, and the
+    /// domain of every mail's `Message-ID`.
+    #[arg(long, env = "KEFU_MAIL_FROM")]
+    pub mail_from: Option<String>,
+
+    /// How long a mail the SMTP server did not take waits before its
+    /// first retry, in seconds; each further retry waits twice as long,
+    /// up to an hour.
+    #[arg(long, env = "KEFU_MAIL_RETRY_SECS", default_value_t = 30)]
+    pub mail_retry_secs: u64,
+
+    /// Attempts at sending one mail before it is marked failed, its last
+    /// error kept for the admins' outbox.
+    #[arg(long, env = "KEFU_MAIL_ATTEMPTS", default_value_t = 8)]
+    pub mail_attempts: u32,
+
+    /// How long a node holds a mail it claimed, in seconds: a node that
+    /// dies while sending leaves its mail to the others (or to itself,
+    /// restarted) for this long. Longer than an SMTP exchange (30 s).
+    #[arg(long, env = "KEFU_MAIL_LEASE_SECS", default_value_t = 120)]
+    pub mail_lease_secs: u64,
+
     /// How the log on stderr is written: `text` for people, `json` (one
     /// object a line) for a log collector. Which lines: `RUST_LOG`.
     #[arg(long, env = "KEFU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -31,6 +31,9 @@
 //!   visitor panel for the console, `/healthz` and `/readyz`.
 //! - [`follow_up`]: email follow-up for visitors who left: the mails'
 //!   text, their signed resume and unsubscribe links.
+//! - [`mail`]: the mail the relay sends (`--smtp-url`): the jobs the
+//!   store's outbox holds, composing each when it is sent, and the task
+//!   per node that sends them with retries. Depends on the store.
 //! - [`limits`]: rate limits per address (connects, logins) and per socket.
 //! - [`metrics`]: the Prometheus metrics and `/metrics`. Everything above
 //!   counts into it; it knows none of them (the store reports through an
@@ -54,6 +57,7 @@ pub mod http;
 pub mod hub;
 pub mod identity;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod server;
 pub mod state;

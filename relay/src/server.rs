@@ -22,7 +22,7 @@ use crate::limits::{ClientAddress, TrustedProxies};
 use crate::state::AppState;
 use crate::store::Store;
 use crate::tls::Certificates;
-use crate::{auth, cluster, http, metrics, web, ws};
+use crate::{auth, cluster, http, mail, metrics, web, ws};
 
 /// The relay's routes over `state`, every request counted in its
 /// metrics; `/metrics` among them unless `--metrics-listen` serves it
@@ -57,6 +57,7 @@ pub async fn run(
     // First, so that a bad certificate stops the start before anything
     // is opened or created.
     let tls = Certificates::from_config(&config)?;
+    let mailer = mail::Mailer::from_config(&config).map_err(|error| Error::BadRequest(error.to_string()))?;
     let store = Store::connect(config.database_url.as_deref(), &config.data_dir).await?;
     if let Some(password) = auth::bootstrap(&store, &config.admin_email, config.admin_password.as_deref()).await? {
         // Printed once, on the first start only: it is not stored anywhere
@@ -72,7 +73,7 @@ pub async fn run(
     let drain = Duration::from_millis(config.drain_ms);
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let proxies = TrustedProxies::new(config.trusted_proxies.clone());
-    let state = AppState::new(config, store);
+    let state = AppState::with_mail(config, store, mailer);
     if let Some(url) = &state.config.redis_url {
         let cluster = cluster::join(&state, url, &state.config.redis_prefix)
             .map_err(|error| Error::BadRequest(format!("--redis-url: {error}")))?;
@@ -96,6 +97,8 @@ pub async fn run(
     let reloading = tokio::spawn(reload_on_sighup(tls.clone())?);
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
+    let mail_stopped = CancellationToken::new();
+    let mailing = state.mail.start(state.store.clone(), mail_stopped.clone());
     let draining = state.clone();
     serve(listener, app(state.clone()), tls, header_read_timeout, proxies, async move {
         shutdown.await;
@@ -114,6 +117,12 @@ pub async fn run(
     metrics_stopped.cancel();
     if let Some(serving) = metrics_serving {
         let _ = serving.await;
+    }
+    // The sender finishes the mail it is sending, then stops; one it
+    // claimed and did not send is retried once its lease runs out.
+    mail_stopped.cancel();
+    if let Some(mailing) = mailing {
+        let _ = mailing.await;
     }
     state.store.close().await;
     Ok(())

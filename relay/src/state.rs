@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
 use crate::limits::Limiters;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -43,13 +44,21 @@ pub struct Inner {
     /// What `/metrics` shows; an `Arc` as the store's writer and the
     /// metrics listener hold it too.
     pub metrics: Arc<Metrics>,
+    /// The relay's mail (`--smtp-url`): off unless configured.
+    pub mail: Mailer,
     next_session: AtomicU64,
 }
 
 impl AppState {
     /// State for a relay with an open store, whose commits are counted in
-    /// its metrics from now on.
+    /// its metrics from now on. Mail is off; [`AppState::with_mail`] turns
+    /// it on.
     pub fn new(config: Config, store: Store) -> AppState {
+        AppState::with_mail(config, store, Mailer::default())
+    }
+
+    /// As [`AppState::new`], sending mail through `mail`.
+    pub fn with_mail(config: Config, store: Store, mail: Mailer) -> AppState {
         let metrics = Arc::new(Metrics::new(config.redis_url.is_some()));
         store.observe_commits(Arc::clone(&metrics) as _);
         let limiters = Limiters::new(&config, &metrics);
@@ -63,8 +72,15 @@ impl AppState {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             visitor_keys: visitor_token::Keys::default(),
+            mail,
             next_session: AtomicU64::new(1),
         }))
+    }
+
+    /// Whether this relay sends mail (`--smtp-url`): what the widget may
+    /// promise ("we'll email you") and the console says.
+    pub fn mail_enabled(&self) -> bool {
+        self.mail.enabled()
     }
 
     /// A fresh id for a new connection.

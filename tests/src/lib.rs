@@ -14,6 +14,8 @@
 //! - [`cluster`]: several relay nodes: a round-robin load balancer and a
 //!   private `redis-server` a test can stop.
 //! - [`tls`]: a TLS-terminating proxy with a CA made at test time.
+//! - [`smtp`]: a real SMTP server (aiosmtpd) that keeps each mail it
+//!   takes as a file, and can go down and come back on its port.
 //! - [`nginx`]: Debian's nginx in front of relay nodes, on the shipped
 //!   `dist/nginx.conf`.
 
@@ -24,6 +26,7 @@ pub mod faults;
 pub mod nginx;
 pub mod postgres;
 pub mod raw;
+pub mod smtp;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -128,6 +128,26 @@ fn install() -> Result<()> {
     if Command::new("cargo").args(["nextest", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true) {
         run("cargo", &["install", "cargo-nextest", "--locked"])?;
     }
+    install_smtp_server()?;
+    Ok(())
+}
+
+/// The version of aiosmtpd (PyPI) the mail tests run as their SMTP server.
+const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+
+/// aiosmtpd for the mail tests (`tests/src/smtp.rs`), into the user's
+/// site-packages when `python3` lacks it. A Debian Python that refuses
+/// user installs (PEP 668) is asked again with its override: the tests'
+/// one package, in the user's folder, beside nothing of the system's.
+fn install_smtp_server() -> Result<()> {
+    let present = Command::new("python3").args(["-c", "import aiosmtpd"]).output();
+    if present.is_ok_and(|output| output.status.success()) {
+        return Ok(());
+    }
+    let user = ["-m", "pip", "install", "--user", AIOSMTPD];
+    if run("python3", &user).is_err() {
+        run("python3", &["-m", "pip", "install", "--user", "--break-system-packages", AIOSMTPD])?;
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 //! - [`owner`]: the deployment's owners: every site, making sites, and
 //!   stepping into one.
 //! - [`canned`]: canned replies.
+//! - [`mail`]: a site's mail settings and its outbox, for admins.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
 //! - [`follow_up`]: the unsubscribe link of follow-up mail, and a site's
@@ -36,6 +37,7 @@ pub mod follow_up;
 pub mod health;
 pub mod history;
 pub mod login;
+pub mod mail;
 pub mod owner;
 pub mod session;
 pub mod site;
@@ -62,6 +64,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/site", get(site::show).put(site::update))
         .route("/api/site/identity-secret", post(site::rotate_identity_secret))
         .route("/api/site/follow-up", get(follow_up::show).put(follow_up::update))
+        .route("/api/site/mail", get(mail::show).put(mail::update))
+        .route("/api/mail/outbox", get(mail::outbox))
         .route("/api/widget/{site_key}", get(site::widget))
         .route("/api/unsubscribe", get(follow_up::confirm).post(follow_up::unsubscribe))
         .route("/api/agents", get(agents::list).post(agents::create))

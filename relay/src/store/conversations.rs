@@ -3,6 +3,7 @@
 use kefu_protocol::frame::{Author, ConversationStatus, Receipt, ReceiptKind};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, Timestamp, VisitorId};
 
+use super::mail::NewMail;
 use super::{Conversation, Error, Store, Unsigned, constraint, int, now, undecodable};
 
 #[derive(sqlx::FromRow)]
@@ -62,6 +63,9 @@ pub struct NewVisitor<'a> {
     pub token_hash: &'a str,
     pub user_agent: Option<&'a str>,
     pub language: Option<&'a str>,
+    /// Mails to queue if this makes the visitor's conversation, in the
+    /// same transaction: the agents' notifications of a new conversation.
+    pub mail: &'a [NewMail<'a>],
 }
 
 /// Opening a conversation retries when it loses a race against a close;
@@ -112,7 +116,7 @@ impl Store {
         .map_err(|error| constraint(error, "visitor"))?;
         // As in `open_conversation`: selected from visitors, so another
         // site's visitor inserts nothing.
-        sqlx::query(
+        let created = sqlx::query(
             "INSERT INTO conversations (id, site_id, visitor_id, status, created_at, updated_at) \
              SELECT $1, site_id, id, 'open', $2, $2 FROM visitors WHERE id = $3 AND site_id = $4 \
              AND NOT EXISTS (SELECT 1 FROM conversations WHERE visitor_id = $3) \
@@ -124,6 +128,13 @@ impl Store {
         .bind(int(site.0))
         .execute(&mut *transaction)
         .await?;
+        // Only the save that made the conversation tells of it: a second
+        // tab saving the same visitor queues nothing.
+        if created.rows_affected() == 1 {
+            for mail in new.mail {
+                Store::enqueue_mail_on(&mut transaction, site, mail).await?;
+            }
+        }
         transaction.commit().await?;
         self.record_visitor_client(site, new.id, new.user_agent, new.language).await?;
         self.visitor_conversation(site, new.id).await?.ok_or(Error::NotFound)

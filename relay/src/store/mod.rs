@@ -20,6 +20,8 @@
 //! - `messages`: appending and reading messages.
 //! - `follow_up`: email follow-up: batch delays, unsubscribed visitors,
 //!   how far a conversation was mailed, a visitor's address.
+//! - `mail`: the outbox of mail (queued with their cause, claimed by one
+//!   node at a time) and the sites' mail settings.
 //! - `writer`: the one task that stores messages, many per transaction.
 //! - `backup`: snapshots of the SQLite file, and restoring one.
 //! - `export`: one site's rows to a file and into another store, for
@@ -69,6 +71,7 @@ mod conversations;
 mod export;
 mod follow_up;
 mod ids;
+mod mail;
 mod messages;
 mod owners;
 mod sites;
@@ -78,6 +81,8 @@ mod writer;
 
 pub use team::Member;
 
+#[cfg(test)]
+mod mail_tests;
 #[cfg(test)]
 mod tests;
 
@@ -102,6 +107,7 @@ pub use console::{ConversationPage, ConversationSummary, PastConversation, Visit
 pub use conversations::NewVisitor;
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
 pub use follow_up::{DEFAULT_BATCH_DELAY, MAX_BATCH_DELAY};
+pub use mail::{MailId, MailOutcome, MailStatus, NewMail, OnDuplicate, OutboxMail, SiteMailSettings};
 pub use owners::SiteOverview;
 pub use sites::{AgentUpdate, DEFAULT_CAPACITY, LoginCandidate, NewAgent, SiteSettings, SiteUpdate, WidgetPosition};
 pub use visitors::Identity;

@@ -913,6 +913,7 @@ async fn a_visitor_is_saved_once_with_its_promised_conversation(db: TestDb) {
         token_hash: "hash",
         user_agent: Some("Firefox"),
         language: Some("de"),
+        mail: &[],
     };
     let (a, b) = tokio::join!(f.store.save_visitor(f.site.id, &new), second_node.save_visitor(f.site.id, &new));
     assert_eq!(a.unwrap().id, promised);

@@ -52,14 +52,28 @@ impl Connection {
             return Ok(());
         };
         let (visitor, site, promised) = (*visitor, *site, *conversation);
+        let state = &self.state;
+        // The agents' notifications, queued with the conversation they
+        // tell of (only if this save makes it).
+        let agents_online = state.hub.agents_online(site);
+        let mails = state
+            .mail
+            .new_conversation_mails(&state.store, site, promised, agents_online)
+            .await
+            .map_err(|e| End::store(&e))?;
+        let mails: Vec<store::NewMail<'_>> = mails.iter().map(|mail| mail.as_new()).collect();
         let new = store::NewVisitor {
             id: visitor,
             conversation: promised,
             token_hash: &unsaved.token_hash,
             user_agent: unsaved.user_agent.as_deref(),
             language: unsaved.language.as_deref(),
+            mail: &mails,
         };
-        let saved = self.state.store.save_visitor(site, &new).await.map_err(|e| End::store(&e))?;
+        let saved = state.store.save_visitor(site, &new).await.map_err(|e| End::store(&e))?;
+        if !mails.is_empty() {
+            state.mail.wake();
+        }
         if saved.id != promised {
             // Only if the visitor got a conversation some other way in the
             // meantime; it reconnects and is welcomed into that one.
