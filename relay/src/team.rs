@@ -101,6 +101,7 @@ pub async fn change(
                     client_id: None,
                     author: Author::Agent(actor.id),
                     body: Body::Note(note.to_owned()),
+                    mail: None,
                 };
                 publish(state, site, &store.append(note).await?);
             }
@@ -220,6 +221,7 @@ async fn system_line(
         client_id: None,
         author: Author::System,
         body: Body::Event(event),
+        mail: None,
     };
     let appended = state.store.append(line).await?;
     publish(state, conversation.site, &appended);

@@ -1,10 +1,11 @@
 //! A visitor who left gets the answer by mail and comes back to the same
-//! conversation: resume links on a phone in a real Chromium, their
+//! conversation: the whole story through a real SMTP server (aiosmtpd,
+//! `kefu_tests::smtp`) and real Chromium, resume links and their
 //! refusals, the unsubscribe link, and the site's batch delay, against a
 //! real relay.
 //!
-//! Needs `cargo xtask build-web` (the relay serves `target/web`) and
-//! Debian's chromium.
+//! Needs `cargo xtask build-web` (the relay serves `target/web`),
+//! Debian's chromium and aiosmtpd.
 
 use anyhow::{Context, Result, ensure};
 use kefu_protocol::frame::{Attribute, Author, Body, Identity};
@@ -13,8 +14,9 @@ use kefu_relay::auth::mail_link;
 use kefu_relay::store::Store;
 use kefu_sdk::{Client, Events, Message};
 use kefu_tests::browser::Browser;
-use kefu_tests::{Relay, collect, message, text};
-use serde_json::Value;
+use kefu_tests::smtp::{Received, SmtpServer};
+use kefu_tests::{PATIENCE, Relay, collect, message, text};
+use serde_json::{Value, json};
 
 /// The chat bubbles of the full-page widget (the greeting included).
 const BUBBLES: &str =
@@ -210,5 +212,220 @@ async fn an_admin_sets_the_batch_delay_and_a_bad_one_is_refused() -> Result<()> 
     assert_eq!(shown["batch_delay_secs"], 1);
     let anonymous = http.put(&url).json(&serde_json::json!({ "batch_delay_secs": 5 })).send().await?;
     assert_eq!(anonymous.status(), 401);
+    Ok(())
+}
+
+/// A relay that mails through `smtp`, and whose public URL is its own
+/// address, so the links in its mails lead back to it: the port is chosen
+/// first (another process could take it in between; none here does).
+async fn mailing_relay(smtp: &SmtpServer) -> Result<Relay> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let (listen, public) = (format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{port}"));
+    let flags = ["--listen", &listen, "--public-url", &public, "--smtp-url", &smtp.url()];
+    let relay = Relay::start_with(&[&flags[..], &["--mail-from", "Shop <help@shop.test>", "--mail-retry-secs", "1"]].concat()).await?;
+    let token = relay.admin_token().await?;
+    reqwest::Client::new()
+        .put(format!("{}/api/site/follow-up", relay.http_url()))
+        .bearer_auth(&token)
+        .json(&json!({ "batch_delay_secs": 1 }))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(relay)
+}
+
+/// The admin's view of the outbox, newest first.
+async fn outbox(relay: &Relay, token: &str) -> Result<Vec<Value>> {
+    let url = format!("{}/api/mail/outbox", relay.http_url());
+    let page: Value = reqwest::Client::new().get(url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
+    Ok(page["mails"].as_array().cloned().unwrap_or_default())
+}
+
+/// Waits until the outbox holds `count` follow-ups of the visitor's
+/// replies and none of them waits any more (sent or skipped); returns
+/// their statuses, oldest first.
+async fn settled_follow_ups(relay: &Relay, token: &str, count: usize) -> Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let statuses: Vec<String> = outbox(relay, token)
+            .await?
+            .iter()
+            .rev()
+            .filter(|mail| mail["kind"] == "visitor_replies")
+            .map(|mail| mail["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if statuses.len() == count && statuses.iter().all(|status| status == "sent" || status == "skipped") {
+            return Ok(statuses);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "follow-ups in the outbox: {statuses:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The mails delivered to the visitor (the agents are told of the new
+/// chat too: nobody was online).
+fn visitor_mails(smtp: &SmtpServer) -> Result<Vec<Received>> {
+    let mut mails = smtp.received()?;
+    mails.retain(|mail| mail.header("To").ok().flatten().is_some_and(|to| to.contains("@example.com")));
+    Ok(mails)
+}
+
+async fn wait_for_visitor_mails(smtp: &SmtpServer, count: usize) -> Result<Vec<Received>> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mails = visitor_mails(smtp)?;
+        if mails.len() >= count {
+            return Ok(mails);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "{} mails to the visitor, not {count}", mails.len());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn part(mail: &Received, mime: &str) -> Result<String> {
+    mail.part(mime)?.with_context(|| format!("a {mime} part"))
+}
+
+fn header(mail: &Received, name: &str) -> Result<String> {
+    mail.header(name)?.with_context(|| format!("a {name} header"))
+}
+
+/// The first `http://...` link in `text` that contains `marker`.
+fn link(text: &str, marker: &str) -> Result<String> {
+    text.split_whitespace()
+        .find(|word| word.starts_with("http") && word.contains(marker))
+        .map(|word| word.trim_end_matches(['>', ')', '.']).to_owned())
+        .with_context(|| format!("a link with {marker:?} in {text}"))
+}
+
+async fn request_transcript(relay: &Relay, token: &str, conversation: ConversationId) -> Result<(u16, Value)> {
+    let url = format!("{}/api/conversations/{}/transcript", relay.http_url(), conversation.0);
+    let answer = reqwest::Client::new().post(url).bearer_auth(token).send().await?;
+    Ok((answer.status().as_u16(), answer.json().await?))
+}
+
+#[tokio::test]
+async fn the_visitor_who_left_gets_one_mail_and_continues_the_chat_from_it_on_a_phone() -> Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let relay = mailing_relay(&smtp).await?;
+    let token = relay.admin_token().await?;
+    let (agent, mut agent_events) = Client::agent(relay.ws_url(), &token)?;
+
+    // 23:00: a visitor whose browser speaks Chinese writes, leaves its
+    // address (the Attributes frame), and closes the tab.
+    let desktop = Browser::start().await?;
+    desktop
+        .call("Network.setUserAgentOverride", json!({ "userAgent": "Mozilla/5.0 (X11; Linux) kefu-test", "acceptLanguage": "zh-CN,zh;q=0.9" }))
+        .await?;
+    desktop.goto(&format!("{}/c/demo", relay.http_url())).await?;
+    desktop.wait_for(None, "(() => { const t = document.querySelector('textarea'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
+    desktop.type_text("还有货吗？").await?;
+    desktop.press_enter().await?;
+    let first = collect(&mut agent_events, 1, from_visitor).await?.remove(0);
+    let (conversation, Author::Visitor(visitor)) = (first.conversation, first.author) else { anyhow::bail!("a visitor wrote") };
+    desktop
+        .eval("dispatchEvent(new CustomEvent('kefu', { detail: { kefu: 1, type: 'setAttributes', attributes: { email: 'visitor@example.com' } } })) && true")
+        .await?;
+    let profile_url = format!("{}/api/visitors/{}", relay.http_url(), visitor.0);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let profile: Value = reqwest::Client::new().get(&profile_url).bearer_auth(&token).send().await?.json().await?;
+        if profile.to_string().contains("visitor@example.com") {
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "the visitor's email never arrived: {profile}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Closing the tab: once the page is gone nothing can read the replies.
+    desktop.goto("about:blank").await?;
+    drop(desktop);
+
+    // 09:00: three quick replies make one mail.
+    for words in ["Good morning!", "Yes, two are left.", "Shall I keep one for you?"] {
+        agent.send(conversation, Body::Text(words.into())).await?;
+    }
+    wait_for_visitor_mails(&smtp, 1).await?;
+    let (status, queued) = request_transcript(&relay, &token, conversation).await?;
+    assert_eq!((status, queued["to"].as_str()), (200, Some("visitor@example.com")), "{queued}");
+    smtp.wait_for_marker(|mail| mail.header("subject").ok().flatten().is_some_and(|s| s.contains("聊天记录"))).await?;
+    let received = visitor_mails(&smtp)?;
+    assert_eq!(received.len(), 2, "one mail for the burst, then the transcript");
+    let mail = &received[0];
+    assert_eq!(header(mail, "Subject")?, "Demo site 回复了您的咨询");
+    assert_eq!(header(mail, "To")?, "visitor@example.com");
+    ensure!(header(mail, "Reply-To")?.contains("help@shop.test"), "Reply-To: {:?}", mail.header("Reply-To"));
+    assert_eq!(header(mail, "Auto-Submitted")?, "auto-generated");
+    assert_eq!(header(mail, "List-Unsubscribe-Post")?, "List-Unsubscribe=One-Click");
+    let unsubscribe = header(mail, "List-Unsubscribe")?;
+    let (text_part, html_part) = (part(mail, "text/plain")?, part(mail, "text/html")?);
+    for reply in ["Good morning!", "Yes, two are left.", "Shall I keep one for you?"] {
+        ensure!(text_part.contains(reply) && html_part.contains(reply), "{reply:?} in both parts:\n{text_part}");
+    }
+    ensure!(!text_part.contains("还有货吗"), "the visitor's own line is not news to it");
+    ensure!(text_part.contains("继续聊天"), "in the visitor's language: {text_part}");
+    let transcript = part(&received[1], "text/plain")?;
+    ensure!(transcript.contains("还有货吗？") && transcript.contains("Shall I keep one for you?"), "{transcript}");
+
+    // On the phone: the link from the mail opens the same conversation.
+    let resume = link(&text_part, "resume=")?;
+    ensure!(html_part.contains(&resume.replace('&', "&amp;")), "the HTML part links the same");
+    let phone = Browser::start().await?;
+    phone.phone(390, 844).await?;
+    phone.goto(&resume).await?;
+    let history = format!(
+        "(() => {{ const b = {BUBBLES}; return ['还有货吗？', 'Good morning!', 'Yes, two are left.', 'Shall I keep one for you?'].every(t => b.includes(t)); }})()"
+    );
+    phone.wait_for(None, &history).await.context("the phone shows the whole conversation")?;
+    phone.screenshot("follow-up-phone-from-mail").await?;
+    phone.eval("(() => { const t = document.querySelector('textarea'); t.focus(); return true })()").await?;
+    phone.type_text("好的，请帮我留一个").await?;
+    phone.press_enter().await?;
+    let got = collect(&mut agent_events, 1, from_visitor).await?.remove(0);
+    assert_eq!((text(&got), got.conversation, got.author), ("好的，请帮我留一个", conversation, Author::Visitor(visitor)));
+    phone.goto("about:blank").await?;
+    drop(phone);
+
+    // The next reply mails only what is new.
+    agent.send(conversation, Body::Text("Kept for you until Friday.".into())).await?;
+    let received = match wait_for_visitor_mails(&smtp, 3).await {
+        Ok(received) => received,
+        Err(error) => anyhow::bail!("{error}; outbox: {:?}", outbox(&relay, &token).await?),
+    };
+    let next = part(&received[2], "text/plain")?;
+    ensure!(next.contains("Kept for you until Friday.") && !next.contains("Good morning!"), "only the new reply: {next}");
+
+    // One click on the unsubscribe link, and no more follow-ups.
+    let url = unsubscribe.trim_start_matches('<').trim_end_matches('>');
+    let done = reqwest::Client::new().post(url).body("List-Unsubscribe=One-Click").send().await?;
+    assert_eq!(done.status(), 200);
+    agent.send(conversation, Body::Text("Anything else?".into())).await?;
+    let statuses = settled_follow_ups(&relay, &token, 3).await?;
+    assert_eq!(statuses, ["sent", "sent", "skipped"], "the unsubscribed visitor's follow-up is skipped");
+    assert_eq!(visitor_mails(&smtp)?.len(), 3, "and no mail went out");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_visitor_who_read_the_reply_live_gets_no_mail_and_without_an_address_no_transcript() -> Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let relay = mailing_relay(&smtp).await?;
+    let token = relay.admin_token().await?;
+    let (agent, mut agent_events) = Client::agent(relay.ws_url(), &token)?;
+    let (visitor, mut visitor_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, Body::Text("hello?".into())).await?;
+    collect(&mut agent_events, 1, from_visitor).await?;
+
+    let (status, refused) = request_transcript(&relay, &token, conversation).await?;
+    assert_eq!(status, 400);
+    ensure!(refused["error"].as_str().unwrap_or_default().contains("no email address is known"), "{refused}");
+
+    visitor.set_attributes(vec![Attribute { key: "email".into(), value: "reader@example.com".into() }])?;
+    agent.send(conversation, Body::Text("Hi, how can I help?".into())).await?;
+    let reply = collect(&mut visitor_events, 1, |event| message(event).filter(|m| matches!(m.author, Author::Agent(_)))).await?.remove(0);
+    visitor.ack(conversation, kefu_protocol::frame::ReceiptKind::Read, reply.seq)?;
+    let statuses = settled_follow_ups(&relay, &token, 1).await?;
+    assert_eq!(statuses, ["skipped"], "read live: nothing to mail");
+    assert_eq!(visitor_mails(&smtp)?.len(), 0);
     Ok(())
 }

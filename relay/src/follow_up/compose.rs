@@ -1,5 +1,5 @@
 //! A follow-up mail as the store has it at the moment it is sent: who it
-//! goes to, what it says, and the headers every such mail carries. Read at
+//! goes to, what it says, and its unsubscribe link. Read at
 //! send time rather than when queued, so replies that arrive during the
 //! batch delay go into the same mail and replies read meanwhile stay out.
 
@@ -22,9 +22,8 @@ pub struct FollowUpMail {
     pub to: String,
     pub lang: Lang,
     pub rendered: Rendered,
-    /// Headers besides From, To, Reply-To and Subject, which the sender
-    /// sets: `Auto-Submitted`, `List-Unsubscribe`, `List-Unsubscribe-Post`.
-    pub headers: Vec<(&'static str, String)>,
+    /// The one-click unsubscribe URL, for `List-Unsubscribe`.
+    pub unsubscribe: String,
     /// The conversation and its last seq the mail carries, for
     /// [`Store::mark_mailed`] once it is sent.
     pub conversation: ConversationId,
@@ -103,12 +102,8 @@ async fn mail(
     let through = messages.iter().map(|message| message.seq).max().unwrap_or(Seq::ZERO);
     let context =
         Context { lang, site_name: &site_row.name, resume_url: &links.resume, unsubscribe_url: &links.unsubscribe };
-    let headers = vec![
-        ("Auto-Submitted", "auto-generated".to_owned()),
-        ("List-Unsubscribe", format!("<{}>", links.unsubscribe)),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned()),
-    ];
-    Ok(Ok(FollowUpMail { to, lang, rendered: render(&context, &lines), headers, conversation, through }))
+    let rendered = render(&context, &lines);
+    Ok(Ok(FollowUpMail { to, lang, rendered, unsubscribe: links.unsubscribe, conversation, through }))
 }
 
 /// The messages a visitor may see, as mail lines with the agents' names.

@@ -1,6 +1,7 @@
 //! Email follow-up over HTTP: the unsubscribe link every follow-up mail
 //! carries (RFC 8058 one-click: `GET` shows a confirmation page, `POST`
-//! unsubscribes), and a site's batch delay for admins.
+//! unsubscribes), a site's batch delay for admins, and an agent's
+//! transcript of a conversation to its visitor.
 
 use std::time::Duration;
 
@@ -10,11 +11,14 @@ use axum::response::{Html, IntoResponse, Response};
 use kefu_protocol::ids::SiteKey;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Admin, CurrentAgent, Json, Query};
+use kefu_protocol::ids::ConversationId;
+
+use super::extract::{Admin, CurrentAgent, Json, Path, Query};
 use crate::error::Error;
 use crate::follow_up::{self, render::Lang};
+use crate::mail::MailJob;
 use crate::state::AppState;
-use crate::store::MAX_BATCH_DELAY;
+use crate::store::{MAX_BATCH_DELAY, OnDuplicate, now};
 
 /// `/api/unsubscribe` query: the site and the mail's signed token.
 #[derive(Debug, Deserialize)]
@@ -84,6 +88,38 @@ pub async fn update(
     }
     state.store.set_follow_up_delay(admin.site, delay).await?;
     Ok(axum::Json(settings))
+}
+
+/// `POST /api/conversations/{id}/transcript` answer: where it goes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TranscriptQueued {
+    pub to: String,
+}
+
+/// `POST /api/conversations/{id}/transcript`: an agent mails the whole
+/// conversation to its visitor. Refused, with the reason, when the relay
+/// sends no mail or the visitor gave no address.
+pub async fn transcript(
+    State(state): State<AppState>,
+    current: CurrentAgent,
+    Path(id): Path<u64>,
+) -> Result<axum::Json<TranscriptQueued>, Error> {
+    let site = current.agent.site;
+    let conversation = state.store.conversation(site, ConversationId(id)).await?.ok_or(Error::NotFound)?;
+    if !state.mail.enabled() || state.config.public_url.is_none() {
+        return Err(Error::BadRequest("this relay sends no mail (it needs --smtp-url and --public-url)".into()));
+    }
+    let Some(to) = state.store.visitor_email(site, conversation.visitor).await? else {
+        return Err(Error::BadRequest(
+            "no email address is known for this visitor: it has neither a signed-in user's email nor gave one".into(),
+        ));
+    };
+    let job = MailJob::Transcript { conversation: conversation.id };
+    // Keep: a second click while the first waits is the same mail.
+    state.store.enqueue_mail(site, &job.queued(now(), OnDuplicate::Keep).as_new()).await?;
+    state.mail.wake();
+    tracing::info!(site = ?site, conversation = ?conversation.id, agent = ?current.agent.id, "transcript queued");
+    Ok(axum::Json(TranscriptQueued { to }))
 }
 
 /// The site of a link whose token is that site's; `None` for a link of

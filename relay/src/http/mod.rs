@@ -15,8 +15,8 @@
 //! - [`mail`]: a site's mail settings and its outbox, for admins.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
-//! - [`follow_up`]: the unsubscribe link of follow-up mail, and a site's
-//!   batch delay.
+//! - [`follow_up`]: the unsubscribe link of follow-up mail, a site's
+//!   batch delay, an agent's transcript to the visitor.
 //! - [`health`]: `/healthz` and `/readyz`, for whoever runs the relay.
 //! - [`extract`]: who a request is from ([`CurrentAgent`], [`Admin`]:
 //!   a bearer token or the session cookie with its CSRF token), and
@@ -74,6 +74,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/canned/{id}", put(canned::update).delete(canned::delete))
         .route("/api/conversations", get(history::conversations))
         .route("/api/conversations/{id}/messages", get(history::messages))
+        .route("/api/conversations/{id}/transcript", post(follow_up::transcript))
         .route("/api/visitors/{id}", get(visitors::show))
         .route("/api/owner/sites", get(owner::sites).post(owner::create))
         .route("/api/owner/sites/{key}/enter", post(owner::enter))

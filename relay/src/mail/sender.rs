@@ -149,6 +149,9 @@ fn message(mail: &Mail, from: &Mailbox, message_id: &str) -> Result<Message, let
     for to in &mail.to {
         builder = builder.to(to.clone());
     }
+    if let Some(url) = &mail.list_unsubscribe {
+        builder = builder.header(ListUnsubscribe(url.clone())).header(ListUnsubscribePost);
+    }
     builder.multipart(MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone()))
 }
 
@@ -167,6 +170,44 @@ impl Header for AutoSubmitted {
 
     fn display(&self) -> HeaderValue {
         HeaderValue::new(AutoSubmitted::name(), "auto-generated".to_owned())
+    }
+}
+
+/// `List-Unsubscribe: <URL>` (RFC 2369): where a visitor stops follow-up
+/// mail.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(value: &str) -> Result<ListUnsubscribe, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(value.trim().trim_start_matches('<').trim_end_matches('>').to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(ListUnsubscribe::name(), format!("<{}>", self.0))
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): the
+/// link unsubscribes with one POST, no page to click through.
+#[derive(Debug, Clone, Copy)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<ListUnsubscribePost, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(ListUnsubscribePost::name(), "List-Unsubscribe=One-Click".to_owned())
     }
 }
 

@@ -147,7 +147,14 @@ mod tests {
         let conversation = store.open_conversation(site, visitor).await.unwrap().id;
         let agent = store.create_agent(site, "ann@example.com", "Ann", "hash", Role::Agent).await.unwrap().id;
         let say = |client_id: u128, author: Author, body: Body| {
-            store.append(NewMessage { site, conversation, client_id: Some(ClientMessageId(client_id)), author, body })
+            store.append(NewMessage {
+                site,
+                conversation,
+                client_id: Some(ClientMessageId(client_id)),
+                author,
+                body,
+                mail: None,
+            })
         };
         say(1, Author::Visitor(visitor), Body::Text("hello?".into())).await.unwrap();
         say(2, Author::Agent(agent), Body::Text("one".into())).await.unwrap();

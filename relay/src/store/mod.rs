@@ -363,6 +363,34 @@ pub struct NewMessage {
     pub author: Author,
     /// What it says.
     pub body: Body,
+    /// A mail its storing queues, in the same transaction, if it is stored
+    /// now (not a resend): the visitor's follow-up of an agent's reply.
+    pub mail: Option<MailWithMessage>,
+}
+
+/// A mail queued with a message ([`NewMessage::mail`]); owned, as the
+/// message travels to the writer's task. `crate::mail` makes it; the
+/// store only keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailWithMessage {
+    pub kind: &'static str,
+    pub job: String,
+    pub dedupe_key: String,
+    pub not_before: Timestamp,
+    pub on_duplicate: OnDuplicate,
+}
+
+impl MailWithMessage {
+    /// As the outbox takes it.
+    pub fn as_new(&self) -> NewMail<'_> {
+        NewMail {
+            kind: self.kind,
+            job: &self.job,
+            dedupe_key: &self.dedupe_key,
+            not_before: self.not_before,
+            on_duplicate: self.on_duplicate,
+        }
+    }
 }
 
 /// The outcome of [`Store::append`].
