@@ -97,7 +97,7 @@ async fn mail(
     let Some(site_row) = store.site(site).await? else { return Ok(Err(Skipped::NothingToSay)) };
     let language = store.visitor_client(site, visitor).await?.and_then(|client| client.language);
     let lang = Lang::pick(language.as_deref());
-    let links = links(store, base, site, &site_row.key, visitor).await?;
+    let links = links(store, base, site, &site_row.key, visitor, lang).await?;
     let lines = lines(store, site, messages).await?;
     let through = messages.iter().map(|message| message.seq).max().unwrap_or(Seq::ZERO);
     let context =

@@ -98,20 +98,26 @@ pub struct Links {
 }
 
 /// Signs the links of a mail to `visitor` of `site`, whose key is
-/// `key_of_site`.
+/// `key_of_site`; the chat opens in `lang` (the mail's), whatever the
+/// browser that opens it speaks.
 pub async fn links(
     store: &Store,
     base: &str,
     site: SiteId,
     key_of_site: &SiteKey,
     visitor: VisitorId,
+    lang: render::Lang,
 ) -> Result<Links, store::Error> {
     let key = store.visitor_token_key(site).await?;
     let expires = Timestamp(now().0.saturating_add(u64::try_from(RESUME_LIFETIME.as_millis()).unwrap_or(u64::MAX)));
     let base = base.trim_end_matches('/');
     let site_key = key_of_site.as_str();
     Ok(Links {
-        resume: format!("{base}/c/{site_key}?resume={}", mail_link::mint_resume(&key, site, visitor, expires)),
+        resume: format!(
+            "{base}/c/{site_key}?lang={}&resume={}",
+            lang.tag(),
+            mail_link::mint_resume(&key, site, visitor, expires)
+        ),
         unsubscribe: format!(
             "{base}/api/unsubscribe?site={site_key}&token={}",
             mail_link::mint_unsubscribe(&key, site, visitor)

@@ -90,6 +90,11 @@ async fn deliver(smtp: &Smtp, store: &Store, claimed: &OutboxMail) -> Result<(),
             let outcome =
                 MailOutcome::Sent { recipients: &recipients, subject: &mail.subject, message_id: &message_id };
             store.finish_mail(site, claimed, &outcome).await?;
+            // After the send, so a mail that failed is composed again with
+            // the same replies; dying in between mails them once more.
+            if let Some((conversation, through)) = mail.mailed {
+                store.mark_mailed(site, conversation, through).await?;
+            }
         }
         Err((true, error)) => {
             tracing::warn!(mail = claimed.id.0, %error, "the SMTP server refused a mail for good");
