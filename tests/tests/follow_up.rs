@@ -222,7 +222,9 @@ async fn mailing_relay(smtp: &SmtpServer) -> Result<Relay> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let (listen, public) = (format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{port}"));
     let flags = ["--listen", &listen, "--public-url", &public, "--smtp-url", &smtp.url()];
-    let relay = Relay::start_with(&[&flags[..], &["--mail-from", "Shop <help@shop.test>", "--mail-retry-secs", "1"]].concat()).await?;
+    let relay =
+        Relay::start_with(&[&flags[..], &["--mail-from", "Shop <help@shop.test>", "--mail-retry-secs", "1"]].concat())
+            .await?;
     let token = relay.admin_token().await?;
     reqwest::Client::new()
         .put(format!("{}/api/site/follow-up", relay.http_url()))
@@ -237,7 +239,8 @@ async fn mailing_relay(smtp: &SmtpServer) -> Result<Relay> {
 /// The admin's view of the outbox, newest first.
 async fn outbox(relay: &Relay, token: &str) -> Result<Vec<Value>> {
     let url = format!("{}/api/mail/outbox", relay.http_url());
-    let page: Value = reqwest::Client::new().get(url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
+    let page: Value =
+        reqwest::Client::new().get(url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
     Ok(page["mails"].as_array().cloned().unwrap_or_default())
 }
 
@@ -315,14 +318,19 @@ async fn the_visitor_who_left_gets_one_mail_and_continues_the_chat_from_it_on_a_
     // address (the Attributes frame), and closes the tab.
     let desktop = Browser::start().await?;
     desktop
-        .call("Network.setUserAgentOverride", json!({ "userAgent": "Mozilla/5.0 (X11; Linux) kefu-test", "acceptLanguage": "zh-CN,zh;q=0.9" }))
+        .call(
+            "Network.setUserAgentOverride",
+            json!({ "userAgent": "Mozilla/5.0 (X11; Linux) kefu-test", "acceptLanguage": "zh-CN,zh;q=0.9" }),
+        )
         .await?;
     desktop.goto(&format!("{}/c/demo", relay.http_url())).await?;
     desktop.wait_for(None, "(() => { const t = document.querySelector('textarea'); if (t) t.focus(); return !!t && document.activeElement === t; })()").await?;
     desktop.type_text("还有货吗？").await?;
     desktop.press_enter().await?;
     let first = collect(&mut agent_events, 1, from_visitor).await?.remove(0);
-    let (conversation, Author::Visitor(visitor)) = (first.conversation, first.author) else { anyhow::bail!("a visitor wrote") };
+    let (conversation, Author::Visitor(visitor)) = (first.conversation, first.author) else {
+        anyhow::bail!("a visitor wrote")
+    };
     desktop
         .eval("dispatchEvent(new CustomEvent('kefu', { detail: { kefu: 1, type: 'setAttributes', attributes: { email: 'visitor@example.com' } } })) && true")
         .await?;
@@ -351,7 +359,10 @@ async fn the_visitor_who_left_gets_one_mail_and_continues_the_chat_from_it_on_a_
         Ok(received) => part(&received[1], "text/plain")?,
         Err(error) => anyhow::bail!("{error}; outbox: {:?}", outbox(&relay, &token).await?),
     };
-    ensure!(later.contains("It comes in blue, too.") && !later.contains("Good morning!"), "only the new reply: {later}");
+    ensure!(
+        later.contains("It comes in blue, too.") && !later.contains("Good morning!"),
+        "only the new reply: {later}"
+    );
     let (status, queued) = request_transcript(&relay, &token, conversation).await?;
     assert_eq!((status, queued["to"].as_str()), (200, Some("visitor@example.com")), "{queued}");
     smtp.wait_for_marker(|mail| mail.header("subject").ok().flatten().is_some_and(|s| s.contains("聊天记录"))).await?;
@@ -391,7 +402,10 @@ async fn the_visitor_who_left_gets_one_mail_and_continues_the_chat_from_it_on_a_
     phone.type_text("好的，请帮我留一个").await?;
     phone.press_enter().await?;
     let got = collect(&mut agent_events, 1, from_visitor).await?.remove(0);
-    assert_eq!((text(&got), got.conversation, got.author), ("好的，请帮我留一个", conversation, Author::Visitor(visitor)));
+    assert_eq!(
+        (text(&got), got.conversation, got.author),
+        ("好的，请帮我留一个", conversation, Author::Visitor(visitor))
+    );
     phone.goto("about:blank").await?;
     drop(phone);
 
@@ -423,7 +437,10 @@ async fn a_visitor_who_read_the_reply_live_gets_no_mail_and_without_an_address_n
 
     visitor.set_attributes(vec![Attribute { key: "email".into(), value: "reader@example.com".into() }])?;
     agent.send(conversation, Body::Text("Hi, how can I help?".into())).await?;
-    let reply = collect(&mut visitor_events, 1, |event| message(event).filter(|m| matches!(m.author, Author::Agent(_)))).await?.remove(0);
+    let reply =
+        collect(&mut visitor_events, 1, |event| message(event).filter(|m| matches!(m.author, Author::Agent(_))))
+            .await?
+            .remove(0);
     visitor.ack(conversation, kefu_protocol::frame::ReceiptKind::Read, reply.seq)?;
     let statuses = settled_follow_ups(&relay, &token, 1).await?;
     assert_eq!(statuses, ["skipped"], "read live: nothing to mail");

@@ -114,7 +114,9 @@ async fn visitor_mail(
         return Ok(None);
     };
     let composed = match *job {
-        MailJob::VisitorReplies { conversation } => follow_up::compose::replies(store, base, site, conversation).await?,
+        MailJob::VisitorReplies { conversation } => {
+            follow_up::compose::replies(store, base, site, conversation).await?
+        }
         MailJob::Transcript { conversation } => follow_up::compose::transcript(store, base, site, conversation).await?,
         MailJob::NewConversation { .. } | MailJob::Missed { .. } => return Ok(None),
     };

@@ -260,14 +260,14 @@ impl Mailer {
         store: &Store,
         site: SiteId,
         conversation: ConversationId,
-    ) -> Result<Option<store::MailWithMessage>, store::Error> {
+    ) -> Result<Option<Box<store::MailWithMessage>>, store::Error> {
         if !self.enabled() {
             return Ok(None);
         }
         let delay = store.follow_up_delay(site).await?;
         let queued = MailJob::VisitorReplies { conversation }
             .queued(Timestamp(store::now().0 + millis(delay)), OnDuplicate::Keep);
-        Ok(Some(queued.with_message()))
+        Ok(Some(Box::new(queued.with_message())))
     }
 
     /// Starts this node's sender, which runs until `stop` is cancelled;

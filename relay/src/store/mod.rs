@@ -365,7 +365,9 @@ pub struct NewMessage {
     pub body: Body,
     /// A mail its storing queues, in the same transaction, if it is stored
     /// now (not a resend): the visitor's follow-up of an agent's reply.
-    pub mail: Option<MailWithMessage>,
+    /// Boxed: most messages carry none, and every one travels the
+    /// writer's queue.
+    pub mail: Option<Box<MailWithMessage>>,
 }
 
 /// A mail queued with a message ([`NewMessage::mail`]); owned, as the

@@ -94,9 +94,12 @@ impl Connection {
         // An agent's reply may need mailing to a visitor who left: queued
         // with it, composed (or skipped) when the site's delay is over.
         let mail = match (author, &body) {
-            (Author::Agent(_), Body::Text(_)) => {
-                self.state.mail.visitor_replies_mail(&self.state.store, site, conversation).await.map_err(|e| End::store(&e))?
-            }
+            (Author::Agent(_), Body::Text(_)) => self
+                .state
+                .mail
+                .visitor_replies_mail(&self.state.store, site, conversation)
+                .await
+                .map_err(|e| End::store(&e))?,
             _ => None,
         };
         let message = NewMessage { site, conversation, client_id: Some(client_id), author, body, mail };
