@@ -447,3 +447,68 @@ async fn a_visitor_who_read_the_reply_live_gets_no_mail_and_without_an_address_n
     assert_eq!(visitor_mails(&smtp)?.len(), 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_agent_mails_the_transcript_from_the_console_and_is_told_when_no_address_is_known() -> Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let relay = mailing_relay(&smtp).await?;
+    let console = Browser::start().await?;
+    console.goto(&format!("{}/console", relay.http_url())).await?;
+    console.wait_for(None, "!!document.querySelector('#email')").await?;
+    console.eval("document.querySelector('#email').focus()").await?;
+    console.type_text(kefu_tests::ADMIN_EMAIL).await?;
+    console.eval("document.querySelector('#password').focus()").await?;
+    console.type_text(kefu_tests::ADMIN_PASSWORD).await?;
+    console.press_enter().await?;
+    console.wait_for(None, "document.querySelector('.team')?.textContent.includes('(you)')").await?;
+
+    let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    visitor.send(conversation, Body::Text("Where is my parcel?".into())).await?;
+    // The only chat opens by itself for the one agent online.
+    console
+        .wait_for(
+            None,
+            "[...document.querySelectorAll('.log .bubble')].some(b => b.textContent === 'Where is my parcel?')",
+        )
+        .await?;
+    let click = "(() => { const b = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Email transcript'); if (b) b.click(); return !!b; })()";
+    let toast =
+        |words: &str| format!("[...document.querySelectorAll('.toast')].some(t => t.textContent.includes({words:?}))");
+
+    console.wait_for(None, click).await?;
+    console.wait_for(None, &toast("No email address is known")).await.context("told why not")?;
+
+    visitor.set_attributes(vec![Attribute { key: "email".into(), value: "parcel@example.com".into() }])?;
+    let profile_url = format!(
+        "{}/api/visitors/{}",
+        relay.http_url(),
+        match visitor.identity().await? {
+            Identity::Visitor { visitor, .. } => visitor.0,
+            Identity::Agent { .. } => anyhow::bail!("a visitor"),
+        }
+    );
+    let token = relay.admin_token().await?;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !reqwest::Client::new()
+        .get(&profile_url)
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .text()
+        .await?
+        .contains("parcel@example.com")
+    {
+        ensure!(tokio::time::Instant::now() < deadline, "the visitor's email never arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    console.wait_for(None, click).await?;
+    console.wait_for(None, &toast("on its way to parcel@example.com")).await.context("told where it goes")?;
+    console.screenshot("follow-up-console-transcript").await?;
+    let mails = wait_for_visitor_mails(&smtp, 1).await?;
+    assert_eq!(header(&mails[0], "Subject")?, "Your chat with Demo site");
+    assert_eq!(header(&mails[0], "To")?, "parcel@example.com");
+    ensure!(part(&mails[0], "text/plain")?.contains("Where is my parcel?"), "the whole conversation");
+    ensure!(part(&mails[0], "text/html")?.contains("Where is my parcel?"), "in both parts");
+    Ok(())
+}
