@@ -370,6 +370,55 @@ pub async fn visitor(visitor: VisitorId) -> Result<VisitorDetails, ApiError> {
     call::<_, ()>("GET", &format!("/api/visitors/{visitor}"), None).await
 }
 
+/// `GET`/`PUT /api/site/mail`: where the site's agent notifications go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailSettings {
+    /// Whether the relay sends mail at all (`--smtp-url`).
+    #[serde(default, skip_serializing)]
+    pub smtp_enabled: bool,
+    /// `""`: every active agent.
+    pub notify_to: String,
+    /// 0: no missed-chat mail.
+    pub missed_after_minutes: u32,
+    /// `""`: the relay's sender.
+    pub reply_to: String,
+    pub language: String,
+}
+
+/// One mail of the site's outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OutboxMail {
+    pub id: u64,
+    pub kind: String,
+    /// queued, retrying, sending, sent, failed, skipped.
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub to: String,
+    pub subject: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// `GET /api/mail/outbox`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Outbox {
+    pub smtp_enabled: bool,
+    pub mails: Vec<OutboxMail>,
+}
+
+pub async fn mail_settings() -> Result<MailSettings, ApiError> {
+    call::<_, ()>("GET", "/api/site/mail", None).await
+}
+
+pub async fn update_mail_settings(settings: &MailSettings) -> Result<MailSettings, ApiError> {
+    call("PUT", "/api/site/mail", Some(settings)).await
+}
+
+pub async fn outbox() -> Result<Outbox, ApiError> {
+    call::<_, ()>("GET", "/api/mail/outbox", None).await
+}
+
 fn remember(csrf: Option<&str>) {
     CSRF.with(|slot| *slot.borrow_mut() = csrf.map(ToOwned::to_owned));
 }

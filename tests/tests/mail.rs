@@ -1,17 +1,21 @@
 //! The relay's mail through a real SMTP server (aiosmtpd, `kefu_tests::smtp`):
 //! what a notification says and carries, and that every queued mail is
 //! delivered exactly once though the SMTP server goes down, the relay is
-//! killed with `kill -9`, or two relay nodes share one PostgreSQL outbox.
+//! killed with `kill -9`, or two relay nodes share one PostgreSQL outbox;
+//! and the console's Email settings and outbox in a real browser (needs
+//! `cargo xtask build-web`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use kefu_protocol::frame::AgentStatus;
 use kefu_protocol::ids::ConversationId;
-use kefu_sdk::{Body, Client};
+use kefu_sdk::{Body, Client, Event};
+use kefu_tests::browser::Browser;
 use kefu_tests::postgres::Database;
 use kefu_tests::smtp::{Received, SmtpServer};
-use kefu_tests::{ADMIN_EMAIL, PATIENCE, Relay};
+use kefu_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PATIENCE, Relay, collect};
 use serde_json::{Value, json};
 
 const FROM: &str = "Kefu <kefu@relay.test>";
@@ -86,13 +90,17 @@ fn text_part(mail: &Received) -> String {
 }
 
 /// Waits for the `count` mails queued so far, then queues a marker on
-/// `ws_url` and waits for it: anything of the first `count` that would
-/// arrive twice has arrived by then. Returns the text parts of all mails
-/// but the marker, and checks each Message-ID came once.
-async fn delivered_once(smtp: &SmtpServer, ws_url: &str, count: usize) -> Result<Vec<String>> {
+/// `relay` and waits for it, and then for the outbox to say every mail is
+/// sent: none is queued or being sent, so nothing more can come (the
+/// server keeps a mail before it answers, the relay marks it sent after).
+/// Returns the text parts of all mails but the marker, and checks that
+/// each arrived once.
+async fn delivered_once(smtp: &SmtpServer, relay: &Relay, count: usize) -> Result<Vec<String>> {
     smtp.wait_for(count).await?;
-    visitor_writes(ws_url, "the marker").await?;
-    let received = smtp.wait_for_marker(|mail| text_part(mail).contains("the marker")).await?;
+    visitor_writes(&relay.ws_url(), "the marker").await?;
+    smtp.wait_for_marker(|mail| text_part(mail).contains("the marker")).await?;
+    Api::new(relay).await?.wait_outbox(count + 1, |mail| mail["status"] == "sent").await?;
+    let received = smtp.received()?;
     let ids: BTreeSet<String> = received.iter().filter_map(|mail| mail.header("Message-ID").ok().flatten()).collect();
     ensure!(ids.len() == received.len(), "a Message-ID arrived twice: {} mails, {} ids", received.len(), ids.len());
     ensure!(received.len() == count + 1, "{} mails arrived, not {count} and the marker", received.len());
@@ -176,9 +184,8 @@ async fn mails_queued_while_the_smtp_server_is_down_arrive_once_each_when_it_is_
     assert!(mails.iter().all(|mail| mail["last_error"].as_str().is_some_and(|e| !e.is_empty())), "{mails:?}");
 
     smtp.restart().await?;
-    let texts = delivered_once(&smtp, &relay.ws_url(), 5).await?;
+    let texts = delivered_once(&smtp, &relay, 5).await?;
     each_once(&texts, &lines)?;
-    api.wait_outbox(6, |mail| mail["status"] == "sent").await?;
     Ok(())
 }
 
@@ -196,7 +203,7 @@ async fn mails_queued_before_a_kill_9_are_sent_once_after_the_restart() -> Resul
 
     smtp.restart().await?;
     relay.restart().await?;
-    let texts = delivered_once(&smtp, &relay.ws_url(), 5).await?;
+    let texts = delivered_once(&smtp, &relay, 5).await?;
     each_once(&texts, &lines)?;
     Ok(())
 }
@@ -214,7 +221,7 @@ async fn two_nodes_on_one_postgresql_outbox_send_each_mail_once() -> Result<()> 
         let node = if n % 2 == 0 { &a } else { &b };
         visitor_writes(&node.ws_url(), line).await?;
     }
-    let texts = delivered_once(&smtp, &a.ws_url(), 10).await?;
+    let texts = delivered_once(&smtp, &a, 10).await?;
     each_once(&texts, &lines)?;
     Ok(())
 }
@@ -250,5 +257,141 @@ async fn bad_mail_settings_answer_400_and_change_nothing() -> Result<()> {
         assert!(answer["error"].as_str().is_some_and(|error| error.contains(field)), "{answer}");
     }
     assert_eq!(api.get("/api/site/mail").await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_an_agent_online_only_the_unanswered_conversation_is_mailed_as_missed() -> Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let relay = start_mailing(&smtp, &[]).await?;
+    let api = Api::new(&relay).await?;
+    let (status, answer) = api.put("/api/site/mail", json!({"missed_after_minutes": 1})).await?;
+    assert_eq!(status, 200, "{answer}");
+
+    let (agent, _agent_events) = Client::agent(relay.ws_url(), &api.token)?;
+    agent.set_status(AgentStatus::Online)?;
+    // A visitor is told when the agent is online: from then on the relay
+    // counts them.
+    let (probe, mut probe_events) = Client::visitor(relay.ws_url(), "demo")?;
+    probe.conversation().await?;
+    collect(&mut probe_events, 1, |event| match event {
+        Event::Availability(a) if a.agents_online == 1 => Some(()),
+        _ => None,
+    })
+    .await?;
+    probe.stop();
+
+    let answered = visitor_writes(&relay.ws_url(), "answered in time").await?;
+    visitor_writes(&relay.ws_url(), "nobody answers").await?;
+    agent.join(answered)?;
+    agent.send(answered, Body::Text("here to help".into())).await?;
+
+    // A minute on, the unanswered one is mailed; the answered one is
+    // composed to nothing. No new-conversation mail: an agent was online.
+    let outbox = tokio::time::timeout(Duration::from_secs(100), async {
+        loop {
+            let mails = api.get("/api/mail/outbox").await?["mails"].as_array().cloned().unwrap_or_default();
+            if mails.len() == 2 && mails.iter().all(|mail| mail["status"] == "sent" || mail["status"] == "skipped") {
+                return Ok::<_, anyhow::Error>(mails);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .context("the missed-chat mails were never done")??;
+    let statuses: BTreeSet<(String, String)> = outbox
+        .iter()
+        .map(|mail| (mail["kind"].as_str().unwrap_or("").to_owned(), mail["status"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let expected = [("missed".to_owned(), "sent".to_owned()), ("missed".to_owned(), "skipped".to_owned())];
+    assert_eq!(statuses, BTreeSet::from(expected));
+    let received = smtp.received()?;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].header("Subject")?.as_deref(), Some("Missed conversation on Demo site"));
+    let text = text_part(&received[0]);
+    assert!(text.contains("waited 1 minutes") && text.contains("> nobody answers"), "{text}");
+    Ok(())
+}
+
+/// Logs the admin in on the console at `relay` and opens the Settings page.
+async fn console_settings(relay: &Relay) -> Result<Browser> {
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/console", relay.http_url())).await?;
+    browser.wait_for(None, "!!document.querySelector('#email')").await?;
+    browser.eval("document.querySelector('#email').focus()").await?;
+    browser.type_text(ADMIN_EMAIL).await?;
+    browser.eval("document.querySelector('#password').focus()").await?;
+    browser.type_text(ADMIN_PASSWORD).await?;
+    browser.press_enter().await?;
+    browser.wait_for(None, "!!document.querySelector('.team')").await?;
+    browser
+        .wait_for(None, "(() => { const b = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Settings'); if (b) b.click(); return !!b; })()")
+        .await?;
+    browser.wait_for(None, "!!document.querySelector('.mail form')").await?;
+    Ok(browser)
+}
+
+#[tokio::test]
+async fn the_console_shows_the_outbox_and_says_when_smtp_is_not_configured() -> Result<()> {
+    let mut smtp = SmtpServer::start().await?;
+    let relay = start_mailing(&smtp, &[]).await?;
+    visitor_writes(&relay.ws_url(), "sent fine").await?;
+    smtp.wait_for(1).await?;
+    smtp.stop().await?;
+    visitor_writes(&relay.ws_url(), "while the server is down").await?;
+    let api = Api::new(&relay).await?;
+    api.wait_outbox(2, |mail| mail["status"] == "sent" || mail["status"] == "retrying").await?;
+
+    let browser = console_settings(&relay).await?;
+    browser
+        .wait_for(None, "!!document.querySelector('.outbox .tag.mail-sent') && !!document.querySelector('.outbox .tag.mail-retrying')")
+        .await
+        .context("the outbox lists a sent and a retrying mail")?;
+    let shown = browser.eval("document.querySelector('.mail').textContent").await?;
+    let shown = shown.as_str().unwrap_or_default();
+    assert!(shown.contains("New conversation on Demo site") && shown.contains(ADMIN_EMAIL), "{shown}");
+    assert!(!shown.contains("SMTP not configured"), "{shown}");
+    browser.eval("document.querySelector('.mail').scrollIntoView()").await?;
+    browser.screenshot("console-mail-outbox").await?;
+
+    // The console changes the settings through the form.
+    browser.eval("document.querySelector('[name=notify_to]').focus()").await?;
+    browser.type_text("team@shop.test").await?;
+    browser
+        .eval("[...document.querySelectorAll('.mail button')].find(b => b.textContent.includes('Save email')).click()")
+        .await?;
+    browser.wait_for(None, "document.querySelector('.mail .success')?.textContent.includes('saved')").await?;
+    assert_eq!(api.get("/api/site/mail").await?["notify_to"], "team@shop.test");
+
+    let plain = Relay::start().await?;
+    let browser = console_settings(&plain).await?;
+    browser
+        .wait_for(
+            None,
+            "document.querySelector('.mail-off')?.textContent.includes('SMTP not configured on this relay')",
+        )
+        .await
+        .context("a relay without SMTP says so")?;
+    browser.eval("document.querySelector('.mail').scrollIntoView()").await?;
+    browser.screenshot("console-mail-off").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn smtp_without_a_sender_or_with_a_bad_url_stops_the_start_with_a_reason() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().into_owned();
+    for (flags, reason) in [
+        (vec!["--smtp-url", "smtp://127.0.0.1:2525"], "--smtp-url needs --mail-from"),
+        (vec!["--smtp-url", "ftp://127.0.0.1", "--mail-from", FROM], "--smtp-url"),
+        (vec!["--smtp-url", "smtp://127.0.0.1:2525", "--mail-from", "not an address"], "--mail-from"),
+    ] {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--data-dir", &data];
+        args.extend(flags);
+        let output = kefu_tests::run_subcommand(&args).await?;
+        let said = kefu_tests::said(&output);
+        assert!(!output.status.success(), "{args:?} started: {said}");
+        assert!(said.contains(reason), "{args:?}: {said}");
+    }
     Ok(())
 }

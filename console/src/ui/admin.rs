@@ -180,6 +180,7 @@ pub fn SitePage() -> impl IntoView {
     view! {
         <AdminPage title="Settings" help="The site's name, keys and how the widget looks to visitors." notice>
             {move || site.get().map(|found| view! { <SiteForm site=found notice /> })}
+            <super::mail::MailPanels />
         </AdminPage>
     }
 }

@@ -7,6 +7,7 @@ pub mod composer;
 pub mod conversation;
 pub mod list;
 pub mod login;
+pub mod mail;
 pub mod sites;
 pub mod visitor;
 

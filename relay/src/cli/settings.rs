@@ -252,5 +252,9 @@ mod tests {
         );
         assert_eq!(masked(arg("admin-password"), "postgres://kefu:secret@db/kefu"), MASK);
         assert_eq!(masked(arg("database-url"), "not a url: secret"), MASK);
+        assert_eq!(
+            masked(arg("smtp-url"), "smtps://kefu:secret@smtp.example.com:465"),
+            "smtps://kefu:********@smtp.example.com:465"
+        );
     }
 }

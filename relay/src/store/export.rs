@@ -27,7 +27,10 @@
 //!    without it was cut short.
 //!
 //! Ids in the file are the source's. Left behind: agents' sessions (they
-//! log in again), the deployment's owners, and every other site.
+//! log in again), the deployment's owners, every other site, and the
+//! site's mail: its outbox (mails already sent, or due to the old
+//! server's SMTP) and its mail settings (`site_mail`), which an admin sets
+//! again on the new server.
 //!
 //! # Reading and writing
 //!
