@@ -254,7 +254,9 @@ impl Mailer {
     /// The follow-up mail an agent's reply in `conversation` queues (see
     /// [`MailJob::VisitorReplies`]): due after the site's batch delay, and
     /// one for a burst, as the first reply's row stays while it waits.
-    /// None when mail is off.
+    /// None when mail is off, or the visitor gave no address or
+    /// unsubscribed (checked again when it is composed), so the outbox
+    /// fills with no mail that could never go.
     pub async fn visitor_replies_mail(
         &self,
         store: &Store,
@@ -262,6 +264,10 @@ impl Mailer {
         conversation: ConversationId,
     ) -> Result<Option<Box<store::MailWithMessage>>, store::Error> {
         if !self.enabled() {
+            return Ok(None);
+        }
+        let Some(visitor) = store.conversation(site, conversation).await?.map(|c| c.visitor) else { return Ok(None) };
+        if store.visitor_email(site, visitor).await?.is_none() || store.visitor_unsubscribed(site, visitor).await? {
             return Ok(None);
         }
         let delay = store.follow_up_delay(site).await?;
