@@ -453,6 +453,17 @@ pub async fn messages(conversation: ConversationId, before: Option<Seq>, limit: 
     call::<_, ()>("GET", &path, None).await
 }
 
+/// `POST /api/conversations/{id}/transcript` answer: where it goes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TranscriptQueued {
+    pub to: String,
+}
+
+/// Mails the whole conversation to its visitor.
+pub async fn email_transcript(conversation: ConversationId) -> Result<TranscriptQueued, ApiError> {
+    call::<_, ()>("POST", &format!("/api/conversations/{conversation}/transcript"), None).await
+}
+
 pub async fn visitor(visitor: VisitorId) -> Result<VisitorDetails, ApiError> {
     call::<_, ()>("GET", &format!("/api/visitors/{visitor}"), None).await
 }

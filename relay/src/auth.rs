@@ -7,10 +7,12 @@
 //!
 //! [`cookie`]: the console's session cookie and the same-origin check,
 //! for the HTTP API and the WebSocket upgrade alike. [`visitor_token`]:
-//! the tokens visitors come back with. [`new_site`]: a second site (tenant)
+//! the tokens visitors come back with. [`mail_link`]: the signed resume
+//! and unsubscribe links of follow-up mail. [`new_site`]: a second site (tenant)
 //! with its first admin.
 
 pub mod cookie;
+pub mod mail_link;
 pub mod new_site;
 pub mod visitor_token;
 

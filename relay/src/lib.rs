@@ -34,6 +34,8 @@
 //! - [`http`]: the HTTP API: login with cookie sessions and CSRF, the
 //!   admin's agents, site settings and canned replies, history and the
 //!   visitor panel for the console, `/healthz` and `/readyz`.
+//! - [`follow_up`]: email follow-up for visitors who left: the mails'
+//!   text, their signed resume and unsubscribe links.
 //! - [`mail`]: the mail the relay sends (`--smtp-url`): the jobs the
 //!   store's outbox holds, composing each when it is sent, and the task
 //!   per node that sends them with retries. Depends on the store.
@@ -55,6 +57,7 @@ pub mod cluster;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
+pub mod follow_up;
 pub mod hours;
 pub mod http;
 pub mod hub;

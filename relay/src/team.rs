@@ -112,6 +112,7 @@ pub async fn change(
                     client_id: None,
                     author: Author::Agent(actor.id),
                     body: Body::Note(note.to_owned()),
+                    mail: None,
                 };
                 publish(state, site, &store.append(note).await?);
             }
@@ -306,6 +307,7 @@ pub(crate) async fn system_line(
         client_id: None,
         author: Author::System,
         body: Body::Event(event),
+        mail: None,
     };
     let appended = state.store.append(line).await?;
     publish(state, conversation.site, &appended);

@@ -14,6 +14,7 @@ use kefu_protocol::ids::SiteKey;
 
 use crate::forms::Look;
 use crate::i18n::Lang;
+use crate::persist::StoredVisitor;
 
 /// The brand colour when the page names none or an invalid one.
 pub const DEFAULT_BRAND: Brand = Brand { r: 0x25, g: 0x63, b: 0xeb };
@@ -42,6 +43,26 @@ pub struct Config {
     pub identity: Option<String>,
     /// The site's forms, as the relay wrote them into the page.
     pub look: Look,
+    /// What a follow-up mail's link (`/c/KEY?resume=TOKEN`) gave.
+    pub resume: Option<Resume>,
+}
+
+/// What the relay made of a resume link (`<meta name="kefu-resume">`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Continue as this visitor, in its conversation.
+    As(StoredVisitor),
+    /// Expired or not valid: say so and start a fresh chat.
+    Refused,
+}
+
+impl Resume {
+    /// A stored-visitor line, or anything else (`expired`, `invalid`) as
+    /// a refusal; `None` for a page without the meta.
+    pub fn from_meta(content: Option<&str>) -> Option<Resume> {
+        let content = content?;
+        Some(StoredVisitor::decode(content).map_or(Resume::Refused, Resume::As))
+    }
 }
 
 /// What the relay wrote into the page (`<meta name="kefu-site">` and
@@ -69,6 +90,7 @@ impl Config {
             start_open: !embed || open,
             identity: None,
             look: Look::default(),
+            resume: None,
         }
     }
 }
@@ -219,6 +241,15 @@ mod tests {
         }
         let long = format!("#kefu_user={}", "a".repeat(crate::bridge::MAX_TOKEN + 1));
         assert_eq!(identity_from_fragment(&long), None);
+    }
+
+    #[test]
+    fn a_resume_link_gives_a_visitor_or_a_refusal() {
+        let Some(Resume::As(visitor)) = Resume::from_meta(Some("v1 7 42 k1-42-abc")) else { panic!("a visitor") };
+        assert_eq!((visitor.visitor.0, visitor.conversation.0, visitor.token.as_str()), (7, 42, "k1-42-abc"));
+        assert_eq!(Resume::from_meta(Some("expired")), Some(Resume::Refused));
+        assert_eq!(Resume::from_meta(Some("invalid")), Some(Resume::Refused));
+        assert_eq!(Resume::from_meta(None), None);
     }
 
     #[test]

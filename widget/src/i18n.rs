@@ -131,6 +131,8 @@ pub struct Strings {
     pub cut: &'static str,
     /// The app failed; only a reload brings it back.
     pub crashed: &'static str,
+    /// A mail's link to continue a chat was too old or not valid.
+    pub resume_failed: &'static str,
 }
 
 impl Strings {
@@ -202,6 +204,7 @@ static EN: Strings = Strings {
     },
     cut: "Your message was too long and was cut to 4,000 characters.",
     crashed: "Something went wrong. Please reload the page.",
+    resume_failed: "This chat link has expired or is not valid. You can start a new chat here.",
 };
 
 static ZH_CN: Strings = Strings {
@@ -259,6 +262,7 @@ static ZH_CN: Strings = Strings {
     },
     cut: "消息太长，已截断为 4000 个字符。",
     crashed: "出错了，请刷新页面。",
+    resume_failed: "此聊天链接已过期或无效。您可以在这里开始新的聊天。",
 };
 
 static ZH_TW: Strings = Strings {
@@ -316,6 +320,7 @@ static ZH_TW: Strings = Strings {
     },
     cut: "訊息太長，已截斷為 4000 個字元。",
     crashed: "發生錯誤，請重新整理頁面。",
+    resume_failed: "此聊天連結已過期或無效。您可以在這裡開始新的聊天。",
 };
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub fn mount() {
         element.get_attribute("content").filter(|value| !value.is_empty())
     };
     let granted = config::Granted { site: meta("kefu-site"), parent: meta("kefu-parent") };
+    let resume = config::Resume::from_meta(meta("kefu-resume").as_deref());
     let browser_lang = window().navigator().language();
     let mut config = config::Config::from_page(
         granted,
@@ -60,7 +61,16 @@ pub fn mount() {
     kefu_webclient::report_panics(config.lang.strings().crashed, "kefu-crash");
     let fragment = location.hash().unwrap_or_default();
     config.identity = config::identity_from_fragment(&fragment);
-    if !fragment.is_empty()
+    let mut search = search;
+    if resume.is_some()
+        && let Some(params) = &params
+    {
+        params.delete("resume");
+        let rest = params.to_string().as_string().unwrap_or_default();
+        search = if rest.is_empty() { rest } else { format!("?{rest}") };
+    }
+    config.resume = resume;
+    if (!fragment.is_empty() || config.resume.is_some())
         && let Ok(history) = window().history()
     {
         // The token has been read: keep it out of the address bar, the

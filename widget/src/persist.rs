@@ -238,6 +238,23 @@ impl Store {
         }
     }
 
+    /// Makes this browser `visitor` (a mail's resume link): what another
+    /// visitor left here (history, read mark) is dropped, as it is not
+    /// this visitor's. Its unsent messages that name their conversation
+    /// stay (the relay refuses them in any other); those written before it
+    /// had one would land in this visitor's, so they go.
+    pub fn resume_as(&self, visitor: &StoredVisitor) {
+        if self.visitor().as_ref() == Some(visitor) {
+            return;
+        }
+        let outbox: Vec<StoredPending> =
+            self.outbox().into_iter().filter(|entry| entry.conversation.is_some()).collect();
+        self.set_outbox(&outbox);
+        self.set_history(&[]);
+        self.remove("read");
+        self.set_visitor(Some(visitor));
+    }
+
     pub fn outbox(&self) -> Vec<StoredPending> {
         self.get("outbox").map(|text| decode_outbox(&text)).unwrap_or_default()
     }

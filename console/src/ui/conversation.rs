@@ -1,6 +1,6 @@
 //! The middle column: tabs of the conversations open at once, and the one
 //! on screen: who handles it with the take / transfer / close / reopen
-//! buttons, its history (paged back), live messages, private notes and
+//! buttons and the transcript by email, its history (paged back), live messages, private notes and
 //! system lines, the visitor's typing indicator with a preview of their
 //! draft, and the [composer](super::composer). Messages are text nodes,
 //! never HTML.
@@ -207,6 +207,14 @@ fn Head(id: ConversationId) -> impl IntoView {
     let is_open = move || state.with(|s| s.as_ref().is_some_and(|s| s.1));
     let assignee = move || state.with(|s| s.as_ref().and_then(|s| s.2));
     let act = move |change: Change| ctx.connection(|c| c.update(id, change));
+    let email_transcript = move |_| {
+        spawn_local(async move {
+            match api::email_transcript(id).await {
+                Ok(queued) => ctx.toast(format!("The transcript is on its way to {}.", queued.to)),
+                Err(error) => ctx.toast(error.message),
+            }
+        });
+    };
     view! {
         <header class="conversation-head">
             <div class="head-text">
@@ -225,6 +233,8 @@ fn Head(id: ConversationId) -> impl IntoView {
                 {move || (is_open() && assignee().is_none()).then(|| view! {
                     <button type="button" class="button primary" on:click=move |_| act(Change::Take)>"Take"</button>
                 })}
+                <button type="button" class="button ghost" title="Email the whole conversation to the visitor"
+                    on:click=email_transcript>"Email transcript"</button>
                 {move || is_open().then(|| view! {
                     <button type="button" class="button ghost" on:click=move |_| transfer.set(true)>"Transfer"</button>
                     <button type="button" class="button ghost" on:click=move |_| act(Change::Close)>"Close"</button>

@@ -17,6 +17,8 @@
 //! - [`mail`]: a site's mail settings and its outbox, for admins.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
+//! - [`follow_up`]: the unsubscribe link of follow-up mail, a site's
+//!   batch delay, an agent's transcript to the visitor.
 //! - [`health`]: `/healthz` and `/readyz`, for whoever runs the relay.
 //! - [`extract`]: who a request is from ([`CurrentAgent`], [`Admin`]:
 //!   a bearer token or the session cookie with its CSRF token), and
@@ -33,6 +35,7 @@
 pub mod agents;
 pub mod canned;
 pub mod extract;
+pub mod follow_up;
 pub mod forms;
 pub mod health;
 pub mod history;
@@ -66,15 +69,18 @@ pub fn routes() -> Router<AppState> {
         .route("/api/site/hours", get(hours::show).put(hours::update))
         .route("/api/site/forms", get(forms::show).put(forms::update))
         .route("/api/site/identity-secret", post(site::rotate_identity_secret))
+        .route("/api/site/follow-up", get(follow_up::show).put(follow_up::update))
         .route("/api/site/mail", get(mail::show).put(mail::update))
         .route("/api/mail/outbox", get(mail::outbox))
         .route("/api/widget/{site_key}", get(site::widget))
+        .route("/api/unsubscribe", get(follow_up::confirm).post(follow_up::unsubscribe))
         .route("/api/agents", get(agents::list).post(agents::create))
         .route("/api/agents/{id}", patch(agents::update))
         .route("/api/canned", get(canned::list).post(canned::create))
         .route("/api/canned/{id}", put(canned::update).delete(canned::delete))
         .route("/api/conversations", get(history::conversations))
         .route("/api/conversations/{id}/messages", get(history::messages))
+        .route("/api/conversations/{id}/transcript", post(follow_up::transcript))
         .route("/api/visitors/{id}", get(visitors::show))
         .route("/api/owner/sites", get(owner::sites).post(owner::create))
         .route("/api/owner/sites/{key}/enter", post(owner::enter))

@@ -6,6 +6,7 @@ use lettre::message::Mailbox;
 
 use super::MailJob;
 use super::i18n::{Language, Texts, fill};
+use crate::follow_up;
 use crate::store::{self, SiteMailSettings, Store};
 
 /// What every mail of this relay shares.
@@ -15,6 +16,9 @@ pub struct Context {
     pub from: Mailbox,
     /// Where agents answer, from `--public-url`; no link without it.
     pub console_url: Option<String>,
+    /// `--public-url`'s origin: where a visitor's links lead. Visitor
+    /// mail is skipped without it, as it would have no way back.
+    pub public_origin: Option<String>,
 }
 
 /// A mail, composed: who it goes to and what it says, as text and HTML.
@@ -26,6 +30,12 @@ pub struct Mail {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// A visitor's one-click unsubscribe URL: `List-Unsubscribe` and
+    /// `List-Unsubscribe-Post` (RFC 8058).
+    pub list_unsubscribe: Option<String>,
+    /// What the store records once it is sent: the visitor has been mailed
+    /// this conversation up to this seq.
+    pub mailed: Option<(ConversationId, Seq)>,
 }
 
 /// Visitor messages quoted in a notification, at most.
@@ -44,6 +54,9 @@ pub async fn compose(
     store: &Store,
     context: &Context,
 ) -> Result<Option<Mail>, store::Error> {
+    if let MailJob::VisitorReplies { .. } | MailJob::Transcript { .. } = job {
+        return visitor_mail(job, site, store, context).await;
+    }
     let Some(site_row) = store.site(site).await? else { return Ok(None) };
     let settings = store.site_mail_settings(site).await?;
     let to = agent_recipients(store, site, &settings).await?;
@@ -62,6 +75,8 @@ pub async fn compose(
             subject,
             text,
             html,
+            list_unsubscribe: None,
+            mailed: None,
         }
     };
     match *job {
@@ -81,7 +96,54 @@ pub async fn compose(
             let intro = fill(texts.missed_intro, &site_row.name, minutes);
             Ok(Some(mail(subject, intro, &messages)))
         }
+        MailJob::VisitorReplies { .. } | MailJob::Transcript { .. } => Ok(None),
     }
+}
+
+/// A mail to a visitor (`crate::follow_up`): the replies it missed, or
+/// its transcript; `None` without an address, a public URL for its links,
+/// or (replies) anything unread, or once it unsubscribed.
+async fn visitor_mail(
+    job: &MailJob,
+    site: SiteId,
+    store: &Store,
+    context: &Context,
+) -> Result<Option<Mail>, store::Error> {
+    let Some(base) = &context.public_origin else {
+        tracing::warn!("visitor mail needs --public-url for its links; skipped");
+        return Ok(None);
+    };
+    let composed = match *job {
+        MailJob::VisitorReplies { conversation } => {
+            follow_up::compose::replies(store, base, site, conversation).await?
+        }
+        MailJob::Transcript { conversation } => follow_up::compose::transcript(store, base, site, conversation).await?,
+        MailJob::NewConversation { .. } | MailJob::Missed { .. } => return Ok(None),
+    };
+    let composed = match composed {
+        Ok(composed) => composed,
+        Err(skipped) => {
+            tracing::debug!(?skipped, kind = job.kind(), "visitor mail skipped");
+            return Ok(None);
+        }
+    };
+    let Ok(to) = composed.to.parse::<Mailbox>() else {
+        tracing::info!(kind = job.kind(), "a visitor's address is not one; mail skipped");
+        return Ok(None);
+    };
+    let settings = store.site_mail_settings(site).await?;
+    let reply_to = settings.reply_to.as_deref().and_then(|address| address.parse().ok());
+    let replies = matches!(job, MailJob::VisitorReplies { .. });
+    Ok(Some(Mail {
+        to: vec![to],
+        reply_to: reply_to.unwrap_or_else(|| context.from.clone()),
+        language: Language::from_setting(composed.lang.tag()),
+        subject: composed.rendered.subject,
+        text: composed.rendered.text,
+        html: composed.rendered.html,
+        list_unsubscribe: Some(composed.unsubscribe),
+        mailed: replies.then_some((composed.conversation, composed.through)),
+    }))
 }
 
 /// Where `site`'s agent notifications go: the chosen address, else every

@@ -63,6 +63,14 @@ pub enum MailJob {
     /// To the site's agents: a conversation has waited `minutes` without
     /// an agent's reply. Nothing is sent if an agent replied meanwhile.
     Missed { conversation: ConversationId, minutes: u32 },
+    /// To the visitor: the agents' replies in `conversation` it has not
+    /// read and not been mailed (`crate::follow_up`). Queued with each
+    /// reply; a burst of replies makes one mail. Nothing is sent if the
+    /// visitor read them meanwhile.
+    VisitorReplies { conversation: ConversationId },
+    /// To the visitor: the whole of `conversation`, which it or an agent
+    /// asked for.
+    Transcript { conversation: ConversationId },
 }
 
 impl MailJob {
@@ -71,15 +79,18 @@ impl MailJob {
         match self {
             MailJob::NewConversation { .. } => "new_conversation",
             MailJob::Missed { .. } => "missed",
+            MailJob::VisitorReplies { .. } => "visitor_replies",
+            MailJob::Transcript { .. } => "transcript",
         }
     }
 
     /// What makes two such jobs one mail.
     pub fn dedupe_key(&self) -> String {
         match self {
-            MailJob::NewConversation { conversation } | MailJob::Missed { conversation, .. } => {
-                format!("{}:{conversation}", self.kind())
-            }
+            MailJob::NewConversation { conversation }
+            | MailJob::Missed { conversation, .. }
+            | MailJob::VisitorReplies { conversation }
+            | MailJob::Transcript { conversation } => format!("{}:{conversation}", self.kind()),
         }
     }
 
@@ -113,6 +124,18 @@ pub struct QueuedMail {
 }
 
 impl QueuedMail {
+    /// As a message carries it to the writer, which queues it with the
+    /// message.
+    pub fn with_message(self) -> store::MailWithMessage {
+        store::MailWithMessage {
+            kind: self.kind,
+            job: self.job,
+            dedupe_key: self.dedupe_key,
+            not_before: self.not_before,
+            on_duplicate: self.on_duplicate,
+        }
+    }
+
     /// As the store takes it.
     pub fn as_new(&self) -> NewMail<'_> {
         NewMail {
@@ -175,11 +198,12 @@ impl Mailer {
             .timeout(Some(sender::SMTP_TIMEOUT))
             .build();
         let console_url = config.public_url.as_ref().map(|url| format!("{}/console", url.origin));
+        let public_origin = config.public_url.as_ref().map(|url| url.origin.clone());
         Ok(Mailer {
             smtp: Some(Arc::new(Smtp {
                 transport,
                 id_domain: from.email.domain().to_owned(),
-                context: Context { from, console_url },
+                context: Context { from, console_url, public_origin },
                 first_retry: Duration::from_secs(config.mail_retry_secs.max(1)),
                 attempts: config.mail_attempts.max(1),
                 lease: Duration::from_secs(config.mail_lease_secs.max(1)),
@@ -225,6 +249,31 @@ impl Mailer {
             mails.push(MailJob::Missed { conversation, minutes }.queued(at, OnDuplicate::Keep));
         }
         Ok(mails)
+    }
+
+    /// The follow-up mail an agent's reply in `conversation` queues (see
+    /// [`MailJob::VisitorReplies`]): due after the site's batch delay, and
+    /// one for a burst, as the first reply's row stays while it waits.
+    /// None when mail is off, or the visitor gave no address or
+    /// unsubscribed (checked again when it is composed), so the outbox
+    /// fills with no mail that could never go.
+    pub async fn visitor_replies_mail(
+        &self,
+        store: &Store,
+        site: SiteId,
+        conversation: ConversationId,
+    ) -> Result<Option<Box<store::MailWithMessage>>, store::Error> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let Some(visitor) = store.conversation(site, conversation).await?.map(|c| c.visitor) else { return Ok(None) };
+        if store.visitor_email(site, visitor).await?.is_none() || store.visitor_unsubscribed(site, visitor).await? {
+            return Ok(None);
+        }
+        let delay = store.follow_up_delay(site).await?;
+        let queued = MailJob::VisitorReplies { conversation }
+            .queued(Timestamp(store::now().0 + millis(delay)), OnDuplicate::Keep);
+        Ok(Some(Box::new(queued.with_message())))
     }
 
     /// Starts this node's sender, which runs until `stop` is cancelled;

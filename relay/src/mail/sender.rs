@@ -90,6 +90,11 @@ async fn deliver(smtp: &Smtp, store: &Store, claimed: &OutboxMail) -> Result<(),
             let outcome =
                 MailOutcome::Sent { recipients: &recipients, subject: &mail.subject, message_id: &message_id };
             store.finish_mail(site, claimed, &outcome).await?;
+            // After the send, so a mail that failed is composed again with
+            // the same replies; dying in between mails them once more.
+            if let Some((conversation, through)) = mail.mailed {
+                store.mark_mailed(site, conversation, through).await?;
+            }
         }
         Err((true, error)) => {
             tracing::warn!(mail = claimed.id.0, %error, "the SMTP server refused a mail for good");
@@ -149,6 +154,9 @@ fn message(mail: &Mail, from: &Mailbox, message_id: &str) -> Result<Message, let
     for to in &mail.to {
         builder = builder.to(to.clone());
     }
+    if let Some(url) = &mail.list_unsubscribe {
+        builder = builder.header(ListUnsubscribe(url.clone())).header(ListUnsubscribePost);
+    }
     builder.multipart(MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone()))
 }
 
@@ -167,6 +175,44 @@ impl Header for AutoSubmitted {
 
     fn display(&self) -> HeaderValue {
         HeaderValue::new(AutoSubmitted::name(), "auto-generated".to_owned())
+    }
+}
+
+/// `List-Unsubscribe: <URL>` (RFC 2369): where a visitor stops follow-up
+/// mail.
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(value: &str) -> Result<ListUnsubscribe, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(value.trim().trim_start_matches('<').trim_end_matches('>').to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(ListUnsubscribe::name(), format!("<{}>", self.0))
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): the
+/// link unsubscribes with one POST, no page to click through.
+#[derive(Debug, Clone, Copy)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<ListUnsubscribePost, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(ListUnsubscribePost::name(), "List-Unsubscribe=One-Click".to_owned())
     }
 }
 

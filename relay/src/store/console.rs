@@ -302,7 +302,8 @@ mod tests {
     }
 
     async fn say(store: &Store, site: SiteId, conversation: ConversationId, author: Author, text: &str) {
-        let message = NewMessage { site, conversation, client_id: None, author, body: Body::Text(text.into()) };
+        let message =
+            NewMessage { site, conversation, client_id: None, author, body: Body::Text(text.into()), mail: None };
         store.append(message).await.unwrap();
     }
 
@@ -320,8 +321,14 @@ mod tests {
         store.open_conversation(b, stranger).await.unwrap();
         store.close_conversation(a, ids[0]).await.unwrap();
         let closed_line = Body::Event(ConversationEvent::Reopened { by: None });
-        let line =
-            NewMessage { site: a, conversation: ids[0], client_id: None, author: Author::System, body: closed_line };
+        let line = NewMessage {
+            site: a,
+            conversation: ids[0],
+            client_id: None,
+            author: Author::System,
+            body: closed_line,
+            mail: None,
+        };
         store.append(line).await.unwrap();
         let named = store.conversation(a, ids[2]).await.unwrap().unwrap().visitor;
         let identity =

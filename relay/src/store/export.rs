@@ -1104,7 +1104,7 @@ mod tests {
 
     async fn say(store: &Store, site: SiteId, conversation: ConversationId, author: Author, body: Body, id: u128) {
         let client_id = (author != Author::System).then_some(ClientMessageId(id));
-        store.append(NewMessage { site, conversation, client_id, author, body }).await.unwrap();
+        store.append(NewMessage { site, conversation, client_id, author, body, mail: None }).await.unwrap();
     }
 
     /// A site as the HTTP API and the sockets read it, with every id

@@ -274,7 +274,14 @@ mod tests {
     }
 
     async fn line(store: &Store, site: SiteId, conversation: ConversationId, event: ConversationEvent) -> Seq {
-        let line = NewMessage { site, conversation, client_id: None, author: Author::System, body: Body::Event(event) };
+        let line = NewMessage {
+            site,
+            conversation,
+            client_id: None,
+            author: Author::System,
+            body: Body::Event(event),
+            mail: None,
+        };
         store.append(line).await.unwrap().message.seq
     }
 

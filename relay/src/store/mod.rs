@@ -21,6 +21,8 @@
 //!   visitor panel.
 //! - `visitors`: visitor profiles, visits, identity secrets.
 //! - `messages`: appending and reading messages.
+//! - `follow_up`: email follow-up: batch delays, unsubscribed visitors,
+//!   how far a conversation was mailed, a visitor's address.
 //! - `mail`: the outbox of mail (queued with their cause, claimed by one
 //!   node at a time) and the sites' mail settings.
 //! - `writer`: the one task that stores messages, many per transaction.
@@ -70,6 +72,7 @@ mod canned;
 mod console;
 mod conversations;
 mod export;
+mod follow_up;
 mod forms;
 mod hours;
 mod ids;
@@ -108,6 +111,7 @@ pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};
 pub use conversations::NewVisitor;
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
+pub use follow_up::{DEFAULT_BATCH_DELAY, MAX_BATCH_DELAY};
 pub use forms::{FieldKind, FormField, FormWhen, PrechatForm, Rating, SiteForms, Survey};
 pub use hours::SiteHours;
 pub use mail::{MailId, MailOutcome, MailStatus, NewMail, OnDuplicate, OutboxMail, SiteMailSettings};
@@ -366,6 +370,36 @@ pub struct NewMessage {
     pub author: Author,
     /// What it says.
     pub body: Body,
+    /// A mail its storing queues, in the same transaction, if it is stored
+    /// now (not a resend): the visitor's follow-up of an agent's reply.
+    /// Boxed: most messages carry none, and every one travels the
+    /// writer's queue.
+    pub mail: Option<Box<MailWithMessage>>,
+}
+
+/// A mail queued with a message ([`NewMessage::mail`]); owned, as the
+/// message travels to the writer's task. `crate::mail` makes it; the
+/// store only keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailWithMessage {
+    pub kind: &'static str,
+    pub job: String,
+    pub dedupe_key: String,
+    pub not_before: Timestamp,
+    pub on_duplicate: OnDuplicate,
+}
+
+impl MailWithMessage {
+    /// As the outbox takes it.
+    pub fn as_new(&self) -> NewMail<'_> {
+        NewMail {
+            kind: self.kind,
+            job: &self.job,
+            dedupe_key: &self.dedupe_key,
+            not_before: self.not_before,
+            on_duplicate: self.on_duplicate,
+        }
+    }
 }
 
 /// The outcome of [`Store::append`].

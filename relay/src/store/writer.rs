@@ -386,6 +386,18 @@ async fn store_batch(
         });
     }
     attach_conversations(&mut tx, &mut outcomes).await?;
+    // The mails the fresh messages queue (a visitor's follow-up of an
+    // agent's reply), in this transaction: stored reply, queued mail.
+    for (pending, planned) in batch.iter().zip(&plan) {
+        if let (Planned::Insert(_), Some(mail)) = (planned, &pending.message.mail) {
+            super::Store::enqueue_mail_on(&mut tx, pending.message.site, &mail.as_new()).await.map_err(|error| {
+                match error {
+                    Error::Database(error) => sqlx::Error::Protocol(format!("queueing a mail: {error}")),
+                    other => sqlx::Error::Protocol(format!("queueing a mail: {other}")),
+                }
+            })?;
+        }
+    }
     tx.commit().await?;
     Ok(outcomes)
 }

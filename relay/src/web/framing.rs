@@ -164,10 +164,16 @@ async fn serve(
         return StatusCode::NOT_FOUND.into_response();
     };
     let look = widget_look(state, decision.site.as_ref()).await;
-    let mut response = fill(&template, &decision, look.as_deref()).into_response();
+    let resume = match query.iter().find(|(name, _)| name == "resume") {
+        Some((_, token)) => Some(resumed_visitor(state, decision.site.as_ref(), token).await),
+        None => None,
+    };
+    let mut response = fill(&template, &decision, look.as_deref(), resume.as_deref()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(super::REVALIDATE));
+    // A resumed page carries the visitor's token: no cache may keep it.
+    let cache = if resume.is_some() { "no-store" } else { super::REVALIDATE };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     // The page says who may hear from it, and that follows the framer.
     headers.insert(header::VARY, HeaderValue::from_static("referer"));
     if let Ok(policy) = HeaderValue::from_str(&policy_for(&decision.framing)) {
@@ -187,9 +193,30 @@ async fn widget_look(state: &AppState, key: Option<&SiteKey>) -> Option<String> 
         .and_then(|look| serde_json::to_string(&look).ok())
 }
 
-/// The page with the decision (and the site's look, if known) written
-/// where [`PAGE_MARK`] is.
-fn fill(template: &str, decision: &Decision, look: Option<&str>) -> String {
+/// What a follow-up mail's resume link (`/c/KEY?resume=TOKEN`) gives
+/// the widget: the visitor it resumes as the widget stores one (see
+/// `crate::follow_up::Resumed::widget_line`), or why not (`expired`,
+/// `invalid`), so the widget says so and starts a fresh chat.
+async fn resumed_visitor(state: &AppState, site: Option<&SiteKey>, token: &str) -> String {
+    let refused = crate::follow_up::ResumeRefused::Invalid.as_str().to_owned();
+    let Some(site) = site else { return refused };
+    let site = match state.store.site_by_key(site).await {
+        Ok(Some(site)) => site,
+        Ok(None) => return refused,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the site of a resume link");
+            return refused;
+        }
+    };
+    match crate::follow_up::resume(state, site.id, token).await {
+        Ok(resumed) => resumed.widget_line(),
+        Err(why) => why.as_str().to_owned(),
+    }
+}
+
+/// The page with the decision, the site's look (if known) and what a
+/// resume link gave written where [`PAGE_MARK`] is.
+fn fill(template: &str, decision: &Decision, look: Option<&str>, resume: Option<&str>) -> String {
     let site = decision.site.as_ref().map_or("", SiteKey::as_str);
     let parent = decision.post_to.as_deref().unwrap_or("");
     let mut meta = format!(
@@ -199,6 +226,9 @@ fn fill(template: &str, decision: &Decision, look: Option<&str>) -> String {
     );
     if let Some(look) = look {
         meta.push_str(&format!("<meta name=\"kefu-look\" content=\"{}\">", attribute(look)));
+    }
+    if let Some(resume) = resume {
+        meta.push_str(&format!("<meta name=\"kefu-resume\" content=\"{}\">", attribute(resume)));
     }
     template.replacen(PAGE_MARK, &meta, 1)
 }
@@ -326,7 +356,7 @@ mod tests {
             framing: Framing::Anyone,
             post_to: Some("https://a\"<b>".into()),
         };
-        let page = fill("<head><!-- kefu:page --></head>", &decision, None);
+        let page = fill("<head><!-- kefu:page --></head>", &decision, None, None);
         assert_eq!(
             page,
             "<head><meta name=\"kefu-site\" content=\"demo\"><meta name=\"kefu-parent\" content=\"https://a&quot;&lt;b&gt;\"></head>"

@@ -101,6 +101,8 @@ pub fn Banner() -> impl IntoView {
                 Some(text.unavailable)
             } else if m.reconnecting() {
                 Some(text.reconnecting)
+            } else if ctx.resume_refused {
+                Some(text.resume_failed)
             } else {
                 None
             }

@@ -15,10 +15,11 @@ use wasm_bindgen::JsCast;
 use web_sys::{KeyboardEvent, MessageEvent, VisibilityState};
 
 use crate::bridge::{self, Inbound, Parent};
-use crate::config::Config;
+use crate::config::{Config, Resume};
 use crate::connection::Connection;
 use crate::i18n::Strings;
 use crate::model::Model;
+use crate::persist::Store;
 
 use composer::Composer;
 use form::{ContactAsk, Forms, PrechatForm};
@@ -39,6 +40,8 @@ pub struct Ctx {
     /// The composer's text box, for [`Ctx::focus_composer`].
     pub composer: NodeRef<Textarea>,
     pub emoji_open: RwSignal<bool>,
+    /// A mail's resume link was refused: the banner says so.
+    pub resume_refused: bool,
 }
 
 impl Ctx {
@@ -101,6 +104,7 @@ pub fn App(config: Config) -> impl IntoView {
         embed: config.embed,
         composer: NodeRef::new(),
         emoji_open: RwSignal::new(false),
+        resume_refused: config.resume == Some(Resume::Refused),
     };
     provide_context(ctx);
     // Listening before saying ready, so the parent's first `open` is heard.
@@ -110,7 +114,12 @@ pub fn App(config: Config) -> impl IntoView {
         ctx.focus_composer();
     }
     match config.site.clone() {
-        Some(site) => ctx.connection.set_value(Some(Connection::start(site, model, parent))),
+        Some(site) => {
+            if let Some(Resume::As(visitor)) = &config.resume {
+                Store::open(&site, parent.origin()).resume_as(visitor);
+            }
+            ctx.connection.set_value(Some(Connection::start(site, model, parent)));
+        }
         None => model.update(Model::set_unavailable),
     }
     if let Some(token) = config.identity.clone() {

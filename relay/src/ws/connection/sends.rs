@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
-    Accepted, Ack, Body, ConversationStatus, Deferred, ErrorCode, ErrorFrame, Receipt, Rejected, Send, Typing,
+    Accepted, Ack, Author, Body, ConversationStatus, Deferred, ErrorCode, ErrorFrame, Receipt, Rejected, Send, Typing,
     TypingNotice,
 };
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
@@ -90,13 +90,19 @@ impl Connection {
         if self.unsaved.is_some() {
             self.save_visitor().await?;
         }
-        let message = NewMessage {
-            site: self.peer.site(),
-            conversation,
-            client_id: Some(client_id),
-            author: self.peer.author(),
-            body,
+        let (site, author) = (self.peer.site(), self.peer.author());
+        // An agent's reply may need mailing to a visitor who left: queued
+        // with it, composed (or skipped) when the site's delay is over.
+        let mail = match (author, &body) {
+            (Author::Agent(_), Body::Text(_)) => self
+                .state
+                .mail
+                .visitor_replies_mail(&self.state.store, site, conversation)
+                .await
+                .map_err(|e| End::store(&e))?,
+            _ => None,
         };
+        let message = NewMessage { site, conversation, client_id: Some(client_id), author, body, mail };
         let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
         self.appends.get_or_insert_with(FuturesOrdered::new).push_back(ticket);
         Ok(())
