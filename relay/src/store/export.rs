@@ -11,8 +11,9 @@
 //!    `kefu_export` is the format's version ([`EXPORT_VERSION`]); a reader
 //!    refuses one it does not know. Any change to what a file holds is a
 //!    new version, so a reader also refuses a field it does not know
-//!    rather than drop it. Version 2 added `site_hours`, `site_forms` and
-//!    `conversation_ratings`; a version 1 file (without them) still reads.
+//!    rather than drop it. Version 2 added `site_hours`, `site_forms`,
+//!    `conversation_ratings` and the three `follow_up_` tables; a version 1
+//!    file (without them) still reads.
 //! 2. One line per row, `{"table":"NAME","row":{...}}`, a row's fields
 //!    being its table's columns, parents before children, in this order:
 //!    `sites` (exactly one: key, name, widget settings), `site_secrets`
@@ -24,7 +25,10 @@
 //!    (visitors this site brought from a server before), `visitor_profiles`,
 //!    `visits`, `conversations` (with receipt marks, assignee, queue time),
 //!    `messages` (every one, by conversation, then seq),
-//!    `conversation_ratings` (satisfaction ratings, by close). Numbers are JSON
+//!    `conversation_ratings` (satisfaction ratings, by close),
+//!    `follow_up_settings`, `follow_up_unsubscribed` (visitors who asked
+//!    for no more follow-up mails), `follow_up_mailed` (how far each
+//!    conversation was mailed). Numbers are JSON
 //!    numbers, flags booleans, times milliseconds since 1970 (seconds for
 //!    `previous_until`), a message's `client_id` 32 hex digits or null.
 //! 3. The trailer, `{"end":{"rows":N}}`, N the number of row lines: a file
@@ -202,6 +206,32 @@ enum Row {
     Message(MessageRow),
     #[serde(rename = "conversation_ratings")]
     Rating(RatingRow),
+    #[serde(rename = "follow_up_settings")]
+    FollowUpSettings(FollowUpSettingsRow),
+    #[serde(rename = "follow_up_unsubscribed")]
+    Unsubscribed(UnsubscribedRow),
+    #[serde(rename = "follow_up_mailed")]
+    Mailed(MailedRow),
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct FollowUpSettingsRow {
+    batch_delay_secs: Unsigned,
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribedRow {
+    visitor_id: Unsigned,
+    unsubscribed_at: Unsigned,
+}
+
+#[derive(Debug, Serialize, Deserialize, FromRow)]
+#[serde(deny_unknown_fields)]
+struct MailedRow {
+    conversation_id: Unsigned,
+    mailed_through: Unsigned,
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow)]
@@ -395,6 +425,13 @@ const SITE_FORMS_SQL: &str =
     "SELECT prechat, survey_enabled, survey_ask_again, updated_at FROM site_forms WHERE site_id = $1";
 const RATINGS_SQL: &str = "SELECT conversation_id, closed_seq, score, comment, rated_at FROM conversation_ratings \
      WHERE site_id = $1 ORDER BY conversation_id, closed_seq";
+const FOLLOW_UP_SETTINGS_SQL: &str = "SELECT batch_delay_secs FROM follow_up_settings WHERE site_id = $1";
+// Only visitors the file carries: an unsubscribe names a visitor by id.
+const UNSUBSCRIBED_SQL: &str = "SELECT u.visitor_id, u.unsubscribed_at FROM follow_up_unsubscribed u \
+     JOIN visitors v ON v.id = u.visitor_id AND v.site_id = u.site_id WHERE u.site_id = $1 ORDER BY u.visitor_id";
+const MAILED_SQL: &str = "SELECT m.conversation_id, m.mailed_through FROM follow_up_mailed m \
+     JOIN conversations c ON c.id = m.conversation_id AND c.site_id = m.site_id WHERE m.site_id = $1 \
+     ORDER BY m.conversation_id";
 const VISITORS_SQL: &str = "SELECT id, token_hash, created_at, last_seen_at, user_agent, language FROM visitors WHERE site_id = $1 ORDER BY id";
 const MOVED_VISITORS_SQL: &str = "SELECT old_site_id, old_visitor_id, old_token_key, visitor_id FROM moved_visitors \
      WHERE site_id = $1 ORDER BY visitor_id, old_site_id, old_visitor_id";
@@ -520,6 +557,9 @@ impl Store {
         let conversations = dump(tx, CONVERSATIONS_SQL, site, &mut out, Row::Conversation).await?;
         let messages = dump(tx, MESSAGES_SQL, site, &mut out, Row::Message).await?;
         dump(tx, RATINGS_SQL, site, &mut out, Row::Rating).await?;
+        dump(tx, FOLLOW_UP_SETTINGS_SQL, site, &mut out, Row::FollowUpSettings).await?;
+        dump(tx, UNSUBSCRIBED_SQL, site, &mut out, Row::Unsubscribed).await?;
+        dump(tx, MAILED_SQL, site, &mut out, Row::Mailed).await?;
         let rows = out.rows;
         out.line(&End { end: Count { rows } })?;
         out.finish()?;
@@ -828,6 +868,36 @@ impl Import {
                 .execute(&mut *tx)
                 .await
                 .map_err(|error| refusal(error, "a rating of one close"))?;
+            }
+            Row::FollowUpSettings(row) => {
+                sqlx::query("INSERT INTO follow_up_settings (site_id, batch_delay_secs) VALUES ($1, $2)")
+                    .bind(site)
+                    .bind(int(row.batch_delay_secs.0))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|error| refusal(error, "the site's follow-up settings"))?;
+            }
+            Row::Unsubscribed(row) => {
+                sqlx::query(
+                    "INSERT INTO follow_up_unsubscribed (site_id, visitor_id, unsubscribed_at) VALUES ($1, $2, $3)",
+                )
+                .bind(site)
+                .bind(int(self.visitor(row.visitor_id.0)?))
+                .bind(int(row.unsubscribed_at.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| refusal(error, "an unsubscribed visitor"))?;
+            }
+            Row::Mailed(row) => {
+                sqlx::query(
+                    "INSERT INTO follow_up_mailed (site_id, conversation_id, mailed_through) VALUES ($1, $2, $3)",
+                )
+                .bind(site)
+                .bind(int(self.conversation(row.conversation_id.0)?))
+                .bind(int(row.mailed_through.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| refusal(error, "how far a conversation was mailed"))?;
             }
             Row::Visitor(row) => {
                 let id = next_id(tx, "visitors").await?;
@@ -1138,12 +1208,19 @@ mod tests {
                 rating.closed.0, rating.score, rating.comment, rating.at.0
             ));
         }
+        out.push(format!("follow-up delay {:?}", store.follow_up_delay(site).await.unwrap()));
         let page = ConversationPage { status: None, before: None, before_id: None, limit: 100 };
         let mut visitors: Vec<VisitorId> = Vec::new();
         for summary in store.conversation_page(site, &page).await.unwrap() {
             if !visitors.contains(&summary.visitor) {
                 visitors.push(summary.visitor);
             }
+            let unsubscribed = store.visitor_unsubscribed(site, summary.visitor).await.unwrap();
+            let unmailed = store.unmailed_replies(site, summary.id).await.unwrap().len();
+            out.push(format!(
+                "visitor {} unsubscribed {unsubscribed}, {unmailed} replies unmailed",
+                visitors.len() - 1
+            ));
             let place = visitors.iter().position(|&v| v == summary.visitor).unwrap();
             let name = |author: Author| match author {
                 Author::Visitor(id) => format!("visitor {}", visitors.iter().position(|&v| v == id).unwrap()),
@@ -1284,8 +1361,14 @@ mod tests {
                 }
             } else {
                 say(store, site.id, conversation, Author::Visitor(visitor), text("still there?"), 2).await;
+                store.unsubscribe_visitor(site.id, visitor).await.unwrap();
+                // Two replies the visitor has not read, the first mailed.
+                say(store, site.id, conversation, Author::Agent(ann.id), text("yes, here"), 3).await;
+                say(store, site.id, conversation, Author::Agent(ann.id), text("anything else?"), 4).await;
+                store.mark_mailed(site.id, conversation, Seq(6)).await.unwrap();
             }
         }
+        store.set_follow_up_delay(site.id, std::time::Duration::from_secs(30)).await.unwrap();
         site
     }
 
@@ -1300,7 +1383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("shop.kefu");
         let exported = source.export_site(&key("shop"), &file).await.unwrap();
-        assert_eq!((exported.agents, exported.visitors, exported.conversations, exported.messages), (2, 3, 3, 16));
+        assert_eq!((exported.agents, exported.visitors, exported.conversations, exported.messages), (2, 3, 3, 18));
         assert!(!dir.path().join("shop.kefu.partial").exists());
         assert!(matches!(source.export_site(&key("shop"), &file).await, Err(ExportError::Exists(_))));
 
@@ -1312,7 +1395,7 @@ mod tests {
         let home_before = view(&target, home.id).await;
         let imported = target.import_site(&file, None).await.unwrap();
         assert_ne!(imported.site.id, shop.id);
-        assert_eq!((imported.agents, imported.visitors, imported.conversations, imported.messages), (2, 3, 3, 16));
+        assert_eq!((imported.agents, imported.visitors, imported.conversations, imported.messages), (2, 3, 3, 18));
         assert_eq!(view(&target, imported.site.id).await, before_export);
         assert_eq!(view(&target, home.id).await, home_before, "the target's own site is untouched");
         assert_eq!(view(&source, shop.id).await, before_export, "the export changes nothing");

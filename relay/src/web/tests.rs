@@ -173,7 +173,9 @@ async fn web_widget_page_is_revalidated_and_framable_from_anywhere() {
             String::from_utf8_lossy(&page.body),
             "<!doctype html><head><meta name=\"kefu-site\" content=\"demo\"><meta name=\"kefu-parent\" content=\"\">\
              <meta name=\"kefu-look\" content=\"{&quot;color&quot;:&quot;#2563eb&quot;,&quot;greeting&quot;:&quot;&quot;,\
-             &quot;position&quot;:&quot;right&quot;,&quot;prechat&quot;:{&quot;when&quot;:&quot;never&quot;,&quot;fields&quot;:[],\
+             &quot;position&quot;:&quot;right&quot;,&quot;hours&quot;:false,&quot;open_now&quot;:true,\
+             &quot;next_opening&quot;:null,&quot;next_closing&quot;:null,&quot;offline_form_only&quot;:false,\
+             &quot;prechat&quot;:{&quot;when&quot;:&quot;never&quot;,&quot;fields&quot;:[],\
              &quot;consent&quot;:null},&quot;survey&quot;:{&quot;enabled&quot;:false,&quot;ask_again&quot;:false},\
              &quot;email_follow_up&quot;:false}\"><title>widget</title>"
         );
