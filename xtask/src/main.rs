@@ -85,7 +85,11 @@ fn test(filters: &[String]) -> Result<()> {
     // processes.
     cargo(&["build", "--package", "kefu-relay", "--bin", "kefu-relay"])?;
     cargo(&["build", "--package", "kefu-examples", "--examples"])?;
-    let mut nextest = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
+    let mut nextest = vec!["nextest", "run", "--workspace"];
+    // nextest refuses --no-fail-fast next to --no-run (build the tests only).
+    if !filters.iter().any(|f| f == "--no-run") {
+        nextest.push("--no-fail-fast");
+    }
     nextest.extend(filters.iter().map(String::as_str));
     cargo(&nextest)?;
     if filters.is_empty() {

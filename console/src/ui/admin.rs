@@ -6,7 +6,7 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::Ctx;
+use super::{Ctx, spawn_while_shown};
 use crate::api::{self, AgentChange, AgentView, ApiError, Canned, NewAgent, SiteChange, SiteView};
 
 /// A page's frame: title, one line of help, an error or success line.
@@ -35,7 +35,7 @@ pub(super) fn AdminPage(
 }
 
 pub(super) fn failed(notice: RwSignal<Option<Result<String, String>>>, error: &ApiError) {
-    notice.set(Some(Err(error.message.clone())));
+    notice.try_set(Some(Err(error.message.clone())));
 }
 
 #[component]
@@ -45,7 +45,7 @@ pub fn AgentsPage() -> impl IntoView {
     let agents = RwSignal::new(Vec::<AgentView>::new());
     let notice = RwSignal::new(None);
     let reload = move || {
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::agents().await {
                 Ok(list) => agents.set(list),
                 Err(error) => failed(notice, &error),
@@ -54,7 +54,7 @@ pub fn AgentsPage() -> impl IntoView {
     };
     reload();
     let change = move |agent: AgentView, change: AgentChange, done: &'static str| {
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::update_agent(agent.id, &change).await {
                 Ok(updated) => {
                     agents.update(|list| {
@@ -86,7 +86,7 @@ pub fn AgentsPage() -> impl IntoView {
             notice.set(Some(Err("Enter a name, an email and a first password.".to_owned())));
             return;
         }
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::create_agent(&agent).await {
                 Ok(created) => {
                     notice.set(Some(Ok(format!("{} can now sign in as {}.", created.name, created.email))));
@@ -171,7 +171,7 @@ pub fn AgentsPage() -> impl IntoView {
 pub fn SitePage() -> impl IntoView {
     let notice = RwSignal::new(None);
     let site = RwSignal::new(None::<SiteView>);
-    spawn_local(async move {
+    spawn_while_shown(async move {
         match api::site().await {
             Ok(found) => site.set(Some(found)),
             Err(error) => failed(notice, &error),
@@ -214,7 +214,7 @@ fn SiteForm(site: SiteView, notice: RwSignal<Option<Result<String, String>>>) ->
                 .collect(),
         };
         saving.set(true);
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::update_site(&change).await {
                 Ok(_) => notice.set(Some(Ok("Settings saved. Widgets pick them up on their next load.".to_owned()))),
                 Err(error) => failed(notice, &error),
@@ -287,18 +287,20 @@ pub fn CannedPage() -> impl IntoView {
             text: text.get_untracked().trim().to_owned(),
         };
         if canned.shortcut.is_empty() || canned.shortcut.contains(char::is_whitespace) || canned.text.is_empty() {
-            notice.set(Some(Err("A shortcut is one word; the reply cannot be empty.".to_owned())));
+            notice.try_set(Some(Err("A shortcut is one word; the reply cannot be empty.".to_owned())));
             return;
         }
+        // The list is the whole console's (the composer's shortcuts): the
+        // request runs to its end even when the page is left meanwhile.
         spawn_local(async move {
             let result =
                 if canned.id == 0 { api::create_canned(&canned).await } else { api::update_canned(&canned).await };
             match result {
                 Ok(saved) => {
-                    notice.set(Some(Ok(format!("/{} saved.", saved.shortcut))));
-                    shortcut.set(String::new());
-                    text.set(String::new());
-                    editing.set(None);
+                    notice.try_set(Some(Ok(format!("/{} saved.", saved.shortcut))));
+                    shortcut.try_set(String::new());
+                    text.try_set(String::new());
+                    editing.try_set(None);
                     ctx.reload_canned();
                 }
                 Err(error) => failed(notice, &error),
@@ -306,10 +308,12 @@ pub fn CannedPage() -> impl IntoView {
         });
     };
     let delete = move |canned: Canned| {
+        // The list is the whole console's (the composer's shortcuts): the
+        // request runs to its end even when the page is left meanwhile.
         spawn_local(async move {
             match api::delete_canned(canned.id).await {
                 Ok(()) => {
-                    notice.set(Some(Ok(format!("/{} deleted.", canned.shortcut))));
+                    notice.try_set(Some(Ok(format!("/{} deleted.", canned.shortcut))));
                     ctx.reload_canned();
                 }
                 Err(error) => failed(notice, &error),

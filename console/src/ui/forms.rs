@@ -5,9 +5,9 @@
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use super::admin::failed;
+use super::spawn_while_shown;
 use crate::api::{self, FormField, SiteForms};
 
 /// The kinds an admin can pick, with what the editor calls them.
@@ -70,7 +70,7 @@ impl FieldEdit {
 #[component]
 pub fn FormsEditor(notice: RwSignal<Option<Result<String, String>>>) -> impl IntoView {
     let loaded = RwSignal::new(None::<SiteForms>);
-    spawn_local(async move {
+    spawn_while_shown(async move {
         match api::forms().await {
             Ok(forms) => loaded.set(Some(forms)),
             Err(error) => failed(notice, &error),
@@ -106,7 +106,7 @@ fn Editor(forms: SiteForms, notice: RwSignal<Option<Result<String, String>>>) ->
         forms.survey.enabled = survey.get_untracked();
         forms.survey.ask_again = again.get_untracked();
         saving.set(true);
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::save_forms(&forms).await {
                 Ok(_) => notice.set(Some(Ok("Forms saved. Widgets pick them up on their next load.".to_owned()))),
                 Err(error) => failed(notice, &error),

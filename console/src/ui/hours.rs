@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use super::admin::failed;
+use super::spawn_while_shown;
 use crate::api::{self, Calendar, Exception, Hours, Interval};
 
 /// The weekdays as the API names them, and as the editor shows them.
@@ -62,7 +62,7 @@ fn rows<T: Send + Sync + 'static>(next: &mut u64, values: Vec<T>) -> Vec<Row<T>>
 #[component]
 pub fn HoursForm(notice: RwSignal<Option<Result<String, String>>>) -> impl IntoView {
     let loaded = RwSignal::new(None::<Hours>);
-    spawn_local(async move {
+    spawn_while_shown(async move {
         match api::hours().await {
             Ok(found) => loaded.set(Some(found)),
             Err(error) => failed(notice, &error),
@@ -125,7 +125,7 @@ fn HoursEditor(hours: Hours, notice: RwSignal<Option<Result<String, String>>>) -
             calendar: Calendar { zone: zone.get_untracked().trim().to_owned(), week, exceptions: dated },
         };
         saving.set(true);
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::update_hours(&hours).await {
                 Ok(_) => notice.set(Some(Ok("Business hours saved.".to_owned()))),
                 Err(error) => failed(notice, &error),

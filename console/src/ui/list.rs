@@ -45,7 +45,8 @@ pub fn Sidebar() -> impl IntoView {
                 }),
                 Err(error) => ctx.toast(error.message),
             }
-            loading.set(false);
+            // The page lands in the model either way; the sidebar may be gone.
+            loading.try_set(false);
         });
     };
     let choose = move |chosen: Folder| {

@@ -4,10 +4,9 @@
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use super::admin::failed;
-use super::clock;
+use super::{clock, spawn_while_shown};
 use crate::api::{self, MailSettings, Outbox, OutboxMail};
 
 /// The languages a site's mail can be written in, as the relay names them.
@@ -20,7 +19,7 @@ pub fn MailPanels() -> impl IntoView {
     let settings = RwSignal::new(None::<MailSettings>);
     let outbox = RwSignal::new(None::<Outbox>);
     let reload = move || {
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::mail_settings().await {
                 Ok(found) => settings.set(Some(found)),
                 Err(error) => failed(notice, &error),
@@ -65,7 +64,7 @@ fn MailForm(settings: MailSettings, notice: RwSignal<Option<Result<String, Strin
             language: language.get_untracked(),
         };
         saving.set(true);
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::update_mail_settings(&change).await {
                 Ok(_) => notice.set(Some(Ok("Email settings saved.".to_owned()))),
                 Err(error) => failed(notice, &error),

@@ -14,6 +14,7 @@ pub mod sites;
 pub mod visitor;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use kefu_protocol::frame::{AgentStatus, Presence};
@@ -155,6 +156,15 @@ impl Ctx {
     }
 }
 
+/// Runs `task` for as long as the component that starts it is on screen.
+/// Pages fetch and save into signals of their own; when the agent has moved
+/// on before the answer comes, those signals are gone, and the task is
+/// dropped with them instead of writing into freed memory (a panic in
+/// wasm). Work whose result belongs to the whole console uses `spawn_local`.
+pub fn spawn_while_shown(task: impl Future<Output = ()> + 'static) {
+    leptos::task::spawn_local_scoped_with_cancellation(task);
+}
+
 /// The login screen, or the console once signed in. The session cookie is
 /// checked first, so a reload stays signed in.
 #[component]
@@ -282,7 +292,7 @@ fn Topbar(sign_out: impl Fn(Option<&'static str>) + Copy + Send + Sync + 'static
     }
     // Which site this tab works in: an owner moves between several.
     let site_name = RwSignal::new(String::new());
-    spawn_local(async move {
+    spawn_while_shown(async move {
         if let Ok(site) = api::site().await {
             site_name.set(site.name);
         }

@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::admin::{AdminPage, failed};
+use super::spawn_while_shown;
 use crate::api::{self, NewSite, OwnedSite};
 
 #[component]
@@ -14,7 +15,7 @@ pub fn SitesPage() -> impl IntoView {
     let sites = RwSignal::new(Vec::<OwnedSite>::new());
     let notice = RwSignal::new(None);
     let reload = move || {
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::owner_sites().await {
                 Ok(list) => sites.set(list),
                 Err(error) => failed(notice, &error),
@@ -23,6 +24,7 @@ pub fn SitesPage() -> impl IntoView {
     };
     reload();
     let enter = move |key: String| {
+        // Runs to its end: the session has moved once the relay answers.
         spawn_local(async move {
             match api::enter_site(&key).await {
                 // A fresh start on the other site: its inbox, its agents.
@@ -55,7 +57,7 @@ pub fn SitesPage() -> impl IntoView {
             notice.set(Some(Err("Enter a site key, a name and the admin's email.".to_owned())));
             return;
         }
-        spawn_local(async move {
+        spawn_while_shown(async move {
             match api::create_site(&site).await {
                 Ok(created) => {
                     let login = match &created.admin_password {

@@ -6,9 +6,8 @@
 use kefu_protocol::frame::{ConversationStatus, VisitorProfile};
 use kefu_protocol::ids::VisitorId;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
-use super::{Ctx, ago, clock};
+use super::{Ctx, ago, clock, spawn_while_shown};
 use crate::api::{self, VisitorDetails};
 
 #[component]
@@ -33,7 +32,7 @@ pub fn VisitorPanel() -> impl IntoView {
     let details = RwSignal::new(None::<(VisitorId, VisitorDetails)>);
     // The pre-chat form's labels, to name what visitors filled in.
     let labels = RwSignal::new(Vec::<(String, String)>::new());
-    spawn_local(async move {
+    spawn_while_shown(async move {
         if let Ok(forms) = api::forms().await {
             labels.try_set(forms.prechat.fields.iter().map(|f| (f.attribute(), f.label.clone())).collect());
         }
@@ -42,7 +41,7 @@ pub fn VisitorPanel() -> impl IntoView {
         let Some((visitor, _, _)) = wanted.get() else {
             return;
         };
-        spawn_local(async move {
+        spawn_while_shown(async move {
             // By the time the answer comes the panel may be gone (another
             // page): `try_` reads find its memo disposed and drop it.
             let still_wanted = || wanted.try_with_untracked(|w| w.as_ref().is_some_and(|w| w.0 == visitor));

@@ -2,7 +2,7 @@
 //! and sends each, and records how it went.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kefu_protocol::ids::Timestamp;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
@@ -39,9 +39,20 @@ pub(super) async fn run(smtp: Arc<Smtp>, store: Store, wake: Arc<Notify>, stop: 
                 Vec::new()
             }
         };
+        let claimed_at = Instant::now();
         let full = claimed.len() == BATCH as usize;
-        for mail in claimed {
-            if let Err(error) = deliver(&smtp, &store, &mail).await {
+        for (sent, mail) in claimed.iter().enumerate() {
+            // A slow SMTP server must not let the claim run out under the
+            // sender: another node would take the rest and send them too.
+            // What is left goes back when its lease ends.
+            if sent > 0 && !time_left_to_send(claimed_at.elapsed(), smtp.lease) {
+                tracing::info!(
+                    left = claimed.len() - sent,
+                    "the claim's lease is half gone; the rest wait for another claim"
+                );
+                break;
+            }
+            if let Err(error) = deliver(&smtp, &store, mail).await {
                 // The claim stays until its lease ends; then it is retried.
                 tracing::warn!(%error, mail = mail.id.0, "could not record a mail's outcome");
             }
@@ -63,6 +74,13 @@ pub(super) async fn run(smtp: Arc<Smtp>, store: Store, wake: Arc<Notify>, stop: 
             () = stop.cancelled() => {}
         }
     }
+}
+
+/// Whether a claim made `elapsed` ago may still start sending a mail: one
+/// SMTP exchange takes up to [`SMTP_TIMEOUT`], so the sender stops while
+/// half the lease is left rather than send past its end.
+fn time_left_to_send(elapsed: Duration, lease: Duration) -> bool {
+    elapsed < lease / 2
 }
 
 /// Composes, sends and records one claimed mail.
@@ -246,5 +264,14 @@ mod tests {
         assert_eq!(backoff(first, 4), Duration::from_secs(240));
         assert_eq!(backoff(first, 9), MAX_BACKOFF);
         assert_eq!(backoff(first, u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_claim_sends_no_more_once_half_its_lease_is_gone() {
+        let lease = Duration::from_secs(120);
+        assert!(time_left_to_send(Duration::ZERO, lease));
+        assert!(time_left_to_send(Duration::from_secs(59), lease));
+        assert!(!time_left_to_send(Duration::from_secs(60), lease));
+        assert!(!time_left_to_send(Duration::from_secs(600), lease));
     }
 }
