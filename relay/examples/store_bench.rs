@@ -162,7 +162,7 @@ fn message(conversation: &Conversation, n: usize) -> NewMessage {
         client_id: Some(ClientMessageId(n as u128)),
         author: Author::Visitor(conversation.visitor),
         body: Body::Text(format!("message {n}: a line of chat about the size people type")),
-        mail: None,
+        with: None,
     }
 }
 

@@ -112,7 +112,7 @@ pub async fn change(
                     client_id: None,
                     author: Author::Agent(actor.id),
                     body: Body::Note(note.to_owned()),
-                    mail: None,
+                    with: None,
                 };
                 publish(state, site, &store.append(note).await?);
             }
@@ -307,7 +307,7 @@ pub(crate) async fn system_line(
         client_id: None,
         author: Author::System,
         body: Body::Event(event),
-        mail: None,
+        with: None,
     };
     let appended = state.store.append(line).await?;
     publish(state, conversation.site, &appended);

@@ -262,7 +262,7 @@ impl Mailer {
         store: &Store,
         site: SiteId,
         conversation: ConversationId,
-    ) -> Result<Option<Box<store::MailWithMessage>>, store::Error> {
+    ) -> Result<Option<store::MailWithMessage>, store::Error> {
         if !self.enabled() {
             return Ok(None);
         }
@@ -273,7 +273,7 @@ impl Mailer {
         let delay = store.follow_up_delay(site).await?;
         let queued = MailJob::VisitorReplies { conversation }
             .queued(Timestamp(store::now().0 + millis(delay)), OnDuplicate::Keep);
-        Ok(Some(Box::new(queued.with_message())))
+        Ok(Some(queued.with_message()))
     }
 
     /// Starts this node's sender, which runs until `stop` is cancelled;

@@ -303,7 +303,7 @@ mod tests {
 
     async fn say(store: &Store, site: SiteId, conversation: ConversationId, author: Author, text: &str) {
         let message =
-            NewMessage { site, conversation, client_id: None, author, body: Body::Text(text.into()), mail: None };
+            NewMessage { site, conversation, client_id: None, author, body: Body::Text(text.into()), with: None };
         store.append(message).await.unwrap();
     }
 
@@ -327,7 +327,7 @@ mod tests {
             client_id: None,
             author: Author::System,
             body: closed_line,
-            mail: None,
+            with: None,
         };
         store.append(line).await.unwrap();
         let named = store.conversation(a, ids[2]).await.unwrap().unwrap().visitor;

@@ -1157,7 +1157,7 @@ mod tests {
     use crate::store::tests::{TestDb, on_both_backends};
     use crate::store::{
         Backend, FieldKind, FormField, FormWhen, Identity, NewMessage, Rating, Role, SiteForms, SiteHours, SiteUpdate,
-        Survey, WidgetPosition,
+        Survey, WidgetPosition, WrittenWith,
     };
 
     fn key(value: &str) -> SiteKey {
@@ -1174,7 +1174,7 @@ mod tests {
 
     async fn say(store: &Store, site: SiteId, conversation: ConversationId, author: Author, body: Body, id: u128) {
         let client_id = (author != Author::System).then_some(ClientMessageId(id));
-        store.append(NewMessage { site, conversation, client_id, author, body, mail: None }).await.unwrap();
+        store.append(NewMessage { site, conversation, client_id, author, body, with: None }).await.unwrap();
     }
 
     /// A site as the HTTP API and the sockets read it, with every id
@@ -1355,9 +1355,17 @@ mod tests {
                 if n == 0 {
                     let at = Timestamp(1_700_000_000_000);
                     let rating = Rating { conversation, closed: Seq(5), score: 4, comment: "quick".into(), at };
-                    assert!(store.rate_conversation(site.id, &rating, true).await.unwrap());
                     let rated = ConversationEvent::Rated { score: 4, comment: "quick".into() };
-                    say(store, site.id, conversation, Author::System, Body::Event(rated), 0).await;
+                    let with = Some(Box::new(WrittenWith::Rating { rating, first_only: true }));
+                    let line = NewMessage {
+                        site: site.id,
+                        conversation,
+                        client_id: None,
+                        author: Author::System,
+                        body: Body::Event(rated),
+                        with,
+                    };
+                    assert!(store.append(line).await.unwrap().fresh);
                 }
             } else {
                 say(store, site.id, conversation, Author::Visitor(visitor), text("still there?"), 2).await;

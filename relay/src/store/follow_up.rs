@@ -153,7 +153,7 @@ mod tests {
                 client_id: Some(ClientMessageId(client_id)),
                 author,
                 body,
-                mail: None,
+                with: None,
             })
         };
         say(1, Author::Visitor(visitor), Body::Text("hello?".into())).await.unwrap();

@@ -8,6 +8,7 @@
 use kefu_protocol::frame::ConversationEvent;
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 
 use super::{Error, Flag, Store, Unsigned, int, now, undecodable};
 
@@ -202,9 +203,17 @@ impl Store {
     }
 
     /// Stores a rating of the close at `rating.closed` of a conversation
-    /// of `site`; `false` (and nothing written) if that close was rated
-    /// already, or, with `first_only`, if any close of it was.
-    pub async fn rate_conversation(&self, site: SiteId, rating: &Rating, first_only: bool) -> Result<bool, Error> {
+    /// of `site`, in the writer's transaction of the line that reports it
+    /// ([`super::WrittenWith::Rating`]); `false` (and nothing written) if
+    /// that close was rated already, or, with `first_only`, if any close
+    /// of it was. The unique key makes a second transaction wait for the
+    /// first and then write nothing, on either backend.
+    pub(super) async fn rate_on(
+        connection: &mut AnyConnection,
+        site: SiteId,
+        rating: &Rating,
+        first_only: bool,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "INSERT INTO conversation_ratings (site_id, conversation_id, closed_seq, score, comment, rated_at) \
              SELECT c.site_id, c.id, $3, $4, $5, $6 FROM conversations c WHERE c.site_id = $1 AND c.id = $2 \
@@ -219,7 +228,7 @@ impl Store {
         .bind(rating.comment.as_str())
         .bind(int(rating.at.0))
         .bind(first_only)
-        .execute(self.pool())
+        .execute(connection)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -253,8 +262,8 @@ mod tests {
     use kefu_protocol::ids::{AgentId, SiteKey};
 
     use super::*;
-    use crate::store::NewMessage;
     use crate::store::tests::{TestDb, on_both_backends};
+    use crate::store::{NewMessage, WrittenWith};
 
     fn form() -> SiteForms {
         let mut forms = SiteForms::default();
@@ -280,9 +289,27 @@ mod tests {
             client_id: None,
             author: Author::System,
             body: Body::Event(event),
-            mail: None,
+            with: None,
         };
         store.append(line).await.unwrap().message.seq
+    }
+
+    /// Rates as the survey does: the "rated" line written with its rating.
+    /// `false` if the store refused both.
+    async fn rate(store: &Store, site: SiteId, rating: &Rating, first_only: bool) -> bool {
+        let line = NewMessage {
+            site,
+            conversation: rating.conversation,
+            client_id: None,
+            author: Author::System,
+            body: Body::Event(ConversationEvent::Rated { score: rating.score, comment: rating.comment.clone() }),
+            with: Some(Box::new(WrittenWith::Rating { rating: rating.clone(), first_only })),
+        };
+        match store.append(line).await {
+            Ok(appended) => appended.fresh,
+            Err(Error::Conflict(_) | Error::NotFound) => false,
+            Err(error) => panic!("rating: {error}"),
+        }
     }
 
     async fn forms_are_per_site_and_default_to_none(db: TestDb) {
@@ -314,19 +341,51 @@ mod tests {
         assert_eq!(store.last_close(other, conversation).await.unwrap(), (None, false), "another site sees nothing");
 
         let rating = |closed, score| Rating { conversation, closed, score, comment: "ok".into(), at: Timestamp(5) };
-        assert!(!store.rate_conversation(other, &rating(closed, 4), true).await.unwrap(), "not the other site's");
-        assert!(store.rate_conversation(site, &rating(closed, 4), true).await.unwrap());
-        assert!(!store.rate_conversation(site, &rating(closed, 1), false).await.unwrap(), "the same close");
+        assert!(!rate(&store, other, &rating(closed, 4), true).await, "not the other site's");
+        assert!(rate(&store, site, &rating(closed, 4), true).await);
+        assert!(!rate(&store, site, &rating(closed, 1), false).await, "the same close");
         assert_eq!(store.last_close(site, conversation).await.unwrap(), (Some(closed), true));
 
         line(&store, site, conversation, ConversationEvent::Reopened { by: None }).await;
         let again = line(&store, site, conversation, ConversationEvent::Closed { by }).await;
-        assert!(!store.rate_conversation(site, &rating(again, 2), true).await.unwrap(), "one per conversation");
-        assert!(store.rate_conversation(site, &rating(again, 2), false).await.unwrap(), "asked again");
+        assert!(!rate(&store, site, &rating(again, 2), true).await, "one per conversation");
+        assert!(rate(&store, site, &rating(again, 2), false).await, "asked again");
         let scores: Vec<(Seq, u8)> = store.ratings(site).await.unwrap().iter().map(|r| (r.closed, r.score)).collect();
         assert_eq!(scores, [(closed, 4), (again, 2)]);
         assert!(store.ratings(other).await.unwrap().is_empty());
+        let lines = store.messages_after(site, conversation, Seq(0), 100).await.unwrap();
+        let rated = lines.iter().filter(|m| matches!(m.body, Body::Event(ConversationEvent::Rated { .. }))).count();
+        assert_eq!(rated, 2, "a line for each rating stored, none for those refused");
     }
 
-    on_both_backends![forms_are_per_site_and_default_to_none, a_close_is_rated_once_and_again_only_if_the_site_asks];
+    /// Many ratings of one close at once, as from several tabs or nodes:
+    /// one rating and one line.
+    async fn ratings_of_one_close_at_once_store_one_rating_and_one_line(db: TestDb) {
+        let store = db.open().await;
+        let site = store.create_site(&SiteKey::new("shop").unwrap(), "Shop").await.unwrap().id;
+        let visitor = store.create_visitor(site, "hash").await.unwrap();
+        let conversation = store.open_conversation(site, visitor).await.unwrap().id;
+        let by = AgentRef { id: AgentId(1), name: "Ann".into() };
+        let closed = line(&store, site, conversation, ConversationEvent::Closed { by }).await;
+        let tries = (1..=5u8).cycle().take(20).map(|score| {
+            let store = store.clone();
+            let rating = Rating { conversation, closed, score, comment: String::new(), at: Timestamp(5) };
+            tokio::spawn(async move { rate(&store, site, &rating, false).await })
+        });
+        let mut taken = 0;
+        for attempt in tries.collect::<Vec<_>>() {
+            taken += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(taken, 1, "one of the ratings was taken");
+        assert_eq!(store.ratings(site).await.unwrap().len(), 1);
+        let lines = store.messages_after(site, conversation, Seq(0), 100).await.unwrap();
+        let rated = lines.iter().filter(|m| matches!(m.body, Body::Event(ConversationEvent::Rated { .. }))).count();
+        assert_eq!(rated, 1, "one rated line");
+    }
+
+    on_both_backends![
+        forms_are_per_site_and_default_to_none,
+        a_close_is_rated_once_and_again_only_if_the_site_asks,
+        ratings_of_one_close_at_once_store_one_rating_and_one_line
+    ];
 }

@@ -370,14 +370,32 @@ pub struct NewMessage {
     pub author: Author,
     /// What it says.
     pub body: Body,
-    /// A mail its storing queues, in the same transaction, if it is stored
-    /// now (not a resend): the visitor's follow-up of an agent's reply.
-    /// Boxed: most messages carry none, and every one travels the
-    /// writer's queue.
-    pub mail: Option<Box<MailWithMessage>>,
+    /// What its storing writes with it, in the same transaction, if it is
+    /// stored now (not a resend). Boxed: most messages carry none, and
+    /// every one travels the writer's queue.
+    pub with: Option<Box<WrittenWith>>,
 }
 
-/// A mail queued with a message ([`NewMessage::mail`]); owned, as the
+/// A row a message is written with, in its transaction: either both are
+/// stored or neither, whatever crashes in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WrittenWith {
+    /// A mail to queue: the visitor's follow-up of an agent's reply.
+    Mail(MailWithMessage),
+    /// The rating the message (a "rated" system line) reports. If that
+    /// close was rated already (or, with `first_only`, any close of the
+    /// conversation), neither is written and the append fails with
+    /// [`Error::Conflict`]: two tabs or two nodes rating at once get one
+    /// rating and one line.
+    Rating {
+        /// The rating.
+        rating: Rating,
+        /// Refused if any close of the conversation was rated.
+        first_only: bool,
+    },
+}
+
+/// A mail queued with a message ([`WrittenWith::Mail`]); owned, as the
 /// message travels to the writer's task. `crate::mail` makes it; the
 /// store only keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

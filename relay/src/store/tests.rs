@@ -195,7 +195,7 @@ fn text(conversation: &Conversation, client_id: u128, body: &str) -> NewMessage 
         client_id: Some(ClientMessageId(client_id)),
         author: Author::Visitor(conversation.visitor),
         body: Body::Text(body.to_owned()),
-        mail: None,
+        with: None,
     }
 }
 

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::messages::{MessageRow, author_columns, body_columns, client_id_column, message_columns};
-use super::{Appended, Backend, Error, NewMessage, Unsigned, conversations, int, now};
+use super::{Appended, Backend, Error, NewMessage, Unsigned, WrittenWith, conversations, int, now};
 
 /// The most messages stored in one transaction. Large enough to share an
 /// fsync among hundreds of senders, small enough that the first of them
@@ -248,7 +248,7 @@ impl Writer {
                 for (pending, outcome) in batch.drain(..).zip(outcomes) {
                     // A caller that stopped waiting still had its message
                     // stored; its resend will find it.
-                    let _ = pending.reply.send(outcome.ok_or(Error::NotFound));
+                    let _ = pending.reply.send(outcome);
                 }
             }
             Err(error) => {
@@ -290,16 +290,17 @@ impl Writer {
 ///    conversation's `last_seq`);
 /// 4. read the conversations' new state for the agents' queue.
 ///
-/// `None` for a message whose conversation is unknown, of another site
-/// than the message's, or not its author's (a visitor may write only in
-/// its own, an agent only in its site's): that request alone fails, the
-/// rest go on.
+/// [`Error::NotFound`] for a message whose conversation is unknown, of
+/// another site than the message's, or not its author's (a visitor may
+/// write only in its own, an agent only in its site's), and
+/// [`Error::Conflict`] for a "rated" line whose close was rated already:
+/// that request alone fails, the rest go on.
 async fn store_batch(
     backend: Backend,
     connection: &mut AnyConnection,
     batch: &[Pending],
     now: Timestamp,
-) -> Result<Vec<Option<Appended>>, sqlx::Error> {
+) -> Result<Vec<Result<Appended, Error>>, sqlx::Error> {
     // IMMEDIATE takes SQLite's write lock up front: a deferred transaction
     // would take it at the insert and could then fail with "busy" without
     // waiting if a pool write slipped in after its first read.
@@ -335,6 +336,8 @@ async fn store_batch(
             Planned::Resend(original.clone())
         } else if let Some(first) = earlier_in_batch {
             Planned::SameAs(first)
+        } else if !rating_taken(&mut tx, message).await? {
+            Planned::AlreadyRated
         } else {
             let last_seq = last_seqs.entry(message.conversation).or_default();
             *last_seq += 1;
@@ -356,7 +359,7 @@ async fn store_batch(
     for (pending, planned) in batch.iter().zip(&plan) {
         let message = &pending.message;
         outcomes.push(match planned {
-            Planned::Refused => None,
+            Planned::Refused | Planned::AlreadyRated => None,
             Planned::Resend(original) => Some(Appended { message: original.clone(), fresh: false, conversation: None }),
             Planned::SameAs(first) => outcomes[*first].as_ref().map(|first| Appended {
                 message: first.message.clone(),
@@ -389,7 +392,7 @@ async fn store_batch(
     // The mails the fresh messages queue (a visitor's follow-up of an
     // agent's reply), in this transaction: stored reply, queued mail.
     for (pending, planned) in batch.iter().zip(&plan) {
-        if let (Planned::Insert(_), Some(mail)) = (planned, &pending.message.mail) {
+        if let (Planned::Insert(_), Some(WrittenWith::Mail(mail))) = (planned, pending.message.with.as_deref()) {
             super::Store::enqueue_mail_on(&mut tx, pending.message.site, &mail.as_new()).await.map_err(|error| {
                 match error {
                     Error::Database(error) => sqlx::Error::Protocol(format!("queueing a mail: {error}")),
@@ -399,7 +402,27 @@ async fn store_batch(
         }
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(outcomes
+        .into_iter()
+        .zip(&plan)
+        .map(|(outcome, planned)| match planned {
+            Planned::AlreadyRated => Err(Error::Conflict("a rating of this close")),
+            _ => outcome.ok_or(Error::NotFound),
+        })
+        .collect())
+}
+
+/// Stores the rating a "rated" line carries, in the line's transaction;
+/// `false` if that close was rated already, so the line is not written
+/// either. A statement a rating, outside the batch's fixed count: ratings
+/// are rare. `true` for a message that carries no rating.
+async fn rating_taken(tx: &mut AnyConnection, message: &NewMessage) -> Result<bool, sqlx::Error> {
+    match message.with.as_deref() {
+        Some(WrittenWith::Rating { rating, first_only }) => {
+            super::Store::rate_on(tx, message.site, rating, *first_only).await
+        }
+        _ => Ok(true),
+    }
 }
 
 /// What the batch decided for one request.
@@ -410,6 +433,8 @@ enum Planned {
     SameAs(usize),
     /// Unknown conversation, another site's, or not the author's.
     Refused,
+    /// A "rated" line for a close rated already: neither is written.
+    AlreadyRated,
     /// Stored now, with this seq.
     Insert(Seq),
 }

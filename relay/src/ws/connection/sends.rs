@@ -12,7 +12,7 @@ use kefu_protocol::frame::{
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
 
 use super::{Connection, End, Peer};
-use crate::store::{self, AppendTicket, NewMessage};
+use crate::store::{self, AppendTicket, NewMessage, WrittenWith};
 use crate::team;
 
 impl Connection {
@@ -102,7 +102,8 @@ impl Connection {
                 .map_err(|e| End::store(&e))?,
             _ => None,
         };
-        let message = NewMessage { site, conversation, client_id: Some(client_id), author, body, mail };
+        let with = mail.map(|mail| Box::new(WrittenWith::Mail(mail)));
+        let message = NewMessage { site, conversation, client_id: Some(client_id), author, body, with };
         let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
         self.appends.get_or_insert_with(FuturesOrdered::new).push_back(ticket);
         Ok(())
