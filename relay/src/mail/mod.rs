@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - this file: [`MailJob`] (what a queued mail is about, one variant per
-//!   kind), [`QueuedMail`] (a job ready for the store's outbox) and
+//!   kind, made into a [`QueuedMail`] for the store's outbox) and
 //!   [`Mailer`] (`--smtp-url`, `--mail-from`: whether mail is on, the
 //!   notifications a new conversation queues, starting the sender).
 //! - `compose`: [`compose`], the one place that turns a job into a
@@ -48,7 +48,7 @@ pub use compose::{Context, Mail, compose};
 pub use i18n::Language;
 
 use crate::config::Config;
-use crate::store::{self, NewMail, OnDuplicate, Store};
+use crate::store::{self, OnDuplicate, QueuedMail, Store};
 
 /// What a queued mail is about. Stored as JSON in the outbox row; the mail
 /// itself is composed from it when it is sent. New kinds are new
@@ -110,41 +110,6 @@ impl MailJob {
     /// release's kind).
     pub fn from_row(job: &str) -> Option<MailJob> {
         serde_json::from_str(job).ok()
-    }
-}
-
-/// A job ready to queue: owns what [`NewMail`] borrows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedMail {
-    kind: &'static str,
-    job: String,
-    dedupe_key: String,
-    not_before: Timestamp,
-    on_duplicate: OnDuplicate,
-}
-
-impl QueuedMail {
-    /// As a message carries it to the writer, which queues it with the
-    /// message.
-    pub fn with_message(self) -> store::MailWithMessage {
-        store::MailWithMessage {
-            kind: self.kind,
-            job: self.job,
-            dedupe_key: self.dedupe_key,
-            not_before: self.not_before,
-            on_duplicate: self.on_duplicate,
-        }
-    }
-
-    /// As the store takes it.
-    pub fn as_new(&self) -> NewMail<'_> {
-        NewMail {
-            kind: self.kind,
-            job: &self.job,
-            dedupe_key: &self.dedupe_key,
-            not_before: self.not_before,
-            on_duplicate: self.on_duplicate,
-        }
     }
 }
 
@@ -262,7 +227,7 @@ impl Mailer {
         store: &Store,
         site: SiteId,
         conversation: ConversationId,
-    ) -> Result<Option<store::MailWithMessage>, store::Error> {
+    ) -> Result<Option<QueuedMail>, store::Error> {
         if !self.enabled() {
             return Ok(None);
         }
@@ -273,7 +238,7 @@ impl Mailer {
         let delay = store.follow_up_delay(site).await?;
         let queued = MailJob::VisitorReplies { conversation }
             .queued(Timestamp(store::now().0 + millis(delay)), OnDuplicate::Keep);
-        Ok(Some(queued.with_message()))
+        Ok(Some(queued))
     }
 
     /// Starts this node's sender, which runs until `stop` is cancelled;

@@ -381,7 +381,7 @@ pub struct NewMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WrittenWith {
     /// A mail to queue: the visitor's follow-up of an agent's reply.
-    Mail(MailWithMessage),
+    Mail(QueuedMail),
     /// The rating the message (a "rated" system line) reports. If that
     /// close was rated already (or, with `first_only`, any close of the
     /// conversation), neither is written and the append fails with
@@ -395,11 +395,12 @@ pub enum WrittenWith {
     },
 }
 
-/// A mail queued with a message ([`WrittenWith::Mail`]); owned, as the
-/// message travels to the writer's task. `crate::mail` makes it; the
+/// A mail ready for the outbox, owning what [`NewMail`] borrows: queued
+/// with a message ([`WrittenWith::Mail`]), which travels to the writer's
+/// task, or with a visitor's first save. `crate::mail` makes it; the
 /// store only keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailWithMessage {
+pub struct QueuedMail {
     pub kind: &'static str,
     pub job: String,
     pub dedupe_key: String,
@@ -407,7 +408,7 @@ pub struct MailWithMessage {
     pub on_duplicate: OnDuplicate,
 }
 
-impl MailWithMessage {
+impl QueuedMail {
     /// As the outbox takes it.
     pub fn as_new(&self) -> NewMail<'_> {
         NewMail {
