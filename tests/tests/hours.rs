@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Duration, Utc};
-use kefu_protocol::frame::{AgentStatus, Availability, Body, ConversationUpdate, Presence};
-use kefu_protocol::ids::{AgentId, ConversationId, Timestamp};
+use kefu_protocol::frame::{AgentStatus, Attribute, Availability, Body, ConversationUpdate, ErrorCode, Presence};
+use kefu_protocol::ids::{AgentId, ConversationId, Seq, Timestamp};
 use kefu_sdk::{Client, Event, Events};
 use kefu_tests::{ADMIN_PASSWORD, PATIENCE, Relay};
 use serde_json::{Value, json};
@@ -423,5 +423,55 @@ async fn an_admin_edits_hours_in_the_console_and_the_api_reads_them_back() -> Re
     );
     assert_eq!(saved["calendar"]["exceptions"], json!([{ "date": "2026-12-25", "intervals": [] }]));
     ensure!(console.errors().is_empty(), "{:?}", console.errors());
+    Ok(())
+}
+
+/// "Offline form only" holds for any client, not just the widget: out of
+/// hours a visitor's first message needs an address to answer at.
+#[tokio::test]
+async fn out_of_hours_an_offline_form_only_site_opens_no_chat_without_an_email() -> Result<()> {
+    let relay = Relay::start().await?;
+    let admin = relay.admin_token().await?;
+    // No interval in the week: closed now, whatever the time.
+    let closed = |offline_form_only| json!({ "enabled": true, "calendar": { "zone": "UTC" }, "offline_form_only": offline_form_only });
+    let (status, saved) = put_hours(&relay, &admin, closed(false)).await?;
+    ensure!(status == 200 && saved["open_now"] == false, "{saved}");
+
+    // Out of hours a site that takes chats takes one without an address.
+    let (early, _early_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let early_chat = early.conversation().await?;
+    early.send(early_chat, Body::Text("before the form was required".into())).await?;
+
+    let (status, saved) = put_hours(&relay, &admin, closed(true)).await?;
+    ensure!(status == 200 && saved["offline_form_only"] == true, "{saved}");
+    let (visitor, _events) = Client::visitor(relay.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    match visitor.send(conversation, Body::Text("no address given".into())).await {
+        Err(kefu_sdk::Error::Rejected(rejected)) => {
+            assert_eq!(rejected.code, ErrorCode::Forbidden);
+            ensure!(rejected.text.contains("email address"), "the refusal says what is missing: {:?}", rejected.text);
+        }
+        other => bail!("a first message without an address was not refused: {other:?}"),
+    }
+    // A chat opened before goes on.
+    early.send(early_chat, Body::Text("still here".into())).await?;
+
+    // With the address the same visitor's message opens the chat, as
+    // the first line of it: the refused one was not stored.
+    visitor.set_attributes(vec![Attribute { key: "email".into(), value: "vera@example.com".into() }])?;
+    let accepted = visitor.send(conversation, Body::Text("vera@example.com is my address".into())).await?;
+    assert_eq!(accepted.seq, Seq(1), "the refused message left nothing behind");
+
+    // In hours (here: hours off) nobody is asked.
+    let (status, saved) = put_hours(
+        &relay,
+        &admin,
+        json!({ "enabled": false, "calendar": { "zone": "UTC" }, "offline_form_only": true }),
+    )
+    .await?;
+    ensure!(status == 200 && saved["open_now"] == true, "{saved}");
+    let (open, _open_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let open_chat = open.conversation().await?;
+    open.send(open_chat, Body::Text("hello in hours".into())).await?;
     Ok(())
 }

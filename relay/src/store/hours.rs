@@ -1,6 +1,7 @@
 //! A site's business hours as stored: whether they apply, the calendar
 //! (as JSON; `crate::hours` reads it), and the offline-form-only choice.
 
+use chrono::{DateTime, Utc};
 use kefu_protocol::ids::SiteId;
 
 use super::{Error, Flag, Store, Unsigned, int, now, undecodable};
@@ -28,6 +29,12 @@ impl SiteHours {
             return None;
         }
         self.calendar.schedule().inspect_err(|error| tracing::warn!(%error, "stored business hours ignored")).ok()
+    }
+
+    /// Whether at `at` the site takes only the offline form: a chat opens
+    /// only with an address to answer at.
+    pub fn only_offline_form_at(&self, at: DateTime<Utc>) -> bool {
+        self.offline_form_only && self.schedule().is_some_and(|schedule| !schedule.is_open(at))
     }
 }
 

@@ -82,6 +82,16 @@ pub(crate) struct Unsaved {
     pub(crate) attributes: Vec<Attribute>,
 }
 
+impl Unsaved {
+    /// The address the visitor gave so far, by `setUser` or a form's
+    /// `email` field, as the follow-up mail would read it once stored.
+    pub(crate) fn email(&self) -> Option<&str> {
+        let identified = self.identify.as_ref().and_then(|identify| identify.email.as_deref());
+        let asked = || self.attributes.iter().find(|a| a.key == "email").map(|a| a.value.as_str());
+        identified.or_else(asked).map(str::trim).filter(|email| !email.is_empty())
+    }
+}
+
 /// Why a handshake ended without a connection. `Some` error is sent to the
 /// client before closing.
 #[derive(Debug)]

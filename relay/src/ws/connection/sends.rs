@@ -15,6 +15,10 @@ use super::{Connection, End, Peer};
 use crate::store::{self, AppendTicket, NewMessage, WrittenWith};
 use crate::team;
 
+/// The refusal of a first message out of hours without an address.
+pub(crate) const NO_CHAT_WITHOUT_EMAIL: &str =
+    "out of hours this site answers by email: give an email address with your first message";
+
 impl Connection {
     /// Answers the sends already handed to the store before saying
     /// goodbye, so a client closed mid-burst (a flood, a protocol error,
@@ -81,6 +85,8 @@ impl Connection {
             Some((ErrorCode::Malformed, "empty message".to_owned()))
         } else if self.access(conversation).await?.is_none() {
             Some((ErrorCode::Forbidden, format!("conversation {conversation} does not exist or is not yours")))
+        } else if self.needs_email_first().await? {
+            Some((ErrorCode::Forbidden, NO_CHAT_WITHOUT_EMAIL.to_owned()))
         } else {
             None
         };
@@ -110,6 +116,21 @@ impl Connection {
     }
 
     /// Why this peer may not send a body of this kind, if it may not.
+    /// Whether this send would open a visitor's conversation out of the
+    /// hours of a site that then takes only the offline form, with no
+    /// address to answer at. The widget asks for one first; a client that
+    /// skips the ask (an old widget, a hand-made one) is refused here.
+    /// Only the first message: a conversation once open goes on.
+    async fn needs_email_first(&mut self) -> Result<bool, End> {
+        let (Some(unsaved), Peer::Visitor { site, .. }) = (&self.unsaved, &self.peer) else { return Ok(false) };
+        if unsaved.email().is_some() {
+            return Ok(false);
+        }
+        let site = *site;
+        let hours = self.state.store.site_hours(site).await.map_err(|e| End::store(&e))?;
+        Ok(hours.only_offline_form_at(crate::hours::from_millis(store::now().0)))
+    }
+
     fn may_not_send(&self, body: &Body) -> Option<&'static str> {
         match (body, &self.peer) {
             (Body::Text(_), _) | (Body::Note(_), Peer::Agent { .. }) => None,
