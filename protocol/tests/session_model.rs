@@ -804,3 +804,36 @@ fn the_model_defers_and_resends_in_order() {
     assert_eq!(host.session.pending().count(), 0);
     host.settle();
 }
+
+#[test]
+fn a_stale_deferral_of_a_message_stored_since_holds_nothing_back() {
+    // Found by the model above: a deferral from before a reload comes
+    // again after the deferred message was stored on the new link. The
+    // send typed while it waited must still go out before the next one.
+    let mut host = Host::new(false, 0);
+    let script = [
+        Op::Send(0),
+        Op::Send(0),
+        Op::OverBudget(0),
+        Op::Flush,
+        Op::Send(0),
+        Op::Send(0),
+        Op::Send(0),
+        Op::Reload,
+        Op::ToRelay,
+        Op::ToClient,
+    ];
+    for op in &script {
+        host.run(op);
+        host.check_invariants();
+    }
+    let stale = host.answers.iter().find(|frame| matches!(frame, ServerFrame::Deferred(_))).cloned();
+    let stale = stale.expect("the first link deferred a send");
+    let actions = host.session.receive(host.now, stale);
+    host.apply(actions);
+    for op in &[Op::Flush, Op::Send(0), Op::Advance(0), Op::Send(0)] {
+        host.run(op);
+        host.check_invariants();
+    }
+    host.settle();
+}

@@ -424,7 +424,12 @@ impl Session {
             && now >= deferral.retry_at
         {
             self.deferral = None;
-            let resend = self.outbox.iter().skip_while(|pending| pending.client_id != deferral.from);
+            // From the deferred entry on; if it left the outbox meanwhile
+            // (a stale deferral of an entry stored since), everything held
+            // behind it goes: resends are idempotent, a held entry left
+            // in the outbox would go out after newer ones.
+            let from = Some(deferral.from).filter(|&from| self.outbox.contains(from));
+            let resend = self.outbox.iter().skip_while(|pending| from.is_some_and(|from| pending.client_id != from));
             out.extend(resend.map(|pending| Action::Transmit(ClientFrame::Send(pending.to_send()))));
         }
         out
