@@ -126,10 +126,9 @@ impl Routes {
     /// bot that never says it is Online (the SDK's default) is not counted
     /// as someone there.
     ///
-    /// Out of hours only this node's agents who said `Online` after the
-    /// site closed count: an Online left over from the afternoon is
-    /// nobody there. Other nodes do not say when their agents said it, so
-    /// theirs do not count then.
+    /// Out of hours only agents who said `Online` after the site closed
+    /// count, on any node (each node announces when its agents said it):
+    /// an Online left over from the afternoon is nobody there.
     fn agents_online(&self, site: SiteId) -> u32 {
         if let Some(after) = self.after_hours.get(&site) {
             let online = self.online_since_closing(site, after.closed).len();
@@ -143,17 +142,29 @@ impl Routes {
         u32::try_from(online).unwrap_or(u32::MAX)
     }
 
-    /// This node's agents of `site` who said `Online` at or after `closed`.
+    /// Agents of `site` on any node who said `Online` at or after `closed`.
     fn online_since_closing(&self, site: SiteId, closed: u64) -> HashSet<AgentId> {
-        self.agents
-            .iter()
-            .filter(|(session, (at, _, status))| {
-                *at == site
-                    && *status == AgentStatus::Online
-                    && self.online_since.get(session).is_some_and(|&since| since >= closed)
-            })
-            .map(|(_, (_, agent, _))| *agent)
-            .collect()
+        let mut online = self.local_online_since(site);
+        online.retain(|_, since| *since >= closed);
+        let mut online: HashSet<AgentId> = online.into_keys().collect();
+        online.extend(self.remote.online_since(site, closed));
+        online
+    }
+
+    /// This node's `Online` agents of `site`, each with the latest time
+    /// one of its connections said so.
+    fn local_online_since(&self, site: SiteId) -> HashMap<AgentId, u64> {
+        let mut latest: HashMap<AgentId, u64> = HashMap::new();
+        for (session, &(at, agent, status)) in &self.agents {
+            if at != site || status != AgentStatus::Online {
+                continue;
+            }
+            if let Some(&since) = self.online_since.get(session) {
+                let best = latest.entry(agent).or_insert(since);
+                *best = (*best).max(since);
+            }
+        }
+        latest
     }
 
     fn availability(&self, site: SiteId) -> Availability {
@@ -292,6 +303,9 @@ impl Hub {
                 let mut agents: Vec<_> = local_best_status(&routes.agents, site).into_iter().collect();
                 agents.sort_unstable_by_key(|(agent, _)| agent.0);
                 presence.agents = agents;
+                let mut online_since: Vec<_> = routes.local_online_since(site).into_iter().collect();
+                online_since.sort_unstable_by_key(|(agent, _)| agent.0);
+                presence.online_since = online_since;
                 (site, presence)
             })
             .collect();
@@ -356,7 +370,7 @@ impl Hub {
         self.lock().availability(site)
     }
 
-    /// The agents of `site` on this node who said `Online` at or after
+    /// The agents of `site` on any node who said `Online` at or after
     /// `closed` (ms since 1970): who takes chats out of hours.
     pub fn online_since_closing(&self, site: SiteId, closed: u64) -> HashSet<AgentId> {
         self.lock().online_since_closing(site, closed)
@@ -632,7 +646,8 @@ mod tests {
         let hub = Hub::default();
         let mut visitor = hub.mailbox(SessionId(1), 8);
         visitor.follow_site(SiteId(1), Audience::Visitors);
-        let there = SitePresence { connections: 2, agents: vec![(AgentId(5), AgentStatus::Online)] };
+        let there =
+            SitePresence { connections: 2, agents: vec![(AgentId(5), AgentStatus::Online)], online_since: vec![] };
         let now = Instant::now();
         let changed = hub.set_remote(99, vec![(SiteId(1), there.clone())], now + Duration::from_secs(6));
         assert_eq!(changed, [SiteId(1)]);

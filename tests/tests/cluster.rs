@@ -313,6 +313,64 @@ async fn presence_crosses_nodes_and_a_killed_node_s_agents_go_offline() -> Resul
     Ok(())
 }
 
+#[tokio::test]
+async fn out_of_hours_an_agent_who_said_online_on_one_node_takes_a_chat_written_on_the_other() -> Result<()> {
+    let nodes = Nodes::start(SHARED_REDIS).await?;
+    let admin_token = nodes.a.admin_token().await?;
+    // Open every day from two to three hours from now (UTC): closed now,
+    // and it last closed yesterday, before anyone here said anything.
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let now = chrono::DateTime::from_timestamp(i64::try_from(since_epoch.as_secs())?, 0).context("time")?;
+    let from = (now + chrono::Duration::hours(2)).format("%H:%M").to_string();
+    let to = (now + chrono::Duration::hours(3)).format("%H:%M").to_string();
+    let day = || serde_json::json!([{ "from": from, "to": to }]);
+    let week = serde_json::json!({
+        "mon": day(), "tue": day(), "wed": day(), "thu": day(), "fri": day(), "sat": day(), "sun": day()
+    });
+    let response = reqwest::Client::new()
+        .put(format!("{}/api/site/hours", nodes.a.http_url()))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({ "enabled": true, "calendar": { "zone": "UTC", "week": week } }))
+        .send()
+        .await?;
+    ensure!(response.status() == 200, "saving hours: {}", response.text().await?);
+
+    // Both agents on node A: Ann is only connected, Bob chooses Online.
+    let mut ann = Agent::create(&nodes.a, &admin_token, "ann@kefu.test").await?;
+    let mut bob = Agent::create(&nodes.a, &admin_token, "bob@kefu.test").await?;
+    let (visitor, mut visitor_events) = Client::visitor(nodes.b.ws_url(), "demo")?;
+    let conversation = visitor.conversation().await?;
+    bob.client.set_status(AgentStatus::Online)?;
+    // Node B hears of Bob's Online.
+    collect(&mut visitor_events, 1, |event| match event {
+        Event::Availability(a) if a.agents_online == 1 => Some(()),
+        _ => None,
+    })
+    .await?;
+
+    // Written on node B, decided there: the chat goes to Bob.
+    visitor.send(conversation, body("anyone there at night?")).await?;
+    assert_eq!(bob.assigned_one_of(&[conversation]).await?, conversation);
+    // Ann hears the same assignment, to Bob: nothing was handed to her.
+    let bob_id = bob.id;
+    let seen = collect(&mut ann.events, 1, |event| match event {
+        Event::Conversation(update) if update.conversation == conversation && update.assignee.is_some() => {
+            Some(update.assignee)
+        }
+        _ => None,
+    })
+    .await?;
+    assert_eq!(seen, vec![Some(bob_id)], "only the agent who chose Online out of hours is given chats");
+    // Node B, having weighed the hours, tells its visitor the same: out
+    // of hours, Bob (who said Online after closing on node A) is there.
+    collect(&mut visitor_events, 1, |event| match event {
+        Event::Availability(a) if a.out_of_hours && a.agents_online == 1 => Some(()),
+        _ => None,
+    })
+    .await?;
+    Ok(())
+}
+
 /// An agent of the demo site signed in over the SDK on one node.
 struct Agent {
     id: AgentId,

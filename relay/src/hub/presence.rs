@@ -1,5 +1,11 @@
 //! Which agents are connected: this node's from its mailboxes, the other
 //! nodes' from what they announce (over the cluster's presence channel).
+//!
+//! When an agent said `Online` travels with the announcement, not through
+//! the store: presence is already live state each node announces and
+//! forgets when the node goes quiet, and "said Online after the site
+//! closed" decides assignment out of hours on whichever node a visitor
+//! writes to, so every node must know it for every node's agents.
 
 use std::collections::HashMap;
 
@@ -16,6 +22,10 @@ pub struct SitePresence {
     pub connections: u32,
     /// Each connected agent once, `Online` if any of its connections is.
     pub agents: Vec<(AgentId, AgentStatus)>,
+    /// Each `Online` agent with the latest time one of its connections
+    /// said so (ms since 1970): out of hours only an Online said after the
+    /// site closed counts, on any node.
+    pub online_since: Vec<(AgentId, u64)>,
 }
 
 /// What the other nodes said about their agents, per node.
@@ -49,6 +59,19 @@ impl RemotePresence {
     /// Agents of `site` on other nodes with their best status.
     pub(crate) fn agents(&self, site: SiteId) -> impl Iterator<Item = (AgentId, AgentStatus)> + '_ {
         self.nodes.values().filter_map(move |(_, sites)| sites.get(&site)).flat_map(|s| s.agents.iter().copied())
+    }
+}
+
+impl RemotePresence {
+    /// Agents of `site` on other nodes who said `Online` at or after
+    /// `closed` (ms since 1970).
+    pub(crate) fn online_since(&self, site: SiteId, closed: u64) -> impl Iterator<Item = AgentId> + '_ {
+        self.nodes
+            .values()
+            .filter_map(move |(_, sites)| sites.get(&site))
+            .flat_map(|s| s.online_since.iter())
+            .filter(move |&&(_, since)| since >= closed)
+            .map(|&(agent, _)| agent)
     }
 }
 
