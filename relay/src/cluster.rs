@@ -26,6 +26,9 @@
 //!   connections of them. One lost with an outage is caught by each
 //!   connection's own checks against the store (see `crate::hub`'s
 //!   revocation).
+//! - `{prefix}:hours`: a site whose business hours were saved: every node
+//!   reads them and tells its visitors at once. One lost with an outage is
+//!   read at the node's next look at the hours (`team::keep_hours`).
 //!
 //! Each node subscribes once per channel however many of its connections
 //! follow it, and fans out locally. A payload is the origin node's id
@@ -271,6 +274,7 @@ impl Link {
         let mut publisher = timeout(client.get_multiplexed_async_connection()).await?;
         timeout(sink.subscribe(self.channel_presence())).await?;
         timeout(sink.subscribe(self.channel_revoke())).await?;
+        timeout(sink.subscribe(self.channel_hours())).await?;
         // Whatever the queue says now, the hub knows what is wanted.
         while self.queue.try_recv().is_ok() {}
         let wanted = self.state.hub.wanted();
@@ -281,7 +285,7 @@ impl Link {
         }
         self.cluster.linked.store(true, Ordering::Relaxed);
         self.state.metrics.redis_link(true);
-        tracing::info!(channels = subscribed.len() + 2, "Redis link up");
+        tracing::info!(channels = subscribed.len() + 3, "Redis link up");
         self.announce(&mut publisher, true).await?;
         // Everything published while the link was down (or before it was
         // first made) is in the store: let each connection catch up.
@@ -311,6 +315,9 @@ impl Link {
                                 // nodes before it.
                                 let body = postcard::to_allocvec(&revocation).unwrap_or_default();
                                 publishes.push((self.channel_revoke(), body));
+                            }
+                            Command::HoursChanged(site) => {
+                                publishes.push((self.channel_hours(), postcard::to_allocvec(&site).unwrap_or_default()));
                             }
                             Command::PresenceChanged => presence_changed = true,
                             Command::Subscribe(target) => {
@@ -413,6 +420,13 @@ impl Link {
             }
             return Ok(());
         }
+        if channel == self.channel_hours() {
+            match postcard::from_bytes::<SiteId>(body) {
+                Ok(site) => self.hours_changed(site),
+                Err(_) => tracing::warn!("unreadable hours change from another node; ignored"),
+            }
+            return Ok(());
+        }
         let Some(target) = self.parse_channel(channel) else { return Ok(()) };
         match codec::decode::<ServerFrame>(body, &PEER_LIMITS) {
             Ok(frame) => self.state.hub.deliver_here(target, Arc::new(frame)),
@@ -436,6 +450,15 @@ impl Link {
 
     /// Another node's agents came, went or changed status: this node's
     /// agents of `site` get a fresh roster.
+    fn hours_changed(&self, site: SiteId) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = team::hours_changed(&state, site).await {
+                tracing::warn!(%error, ?site, "could not weigh hours saved on another node");
+            }
+        });
+    }
+
     fn roster_changed(&self, site: SiteId) {
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -467,6 +490,10 @@ impl Link {
 
     fn channel_revoke(&self) -> String {
         format!("{}:revoke", self.cluster.prefix)
+    }
+
+    fn channel_hours(&self) -> String {
+        format!("{}:hours", self.cluster.prefix)
     }
 
     fn parse_channel(&self, channel: &str) -> Option<Target> {

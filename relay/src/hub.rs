@@ -250,6 +250,11 @@ impl Hub {
         self.tell_bridge(|| Command::Revoke(revocation));
     }
 
+    /// Tells the other nodes that `site`'s hours were saved.
+    pub fn hours_changed_elsewhere(&self, site: SiteId) {
+        self.tell_bridge(|| Command::HoursChanged(site));
+    }
+
     /// Ends the connections `revocation` covers on this node only: what
     /// another node revoked.
     pub fn revoke_here(&self, revocation: &Revocation) {

@@ -238,16 +238,23 @@ async fn standing(state: &AppState, site: SiteId) -> Result<(Option<u64>, Option
     Ok((Some(closed), opens_at))
 }
 
-/// A site's hours were saved: who counts as there may have changed, and
-/// [`keep_hours`] must look at the new ones.
+/// A site's hours were saved on this node: here and, over the cluster, on
+/// every other node.
+pub async fn hours_saved(state: &AppState, site: SiteId) -> Result<(), store::Error> {
+    state.hub.hours_changed_elsewhere(site);
+    hours_changed(state, site).await
+}
+
+/// A site's hours were saved (here or on another node): who counts as
+/// there may have changed, and [`keep_hours`] must look at the new ones.
 pub async fn hours_changed(state: &AppState, site: SiteId) -> Result<(), store::Error> {
     standing(state, site).await?;
     state.hours_changed.notify_one();
     dispatch(state, site).await
 }
 
-/// The longest [`keep_hours`] sleeps: hours saved on another node are
-/// picked up within it.
+/// The longest [`keep_hours`] sleeps: hours saved on another node while
+/// Redis was away are picked up within it.
 const HOURS_LOOK_AGAIN: Duration = Duration::from_secs(300);
 
 /// Runs until shutdown: at each site's opening and closing tells the hub

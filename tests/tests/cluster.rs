@@ -341,9 +341,11 @@ async fn out_of_hours_an_agent_who_said_online_on_one_node_takes_a_chat_written_
     let (visitor, mut visitor_events) = Client::visitor(nodes.b.ws_url(), "demo")?;
     let conversation = visitor.conversation().await?;
     bob.client.set_status(AgentStatus::Online)?;
-    // Node B hears of Bob's Online.
+    // Node B hears of the hours saved on node A and of Bob's Online, and
+    // tells its visitor: out of hours, Bob (who said Online after closing,
+    // on node A) is there.
     collect(&mut visitor_events, 1, |event| match event {
-        Event::Availability(a) if a.agents_online == 1 => Some(()),
+        Event::Availability(a) if a.out_of_hours && a.agents_online == 1 => Some(()),
         _ => None,
     })
     .await?;
@@ -361,10 +363,31 @@ async fn out_of_hours_an_agent_who_said_online_on_one_node_takes_a_chat_written_
     })
     .await?;
     assert_eq!(seen, vec![Some(bob_id)], "only the agent who chose Online out of hours is given chats");
-    // Node B, having weighed the hours, tells its visitor the same: out
-    // of hours, Bob (who said Online after closing on node A) is there.
+    Ok(())
+}
+
+#[tokio::test]
+async fn hours_saved_on_one_node_reach_the_visitors_of_the_other_at_once() -> Result<()> {
+    let nodes = Nodes::start(SHARED_REDIS).await?;
+    let admin_token = nodes.a.admin_token().await?;
+    let (_visitor, mut visitor_events) = Client::visitor(nodes.b.ws_url(), "demo")?;
     collect(&mut visitor_events, 1, |event| match event {
-        Event::Availability(a) if a.out_of_hours && a.agents_online == 1 => Some(()),
+        Event::Availability(a) if !a.out_of_hours => Some(()),
+        _ => None,
+    })
+    .await?;
+    // Saved on node A: no interval in the week, closed from now on.
+    let response = reqwest::Client::new()
+        .put(format!("{}/api/site/hours", nodes.a.http_url()))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({ "enabled": true, "calendar": { "zone": "UTC" } }))
+        .send()
+        .await?;
+    ensure!(response.status() == 200, "saving hours: {}", response.text().await?);
+    // Node B's visitor is told without writing, long before node B's own
+    // look at the hours (minutes away).
+    collect(&mut visitor_events, 1, |event| match event {
+        Event::Availability(a) if a.out_of_hours => Some(()),
         _ => None,
     })
     .await?;

@@ -54,7 +54,7 @@ pub async fn update(
     state.store.set_site_hours(admin.site, &hours).await?;
     tracing::info!(site = ?admin.site, admin = ?admin.id, enabled = hours.enabled, "business hours changed");
     // Whether anyone counts as available may have changed with them.
-    crate::team::hours_changed(&state, admin.site).await?;
+    crate::team::hours_saved(&state, admin.site).await?;
     Ok(axum::Json(view(hours)))
 }
 

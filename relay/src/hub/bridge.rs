@@ -34,6 +34,9 @@ pub enum Command {
     PresenceChanged,
     /// End these agent connections on every other node too.
     Revoke(Revocation),
+    /// This site's business hours were saved: the other nodes weigh them
+    /// now rather than at their next look.
+    HoursChanged(SiteId),
 }
 
 /// The hub's side of the link: the queue to it, and whether it is up.
