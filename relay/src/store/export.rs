@@ -1157,7 +1157,7 @@ mod tests {
     use crate::store::tests::{TestDb, on_both_backends};
     use crate::store::{
         Backend, FieldKind, FormField, FormWhen, Identity, NewMessage, Rating, Role, SiteForms, SiteHours, SiteUpdate,
-        Survey, WidgetPosition, WrittenWith,
+        Survey, WidgetPosition,
     };
 
     fn key(value: &str) -> SiteKey {
@@ -1355,17 +1355,7 @@ mod tests {
                 if n == 0 {
                     let at = Timestamp(1_700_000_000_000);
                     let rating = Rating { conversation, closed: Seq(5), score: 4, comment: "quick".into(), at };
-                    let rated = ConversationEvent::Rated { score: 4, comment: "quick".into() };
-                    let with = Some(Box::new(WrittenWith::Rating { rating, first_only: true }));
-                    let line = NewMessage {
-                        site: site.id,
-                        conversation,
-                        client_id: None,
-                        author: Author::System,
-                        body: Body::Event(rated),
-                        with,
-                    };
-                    assert!(store.append(line).await.unwrap().fresh);
+                    assert!(store.append(NewMessage::rated(site.id, rating, true)).await.unwrap().fresh);
                 }
             } else {
                 say(store, site.id, conversation, Author::Visitor(visitor), text("still there?"), 2).await;

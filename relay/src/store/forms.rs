@@ -5,12 +5,12 @@
 //! the admin's editor and the widget, never queried by field. The HTTP
 //! layer (`http::forms`) validates it before it gets here.
 
-use kefu_protocol::frame::ConversationEvent;
+use kefu_protocol::frame::{Author, Body, ConversationEvent};
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
-use super::{Error, Flag, Store, Unsigned, int, now, undecodable};
+use super::{Error, Flag, NewMessage, Store, Unsigned, WrittenWith, int, now, undecodable};
 
 /// When the widget shows the pre-chat form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -115,6 +115,23 @@ pub struct Rating {
     /// May be empty.
     pub comment: String,
     pub at: Timestamp,
+}
+
+impl NewMessage {
+    /// The "rated" system line of `site` that reports `rating`, written
+    /// with it in one transaction ([`WrittenWith::Rating`]); its append
+    /// fails with [`Error::Conflict`] if that close was rated already
+    /// (with `first_only`, any close of the conversation).
+    pub fn rated(site: SiteId, rating: Rating, first_only: bool) -> NewMessage {
+        NewMessage {
+            site,
+            conversation: rating.conversation,
+            client_id: None,
+            author: Author::System,
+            body: Body::Event(ConversationEvent::Rated { score: rating.score, comment: rating.comment.clone() }),
+            with: Some(Box::new(WrittenWith::Rating { rating, first_only })),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -262,8 +279,8 @@ mod tests {
     use kefu_protocol::ids::{AgentId, SiteKey};
 
     use super::*;
+    use crate::store::NewMessage;
     use crate::store::tests::{TestDb, on_both_backends};
-    use crate::store::{NewMessage, WrittenWith};
 
     fn form() -> SiteForms {
         let mut forms = SiteForms::default();
@@ -297,15 +314,7 @@ mod tests {
     /// Rates as the survey does: the "rated" line written with its rating.
     /// `false` if the store refused both.
     async fn rate(store: &Store, site: SiteId, rating: &Rating, first_only: bool) -> bool {
-        let line = NewMessage {
-            site,
-            conversation: rating.conversation,
-            client_id: None,
-            author: Author::System,
-            body: Body::Event(ConversationEvent::Rated { score: rating.score, comment: rating.comment.clone() }),
-            with: Some(Box::new(WrittenWith::Rating { rating: rating.clone(), first_only })),
-        };
-        match store.append(line).await {
+        match store.append(NewMessage::rated(site, rating.clone(), first_only)).await {
             Ok(appended) => appended.fresh,
             Err(Error::Conflict(_) | Error::NotFound) => false,
             Err(error) => panic!("rating: {error}"),

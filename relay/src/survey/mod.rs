@@ -10,11 +10,11 @@
 //! Depends on the store and `team` (to publish the line); the connection
 //! calls it.
 
-use kefu_protocol::frame::{Author, Body, ConversationEvent, ConversationStatus, Rate};
+use kefu_protocol::frame::{ConversationStatus, Rate};
 use kefu_protocol::ids::{SiteId, VisitorId};
 
 use crate::state::AppState;
-use crate::store::{self, NewMessage, Rating, WrittenWith, now};
+use crate::store::{self, NewMessage, Rating, now};
 use crate::team;
 
 /// Longest comment kept; longer ones are cut, not refused.
@@ -60,15 +60,7 @@ pub async fn rate(
     let rating = Rating { conversation: conversation.id, closed, score: rate.score, comment, at: now() };
     // The line and the rating are one transaction: no rating without the
     // line agents read, and of two at once (tabs, nodes) one of each.
-    let line = NewMessage {
-        site,
-        conversation: conversation.id,
-        client_id: None,
-        author: Author::System,
-        body: Body::Event(ConversationEvent::Rated { score: rating.score, comment: rating.comment.clone() }),
-        with: Some(Box::new(WrittenWith::Rating { rating, first_only: !survey.ask_again })),
-    };
-    match store.append(line).await {
+    match store.append(NewMessage::rated(site, rating, !survey.ask_again)).await {
         Ok(appended) => {
             team::publish(state, site, &appended);
             Ok(Ok(()))
