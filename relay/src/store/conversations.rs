@@ -99,13 +99,15 @@ impl Store {
     ///
     /// Two connections of one visitor (two tabs, two nodes) may save it at
     /// once: both inserts do nothing when the rows are there, so both end
-    /// with the same rows.
+    /// with the same rows. The visitor's insert names no conflict target:
+    /// on PostgreSQL a race on the other unique key, `(site_id, id)`, is
+    /// an error unless every key's conflict is ignored.
     pub async fn save_visitor(&self, site: SiteId, new: &NewVisitor<'_>) -> Result<Conversation, Error> {
         let now = int(now().0);
         let mut transaction = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO visitors (id, site_id, token_hash, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4) \
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT DO NOTHING",
         )
         .bind(int(new.id.0))
         .bind(int(site.0))
