@@ -144,11 +144,8 @@ impl Routes {
 
     /// Agents of `site` on any node who said `Online` at or after `closed`.
     fn online_since_closing(&self, site: SiteId, closed: u64) -> HashSet<AgentId> {
-        let mut online = self.local_online_since(site);
-        online.retain(|_, since| *since >= closed);
-        let mut online: HashSet<AgentId> = online.into_keys().collect();
-        online.extend(self.remote.online_since(site, closed));
-        online
+        let here = self.local_online_since(site).into_iter().filter(|&(_, since)| since >= closed);
+        here.map(|(agent, _)| agent).chain(self.remote.online_since(site, closed)).collect()
     }
 
     /// This node's `Online` agents of `site`, each with the latest time

@@ -287,7 +287,7 @@ pub fn CannedPage() -> impl IntoView {
             text: text.get_untracked().trim().to_owned(),
         };
         if canned.shortcut.is_empty() || canned.shortcut.contains(char::is_whitespace) || canned.text.is_empty() {
-            notice.try_set(Some(Err("A shortcut is one word; the reply cannot be empty.".to_owned())));
+            notice.set(Some(Err("A shortcut is one word; the reply cannot be empty.".to_owned())));
             return;
         }
         // The list is the whole console's (the composer's shortcuts): the

@@ -60,9 +60,7 @@ impl RemotePresence {
     pub(crate) fn agents(&self, site: SiteId) -> impl Iterator<Item = (AgentId, AgentStatus)> + '_ {
         self.nodes.values().filter_map(move |(_, sites)| sites.get(&site)).flat_map(|s| s.agents.iter().copied())
     }
-}
 
-impl RemotePresence {
     /// Agents of `site` on other nodes who said `Online` at or after
     /// `closed` (ms since 1970).
     pub(crate) fn online_since(&self, site: SiteId, closed: u64) -> impl Iterator<Item = AgentId> + '_ {

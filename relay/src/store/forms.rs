@@ -311,6 +311,11 @@ mod tests {
         store.append(line).await.unwrap().message.seq
     }
 
+    async fn rated_lines(store: &Store, site: SiteId, conversation: ConversationId) -> usize {
+        let lines = store.messages_after(site, conversation, Seq(0), 100).await.unwrap();
+        lines.iter().filter(|m| matches!(m.body, Body::Event(ConversationEvent::Rated { .. }))).count()
+    }
+
     /// Rates as the survey does: the "rated" line written with its rating.
     /// `false` if the store refused both.
     async fn rate(store: &Store, site: SiteId, rating: &Rating, first_only: bool) -> bool {
@@ -362,9 +367,11 @@ mod tests {
         let scores: Vec<(Seq, u8)> = store.ratings(site).await.unwrap().iter().map(|r| (r.closed, r.score)).collect();
         assert_eq!(scores, [(closed, 4), (again, 2)]);
         assert!(store.ratings(other).await.unwrap().is_empty());
-        let lines = store.messages_after(site, conversation, Seq(0), 100).await.unwrap();
-        let rated = lines.iter().filter(|m| matches!(m.body, Body::Event(ConversationEvent::Rated { .. }))).count();
-        assert_eq!(rated, 2, "a line for each rating stored, none for those refused");
+        assert_eq!(
+            rated_lines(&store, site, conversation).await,
+            2,
+            "a line for each rating stored, none for those refused"
+        );
     }
 
     /// Many ratings of one close at once, as from several tabs or nodes:
@@ -387,9 +394,7 @@ mod tests {
         }
         assert_eq!(taken, 1, "one of the ratings was taken");
         assert_eq!(store.ratings(site).await.unwrap().len(), 1);
-        let lines = store.messages_after(site, conversation, Seq(0), 100).await.unwrap();
-        let rated = lines.iter().filter(|m| matches!(m.body, Body::Event(ConversationEvent::Rated { .. }))).count();
-        assert_eq!(rated, 1, "one rated line");
+        assert_eq!(rated_lines(&store, site, conversation).await, 1, "one rated line");
     }
 
     on_both_backends![

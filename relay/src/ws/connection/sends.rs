@@ -16,7 +16,7 @@ use crate::store::{self, AppendTicket, NewMessage, WrittenWith};
 use crate::team;
 
 /// The refusal of a first message out of hours without an address.
-pub(crate) const NO_CHAT_WITHOUT_EMAIL: &str =
+const NO_CHAT_WITHOUT_EMAIL: &str =
     "out of hours this site answers by email: give an email address with your first message";
 
 impl Connection {
@@ -115,7 +115,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Why this peer may not send a body of this kind, if it may not.
     /// Whether this send would open a visitor's conversation out of the
     /// hours of a site that then takes only the offline form, with no
     /// address to answer at. The widget asks for one first; a client that
@@ -131,6 +130,7 @@ impl Connection {
         Ok(hours.only_offline_form_at(crate::hours::from_millis(store::now().0)))
     }
 
+    /// Why this peer may not send a body of this kind, if it may not.
     fn may_not_send(&self, body: &Body) -> Option<&'static str> {
         match (body, &self.peer) {
             (Body::Text(_), _) | (Body::Note(_), Peer::Agent { .. }) => None,
