@@ -168,7 +168,7 @@ impl App for Agent {
             Event::Closing(Closing { reason: CloseReason::AccessChanged, .. }) => {
                 let _ = leptos::prelude::window().location().reload();
             }
-            Event::Closing(_) | Event::Availability(_) => {}
+            Event::Closing(_) | Event::Availability(_) | Event::TranscriptMailed(_) => {}
         }
     }
 

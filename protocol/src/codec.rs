@@ -72,7 +72,8 @@ impl Frame for ClientFrame {
             | ClientFrame::Join(_)
             | ClientFrame::Ack(_)
             | ClientFrame::Ping(_)
-            | ClientFrame::Pong(_) => 0,
+            | ClientFrame::Pong(_)
+            | ClientFrame::MailTranscript(_) => 0,
         }
     }
 }

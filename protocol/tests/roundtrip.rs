@@ -20,9 +20,9 @@ use kefu_protocol::codec::{DecodeError, Frame, peek_hello_version};
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
     Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
-    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Rate, Receipt,
-    ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
-    Visit, VisitorProfile, Welcome,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, MailTranscript, Message, Ping, Pong, Presence,
+    Rate, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, TranscriptMailed,
+    Typing, TypingNotice, Update, Visit, VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -116,6 +116,7 @@ fn client_variant(frame: &ClientFrame) -> u8 {
         ClientFrame::Update(_) => 10,
         ClientFrame::Status(_) => 11,
         ClientFrame::Rate(_) => 12,
+        ClientFrame::MailTranscript(_) => 13,
     }
 }
 
@@ -138,6 +139,7 @@ fn server_variant(frame: &ServerFrame) -> u8 {
         ServerFrame::Availability(_) => 13,
         ServerFrame::Roster(_) => 14,
         ServerFrame::Deferred(_) => 15,
+        ServerFrame::TranscriptMailed(_) => 16,
     }
 }
 
@@ -415,6 +417,16 @@ proptest! {
     #[test]
     fn client_rate(conversation in any::<u64>(), score in any::<u8>(), comment in any::<String>()) {
         check_client(&ClientFrame::Rate(Rate { conversation: ConversationId(conversation), score, comment }))?;
+    }
+
+    #[test]
+    fn client_mail_transcript(conversation in conversation()) {
+        check_client(&ClientFrame::MailTranscript(MailTranscript { conversation }))?;
+    }
+
+    #[test]
+    fn server_transcript_mailed(conversation in conversation(), to in text()) {
+        check_server(&ServerFrame::TranscriptMailed(TranscriptMailed { conversation, to }))?;
     }
 
     #[test]

@@ -210,6 +210,7 @@ impl Relay {
             | ClientFrame::Update(_)
             | ClientFrame::Status(_)
             | ClientFrame::Rate(_)
+            | ClientFrame::MailTranscript(_)
             | ClientFrame::Typing(_)
             | ClientFrame::Pong(_)
             | ClientFrame::Visit(_)

@@ -16,9 +16,9 @@ use kefu_protocol::codec::peek_hello_version;
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
     Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
-    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, Message, Ping, Pong, Presence, Rate, Receipt,
-    ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, Typing, TypingNotice, Update,
-    Visit, VisitorProfile, Welcome,
+    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, MailTranscript, Message, Ping, Pong, Presence,
+    Rate, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, TranscriptMailed,
+    Typing, TypingNotice, Update, Visit, VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{
     AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
@@ -69,9 +69,10 @@ fn client_index(frame: &ClientFrame) -> u8 {
         ClientFrame::Update(_) => 10,
         ClientFrame::Status(_) => 11,
         ClientFrame::Rate(_) => 12,
+        ClientFrame::MailTranscript(_) => 13,
     }
 }
-const CLIENT_VARIANTS: u8 = 13;
+const CLIENT_VARIANTS: u8 = 14;
 
 fn server_index(frame: &ServerFrame) -> u8 {
     match frame {
@@ -91,9 +92,10 @@ fn server_index(frame: &ServerFrame) -> u8 {
         ServerFrame::Availability(_) => 13,
         ServerFrame::Roster(_) => 14,
         ServerFrame::Deferred(_) => 15,
+        ServerFrame::TranscriptMailed(_) => 16,
     }
 }
-const SERVER_VARIANTS: u8 = 16;
+const SERVER_VARIANTS: u8 = 17;
 
 fn error_code_index(code: ErrorCode) -> u8 {
     match code {
@@ -328,6 +330,11 @@ fn client_fixtures() -> Vec<(&'static str, ClientFrame, Vec<u8>)> {
             "rate",
             ClientFrame::Rate(Rate { conversation: ConversationId(3), score: 4, comment: "ok".into() }),
             [&[0x0C, 0x03, 0x04, 0x02][..], b"ok"].concat(),
+        ),
+        (
+            "mail transcript",
+            ClientFrame::MailTranscript(MailTranscript { conversation: ConversationId(3) }),
+            vec![0x0D, 0x03],
         ),
     ]
 }
@@ -669,6 +676,11 @@ fn server_fixtures() -> Vec<(&'static str, ServerFrame, Vec<u8>)> {
             "deferred",
             ServerFrame::Deferred(Deferred { conversation: ConversationId(3), client_id: CID, retry_after_ms: 300 }),
             [&[0x0F, 0x03][..], V1M, V300].concat(),
+        ),
+        (
+            "transcript mailed",
+            ServerFrame::TranscriptMailed(TranscriptMailed { conversation: ConversationId(3), to: "a@b.c".into() }),
+            [&[0x10, 0x03, 0x05][..], b"a@b.c"].concat(),
         ),
     ]
 }
@@ -1159,6 +1171,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         prop_oneof![Just(AgentStatus::Online), Just(AgentStatus::Away)].prop_map(ClientFrame::Status),
         (conversation(), any::<u8>(), any::<String>())
             .prop_map(|(conversation, score, comment)| ClientFrame::Rate(Rate { conversation, score, comment })),
+        conversation().prop_map(|conversation| ClientFrame::MailTranscript(MailTranscript { conversation })),
     ]
 }
 
@@ -1240,6 +1253,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         (conversation(), client_id(), any::<u32>()).prop_map(|(conversation, client_id, retry_after_ms)| {
             ServerFrame::Deferred(Deferred { conversation, client_id, retry_after_ms })
         }),
+        (conversation(), any::<String>())
+            .prop_map(|(conversation, to)| ServerFrame::TranscriptMailed(TranscriptMailed { conversation, to })),
     ]
 }
 

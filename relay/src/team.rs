@@ -34,7 +34,7 @@ use std::time::Duration;
 use crate::hours;
 use crate::hub::{AfterHours, Audience, Target};
 use crate::state::AppState;
-use crate::store::{self, Appended, Conversation, Member, NewMessage};
+use crate::store::{self, Appended, Conversation, Member, NewMessage, WrittenWith};
 
 /// The agent asking for a change.
 #[derive(Debug, Clone)]
@@ -122,7 +122,15 @@ pub async fn change(
             let Some(closed) = store.close_conversation(site, conversation).await? else {
                 return Ok(Err(Refusal::Conflict("the chat is already closed".into())));
             };
-            system_line(state, &closed, ConversationEvent::Closed { by: actor.named() }).await?;
+            // The survey mail, if the visitor is to get one, is queued in
+            // the line's transaction: no close without it, nor it twice.
+            let survey = state.mail.survey_mail(store, site, conversation).await?;
+            let mailed = survey.is_some();
+            let with = survey.map(|mail| Box::new(WrittenWith::Mail(mail)));
+            system_line_with(state, &closed, ConversationEvent::Closed { by: actor.named() }, with).await?;
+            if mailed {
+                state.mail.wake();
+            }
             tokio::spawn(dispatch_logged(state.clone(), site));
         }
         Change::Reopen => {
@@ -308,13 +316,23 @@ pub(crate) async fn system_line(
     conversation: &Conversation,
     event: ConversationEvent,
 ) -> Result<(), store::Error> {
+    system_line_with(state, conversation, event, None).await
+}
+
+/// [`system_line`], written with `with` in its transaction.
+async fn system_line_with(
+    state: &AppState,
+    conversation: &Conversation,
+    event: ConversationEvent,
+    with: Option<Box<WrittenWith>>,
+) -> Result<(), store::Error> {
     let line = NewMessage {
         site: conversation.site,
         conversation: conversation.id,
         client_id: None,
         author: Author::System,
         body: Body::Event(event),
-        with: None,
+        with,
     };
     let appended = state.store.append(line).await?;
     publish(state, conversation.site, &appended);

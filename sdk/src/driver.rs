@@ -41,6 +41,7 @@ pub(crate) enum Command {
     Attributes(Vec<Attribute>),
     Update(ConversationId, Change),
     Status(AgentStatus),
+    MailTranscript(ConversationId),
     Stop,
 }
 
@@ -158,6 +159,7 @@ impl Driver {
             Command::Attributes(set) => self.session.set_attributes(set),
             Command::Update(conversation, change) => self.session.update(conversation, change),
             Command::Status(status) => self.session.set_status(status),
+            Command::MailTranscript(conversation) => self.session.mail_transcript(conversation),
             Command::Stop => self.session.stop(),
         }
     }

@@ -223,6 +223,15 @@ impl Client {
         self.command(driver::Command::Update(conversation, change))
     }
 
+    /// A visitor asks for its conversation's transcript by mail, to the
+    /// address the relay knows for it. Sent only while the link is up;
+    /// the answer arrives as a `TranscriptMailed` event, or an `Error`
+    /// event (`Forbidden`: no mail or no address; `RateLimited`: one was
+    /// just queued).
+    pub fn mail_transcript(&self, conversation: ConversationId) -> Result<(), Error> {
+        self.command(driver::Command::MailTranscript(conversation))
+    }
+
     /// An agent is online (gets new chats) or away; kept across reconnects.
     pub fn set_status(&self, status: AgentStatus) -> Result<(), Error> {
         self.command(driver::Command::Status(status))

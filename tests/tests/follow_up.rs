@@ -1,8 +1,8 @@
 //! A visitor who left gets the answer by mail and comes back to the same
 //! conversation: the whole story through a real SMTP server (aiosmtpd,
 //! `kefu_tests::smtp`) and real Chromium, resume links and their
-//! refusals, the unsubscribe link, and the site's batch delay, against a
-//! real relay.
+//! refusals, the unsubscribe link, the site's batch delay, and the
+//! satisfaction survey by mail, against a real relay.
 //!
 //! Needs `cargo xtask build-web` (the relay serves `target/web`),
 //! Debian's chromium and aiosmtpd.
@@ -265,9 +265,8 @@ async fn settled_follow_ups(relay: &Relay, token: &str, count: usize) -> Result<
     }
 }
 
-/// Waits until the visitor panel shows that `identity` gave `email`.
-async fn wait_for_email(relay: &Relay, token: &str, identity: Identity, email: &str) -> Result<()> {
-    let Identity::Visitor { visitor, .. } = identity else { anyhow::bail!("a visitor identity") };
+/// Waits until the visitor panel shows that `visitor` gave `email`.
+async fn wait_for_email(relay: &Relay, token: &str, visitor: VisitorId, email: &str) -> Result<()> {
     let url = format!("{}/api/visitors/{}", relay.http_url(), visitor.0);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !reqwest::Client::new().get(&url).bearer_auth(token).send().await?.text().await?.contains(email) {
@@ -449,7 +448,8 @@ async fn a_visitor_who_read_the_reply_live_gets_no_mail_and_without_an_address_n
     ensure!(refused["error"].as_str().unwrap_or_default().contains("no email address is known"), "{refused}");
 
     visitor.set_attributes(vec![Attribute { key: "email".into(), value: "reader@example.com".into() }])?;
-    wait_for_email(&relay, &token, visitor.identity().await?, "reader@example.com").await?;
+    let Identity::Visitor { visitor: id, .. } = visitor.identity().await? else { anyhow::bail!("a visitor identity") };
+    wait_for_email(&relay, &token, id, "reader@example.com").await?;
     agent.send(conversation, Body::Text("Hi, how can I help?".into())).await?;
     let reply =
         collect(&mut visitor_events, 1, |event| message(event).filter(|m| matches!(m.author, Author::Agent(_))))
@@ -524,5 +524,344 @@ async fn an_agent_mails_the_transcript_from_the_console_and_is_told_when_no_addr
     assert_eq!(header(&mails[0], "To")?, "parcel@example.com");
     ensure!(part(&mails[0], "text/plain")?.contains("Where is my parcel?"), "the whole conversation");
     ensure!(part(&mails[0], "text/html")?.contains("Where is my parcel?"), "in both parts");
+    Ok(())
+}
+
+/// Turns the satisfaction survey on for the demo site, and sets the delay
+/// after which a survey (and a follow-up) is mailed.
+async fn ask_for_ratings(relay: &Relay, token: &str, delay_secs: u64) -> Result<()> {
+    let client = reqwest::Client::new();
+    let forms = json!({ "survey": { "enabled": true, "ask_again": true } });
+    client
+        .put(format!("{}/api/site/forms", relay.http_url()))
+        .bearer_auth(token)
+        .json(&forms)
+        .send()
+        .await?
+        .error_for_status()?;
+    client
+        .put(format!("{}/api/site/follow-up", relay.http_url()))
+        .bearer_auth(token)
+        .json(&json!({ "batch_delay_secs": delay_secs }))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// Waits until the outbox holds `count` survey mails and none waits any
+/// more; their statuses, oldest first.
+async fn settled_surveys(relay: &Relay, token: &str, count: usize) -> Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let statuses: Vec<String> = outbox(relay, token)
+            .await?
+            .iter()
+            .rev()
+            .filter(|mail| mail["kind"] == "survey")
+            .map(|mail| mail["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if statuses.len() == count && statuses.iter().all(|status| status == "sent" || status == "skipped") {
+            return Ok(statuses);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "surveys in the outbox: {statuses:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// An agent takes and closes `conversation`, and sees the "closed" line.
+async fn take_and_close(agent: &Client, events: &mut Events, conversation: ConversationId) -> Result<()> {
+    agent.wait_link(|link| *link == kefu_protocol::session::LinkState::Live).await?;
+    agent.update(conversation, kefu_protocol::frame::Change::Take)?;
+    agent.update(conversation, kefu_protocol::frame::Change::Close)?;
+    collect(events, 1, |event| {
+        message(event)
+            .filter(|m| m.conversation == conversation)
+            .filter(|m| matches!(m.body, Body::Event(kefu_protocol::frame::ConversationEvent::Closed { .. })))
+    })
+    .await?;
+    Ok(())
+}
+
+/// The survey mails the visitor got, once there are `count`.
+async fn survey_mails(smtp: &SmtpServer, count: usize) -> Result<Vec<Received>> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut mails = visitor_mails(smtp)?;
+        mails.retain(|mail| mail.header("Subject").ok().flatten().is_some_and(|s| s.starts_with("How was your chat")));
+        if mails.len() >= count {
+            return Ok(mails);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "{} survey mails, not {count}", mails.len());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET` or `POST` a survey link as a browser in English would; the
+/// status and the page.
+async fn open_survey(url: &str, form: Option<&[(&str, &str)]>) -> Result<(u16, String)> {
+    let client = reqwest::Client::new();
+    let request = match form {
+        None => client.get(url),
+        Some(form) => client.post(url).form(form),
+    };
+    let answer = request.header("accept-language", "en-GB,en;q=0.9").send().await?;
+    Ok((answer.status().as_u16(), answer.text().await?))
+}
+
+/// The "rated" lines of `conversation` the relay stored, as agents see
+/// them in its history.
+async fn rated_lines(relay: &Relay, token: &str, conversation: ConversationId) -> Result<Vec<Value>> {
+    let url = format!("{}/api/conversations/{}/messages", relay.http_url(), conversation.0);
+    let page: Value =
+        reqwest::Client::new().get(url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
+    let messages = page.as_array().context("a list of messages")?;
+    ensure!(messages.iter().any(|m| m.to_string().contains("\"Closed\"")), "the history has the close: {page}");
+    Ok(messages.iter().filter(|m| m.to_string().contains("\"Rated\"")).cloned().collect())
+}
+
+#[tokio::test]
+async fn a_visitor_who_left_rates_the_closed_chat_from_the_survey_mail_once() -> Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let relay = mailing_relay(&smtp).await?;
+    let token = relay.admin_token().await?;
+    ask_for_ratings(&relay, &token, 1).await?;
+    let (agent, mut agent_events) = Client::agent(relay.ws_url(), &token)?;
+    let (visitor, conversation) = visitor_who_left(&relay, &mut agent_events, "Is my order on its way?").await?;
+    wait_for_email(&relay, &token, visitor, "visitor@example.com").await?;
+
+    take_and_close(&agent, &mut agent_events, conversation).await?;
+    let mail = survey_mails(&smtp, 1).await?.remove(0);
+    assert_eq!(header(&mail, "Subject")?, "How was your chat with Demo site?");
+    assert_eq!(header(&mail, "Auto-Submitted")?, "auto-generated");
+    ensure!(header(&mail, "List-Unsubscribe")?.contains("/api/unsubscribe?"), "an unsubscribe link");
+    let (text_part, html_part) = (part(&mail, "text/plain")?, part(&mail, "text/html")?);
+    let scores: Vec<String> = (1..=5).map(|n| link(&text_part, &format!("score={n}"))).collect::<Result<_>>()?;
+    for url in &scores {
+        ensure!(url.contains("/api/survey?site=demo&token=s1-"), "{url}");
+        ensure!(html_part.contains(&url.replace('&', "&amp;")), "the HTML part links {url} too");
+    }
+
+    // Reopened meanwhile: the link is of a close that is no more.
+    agent.update(conversation, kefu_protocol::frame::Change::Reopen)?;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let reopened = loop {
+        let (status, page) = open_survey(&scores[3], None).await?;
+        if status != 200 {
+            break (status, page);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "the reopen never showed: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(reopened.0, 409, "{}", reopened.1);
+    ensure!(reopened.1.contains("reopened"), "{}", reopened.1);
+    // Closed again: a second survey, for the new close.
+    agent.update(conversation, kefu_protocol::frame::Change::Close)?;
+    let second = survey_mails(&smtp, 2).await?.remove(1);
+    let scores: Vec<String> =
+        (1..=5).map(|n| link(&part(&second, "text/plain")?, &format!("score={n}"))).collect::<Result<_>>()?;
+
+    // Opening a link (as a mail scanner would) rates nothing.
+    let (status, page) = open_survey(&scores[3], None).await?;
+    assert_eq!(status, 200, "{page}");
+    ensure!(page.contains("value=\"4\" checked") && page.contains("name=\"comment\""), "the form: {page}");
+    assert_eq!(rated_lines(&relay, &token, conversation).await?.len(), 0, "a GET rates nothing");
+
+    // The page's button: the rating, once.
+    let (status, page) = open_survey(&scores[3], Some(&[("score", "4"), ("comment", "Quick and kind")])).await?;
+    assert_eq!(status, 200, "{page}");
+    ensure!(page.contains("Thank you for your rating"), "{page}");
+    let line = collect(&mut agent_events, 1, |event| {
+        message(event).filter(|m| matches!(m.body, Body::Event(kefu_protocol::frame::ConversationEvent::Rated { .. })))
+    })
+    .await?
+    .remove(0);
+    assert_eq!(
+        line.body,
+        Body::Event(kefu_protocol::frame::ConversationEvent::Rated { score: 4, comment: "Quick and kind".into() }),
+        "agents see the rating as a line"
+    );
+    for form in [None, Some(&[("score", "1"), ("comment", "again")][..])] {
+        let (status, page) = open_survey(&scores[0], form).await?;
+        assert_eq!(status, 200, "{page}");
+        ensure!(page.contains("rated already"), "a used link says so: {page}");
+    }
+    let forged = scores[3].replace("token=s1-", "token=s1-9");
+    let (status, page) = open_survey(&forged, Some(&[("score", "5")])).await?;
+    assert_eq!(status, 400, "{page}");
+    ensure!(page.contains("not valid"), "{page}");
+    let (status, page) = open_survey(&scores[3], Some(&[("score", "9")])).await?;
+    assert_eq!((status, page.contains("Pick a score")), (400, true), "{page}");
+    assert_eq!(rated_lines(&relay, &token, conversation).await?.len(), 1, "one rating, whatever was clicked after");
+    assert_eq!(settled_surveys(&relay, &token, 2).await?, ["sent", "sent"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_visitor_who_rates_in_the_widget_gets_no_survey_mail() -> Result<()> {
+    use kefu_protocol::frame::{Attributes, ConversationEvent, Rate, Send};
+    use kefu_protocol::ids::ClientMessageId;
+    use kefu_protocol::{ClientFrame, ServerFrame};
+
+    let smtp = SmtpServer::start().await?;
+    let relay = mailing_relay(&smtp).await?;
+    let token = relay.admin_token().await?;
+    // Long enough for a visitor still on the page to rate first.
+    ask_for_ratings(&relay, &token, 5).await?;
+    let (agent, mut agent_events) = Client::agent(relay.ws_url(), &token)?;
+    let (mut visitor, welcome) = kefu_tests::raw::Raw::visitor(&relay.ws_url(), "demo").await?;
+    let Identity::Visitor { visitor: id, conversation, .. } = welcome.identity else {
+        anyhow::bail!("a visitor identity")
+    };
+    let words = Body::Text("Do you ship abroad?".into());
+    visitor.send(&ClientFrame::Send(Send { conversation, client_id: ClientMessageId(1), body: words })).await?;
+    let email = Attribute { key: "email".into(), value: "stays@example.com".into() };
+    visitor.send(&ClientFrame::Attributes(Attributes { set: vec![email] })).await?;
+    wait_for_email(&relay, &token, id, "stays@example.com").await?;
+
+    take_and_close(&agent, &mut agent_events, conversation).await?;
+    visitor
+        .until(|frame| match frame {
+            ServerFrame::Message(m) if matches!(m.body, Body::Event(ConversationEvent::Closed { .. })) => Some(()),
+            _ => None,
+        })
+        .await?;
+    visitor.send(&ClientFrame::Rate(Rate { conversation, score: 5, comment: String::new() })).await?;
+    visitor
+        .until(|frame| match frame {
+            ServerFrame::Message(m) if matches!(m.body, Body::Event(ConversationEvent::Rated { score: 5, .. })) => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await?;
+    assert_eq!(settled_surveys(&relay, &token, 1).await?, ["skipped"], "rated in the widget: no survey mail");
+    assert_eq!(visitor_mails(&smtp)?.len(), 0);
+    Ok(())
+}
+
+/// The visitor's next answer to an ask for its transcript: where it went,
+/// or the error's code and text.
+async fn transcript_answer(
+    events: &mut Events,
+) -> Result<std::result::Result<String, (kefu_protocol::frame::ErrorCode, String)>> {
+    loop {
+        let event = tokio::time::timeout(PATIENCE, events.next()).await?.context("the visitor stopped")?;
+        match event {
+            kefu_sdk::Event::TranscriptMailed(mailed) => return Ok(Ok(mailed.to)),
+            kefu_sdk::Event::Error(error) => return Ok(Err((error.code, error.text))),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_mails_itself_the_transcript_at_most_once_in_five_minutes() -> Result<()> {
+    use kefu_protocol::frame::ErrorCode;
+
+    let smtp = SmtpServer::start().await?;
+    let relay = mailing_relay(&smtp).await?;
+    let token = relay.admin_token().await?;
+    let (_agent, mut agent_events) = Client::agent(relay.ws_url(), &token)?;
+    let (visitor, mut visitor_events) = Client::visitor(relay.ws_url(), "demo")?;
+    let Identity::Visitor { visitor: id, conversation, .. } = visitor.identity().await? else {
+        anyhow::bail!("a visitor identity")
+    };
+    visitor.send(conversation, Body::Text("Can I get a copy of this?".into())).await?;
+    collect(&mut agent_events, 1, from_visitor).await?;
+
+    visitor.mail_transcript(conversation)?;
+    let refused = transcript_answer(&mut visitor_events).await?;
+    let Err((ErrorCode::Forbidden, why)) = refused else { anyhow::bail!("no address, yet: {refused:?}") };
+    ensure!(why.contains("no email address is known"), "{why}");
+
+    visitor.set_attributes(vec![Attribute { key: "email".into(), value: "copy@example.com".into() }])?;
+    wait_for_email(&relay, &token, id, "copy@example.com").await?;
+    visitor.mail_transcript(conversation)?;
+    assert_eq!(transcript_answer(&mut visitor_events).await?, Ok("copy@example.com".to_owned()));
+    visitor.mail_transcript(conversation)?;
+    let again = transcript_answer(&mut visitor_events).await?;
+    let Err((ErrorCode::RateLimited, why)) = again else { anyhow::bail!("asked again at once: {again:?}") };
+    ensure!(why.contains("ask again in"), "{why}");
+
+    // An agent is not limited: its transcript is the marker after which
+    // the visitor's second ask would have shown up too.
+    let (status, queued) = request_transcript(&relay, &token, conversation).await?;
+    assert_eq!((status, queued["to"].as_str()), (200, Some("copy@example.com")), "{queued}");
+    let mails = wait_for_visitor_mails(&smtp, 2).await?;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let rows = loop {
+        let rows: Vec<String> = outbox(&relay, &token)
+            .await?
+            .iter()
+            .filter(|mail| mail["kind"] == "transcript")
+            .map(|mail| mail["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if rows.iter().all(|status| status == "sent") {
+            break rows;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "transcripts in the outbox: {rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows.len(), 2, "the visitor's one and the agent's");
+    assert_eq!(visitor_mails(&smtp)?.len(), 2, "{mails:?}");
+    for mail in &mails {
+        assert_eq!(header(mail, "Subject")?, "Your chat with Demo site");
+        ensure!(part(mail, "text/plain")?.contains("Can I get a copy of this?"), "the whole chat");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_visitor_asks_for_the_chat_by_mail_in_the_widget_and_gives_its_address_there() -> Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let relay = mailing_relay(&smtp).await?;
+    let token = relay.admin_token().await?;
+    let (_agent, mut agent_events) = Client::agent(relay.ws_url(), &token)?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/c/demo", relay.http_url())).await?;
+    // Nothing to mail before the visitor wrote.
+    browser.wait_for(None, "!!document.querySelector('textarea')").await?;
+    ensure!(browser.eval("!!document.querySelector('.kefu-transcript')").await? == Value::Bool(false), "shown early");
+    browser.eval("(() => { const t = document.querySelector('textarea'); t.focus(); return true })()").await?;
+    browser.type_text("Please send me the steps").await?;
+    browser.press_enter().await?;
+    collect(&mut agent_events, 1, from_visitor).await?;
+
+    let click = |selector: &str| {
+        format!("(() => {{ const b = document.querySelector('{selector}'); if (b) b.click(); return !!b; }})()")
+    };
+    browser.wait_for(None, &click(".kefu-transcript-button")).await.context("the button shows")?;
+    // No address known: the widget asks for one, and checks it.
+    browser.wait_for(None, "!!document.querySelector('.kefu-transcript-email')").await?;
+    browser.eval("document.querySelector('.kefu-transcript-email').focus()").await?;
+    browser.type_text("steps@example").await?;
+    browser.wait_for(None, &click(".kefu-transcript-send")).await?;
+    browser.wait_for(None, "!!document.querySelector('.kefu-transcript .kefu-field-error')").await?;
+    browser.type_text(".com").await?;
+    browser.wait_for(None, &click(".kefu-transcript-send")).await?;
+    let told = browser
+        .wait_for(
+            None,
+            "document.querySelector('.kefu-transcript-status')?.textContent === 'This chat is on its way to steps@example.com.'",
+        )
+        .await;
+    if let Err(error) = told {
+        let shown = browser.eval("document.querySelector('.kefu-transcript')?.outerHTML").await?;
+        anyhow::bail!("not told where it goes ({error}): {shown}");
+    }
+    browser.screenshot("follow-up-widget-transcript").await?;
+    let mail = wait_for_visitor_mails(&smtp, 1).await?.remove(0);
+    assert_eq!(header(&mail, "To")?, "steps@example.com");
+    assert_eq!(header(&mail, "Subject")?, "Your chat with Demo site");
+    ensure!(part(&mail, "text/plain")?.contains("Please send me the steps"), "the chat");
+    ensure!(part(&mail, "text/html")?.contains("Please send me the steps"), "in both parts");
+
+    // Asked again at once: told so, in the widget.
+    browser.wait_for(None, &click(".kefu-transcript-button")).await?;
+    browser
+        .wait_for(None, "document.querySelector('.kefu-transcript-status')?.textContent.includes('just sent')")
+        .await
+        .context("told it was just sent")?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use leptos::prelude::{RwSignal, Update, WithUntracked};
 pub use kefu_webclient::now;
 
 use crate::bridge::Parent;
-use crate::model::Model;
+use crate::model::{Model, TranscriptAsk};
 use crate::persist::{HISTORY_ROWS, Store, StoredPending, StoredVisitor, merge_outbox};
 
 /// A handle on the connection; cloning is shallow, every clone drives the
@@ -100,6 +100,18 @@ impl Connection {
         self.0.with(|host| match host.conversation {
             Some(conversation) => host.session.rate(conversation, score, comment),
             None => Vec::new(),
+        });
+    }
+
+    /// The visitor asks for the chat by mail. The relay's
+    /// `TranscriptMailed`, or its error, is the answer the model keeps.
+    pub fn mail_transcript(&self) {
+        self.0.with(|host| {
+            let Some(conversation) = host.conversation else { return Vec::new() };
+            let actions = host.session.mail_transcript(conversation);
+            let sent = !actions.is_empty();
+            host.change(|model| model.ask_transcript(sent));
+            actions
         });
     }
 
@@ -331,7 +343,12 @@ impl App for Host {
             Event::Receipt(receipt) => self.change(|model| model.receipt(&receipt)),
             Event::Typing(notice) => self.change(|model| model.typing(&notice, now)),
             Event::Availability(availability) => self.change(|model| model.availability(&availability)),
+            Event::TranscriptMailed(mailed) => self.change(|model| model.transcript_mailed(mailed.to)),
             Event::Error(error) => {
+                self.change_if(
+                    |model| *model.transcript() == TranscriptAsk::Asking,
+                    |model| model.transcript_refused(error.code),
+                );
                 if error.code == ErrorCode::Unauthorized && !error.reconnect && self.has_identity {
                     // The stored visitor is unknown here (data deleted, a
                     // different relay): become a new visitor once the

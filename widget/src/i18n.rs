@@ -82,6 +82,16 @@ pub struct FormTexts {
     pub scores: [&'static str; 5],
     pub comment: &'static str,
     pub submit_rating: &'static str,
+    /// The button that asks for the chat by mail.
+    pub email_chat: &'static str,
+    /// Where it was sent: the address goes between the two parts.
+    pub chat_sent_to: (&'static str, &'static str),
+    /// Asked again too soon.
+    pub chat_too_soon: &'static str,
+    pub chat_not_sent: &'static str,
+    /// The address field when no email is known, and its button.
+    pub chat_email: &'static str,
+    pub send_chat: &'static str,
 }
 
 /// Every text the widget shows or reads out.
@@ -201,6 +211,12 @@ static EN: Strings = Strings {
         scores: ["1 of 5: very bad", "2 of 5: bad", "3 of 5: okay", "4 of 5: good", "5 of 5: very good"],
         comment: "Comment (optional)",
         submit_rating: "Send rating",
+        email_chat: "Email me this chat",
+        chat_sent_to: ("This chat is on its way to ", "."),
+        chat_too_soon: "A copy of this chat was just sent. You can ask again in a few minutes.",
+        chat_not_sent: "The chat could not be sent. Please try again.",
+        chat_email: "Your email",
+        send_chat: "Send",
     },
     cut: "Your message was too long and was cut to 4,000 characters.",
     crashed: "Something went wrong. Please reload the page.",
@@ -259,6 +275,12 @@ static ZH_CN: Strings = Strings {
         ],
         comment: "留言（可选）",
         submit_rating: "提交评价",
+        email_chat: "将聊天记录发到我的邮箱",
+        chat_sent_to: ("聊天记录正在发往 ", "。"),
+        chat_too_soon: "刚刚已发送过聊天记录，请几分钟后再试。",
+        chat_not_sent: "聊天记录未能发送，请重试。",
+        chat_email: "您的邮箱",
+        send_chat: "发送",
     },
     cut: "消息太长，已截断为 4000 个字符。",
     crashed: "出错了，请刷新页面。",
@@ -317,6 +339,12 @@ static ZH_TW: Strings = Strings {
         ],
         comment: "留言（選填）",
         submit_rating: "送出評分",
+        email_chat: "將聊天記錄寄到我的信箱",
+        chat_sent_to: ("聊天記錄正在寄往 ", "。"),
+        chat_too_soon: "剛剛已寄出聊天記錄，請幾分鐘後再試。",
+        chat_not_sent: "聊天記錄未能寄出，請再試一次。",
+        chat_email: "您的電子郵件",
+        send_chat: "寄出",
     },
     cut: "訊息太長，已截斷為 4000 個字元。",
     crashed: "發生錯誤，請重新整理頁面。",

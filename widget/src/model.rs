@@ -153,6 +153,25 @@ pub struct Model {
     /// The close the visitor rated last, and whether it rated any.
     rated_close: Option<Seq>,
     ever_rated: bool,
+    /// The visitor's ask for the chat's transcript by mail.
+    transcript: TranscriptAsk,
+}
+
+/// Where the visitor's ask for its chat by mail stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TranscriptAsk {
+    #[default]
+    Idle,
+    /// Sent; the relay has not answered.
+    Asking,
+    /// Queued for this address.
+    Mailed(String),
+    /// The relay knows no address for the visitor.
+    NeedsEmail,
+    /// One was just sent.
+    TooSoon,
+    /// Not sent (the link dropped, or the relay refused otherwise).
+    Failed,
 }
 
 impl Model {
@@ -178,6 +197,7 @@ impl Model {
             lang,
             identified: false,
             known_email: false,
+            transcript: TranscriptAsk::Idle,
             last_close: None,
             rated_close: None,
             ever_rated: false,
@@ -528,6 +548,34 @@ impl Model {
     /// Whether the visitor's email is known (`setUser` with one).
     pub fn knows_email(&self) -> bool {
         self.known_email
+    }
+
+    /// Where the visitor's ask for its transcript stands.
+    pub fn transcript(&self) -> &TranscriptAsk {
+        &self.transcript
+    }
+
+    /// The visitor asked for its transcript (`sent`: the link was up to
+    /// carry the ask).
+    pub fn ask_transcript(&mut self, sent: bool) {
+        self.transcript = if sent { TranscriptAsk::Asking } else { TranscriptAsk::Failed };
+    }
+
+    /// The relay queued the transcript for `to`.
+    pub fn transcript_mailed(&mut self, to: String) {
+        self.transcript = TranscriptAsk::Mailed(to);
+    }
+
+    /// The relay refused an error with `code`; an ask waiting for its
+    /// answer takes it as the answer.
+    pub fn transcript_refused(&mut self, code: ErrorCode) {
+        if self.transcript == TranscriptAsk::Asking {
+            self.transcript = match code {
+                ErrorCode::Forbidden => TranscriptAsk::NeedsEmail,
+                ErrorCode::RateLimited => TranscriptAsk::TooSoon,
+                _ => TranscriptAsk::Failed,
+            };
+        }
     }
 
     /// Whether the visitor wrote anything, stored or not.

@@ -6,6 +6,7 @@
 
 mod conversation;
 mod error;
+mod follow_up;
 mod heartbeat;
 mod hello;
 mod message;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use conversation::{ConversationStatus, ConversationUpdate, Join, ReplayComplete};
 pub use error::{CloseReason, Closing, ErrorCode, ErrorFrame};
+pub use follow_up::{MailTranscript, TranscriptMailed};
 pub use heartbeat::{Ping, Pong};
 pub use hello::{Credentials, Cursor, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome};
 pub use message::{Accepted, Author, Body, Deferred, Message, Rejected, Send};
@@ -44,6 +46,7 @@ pub enum ClientFrame {
     Update(Update),
     Status(AgentStatus),
     Rate(Rate),
+    MailTranscript(MailTranscript),
 }
 
 /// Everything the relay sends.
@@ -65,4 +68,5 @@ pub enum ServerFrame {
     Availability(Availability),
     Roster(Roster),
     Deferred(Deferred),
+    TranscriptMailed(TranscriptMailed),
 }

@@ -46,7 +46,8 @@ use crate::frame::{
     ServerFrame, Typing, TypingNotice, Welcome,
 };
 use crate::frame::{
-    AgentStatus, Attribute, Attributes, Availability, Change, Identify, Rate, Roster, Update, Visit, VisitorProfile,
+    AgentStatus, Attribute, Attributes, Availability, Change, Identify, MailTranscript, Rate, Roster, TranscriptMailed,
+    Update, Visit, VisitorProfile,
 };
 use crate::ids::{ClientMessageId, ConversationId, Seq};
 
@@ -174,6 +175,8 @@ pub enum Event {
     Availability(Availability),
     /// The site's agents and their presence changed (agents).
     Roster(Roster),
+    /// The transcript the visitor asked for is queued for its address.
+    TranscriptMailed(TranscriptMailed),
 }
 
 /// Where the connection stands; `LinkState` is its public face.
@@ -380,6 +383,7 @@ impl Session {
             ServerFrame::Visitor(profile) => out.push(Action::Emit(Event::Visitor(profile))),
             ServerFrame::Availability(availability) => out.push(Action::Emit(Event::Availability(availability))),
             ServerFrame::Roster(roster) => out.push(Action::Emit(Event::Roster(roster))),
+            ServerFrame::TranscriptMailed(mailed) => out.push(Action::Emit(Event::TranscriptMailed(mailed))),
             ServerFrame::Error(error) => {
                 let fatal = !error.reconnect;
                 out.push(Action::Emit(Event::Error(error)));
@@ -564,6 +568,13 @@ impl Session {
     pub fn rate(&mut self, conversation: ConversationId, score: u8, comment: String) -> Vec<Action> {
         let frame = ClientFrame::Rate(Rate { conversation, score, comment });
         if self.fits(&frame) { self.transmit_if_live(frame) } else { Vec::new() }
+    }
+
+    /// The visitor asks for the conversation's transcript by mail. Sent
+    /// only if live, never queued, like [`Session::rate`]: the relay's
+    /// [`Event::TranscriptMailed`] (or its error) is the answer.
+    pub fn mail_transcript(&mut self, conversation: ConversationId) -> Vec<Action> {
+        self.transmit_if_live(ClientFrame::MailTranscript(MailTranscript { conversation }))
     }
 
     /// An agent is online or away. Kept like `visit` and sent again after

@@ -1,15 +1,16 @@
 //! A follow-up mail as the store has it at the moment it is sent: who it
-//! goes to, what it says, and its unsubscribe link. Read at
+//! goes to, what it says (replies, a transcript, a survey), and its
+//! unsubscribe link. Read at
 //! send time rather than when queued, so replies that arrive during the
 //! batch delay go into the same mail and replies read meanwhile stay out.
 
 use std::collections::HashMap;
 
-use kefu_protocol::frame::{Author, Body, Message};
+use kefu_protocol::frame::{Author, Body, ConversationStatus, Message};
 use kefu_protocol::ids::{AgentId, ConversationId, Seq, SiteId, VisitorId};
 
-use super::links;
 use super::render::{self, Context, Lang, Line, Rendered, Speaker};
+use super::{links, survey_links};
 use crate::store::{self, Store};
 
 /// Most messages a transcript carries: a conversation longer than that is
@@ -38,8 +39,10 @@ pub enum Skipped {
     /// It unsubscribed.
     Unsubscribed,
     /// Nothing it has not read or been mailed (a reply mail), or no
-    /// conversation (a transcript).
+    /// conversation (a transcript), or no closed chat (a survey).
     NothingToSay,
+    /// The close a survey is about was rated already.
+    Rated,
 }
 
 /// The mail of the replies in `conversation` its visitor has not read
@@ -75,6 +78,33 @@ pub async fn transcript(
     mail(store, base, site, visitor, conversation, &messages, render::transcript).await
 }
 
+/// The survey mail of `conversation`'s newest close: a link for each
+/// score. Skipped once the visitor rated it (in the widget, while the
+/// mail waited), the chat was reopened, or the site stopped asking.
+pub async fn survey(
+    store: &Store,
+    base: &str,
+    site: SiteId,
+    conversation: ConversationId,
+) -> Result<Result<FollowUpMail, Skipped>, store::Error> {
+    let Some(found) = store.conversation(site, conversation).await? else { return Ok(Err(Skipped::NothingToSay)) };
+    let survey = store.site_forms(site).await?.survey;
+    if found.status != ConversationStatus::Closed || !survey.enabled {
+        return Ok(Err(Skipped::NothingToSay));
+    }
+    let close = store.last_close(site, conversation).await?;
+    let Some(closed) = close.closed.filter(|_| close.awaits_rating(survey.ask_again)) else {
+        return Ok(Err(Skipped::Rated));
+    };
+    if store.visitor_unsubscribed(site, found.visitor).await? {
+        return Ok(Err(Skipped::Unsubscribed));
+    }
+    let Some(site_row) = store.site(site).await? else { return Ok(Err(Skipped::NothingToSay)) };
+    let links = survey_links(store, base, site, &site_row.key, conversation, closed).await?;
+    let render = move |context: &Context<'_>, _: &[Line]| render::survey(context, &links);
+    mail(store, base, site, found.visitor, conversation, &[], render).await
+}
+
 async fn visitor_of(
     store: &Store,
     site: SiteId,
@@ -91,7 +121,7 @@ async fn mail(
     visitor: VisitorId,
     conversation: ConversationId,
     messages: &[Message],
-    render: fn(&Context<'_>, &[Line]) -> Rendered,
+    render: impl FnOnce(&Context<'_>, &[Line]) -> Rendered,
 ) -> Result<Result<FollowUpMail, Skipped>, store::Error> {
     let Some(to) = store.visitor_email(site, visitor).await? else { return Ok(Err(Skipped::NoAddress)) };
     let Some(site_row) = store.site(site).await? else { return Ok(Err(Skipped::NothingToSay)) };

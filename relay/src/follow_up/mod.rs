@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //!
-//! - this file: the links a mail carries (resume, unsubscribe) and what
-//!   opening them does: [`resume`] turns a resume token into the visitor's
-//!   ordinary identity, [`unsubscribe`] records the wish.
+//! - this file: the links a mail carries (resume, unsubscribe, the
+//!   survey's scores) and what opening them does: [`resume`] turns a
+//!   resume token into the visitor's ordinary identity, [`unsubscribe`]
+//!   records the wish; a score is taken by `crate::survey`.
 //! - [`compose`]: a mail as the store has it when it is sent: the unread,
-//!   unmailed replies or the whole transcript, to the visitor's address,
-//!   with `Auto-Submitted` and the one-click `List-Unsubscribe` headers.
+//!   unmailed replies, the whole transcript or the survey of a close, to
+//!   the visitor's address, with `Auto-Submitted` and the one-click
+//!   `List-Unsubscribe` headers.
 //! - [`render`]: the mails as text and HTML in the visitor's language.
 //!
 //! The tokens themselves are `crate::auth::mail_link`'s; what is stored
@@ -21,12 +23,13 @@ pub mod render;
 
 use std::time::Duration;
 
-use kefu_protocol::ids::{ConversationId, SiteId, SiteKey, Timestamp, VisitorId, VisitorToken};
+use kefu_protocol::ids::{ConversationId, Seq, SiteId, SiteKey, Timestamp, VisitorId, VisitorToken};
 
 use crate::auth::mail_link::{self, Refused};
 use crate::auth::visitor_token;
+use crate::mail::MailJob;
 use crate::state::AppState;
-use crate::store::{self, Store, now};
+use crate::store::{self, OnDuplicate, Store, now};
 
 /// How long a mail's resume link works: long enough for a visitor to find
 /// the mail after a holiday, short enough that an old forwarded mail stops
@@ -123,6 +126,93 @@ pub async fn links(
             mail_link::mint_unsubscribe(&key, site, visitor)
         ),
     })
+}
+
+/// How soon a visitor may ask for the same conversation's transcript
+/// again: the widget's button must not make the relay a way to flood an
+/// address.
+pub const TRANSCRIPT_GAP: Duration = Duration::from_secs(5 * 60);
+
+/// Why no transcript was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranscriptRefused {
+    /// The relay sends no mail (`--smtp-url`), or has no `--public-url`
+    /// for the mail's links.
+    MailOff,
+    /// Neither a signed-in user's email nor one the visitor gave.
+    NoAddress,
+    /// A visitor asked again within [`TRANSCRIPT_GAP`]; it may in `wait`.
+    TooSoon { wait: Duration },
+}
+
+impl std::fmt::Display for TranscriptRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TranscriptRefused::MailOff => {
+                f.write_str("this relay sends no mail (it needs --smtp-url and --public-url)")
+            }
+            TranscriptRefused::NoAddress => f.write_str(
+                "no email address is known for this visitor: it has neither a signed-in user's email nor gave one",
+            ),
+            TranscriptRefused::TooSoon { wait } => {
+                write!(f, "a transcript of this chat was just queued; ask again in {} s", wait.as_secs().max(1))
+            }
+        }
+    }
+}
+
+/// Queues the whole of `conversation` of `site` by mail to its visitor,
+/// `visitor`: the address it goes to. An agent may send it any time;
+/// the visitor itself (`by_visitor`) once every [`TRANSCRIPT_GAP`].
+/// A second request while the first waits is the same mail.
+pub async fn queue_transcript(
+    state: &AppState,
+    site: SiteId,
+    conversation: ConversationId,
+    visitor: VisitorId,
+    by_visitor: bool,
+) -> Result<Result<String, TranscriptRefused>, store::Error> {
+    let store = &state.store;
+    if !state.mail.enabled() || state.config.public_url.is_none() {
+        return Ok(Err(TranscriptRefused::MailOff));
+    }
+    let Some(to) = store.visitor_email(site, visitor).await? else { return Ok(Err(TranscriptRefused::NoAddress)) };
+    let job = MailJob::Transcript { conversation };
+    if by_visitor && let Some(queued) = store.mail_last_queued(site, &job.dedupe_key()).await? {
+        let since = Duration::from_millis(now().0.saturating_sub(queued.0));
+        if since < TRANSCRIPT_GAP {
+            return Ok(Err(TranscriptRefused::TooSoon { wait: TRANSCRIPT_GAP - since }));
+        }
+    }
+    // Keep: a second click while the first waits is the same mail.
+    store.enqueue_mail(site, &job.queued(now(), OnDuplicate::Keep).as_new()).await?;
+    state.mail.wake();
+    tracing::info!(site = ?site, conversation = ?conversation, by_visitor, "transcript queued");
+    Ok(Ok(to))
+}
+
+/// How long a survey mail's links rate the chat: a rating weeks after
+/// the chat says little about it.
+pub const SURVEY_LIFETIME: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+
+/// The links of a survey mail, one for each score 1 to 5, that rate the
+/// close at `closed` of `conversation` of `site` (whose key is
+/// `key_of_site`). Each opens a page that asks to confirm (with room for
+/// a comment) and rates only when that is sent, so a mail scanner that
+/// follows links rates nothing.
+pub async fn survey_links(
+    store: &Store,
+    base: &str,
+    site: SiteId,
+    key_of_site: &SiteKey,
+    conversation: ConversationId,
+    closed: Seq,
+) -> Result<Vec<String>, store::Error> {
+    let key = store.visitor_token_key(site).await?;
+    let expires = Timestamp(now().0.saturating_add(u64::try_from(SURVEY_LIFETIME.as_millis()).unwrap_or(u64::MAX)));
+    let token = mail_link::mint_survey(&key, site, conversation, closed, expires);
+    let (base, site_key) = (base.trim_end_matches('/'), key_of_site.as_str());
+    Ok((1..=5).map(|score| format!("{base}/api/survey?site={site_key}&token={token}&score={score}")).collect())
 }
 
 /// Unsubscribes the visitor `token` names from `site`'s follow-up mail;

@@ -1,5 +1,6 @@
 //! The follow-up mails as text and HTML, in the visitor's language: the
-//! replies a visitor missed, and a conversation's transcript. Pure: the
+//! replies a visitor missed, a conversation's transcript, and the survey
+//! of a closed chat. Pure: the
 //! caller reads the store and hands over what to say.
 
 use kefu_protocol::ids::Timestamp;
@@ -54,6 +55,10 @@ struct Texts {
     team: &'static str,
     why: &'static str,
     unsubscribe: &'static str,
+    survey_subject: &'static str,
+    survey_intro: &'static str,
+    /// The words of the scores 1 to 5.
+    scores: [&'static str; 5],
 }
 
 const EN: Texts = Texts {
@@ -66,6 +71,9 @@ const EN: Texts = Texts {
     team: "Support",
     why: "You get this mail because you chatted with {site}.",
     unsubscribe: "Unsubscribe",
+    survey_subject: "How was your chat with {site}?",
+    survey_intro: "Your chat with {site} is closed. How was it? Pick a score: one click, and you can add a comment.",
+    scores: ["Very bad", "Bad", "OK", "Good", "Very good"],
 };
 
 const ZH_CN: Texts = Texts {
@@ -78,6 +86,9 @@ const ZH_CN: Texts = Texts {
     team: "客服",
     why: "您收到这封邮件，是因为您曾与 {site} 聊天。",
     unsubscribe: "退订",
+    survey_subject: "您对与 {site} 的聊天满意吗？",
+    survey_intro: "您与 {site} 的聊天已结束。请为这次服务打分：点击一下即可，还可以留下意见。",
+    scores: ["非常不满意", "不满意", "一般", "满意", "非常满意"],
 };
 
 const ZH_TW: Texts = Texts {
@@ -90,6 +101,9 @@ const ZH_TW: Texts = Texts {
     team: "客服",
     why: "您收到這封郵件，是因為您曾與 {site} 聊天。",
     unsubscribe: "取消訂閱",
+    survey_subject: "您對與 {site} 的聊天滿意嗎？",
+    survey_intro: "您與 {site} 的聊天已結束。請為這次服務評分：點擊一下即可，還可以留下意見。",
+    scores: ["非常不滿意", "不滿意", "普通", "滿意", "非常滿意"],
 };
 
 /// Who wrote a line of a mail.
@@ -139,11 +153,87 @@ pub fn transcript(context: &Context<'_>, lines: &[Line]) -> Rendered {
     render(context, texts.transcript_subject, texts.transcript_intro, lines)
 }
 
+/// The survey of a closed chat: `score_urls` rate it 1 to 5.
+pub fn survey(context: &Context<'_>, score_urls: &[String]) -> Rendered {
+    let texts = context.lang.texts();
+    let fill = |template: &str| template.replace("{site}", &site_name(context));
+    let scores = || texts.scores.iter().zip(score_urls).zip(1..);
+    let mut text = format!("{}\n\n", fill(texts.survey_intro));
+    for ((words, url), score) in scores() {
+        text.push_str(&format!("{score} {} {words}: {url}\n", stars(score)));
+    }
+    text.push_str(&footer_text(context));
+
+    let mut html = head_html(context, &fill(texts.survey_subject), &fill(texts.survey_intro));
+    html.push_str("<table role=\"presentation\" style=\"border-collapse:collapse;margin:16px 0\"><tr>");
+    for ((words, url), score) in scores() {
+        html.push_str(&format!(
+            "<td style=\"padding:4px\"><a href=\"{}\" style=\"display:block;padding:10px 12px;border:1px solid #d1d5db;\
+             border-radius:8px;text-align:center;color:#111827;text-decoration:none\">\
+             <div style=\"font-size:20px;color:#f59e0b\">{}</div><div style=\"font-size:13px\">{score} · {}</div></a></td>",
+            escape(url),
+            stars(score),
+            escape(words),
+        ));
+    }
+    html.push_str("</tr></table>");
+    html.push_str(&footer_html(context));
+    Rendered { subject: fill(texts.survey_subject), text, html }
+}
+
+/// `score` filled stars of five.
+fn stars(score: usize) -> String {
+    "★".repeat(score) + &"☆".repeat(5 - score)
+}
+
+/// The site's name as mails show it. Site names are checked for control
+/// characters when saved; a line break would still end the header, so
+/// none reaches the subject.
+fn site_name(context: &Context<'_>) -> String {
+    context.site_name.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// The end of a mail's text part: the way back to the chat, why the mail
+/// came, and how to stop them.
+fn footer_text(context: &Context<'_>) -> String {
+    let texts = context.lang.texts();
+    format!(
+        "\n{}: {}\n\n-- \n{}\n{}: {}\n",
+        texts.continue_chat,
+        context.resume_url,
+        texts.why.replace("{site}", &site_name(context)),
+        texts.unsubscribe,
+        context.unsubscribe_url
+    )
+}
+
+/// The start of a mail's HTML part, up to its first paragraph.
+fn head_html(context: &Context<'_>, title: &str, intro: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body style=\"font-family:sans-serif;color:#111827\"><p>{}</p>",
+        context.lang.tag(),
+        escape(title),
+        escape(intro),
+    )
+}
+
+/// The end of a mail's HTML part, as [`footer_text`].
+fn footer_html(context: &Context<'_>) -> String {
+    let texts = context.lang.texts();
+    format!(
+        "<p><a href=\"{}\">{}</a></p><hr><p style=\"color:#6b7280;font-size:12px\">{} <a href=\"{}\">{}</a></p></body></html>",
+        escape(context.resume_url),
+        escape(texts.continue_chat),
+        escape(&texts.why.replace("{site}", &site_name(context))),
+        escape(context.unsubscribe_url),
+        escape(texts.unsubscribe),
+    )
+}
+
 fn render(context: &Context<'_>, subject: &str, intro: &str, lines: &[Line]) -> Rendered {
     let texts = context.lang.texts();
-    // Site names are checked for control characters when saved; a line
-    // break would still end the header, so none reaches the subject.
-    let site: String = context.site_name.chars().filter(|c| !c.is_control()).collect();
+    let site = site_name(context);
     let fill = |template: &str| template.replace("{site}", &site);
     let speaker = |line: &Line| match &line.speaker {
         Speaker::Visitor => texts.you.to_owned(),
@@ -155,22 +245,10 @@ fn render(context: &Context<'_>, subject: &str, intro: &str, lines: &[Line]) -> 
     for line in lines {
         text.push_str(&format!("{} ({}):\n{}\n\n", speaker(line), utc(line.at), line.text));
     }
-    text.push_str(&format!(
-        "{}: {}\n\n-- \n{}\n{}: {}\n",
-        texts.continue_chat,
-        context.resume_url,
-        fill(texts.why),
-        texts.unsubscribe,
-        context.unsubscribe_url
-    ));
+    // The lines end in a blank line already.
+    text.push_str(footer_text(context).trim_start_matches('\n'));
 
-    let mut html = format!(
-        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title></head>\
-         <body style=\"font-family:sans-serif;color:#111827\"><p>{}</p>",
-        context.lang.tag(),
-        escape(&fill(subject)),
-        escape(&fill(intro)),
-    );
+    let mut html = head_html(context, &fill(subject), &fill(intro));
     for line in lines {
         html.push_str(&format!(
             "<div style=\"margin:12px 0\"><div style=\"color:#6b7280;font-size:13px\">{} · {}</div>\
@@ -180,19 +258,12 @@ fn render(context: &Context<'_>, subject: &str, intro: &str, lines: &[Line]) -> 
             escape(&line.text),
         ));
     }
-    html.push_str(&format!(
-        "<p><a href=\"{}\">{}</a></p><hr><p style=\"color:#6b7280;font-size:12px\">{} <a href=\"{}\">{}</a></p></body></html>",
-        escape(context.resume_url),
-        escape(texts.continue_chat),
-        escape(&fill(texts.why)),
-        escape(context.unsubscribe_url),
-        escape(texts.unsubscribe),
-    ));
+    html.push_str(&footer_html(context));
     Rendered { subject: fill(subject), text, html }
 }
 
 /// Text for HTML element content and double-quoted attributes.
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -278,6 +349,27 @@ mod tests {
         let traditional = transcript(&context(Lang::ZhTw), &lines());
         assert_eq!(traditional.subject, "您與 Shop <&> 的聊天記錄");
         assert!(traditional.text.contains("您 (2025-12-01 23:00 UTC)"), "{}", traditional.text);
+    }
+
+    #[test]
+    fn the_survey_mail_links_each_score_in_both_parts() {
+        let urls: Vec<String> =
+            (1..=5).map(|n| format!("https://chat.example/api/survey?site=demo&token=s1-x&score={n}")).collect();
+        let mail = survey(&context(Lang::En), &urls);
+        assert_eq!(mail.subject, "How was your chat with Shop <&>?");
+        assert!(mail.text.contains("1 ★☆☆☆☆ Very bad: https://chat.example/api/survey?site=demo&token=s1-x&score=1\n"));
+        assert!(
+            mail.text.contains("5 ★★★★★ Very good: https://chat.example/api/survey?site=demo&token=s1-x&score=5\n")
+        );
+        for n in 1..=5 {
+            assert!(mail.html.contains(&format!("site=demo&amp;token=s1-x&amp;score={n}\"")), "score {n}");
+        }
+        for part in [&mail.text, &mail.html] {
+            assert!(part.contains("resume=r1-7-9-ab") && part.contains("token=u1-7-cd"), "{part}");
+        }
+        let traditional = survey(&context(Lang::ZhTw), &urls);
+        assert_eq!(traditional.subject, "您對與 Shop <&> 的聊天滿意嗎？");
+        assert!(traditional.html.contains("5 · 非常滿意"), "{}", traditional.html);
     }
 
     #[test]

@@ -16,9 +16,8 @@ use kefu_protocol::ids::ConversationId;
 use super::extract::{Admin, CurrentAgent, Json, Path, Query};
 use crate::error::Error;
 use crate::follow_up::{self, render::Lang};
-use crate::mail::MailJob;
 use crate::state::AppState;
-use crate::store::{MAX_BATCH_DELAY, OnDuplicate, now};
+use crate::store::MAX_BATCH_DELAY;
 
 /// `/api/unsubscribe` query: the site and the mail's signed token.
 #[derive(Debug, Deserialize)]
@@ -106,20 +105,10 @@ pub async fn transcript(
 ) -> Result<axum::Json<TranscriptQueued>, Error> {
     let site = current.agent.site;
     let conversation = state.store.conversation(site, ConversationId(id)).await?.ok_or(Error::NotFound)?;
-    if !state.mail.enabled() || state.config.public_url.is_none() {
-        return Err(Error::BadRequest("this relay sends no mail (it needs --smtp-url and --public-url)".into()));
+    match follow_up::queue_transcript(&state, site, conversation.id, conversation.visitor, false).await? {
+        Ok(to) => Ok(axum::Json(TranscriptQueued { to })),
+        Err(refused) => Err(Error::BadRequest(refused.to_string())),
     }
-    let Some(to) = state.store.visitor_email(site, conversation.visitor).await? else {
-        return Err(Error::BadRequest(
-            "no email address is known for this visitor: it has neither a signed-in user's email nor gave one".into(),
-        ));
-    };
-    let job = MailJob::Transcript { conversation: conversation.id };
-    // Keep: a second click while the first waits is the same mail.
-    state.store.enqueue_mail(site, &job.queued(now(), OnDuplicate::Keep).as_new()).await?;
-    state.mail.wake();
-    tracing::info!(site = ?site, conversation = ?conversation.id, agent = ?current.agent.id, "transcript queued");
-    Ok(axum::Json(TranscriptQueued { to }))
 }
 
 /// The site of a link whose token is that site's; `None` for a link of

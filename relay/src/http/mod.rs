@@ -19,6 +19,7 @@
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
 //! - [`follow_up`]: the unsubscribe link of follow-up mail, a site's
 //!   batch delay, an agent's transcript to the visitor.
+//! - [`survey`]: the score links of the survey mail.
 //! - [`health`]: `/healthz` and `/readyz`, for whoever runs the relay.
 //! - [`extract`]: who a request is from ([`CurrentAgent`], [`Admin`]:
 //!   a bearer token or the session cookie with its CSRF token), and
@@ -45,6 +46,7 @@ pub mod mail;
 pub mod owner;
 pub mod session;
 pub mod site;
+pub mod survey;
 pub mod user_agent;
 pub mod visitors;
 
@@ -74,6 +76,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/mail/outbox", get(mail::outbox))
         .route("/api/widget/{site_key}", get(site::widget))
         .route("/api/unsubscribe", get(follow_up::confirm).post(follow_up::unsubscribe))
+        .route("/api/survey", get(survey::confirm).post(survey::rate))
         .route("/api/agents", get(agents::list).post(agents::create))
         .route("/api/agents/{id}", patch(agents::update))
         .route("/api/canned", get(canned::list).post(canned::create))

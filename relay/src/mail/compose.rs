@@ -54,7 +54,7 @@ pub async fn compose(
     store: &Store,
     context: &Context,
 ) -> Result<Option<Mail>, store::Error> {
-    if let MailJob::VisitorReplies { .. } | MailJob::Transcript { .. } = job {
+    if let MailJob::VisitorReplies { .. } | MailJob::Transcript { .. } | MailJob::Survey { .. } = job {
         return visitor_mail(job, site, store, context).await;
     }
     let Some(site_row) = store.site(site).await? else { return Ok(None) };
@@ -96,12 +96,12 @@ pub async fn compose(
             let intro = fill(texts.missed_intro, &site_row.name, minutes);
             Ok(Some(mail(subject, intro, &messages)))
         }
-        MailJob::VisitorReplies { .. } | MailJob::Transcript { .. } => Ok(None),
+        MailJob::VisitorReplies { .. } | MailJob::Transcript { .. } | MailJob::Survey { .. } => Ok(None),
     }
 }
 
-/// A mail to a visitor (`crate::follow_up`): the replies it missed, or
-/// its transcript; `None` without an address, a public URL for its links,
+/// A mail to a visitor (`crate::follow_up`): the replies it missed, its
+/// transcript, or the survey of a close; `None` without an address, a public URL for its links,
 /// or (replies) anything unread, or once it unsubscribed.
 async fn visitor_mail(
     job: &MailJob,
@@ -118,6 +118,7 @@ async fn visitor_mail(
             follow_up::compose::replies(store, base, site, conversation).await?
         }
         MailJob::Transcript { conversation } => follow_up::compose::transcript(store, base, site, conversation).await?,
+        MailJob::Survey { conversation } => follow_up::compose::survey(store, base, site, conversation).await?,
         MailJob::NewConversation { .. } | MailJob::Missed { .. } => return Ok(None),
     };
     let composed = match composed {

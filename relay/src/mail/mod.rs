@@ -71,6 +71,11 @@ pub enum MailJob {
     /// To the visitor: the whole of `conversation`, which it or an agent
     /// asked for.
     Transcript { conversation: ConversationId },
+    /// To the visitor: the satisfaction survey of `conversation`'s newest
+    /// close, with a link for each score. Queued with the "closed" line;
+    /// nothing is sent if the visitor rated in the widget meanwhile, or
+    /// the chat was reopened.
+    Survey { conversation: ConversationId },
 }
 
 impl MailJob {
@@ -81,6 +86,7 @@ impl MailJob {
             MailJob::Missed { .. } => "missed",
             MailJob::VisitorReplies { .. } => "visitor_replies",
             MailJob::Transcript { .. } => "transcript",
+            MailJob::Survey { .. } => "survey",
         }
     }
 
@@ -90,7 +96,8 @@ impl MailJob {
             MailJob::NewConversation { conversation }
             | MailJob::Missed { conversation, .. }
             | MailJob::VisitorReplies { conversation }
-            | MailJob::Transcript { conversation } => format!("{}:{conversation}", self.kind()),
+            | MailJob::Transcript { conversation }
+            | MailJob::Survey { conversation } => format!("{}:{conversation}", self.kind()),
         }
     }
 
@@ -238,6 +245,32 @@ impl Mailer {
         let delay = store.follow_up_delay(site).await?;
         let queued = MailJob::VisitorReplies { conversation }
             .queued(Timestamp(store::now().0 + millis(delay)), OnDuplicate::Keep);
+        Ok(Some(queued))
+    }
+
+    /// The survey mail an agent's close of `conversation` queues (see
+    /// [`MailJob::Survey`]), in the transaction of the "closed" line. Due
+    /// after the site's follow-up batch delay, the time a visitor still
+    /// on the page has to rate in the widget; a close soon after a
+    /// reopen pushes it back rather than queue a second. None when mail
+    /// is off, the site asks for no rating, or the visitor gave no
+    /// address or unsubscribed.
+    pub async fn survey_mail(
+        &self,
+        store: &Store,
+        site: SiteId,
+        conversation: ConversationId,
+    ) -> Result<Option<QueuedMail>, store::Error> {
+        if !self.enabled() || !store.site_forms(site).await?.survey.enabled {
+            return Ok(None);
+        }
+        let Some(visitor) = store.conversation(site, conversation).await?.map(|c| c.visitor) else { return Ok(None) };
+        if store.visitor_email(site, visitor).await?.is_none() || store.visitor_unsubscribed(site, visitor).await? {
+            return Ok(None);
+        }
+        let delay = store.follow_up_delay(site).await?;
+        let queued =
+            MailJob::Survey { conversation }.queued(Timestamp(store::now().0 + millis(delay)), OnDuplicate::Replace);
         Ok(Some(queued))
     }
 

@@ -117,6 +117,25 @@ pub struct Rating {
     pub at: Timestamp,
 }
 
+/// A conversation's newest close, as [`Store::last_close`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastClose {
+    /// The seq of its newest "closed" line; `None` if it never closed.
+    pub closed: Option<Seq>,
+    /// That close was rated.
+    pub closed_rated: bool,
+    /// Some close of it was (this one or an earlier one).
+    pub any_rated: bool,
+}
+
+impl LastClose {
+    /// Whether a rating of the newest close would be taken now, in a site
+    /// that asks again after a reopen (`ask_again`) or not.
+    pub fn awaits_rating(&self, ask_again: bool) -> bool {
+        self.closed.is_some() && !self.closed_rated && (ask_again || !self.any_rated)
+    }
+}
+
 impl NewMessage {
     /// The "rated" system line of `site` that reports `rating`, written
     /// with it in one transaction ([`WrittenWith::Rating`]); its append
@@ -188,9 +207,9 @@ impl Store {
         Ok(())
     }
 
-    /// The seq of the newest "closed" line of a conversation of `site`, and
-    /// whether any close of it was rated already.
-    pub async fn last_close(&self, site: SiteId, conversation: ConversationId) -> Result<(Option<Seq>, bool), Error> {
+    /// The newest "closed" line of a conversation of `site`, and which of
+    /// its closes were rated already.
+    pub async fn last_close(&self, site: SiteId, conversation: ConversationId) -> Result<LastClose, Error> {
         // System lines are few next to messages: read them and decode here
         // rather than match JSON in SQL.
         let lines: Vec<(Unsigned, String)> = sqlx::query_as(
@@ -209,14 +228,18 @@ impl Store {
                 break;
             }
         }
-        let rated: Option<Unsigned> = sqlx::query_scalar(
-            "SELECT 1 FROM conversation_ratings WHERE site_id = $1 AND conversation_id = $2 LIMIT 1",
+        let rated: Vec<Unsigned> = sqlx::query_scalar(
+            "SELECT closed_seq FROM conversation_ratings WHERE site_id = $1 AND conversation_id = $2",
         )
         .bind(int(site.0))
         .bind(int(conversation.0))
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok((closed, rated.is_some()))
+        Ok(LastClose {
+            closed,
+            closed_rated: closed.is_some_and(|closed| rated.iter().any(|seq| seq.0 == closed.0)),
+            any_rated: !rated.is_empty(),
+        })
     }
 
     /// Stores a rating of the close at `rating.closed` of a conversation
@@ -348,20 +371,28 @@ mod tests {
         let other = store.create_site(&SiteKey::new("other").unwrap(), "Other").await.unwrap().id;
         let visitor = store.create_visitor(site, "hash").await.unwrap();
         let conversation = store.open_conversation(site, visitor).await.unwrap().id;
-        assert_eq!(store.last_close(site, conversation).await.unwrap(), (None, false));
+        let never = LastClose { closed: None, closed_rated: false, any_rated: false };
+        assert_eq!(store.last_close(site, conversation).await.unwrap(), never);
         let by = AgentRef { id: AgentId(1), name: "Ann".into() };
         let closed = line(&store, site, conversation, ConversationEvent::Closed { by: by.clone() }).await;
-        assert_eq!(store.last_close(site, conversation).await.unwrap(), (Some(closed), false));
-        assert_eq!(store.last_close(other, conversation).await.unwrap(), (None, false), "another site sees nothing");
+        let unrated = LastClose { closed: Some(closed), ..never };
+        assert_eq!(store.last_close(site, conversation).await.unwrap(), unrated);
+        assert!(unrated.awaits_rating(false));
+        assert_eq!(store.last_close(other, conversation).await.unwrap(), never, "another site sees nothing");
 
         let rating = |closed, score| Rating { conversation, closed, score, comment: "ok".into(), at: Timestamp(5) };
         assert!(!rate(&store, other, &rating(closed, 4), true).await, "not the other site's");
         assert!(rate(&store, site, &rating(closed, 4), true).await);
         assert!(!rate(&store, site, &rating(closed, 1), false).await, "the same close");
-        assert_eq!(store.last_close(site, conversation).await.unwrap(), (Some(closed), true));
+        let rated = store.last_close(site, conversation).await.unwrap();
+        assert_eq!(rated, LastClose { closed: Some(closed), closed_rated: true, any_rated: true });
+        assert!(!rated.awaits_rating(true));
 
         line(&store, site, conversation, ConversationEvent::Reopened { by: None }).await;
         let again = line(&store, site, conversation, ConversationEvent::Closed { by }).await;
+        let asked_again = store.last_close(site, conversation).await.unwrap();
+        assert_eq!(asked_again, LastClose { closed: Some(again), closed_rated: false, any_rated: true });
+        assert!(asked_again.awaits_rating(true) && !asked_again.awaits_rating(false));
         assert!(!rate(&store, site, &rating(again, 2), true).await, "one per conversation");
         assert!(rate(&store, site, &rating(again, 2), false).await, "asked again");
         let scores: Vec<(Seq, u8)> = store.ratings(site).await.unwrap().iter().map(|r| (r.closed, r.score)).collect();

@@ -245,6 +245,19 @@ impl Store {
         Store::enqueue_mail_on(&mut connection, site, mail).await
     }
 
+    /// When the newest mail of `site` with `dedupe_key` was queued,
+    /// whatever became of it since: for limits on how often a visitor
+    /// may ask for one.
+    pub async fn mail_last_queued(&self, site: SiteId, dedupe_key: &str) -> Result<Option<Timestamp>, Error> {
+        let at: Option<Option<Unsigned>> =
+            sqlx::query_scalar("SELECT MAX(created_at) FROM mail_outbox WHERE site_id = $1 AND dedupe_key = $2")
+                .bind(int(site.0))
+                .bind(dedupe_key)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(at.flatten().map(|at| Timestamp(at.0)))
+    }
+
     /// Claims up to `limit` mails that are due at `now`, of every site:
     /// queued ones whose `not_before` has come, and ones being sent whose
     /// lease ran out (their node died or hung). Each is `sending` until

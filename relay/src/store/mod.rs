@@ -112,7 +112,7 @@ pub use console::{ConversationPage, ConversationSummary, PastConversation, Visit
 pub use conversations::NewVisitor;
 pub use export::{EXPORT_VERSION, ExportError, Moved, MovedVisitor};
 pub use follow_up::{DEFAULT_BATCH_DELAY, MAX_BATCH_DELAY};
-pub use forms::{FieldKind, FormField, FormWhen, PrechatForm, Rating, SiteForms, Survey};
+pub use forms::{FieldKind, FormField, FormWhen, LastClose, PrechatForm, Rating, SiteForms, Survey};
 pub use hours::SiteHours;
 pub use mail::{MailId, MailOutcome, MailStatus, NewMail, OnDuplicate, OutboxMail, SiteMailSettings};
 pub use owners::SiteOverview;

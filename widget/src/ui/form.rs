@@ -75,6 +75,19 @@ impl Forms {
             && ctx.model.with(|m| m.nobody_available() && !m.knows_email() && m.survey_due(survey, again).is_none())
     }
 
+    /// Whether the visitor gave an email in a form here (the offline ask
+    /// or the transcript's), on this page or an earlier one.
+    pub fn gave_email(self) -> bool {
+        self.contact_answered.get()
+    }
+
+    /// The visitor gave `email` outside the offline ask (for its
+    /// transcript): kept like the ask's answer, which it then skips.
+    pub fn give_email(self, ctx: Ctx, email: String) {
+        ctx.connection(|c| c.answer_form("contact", vec![Attribute { key: "email".into(), value: email }]));
+        self.contact_answered.set(true);
+    }
+
     /// Called as the composer sends: the offline ask's email goes along
     /// with the message. `false` keeps the message in the composer: the
     /// email needs fixing (or, for sites that take offline messages only

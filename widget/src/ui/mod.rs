@@ -7,6 +7,7 @@ pub mod header;
 pub mod icons;
 pub mod messages;
 pub mod survey;
+pub mod transcript;
 
 use leptos::ev;
 use leptos::html::Textarea;
@@ -26,6 +27,7 @@ use form::{ContactAsk, Forms, PrechatForm};
 use header::{Banner, Header};
 use messages::MessageList;
 use survey::Survey;
+use transcript::Transcript;
 
 /// What every component reaches through context. Copy: all handles.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +139,7 @@ pub fn App(config: Config) -> impl IntoView {
             <Banner />
             <MessageList />
             <Survey />
+            <Transcript />
             {move || match prechat.get() {
                 true => view! { <PrechatForm /> }.into_any(),
                 false => view! {

@@ -476,6 +476,7 @@ impl Connection {
             ClientFrame::Update(update) => self.on_update(update).await,
             ClientFrame::Status(status) => self.on_status(status).await,
             ClientFrame::Rate(rate) => self.on_rate(rate).await,
+            ClientFrame::MailTranscript(ask) => self.on_mail_transcript(ask).await,
             ClientFrame::Hello(_) => Err(End::protocol(ErrorCode::HelloExpected, "hello was already said")),
         }
     }

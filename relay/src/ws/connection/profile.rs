@@ -1,12 +1,15 @@
-//! What a visitor reports of itself: pages, identity, attributes, and its
-//! rating of a closed chat.
+//! What a visitor reports of itself: pages, identity, attributes, its
+//! rating of a closed chat, and its ask for the chat's transcript.
 
 use kefu_protocol::ServerFrame;
 use kefu_protocol::codec::clip_bytes;
-use kefu_protocol::frame::{Attribute, Attributes, ErrorCode, ErrorFrame, Identify, Rate, Visit};
+use kefu_protocol::frame::{
+    Attribute, Attributes, ErrorCode, ErrorFrame, Identify, MailTranscript, Rate, TranscriptMailed, Visit,
+};
 use kefu_protocol::ids::{SiteId, VisitorId};
 
 use super::{Connection, End, Peer, handshake};
+use crate::follow_up::{self, TranscriptRefused};
 use crate::hub::Audience;
 use crate::identity;
 use crate::store;
@@ -228,5 +231,30 @@ impl Connection {
             Err(survey::Refusal::Rated) => (ErrorCode::Conflict, "this chat was rated already".into()),
         };
         self.write(&ServerFrame::Error(ErrorFrame { code, text, reconnect: true })).await
+    }
+
+    /// The visitor asks for its conversation's transcript by mail.
+    pub(super) async fn on_mail_transcript(&mut self, ask: MailTranscript) -> Result<(), End> {
+        let Some((visitor, site)) = self.reporting_visitor().await? else { return Ok(()) };
+        let conversation = ask.conversation;
+        let owned = self.state.store.conversation(site, conversation).await.map_err(|e| End::store(&e))?;
+        if owned.is_none_or(|found| found.visitor != visitor) {
+            let text = format!("conversation {conversation} is not yours");
+            return self
+                .write(&ServerFrame::Error(ErrorFrame { code: ErrorCode::Forbidden, text, reconnect: true }))
+                .await;
+        }
+        let queued = follow_up::queue_transcript(&self.state, site, conversation, visitor, true)
+            .await
+            .map_err(|e| End::store(&e))?;
+        let refused = match queued {
+            Ok(to) => return self.write(&ServerFrame::TranscriptMailed(TranscriptMailed { conversation, to })).await,
+            Err(refused) => refused,
+        };
+        let code = match refused {
+            TranscriptRefused::TooSoon { .. } => ErrorCode::RateLimited,
+            TranscriptRefused::MailOff | TranscriptRefused::NoAddress => ErrorCode::Forbidden,
+        };
+        self.write(&ServerFrame::Error(ErrorFrame { code, text: refused.to_string(), reconnect: true })).await
     }
 }
