@@ -822,22 +822,28 @@ async fn a_visitor_asks_for_the_chat_by_mail_in_the_widget_and_gives_its_address
     browser.goto(&format!("{}/c/demo", relay.http_url())).await?;
     // Nothing to mail before the visitor wrote.
     browser.wait_for(None, "!!document.querySelector('textarea')").await?;
-    ensure!(browser.eval("!!document.querySelector('.kefu-transcript')").await? == Value::Bool(false), "shown early");
+    // What the visitor can see: nothing in a hidden part counts.
+    let shown = |selector: &str| {
+        format!("(() => {{ const e = document.querySelector('{selector}'); return !!e && !e.closest('[hidden]'); }})()")
+    };
+    ensure!(browser.eval(&shown(".kefu-transcript")).await? == Value::Bool(false), "shown early");
     browser.eval("(() => { const t = document.querySelector('textarea'); t.focus(); return true })()").await?;
     browser.type_text("Please send me the steps").await?;
     browser.press_enter().await?;
     collect(&mut agent_events, 1, from_visitor).await?;
 
     let click = |selector: &str| {
-        format!("(() => {{ const b = document.querySelector('{selector}'); if (b) b.click(); return !!b; }})()")
+        format!(
+            "(() => {{ const b = document.querySelector('{selector}'); const ok = !!b && !b.closest('[hidden]'); if (ok) b.click(); return ok; }})()"
+        )
     };
     browser.wait_for(None, &click(".kefu-transcript-button")).await.context("the button shows")?;
     // No address known: the widget asks for one, and checks it.
-    browser.wait_for(None, "!!document.querySelector('.kefu-transcript-email')").await?;
+    browser.wait_for(None, &shown(".kefu-transcript-email")).await?;
     browser.eval("document.querySelector('.kefu-transcript-email').focus()").await?;
     browser.type_text("steps@example").await?;
     browser.wait_for(None, &click(".kefu-transcript-send")).await?;
-    browser.wait_for(None, "!!document.querySelector('.kefu-transcript .kefu-field-error')").await?;
+    browser.wait_for(None, &shown(".kefu-transcript .kefu-field-error")).await?;
     browser.type_text(".com").await?;
     browser.wait_for(None, &click(".kefu-transcript-send")).await?;
     let told = browser
