@@ -244,25 +244,29 @@ async fn outbox(relay: &Relay, token: &str) -> Result<Vec<Value>> {
     Ok(page["mails"].as_array().cloned().unwrap_or_default())
 }
 
-/// Waits until the outbox holds `count` follow-ups of the visitor's
-/// replies and none of them waits any more (sent or skipped); returns
-/// their statuses, oldest first.
-async fn settled_follow_ups(relay: &Relay, token: &str, count: usize) -> Result<Vec<String>> {
+/// Waits until the outbox holds `count` mails of `kind` and none of them
+/// waits any more (sent or skipped); returns their statuses, oldest first.
+async fn settled_mails(relay: &Relay, token: &str, kind: &str, count: usize) -> Result<Vec<String>> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let statuses: Vec<String> = outbox(relay, token)
             .await?
             .iter()
             .rev()
-            .filter(|mail| mail["kind"] == "visitor_replies")
+            .filter(|mail| mail["kind"] == kind)
             .map(|mail| mail["status"].as_str().unwrap_or_default().to_owned())
             .collect();
         if statuses.len() == count && statuses.iter().all(|status| status == "sent" || status == "skipped") {
             return Ok(statuses);
         }
-        ensure!(tokio::time::Instant::now() < deadline, "follow-ups in the outbox: {statuses:?}");
+        ensure!(tokio::time::Instant::now() < deadline, "{kind} mails in the outbox: {statuses:?}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The follow-ups of the visitor's replies, once `count` settled.
+async fn settled_follow_ups(relay: &Relay, token: &str, count: usize) -> Result<Vec<String>> {
+    settled_mails(relay, token, "visitor_replies", count).await
 }
 
 /// Waits until the visitor panel shows that `visitor` gave `email`.
@@ -549,26 +553,6 @@ async fn ask_for_ratings(relay: &Relay, token: &str, delay_secs: u64) -> Result<
     Ok(())
 }
 
-/// Waits until the outbox holds `count` survey mails and none waits any
-/// more; their statuses, oldest first.
-async fn settled_surveys(relay: &Relay, token: &str, count: usize) -> Result<Vec<String>> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let statuses: Vec<String> = outbox(relay, token)
-            .await?
-            .iter()
-            .rev()
-            .filter(|mail| mail["kind"] == "survey")
-            .map(|mail| mail["status"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        if statuses.len() == count && statuses.iter().all(|status| status == "sent" || status == "skipped") {
-            return Ok(statuses);
-        }
-        ensure!(tokio::time::Instant::now() < deadline, "surveys in the outbox: {statuses:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 /// An agent takes and closes `conversation`, and sees the "closed" line.
 async fn take_and_close(agent: &Client, events: &mut Events, conversation: ConversationId) -> Result<()> {
     agent.wait_link(|link| *link == kefu_protocol::session::LinkState::Live).await?;
@@ -693,7 +677,7 @@ async fn a_visitor_who_left_rates_the_closed_chat_from_the_survey_mail_once() ->
     let (status, page) = open_survey(&scores[3], Some(&[("score", "9")])).await?;
     assert_eq!((status, page.contains("Pick a score")), (400, true), "{page}");
     assert_eq!(rated_lines(&relay, &token, conversation).await?.len(), 1, "one rating, whatever was clicked after");
-    assert_eq!(settled_surveys(&relay, &token, 2).await?, ["sent", "sent"]);
+    assert_eq!(settled_mails(&relay, &token, "survey", 2).await?, ["sent", "sent"]);
     Ok(())
 }
 
@@ -735,7 +719,7 @@ async fn a_visitor_who_rates_in_the_widget_gets_no_survey_mail() -> Result<()> {
             _ => None,
         })
         .await?;
-    assert_eq!(settled_surveys(&relay, &token, 1).await?, ["skipped"], "rated in the widget: no survey mail");
+    assert_eq!(settled_mails(&relay, &token, "survey", 1).await?, ["skipped"], "rated in the widget: no survey mail");
     assert_eq!(visitor_mails(&smtp)?.len(), 0);
     Ok(())
 }
@@ -789,21 +773,8 @@ async fn a_visitor_mails_itself_the_transcript_at_most_once_in_five_minutes() ->
     let (status, queued) = request_transcript(&relay, &token, conversation).await?;
     assert_eq!((status, queued["to"].as_str()), (200, Some("copy@example.com")), "{queued}");
     let mails = wait_for_visitor_mails(&smtp, 2).await?;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let rows = loop {
-        let rows: Vec<String> = outbox(&relay, &token)
-            .await?
-            .iter()
-            .filter(|mail| mail["kind"] == "transcript")
-            .map(|mail| mail["status"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        if rows.iter().all(|status| status == "sent") {
-            break rows;
-        }
-        ensure!(tokio::time::Instant::now() < deadline, "transcripts in the outbox: {rows:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    assert_eq!(rows.len(), 2, "the visitor's one and the agent's");
+    let rows = settled_mails(&relay, &token, "transcript", 2).await?;
+    assert_eq!(rows, ["sent", "sent"], "the visitor's one and the agent's");
     assert_eq!(visitor_mails(&smtp)?.len(), 2, "{mails:?}");
     for mail in &mails {
         assert_eq!(header(mail, "Subject")?, "Your chat with Demo site");

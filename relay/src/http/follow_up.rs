@@ -120,7 +120,8 @@ async fn checked_site(state: &AppState, link: &UnsubscribeLink) -> Result<Option
     Ok(crate::auth::mail_link::verify_unsubscribe(&visitor_key, site.id, &link.token).map(|_| site.id))
 }
 
-fn lang(headers: &HeaderMap) -> Lang {
+/// The language of a page a mail's link opens: the browser's.
+pub(super) fn lang(headers: &HeaderMap) -> Lang {
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok());
     Lang::pick(accept.and_then(|value| value.split([',', ';']).next()))
 }

@@ -6,13 +6,14 @@
 
 use axum::Form;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use kefu_protocol::frame::ConversationStatus;
 use kefu_protocol::ids::{ConversationId, Seq, SiteId, SiteKey};
 use serde::Deserialize;
 
 use super::extract::Query;
+use super::follow_up::lang;
 use crate::auth::mail_link::{self, Refused};
 use crate::error::Error;
 use crate::follow_up::render::{Lang, escape};
@@ -107,11 +108,6 @@ async fn checked(state: &AppState, link: &SurveyLink) -> Result<Result<(SiteId, 
         Err(Refused::Expired) => Err(Page::Expired),
         Err(Refused::Invalid) => Err(Page::BadLink),
     })
-}
-
-fn lang(headers: &HeaderMap) -> Lang {
-    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok());
-    Lang::pick(accept.and_then(|value| value.split([',', ';']).next()))
 }
 
 /// The pages of one sentence.
