@@ -59,7 +59,7 @@ pub fn Transcript() -> impl IntoView {
                     placeholder=text.chat_email aria-label=text.chat_email
                     aria-invalid=move || bad_email.get().to_string()
                     on:input=move |e| email.set(event_target_value(&e))/>
-                <button type="button" class="kefu-form-submit kefu-transcript-send" on:click=send>
+                <button type="button" class="kefu-transcript-send" on:click=send>
                     {text.send_chat}
                 </button>
             </div>
