@@ -153,6 +153,13 @@ pub fn transcript(context: &Context<'_>, lines: &[Line]) -> Rendered {
     render(context, texts.transcript_subject, texts.transcript_intro, lines)
 }
 
+/// The survey's question (`{site}` for the site's name) and the words of
+/// its scores 1 to 5, in `lang`: the mail's, and the page its links open.
+pub fn survey_words(lang: Lang) -> (&'static str, [&'static str; 5]) {
+    let texts = lang.texts();
+    (texts.survey_subject, texts.scores)
+}
+
 /// The survey of a closed chat: `score_urls` rate it 1 to 5.
 pub fn survey(context: &Context<'_>, score_urls: &[String]) -> Rendered {
     let texts = context.lang.texts();

@@ -16,7 +16,7 @@ use super::extract::Query;
 use super::follow_up::lang;
 use crate::auth::mail_link::{self, Refused};
 use crate::error::Error;
-use crate::follow_up::render::{Lang, escape};
+use crate::follow_up::render::{Lang, escape, survey_words};
 use crate::state::AppState;
 use crate::store::now;
 use crate::survey::{self, Refusal};
@@ -158,25 +158,11 @@ impl Page {
 /// The rating form: five scores (the link's chosen), a comment, a button
 /// that posts back to the same URL.
 fn form(lang: Lang, site_name: &str, chosen: Option<u8>) -> Response {
-    let (title, scores, comment, send) = match lang {
-        Lang::En => (
-            "How was your chat with {site}?",
-            ["Very bad", "Bad", "OK", "Good", "Very good"],
-            "Anything to add? (optional)",
-            "Send rating",
-        ),
-        Lang::ZhCn => (
-            "您对与 {site} 的聊天满意吗？",
-            ["非常不满意", "不满意", "一般", "满意", "非常满意"],
-            "还有什么想说的吗？（选填）",
-            "提交评价",
-        ),
-        Lang::ZhTw => (
-            "您對與 {site} 的聊天滿意嗎？",
-            ["非常不滿意", "不滿意", "普通", "滿意", "非常滿意"],
-            "還有什麼想說的嗎？（選填）",
-            "送出評價",
-        ),
+    let (title, scores) = survey_words(lang);
+    let (comment, send) = match lang {
+        Lang::En => ("Anything to add? (optional)", "Send rating"),
+        Lang::ZhCn => ("还有什么想说的吗？（选填）", "提交评价"),
+        Lang::ZhTw => ("還有什麼想說的嗎？（選填）", "送出評價"),
     };
     let title = escape(&title.replace("{site}", site_name));
     let mut body = String::from("<form method=\"post\" id=\"kefu-survey\"><fieldset style=\"border:0;padding:0\">");
