@@ -422,6 +422,43 @@ async fn read_marks_come_back_after_a_reconnect(backend: Backend) -> Result<()> 
     Ok(())
 }
 
+/// The chaos run found it: a visitor's link broke after the relay read
+/// its last sends and before their commits came back, and the agents
+/// never heard of them (the visitor's resends were duplicates, which
+/// publish nothing, and no later message made anyone read the gap).
+async fn sends_whose_sender_vanished_before_the_acknowledgements_still_reach_the_agents(
+    backend: Backend,
+) -> Result<()> {
+    use kefu_protocol::ClientFrame;
+    use kefu_protocol::ServerFrame;
+    use kefu_protocol::frame::{Identity, Send};
+    use kefu_protocol::ids::ClientMessageId;
+    use kefu_tests::raw::Raw;
+    const BURST: u128 = 30;
+    let relay = Relay::start_on(backend, &[]).await?;
+    let (_agent, mut agent_events) = agent(&relay).await?;
+    let (mut visitor, welcome) = Raw::visitor(&relay.ws_url(), "demo").await?;
+    let Identity::Visitor { conversation, .. } = welcome.identity else { anyhow::bail!("a visitor identity") };
+    let send = |n: u128| {
+        ClientFrame::Send(Send { conversation, client_id: ClientMessageId(n), body: body(format!("line {n}")) })
+    };
+    visitor.send(&send(0)).await?;
+    visitor.until(|frame| matches!(frame, ServerFrame::Accepted(_)).then_some(())).await?;
+    collect(&mut agent_events, 1, in_conversation(conversation)).await?;
+
+    // A burst, and the link goes without a goodbye while its commits are
+    // still on the way.
+    for n in 1..=BURST {
+        visitor.send(&send(n)).await?;
+    }
+    drop(visitor);
+
+    let got = collect(&mut agent_events, usize::try_from(BURST)?, in_conversation(conversation)).await?;
+    let expected: Vec<String> = (1..=BURST).map(|n| format!("line {n}")).collect();
+    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), expected, "every stored line, live, once, in order");
+    Ok(())
+}
+
 on_both_backends![
     visitor_and_agent_round_trip,
     visitor_cut_off_while_agent_sends_100_gets_all_once_in_order,
@@ -435,4 +472,5 @@ on_both_backends![
     healthz_reports_the_store,
     login_refuses_a_wrong_password_and_an_unknown_email,
     read_marks_come_back_after_a_reconnect,
+    sends_whose_sender_vanished_before_the_acknowledgements_still_reach_the_agents,
 ];

@@ -403,9 +403,7 @@ impl Connection {
     }
 
     async fn finish(&mut self, end: End) {
-        if !matches!(end, End::Gone) {
-            self.settle_appends().await;
-        }
+        self.settle_appends(!matches!(end, End::Gone)).await;
         match end {
             End::Gone => {}
             End::Close(closing, code, reason) => {

@@ -20,14 +20,22 @@ const NO_CHAT_WITHOUT_EMAIL: &str =
     "out of hours this site answers by email: give an email address with your first message";
 
 impl Connection {
-    /// Answers the sends already handed to the store before saying
-    /// goodbye, so a client closed mid-burst (a flood, a protocol error,
-    /// a restart) knows which of its messages were kept and resends only
-    /// the others.
-    pub(super) async fn settle_appends(&mut self) {
+    /// Settles the sends already handed to the store before the
+    /// connection ends. Every commit is passed on to the conversation's
+    /// followers even when its sender is gone: nothing else would tell
+    /// them, and the sender's resend is a duplicate that publishes
+    /// nothing. While the client can still hear (a flood, a protocol
+    /// error, a restart, not a broken link), it is also told which of
+    /// its messages were kept, so it resends only the others.
+    pub(super) async fn settle_appends(&mut self, answer: bool) {
+        let mut answering = answer;
         while let Some(appended) = next_append(&mut self.appends).await {
-            if self.on_appended(appended).await.is_err() {
-                return;
+            let Ok(appended) = appended else {
+                continue; // not stored: the client resends it
+            };
+            self.committed(&appended);
+            if answering {
+                answering = self.answer(&appended).await.is_ok();
             }
         }
     }
@@ -141,27 +149,38 @@ impl Connection {
 
     pub(super) async fn on_appended(&mut self, appended: Result<store::Appended, store::Error>) -> Result<(), End> {
         let appended = appended.map_err(|e| End::store(&e))?;
-        if let Some(conversation) = &appended.conversation {
-            team::publish(&self.state, conversation.site, &appended);
-            // Only a closed or unassigned chat can need reopening or an
-            // agent: most visitor messages skip the task entirely.
-            let needs_team = conversation.status == ConversationStatus::Closed || conversation.assignee.is_none();
-            if matches!(self.peer, Peer::Visitor { .. }) && needs_team {
-                let (state, conversation) = (self.state.clone(), conversation.clone());
-                self.state.connections.spawn(async move {
-                    if let Err(error) = team::visitor_wrote(&state, &conversation).await {
-                        tracing::error!(%error, "could not reopen or assign after a visitor's message");
-                    }
-                });
-            }
+        self.committed(&appended);
+        self.answer(&appended).await
+    }
+
+    /// What a commit causes beyond its sender: the fan-out, and the
+    /// reopening or assignment a visitor's message may need.
+    fn committed(&self, appended: &store::Appended) {
+        let Some(conversation) = &appended.conversation else {
+            return;
+        };
+        team::publish(&self.state, conversation.site, appended);
+        // Only a closed or unassigned chat can need reopening or an
+        // agent: most visitor messages skip the task entirely.
+        let needs_team = conversation.status == ConversationStatus::Closed || conversation.assignee.is_none();
+        if matches!(self.peer, Peer::Visitor { .. }) && needs_team {
+            let (state, conversation) = (self.state.clone(), conversation.clone());
+            self.state.connections.spawn(async move {
+                if let Err(error) = team::visitor_wrote(&state, &conversation).await {
+                    tracing::error!(%error, "could not reopen or assign after a visitor's message");
+                }
+            });
         }
-        let message = appended.message;
-        let conversation = message.conversation;
+    }
+
+    /// Tells the sender its message was stored.
+    async fn answer(&mut self, appended: &store::Appended) -> Result<(), End> {
+        let message = &appended.message;
         let Some(client_id) = message.client_id else {
             return Ok(());
         };
         self.write(&ServerFrame::Accepted(Accepted {
-            conversation,
+            conversation: message.conversation,
             client_id,
             id: message.id,
             seq: message.seq,
