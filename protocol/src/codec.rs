@@ -8,9 +8,19 @@ use serde::de::DeserializeOwned;
 
 use crate::frame::{Change, ClientFrame, ErrorCode, Limits, ServerFrame, Update};
 
-/// The protocol version this crate speaks. Bump it when a frame's meaning
-/// changes; adding a variant at the end of an enum does not need a bump.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this crate speaks. Bump it when a peer of the
+/// version before could not decode or would misread a frame it may be
+/// sent: a new variant of an enum the relay sends (`Body`, say) needs a
+/// bump, and the relay sends older peers something they know instead
+/// (see [`compat`](crate::compat)). A new client frame needs none: an
+/// older client never sends it.
+///
+/// - 1: text, notes, system lines.
+/// - 2: [`Body::Files`](crate::frame::Body::Files).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest version a relay of this crate still talks to.
+pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
 
 /// The relay's default limits: 64 KiB frames, 16 KiB message bodies.
 pub const DEFAULT_LIMITS: Limits = Limits { max_frame_bytes: 64 * 1024, max_body_bytes: 16 * 1024 };

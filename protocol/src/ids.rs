@@ -106,6 +106,57 @@ impl fmt::Display for ClientMessageId {
     }
 }
 
+/// An uploaded file, named by the relay when it stores the bytes.
+///
+/// 128 random bits, so one cannot be guessed from another; serving still
+/// checks who asks (see the relay's `attachments`). On the wire a number;
+/// in JSON its 32 hex digits, as JavaScript's numbers stop at 53 bits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttachmentId(pub u128);
+
+impl Serialize for AttachmentId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() { serializer.collect_str(self) } else { serializer.serialize_u128(self.0) }
+    }
+}
+
+impl<'de> Deserialize<'de> for AttachmentId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<AttachmentId, D::Error> {
+        if deserializer.is_human_readable() {
+            let hex = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            hex.parse().map_err(|_| serde::de::Error::custom("an attachment id is 32 hex digits"))
+        } else {
+            u128::deserialize(deserializer).map(AttachmentId)
+        }
+    }
+}
+
+impl fmt::Debug for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AttachmentId({:032x})", self.0)
+    }
+}
+
+impl fmt::Display for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl core::str::FromStr for AttachmentId {
+    type Err = core::num::ParseIntError;
+
+    /// The 32 hex digits of [`Display`](fmt::Display); nothing else.
+    fn from_str(hex: &str) -> Result<AttachmentId, Self::Err> {
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // An empty string is the one input `from_str_radix` refuses
+            // with the error this type has to give.
+            return u128::from_str_radix("", 16).map(AttachmentId);
+        }
+        u128::from_str_radix(hex, 16).map(AttachmentId)
+    }
+}
+
 /// Milliseconds since the Unix epoch, as seen by the relay.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize)]
 pub struct Timestamp(pub u64);

@@ -176,6 +176,17 @@ fn client_frames() -> Vec<(&'static str, ClientFrame)> {
         ("send-text", ClientFrame::Send(Send { conversation: C, client_id: CID, body: text("héllo 👋") })),
         ("send-note", ClientFrame::Send(Send { conversation: C, client_id: CID, body: Body::Note("psst".into()) })),
         (
+            "send-files",
+            ClientFrame::Send(Send {
+                conversation: C,
+                client_id: CID,
+                body: Body::Files(kefu_protocol::frame::Files {
+                    caption: "the error".into(),
+                    files: vec![kefu_protocol::frame::FileRef::by_id(kefu_protocol::ids::AttachmentId(0xfeed))],
+                }),
+            }),
+        ),
+        (
             "send-event",
             ClientFrame::Send(Send {
                 conversation: C,

@@ -16,13 +16,13 @@ use kefu_protocol::codec::peek_hello_version;
 use kefu_protocol::frame::{
     Accepted, Ack, AgentRef, AgentStatus, Attribute, Attributes, Author, Availability, Body, Change, CloseReason,
     Closing, ConversationEvent, ConversationStatus, ConversationUpdate, Credentials, Cursor, Deferred, ErrorCode,
-    ErrorFrame, Heartbeat, Hello, Identify, Identity, Join, Limits, MailTranscript, Message, Ping, Pong, Presence,
-    Rate, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember, TranscriptMailed,
-    Typing, TypingNotice, Update, Visit, VisitorProfile, Welcome,
+    ErrorFrame, FileRef, Files, Heartbeat, Hello, Identify, Identity, Join, Limits, MailTranscript, Message, Ping,
+    Pong, Presence, Rate, Receipt, ReceiptKind, Rejected, ReplayComplete, ReturningVisitor, Roster, Send, TeamMember,
+    TranscriptMailed, Typing, TypingNotice, Update, Visit, VisitorProfile, Welcome,
 };
 use kefu_protocol::ids::{
-    AgentId, AgentToken, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey, Timestamp,
-    VisitorId, VisitorToken,
+    AgentId, AgentToken, AttachmentId, ClientMessageId, ConversationId, MessageId, Seq, SessionId, SiteId, SiteKey,
+    Timestamp, VisitorId, VisitorToken,
 };
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, DecodeError, PROTOCOL_VERSION, ServerFrame};
 use kefu_protocol::{decode, encode};
@@ -300,6 +300,17 @@ fn client_fixtures() -> Vec<(&'static str, ClientFrame, Vec<u8>)> {
             "a private note",
             ClientFrame::Send(Send { conversation: ConversationId(3), client_id: CID, body: Body::Note("n".into()) }),
             [&[0x01, 0x03][..], V1M, &[0x01, 0x01], b"n"].concat(), // Body::Note of 1
+        ),
+        (
+            "files with a caption, named by id only",
+            ClientFrame::Send(Send {
+                conversation: ConversationId(3),
+                client_id: CID,
+                body: Body::Files(Files { caption: "c".into(), files: vec![FileRef::by_id(AttachmentId(1))] }),
+            }),
+            // Body::Files, caption of 1, one file: id 1 as a u128 varint,
+            // empty name and type, size 0, no image size.
+            [&[0x01, 0x03][..], V1M, &[0x03, 0x01], b"c", &[0x01, 0x01, 0x00, 0x00, 0x00, 0x00]].concat(),
         ),
         (
             "take",
@@ -748,7 +759,7 @@ fn client_message_ids_use_all_128_bits() {
 
 #[test]
 fn the_version_is_the_first_field_of_the_hello() {
-    assert_eq!(PROTOCOL_VERSION, 1);
+    assert_eq!(PROTOCOL_VERSION, 2);
     for (name, frame, bytes) in client_fixtures() {
         let expected = match frame {
             ClientFrame::Hello(hello) => Some(hello.version),

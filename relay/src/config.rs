@@ -219,6 +219,17 @@ pub struct Config {
     #[arg(long, env = "KEFU_MAIL_LEASE_SECS", default_value_t = 120)]
     pub mail_lease_secs: u64,
 
+    /// The largest file anyone may upload, in megabytes (10^6 bytes): the
+    /// ceiling over every site's own limit (20 MB unless a site sets
+    /// less).
+    #[arg(long, env = "KEFU_ATTACHMENT_LIMIT_MB", default_value_t = 100)]
+    pub attachment_limit_mb: u64,
+
+    /// The folder uploads are kept in; unset, `attachments` in the data
+    /// folder.
+    #[arg(long, env = "KEFU_ATTACHMENTS_DIR", value_name = "DIR")]
+    pub attachments_dir: Option<PathBuf>,
+
     /// How the log on stderr is written: `text` for people, `json` (one
     /// object a line) for a log collector. Which lines: `RUST_LOG`.
     #[arg(long, env = "KEFU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -22,6 +22,10 @@
 //! - [`hours`]: a site's business hours (zone, weekly intervals, dated
 //!   exceptions): open now, next opening and closing. Pure; the store
 //!   keeps them, team and the widget's look ask them.
+//! - [`attachments`]: files in the chat: streamed uploads under a limit,
+//!   the type sniffed from the bytes, the bytes' storage, the sweep of
+//!   uploads no message named. The store keeps their rows; `http` is
+//!   their door.
 //! - [`survey`]: a visitor's satisfaction rating of a closed chat, once
 //!   per close, as a system line.
 //! - [`dispatcher`]: one assignment pass per site at a time, here and
@@ -51,6 +55,7 @@
 //! - [`cli`]: the command line: `serve` (the default), `site create`,
 //!   `site list`, `check`; `main.rs` only parses it and calls these.
 
+pub mod attachments;
 pub mod auth;
 pub mod cli;
 pub mod cluster;

@@ -97,6 +97,7 @@ pub async fn run(
     let reloading = tokio::spawn(reload_on_sighup(tls.clone())?);
     let forgetting = tokio::spawn(forget_idle_addresses(state.clone()));
     let expiring = tokio::spawn(expire_empty_conversations(state.clone()));
+    let sweeping = tokio::spawn(crate::attachments::sweep(state.clone()));
     let mail_stopped = CancellationToken::new();
     let mailing = state.mail.start(state.store.clone(), mail_stopped.clone());
     let keeping_hours = tokio::spawn(crate::team::keep_hours(state.clone()));
@@ -113,6 +114,7 @@ pub async fn run(
     .await;
     forgetting.abort();
     expiring.abort();
+    sweeping.abort();
     keeping_hours.abort();
     #[cfg(unix)]
     reloading.abort();

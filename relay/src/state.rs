@@ -1,5 +1,6 @@
 //! What every request handler and connection shares.
 
+use crate::attachments::Storage;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// The relay's mail (`--smtp-url`): off unless configured.
     pub mail: Mailer,
+    /// Where uploads' bytes are kept (`--attachments-dir`).
+    pub storage: Storage,
     next_session: AtomicU64,
 }
 
@@ -65,7 +68,11 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(config.redis_url.is_some()));
         store.observe_commits(Arc::clone(&metrics) as _);
         let limiters = Limiters::new(&config, &metrics);
+        let storage = Storage::Local(
+            config.attachments_dir.clone().unwrap_or_else(|| crate::attachments::default_dir(&config.data_dir)),
+        );
         AppState(Arc::new(Inner {
+            storage,
             metrics,
             limiters,
             config,
@@ -85,6 +92,11 @@ impl AppState {
     /// promise ("we'll email you") and the console says.
     pub fn mail_enabled(&self) -> bool {
         self.mail.enabled()
+    }
+
+    /// Where uploads' bytes are kept.
+    pub fn storage(&self) -> &Storage {
+        &self.0.storage
     }
 
     /// A fresh id for a new connection.

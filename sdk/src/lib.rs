@@ -37,7 +37,7 @@ use kefu_protocol::{ClientFrame, ServerFrame};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use kefu_protocol;
-pub use kefu_protocol::frame::{Accepted, Body, Message, Rejected};
+pub use kefu_protocol::frame::{Accepted, Body, FileRef, Files, Message, Rejected};
 pub use kefu_protocol::session::{Event, LinkState, SessionConfig};
 pub use tls::Tls;
 
@@ -56,6 +56,9 @@ pub enum Error {
     Http(#[from] reqwest::Error),
     #[error("tls: {0}")]
     Tls(String),
+    /// The relay refused an upload: its HTTP status and why.
+    #[error("upload refused ({0}): {1}")]
+    Upload(u16, String),
 }
 
 /// A connection to a relay that keeps itself alive. Cloning is cheap; all
@@ -267,6 +270,17 @@ impl Client {
         }
     }
 
+    /// How this visitor uploads files ([`upload`]); waits for the first
+    /// welcome.
+    pub async fn uploader(&self) -> Result<Uploader, Error> {
+        match self.returning_credentials().await? {
+            Credentials::Visitor { site, returning: Some(returning) } => {
+                Ok(Uploader::Visitor { site, visitor: returning.visitor, token: returning.token })
+            }
+            _ => Err(Error::Stopped),
+        }
+    }
+
     /// The link's state now.
     pub fn link(&self) -> LinkState {
         *self.link.borrow()
@@ -300,6 +314,40 @@ impl Client {
     fn command(&self, command: driver::Command) -> Result<(), Error> {
         self.commands.send(command).map_err(|_| Error::Stopped)
     }
+}
+
+/// Who uploads a file: an agent by its token, or a visitor by its site,
+/// id and token ([`Client::uploader`]).
+#[derive(Debug, Clone)]
+pub enum Uploader {
+    Agent(String),
+    Visitor { site: SiteKey, visitor: kefu_protocol::ids::VisitorId, token: kefu_protocol::ids::VisitorToken },
+}
+
+/// Uploads `bytes` as a file named `name` to the relay at `base`
+/// (`http://host:port`); a message then sends it by the id in the answer:
+/// `Body::Files(Files { caption, files: vec![FileRef::by_id(file.id)] })`.
+pub async fn upload(base: &str, who: &Uploader, name: &str, bytes: Vec<u8>) -> Result<FileRef, Error> {
+    let base = base.trim_end_matches('/');
+    let client = Tls::default().http_client()?;
+    let request = match who {
+        Uploader::Agent(token) => client.post(format!("{base}/api/attachments")).bearer_auth(token),
+        Uploader::Visitor { site, visitor, token } => client
+            .post(format!("{base}/api/attachments"))
+            .query(&[("site", site.as_str())])
+            .header("authorization", format!("Visitor {visitor} {}", token.as_str())),
+    };
+    let response = request.query(&[("name", name)]).body(bytes).send().await?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        let why = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|body| body.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or(text);
+        return Err(Error::Upload(status.as_u16(), why));
+    }
+    Ok(response.json().await?)
 }
 
 /// An agent's session from `POST /api/login`.

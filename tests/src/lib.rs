@@ -419,10 +419,12 @@ pub fn message(event: Event) -> Option<Message> {
     }
 }
 
-/// The text of a message or private note; empty for a system line.
+/// The text of a message or private note, the caption of files; empty
+/// for a system line.
 pub fn text(message: &Message) -> &str {
     match &message.body {
         kefu_sdk::Body::Text(text) | kefu_sdk::Body::Note(text) => text,
+        kefu_sdk::Body::Files(files) => &files.caption,
         kefu_sdk::Body::Event(_) => "",
     }
 }

@@ -129,6 +129,7 @@ fn from_agent(event: Event) -> Option<Message> {
 fn text(message: &Message) -> &str {
     match &message.body {
         Body::Text(text) | Body::Note(text) => text,
+        Body::Files(files) => &files.caption,
         Body::Event(_) => "",
     }
 }

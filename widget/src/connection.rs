@@ -269,7 +269,7 @@ impl Host {
                     conversation: Some(pending.conversation),
                     text: text.clone(),
                 }),
-                Body::Note(_) | Body::Event(_) => None,
+                Body::Note(_) | Body::Event(_) | Body::Files(_) => None,
             })
             .chain(self.unaddressed.iter().cloned())
             .collect();

@@ -278,6 +278,9 @@ impl Model {
         }
         let text = match &message.body {
             Body::Text(text) => text.clone(),
+            // Until the widget shows files itself: their names, as a
+            // version 1 client is sent them.
+            Body::Files(files) => kefu_protocol::compat::files_as_text(files),
             Body::Event(event) => self.lang.strings().system_line(event),
             // Agents' private notes: the relay never sends them here, and
             // if one came it would still not be shown.

@@ -63,6 +63,8 @@ impl Line {
         let (kind, text) = match &message.body {
             Body::Text(text) => (Kind::Text, text.clone()),
             Body::Note(text) => (Kind::Note, text.clone()),
+            // Until the console shows files itself: their names.
+            Body::Files(files) => (Kind::Text, kefu_protocol::compat::files_as_text(files)),
             Body::Event(event) => (Kind::System, system_text(event)),
         };
         Line {

@@ -134,6 +134,7 @@ impl Model {
         let (kind, text) = match body {
             Body::Text(text) => (Kind::Text, text.clone()),
             Body::Note(text) => (Kind::Note, text.clone()),
+            Body::Files(files) => (Kind::Text, kefu_protocol::compat::files_as_text(files)),
             Body::Event(_) => return,
         };
         if let Some(conversation) = self.conversations.get_mut(&conversation) {

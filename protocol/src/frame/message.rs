@@ -4,7 +4,7 @@ use std::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{ConversationEvent, ErrorCode};
+use crate::frame::{ConversationEvent, ErrorCode, Files};
 use crate::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, Timestamp, VisitorId};
 
 /// Client -> relay: store this message. Resending with the same
@@ -87,6 +87,9 @@ pub enum Body {
     /// A system line (assigned, transferred, closed, ...), written by the
     /// relay; clients may not send one.
     Event(ConversationEvent),
+    /// Files with a caption (protocol version 2; version 1 peers are sent
+    /// a text instead, see `compat`).
+    Files(Files),
 }
 
 impl Body {
@@ -95,6 +98,7 @@ impl Body {
         match self {
             Body::Text(text) | Body::Note(text) => text.len(),
             Body::Event(_) => 0,
+            Body::Files(files) => files.caption.len() + files.files.iter().map(|file| file.name.len()).sum::<usize>(),
         }
     }
 

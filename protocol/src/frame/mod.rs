@@ -6,6 +6,7 @@
 
 mod conversation;
 mod error;
+mod file;
 mod follow_up;
 mod heartbeat;
 mod hello;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use conversation::{ConversationStatus, ConversationUpdate, Join, ReplayComplete};
 pub use error::{CloseReason, Closing, ErrorCode, ErrorFrame};
+pub use file::{FileRef, Files, ImageSize, MAX_FILES_PER_MESSAGE};
 pub use follow_up::{MailTranscript, TranscriptMailed};
 pub use heartbeat::{Ping, Pong};
 pub use hello::{Credentials, Cursor, Heartbeat, Hello, Identity, Limits, ReturningVisitor, Welcome};

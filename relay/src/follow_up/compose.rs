@@ -141,7 +141,9 @@ async fn lines(store: &Store, site: SiteId, messages: &[Message]) -> Result<Vec<
     let mut names: HashMap<AgentId, Option<String>> = HashMap::new();
     let mut lines = Vec::with_capacity(messages.len());
     for message in messages {
-        let Body::Text(text) = &message.body else { continue };
+        // Files are named by a line each, as older clients see them.
+        let body = kefu_protocol::compat::body_for(&message.body, 1);
+        let Body::Text(text) = &*body else { continue };
         let speaker = match message.author {
             Author::Visitor(_) => Speaker::Visitor,
             Author::Agent(agent) => {

@@ -14,6 +14,8 @@
 //! - [`owner`]: the deployment's owners: every site, making sites, and
 //!   stepping into one.
 //! - [`canned`]: canned replies.
+//! - [`attachments`]: uploading files and fetching them, for agents and
+//!   visitors.
 //! - [`mail`]: a site's mail settings and its outbox, for admins.
 //! - [`history`]: pages of past conversations and messages.
 //! - [`visitors`]: the visitor panel; [`user_agent`] names the browser.
@@ -34,6 +36,7 @@
 //! which a browser or a proxy in between may keep.
 
 pub mod agents;
+pub mod attachments;
 pub mod canned;
 pub mod extract;
 pub mod follow_up;
@@ -79,6 +82,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/survey", get(survey::confirm).post(survey::rate))
         .route("/api/agents", get(agents::list).post(agents::create))
         .route("/api/agents/{id}", patch(agents::update))
+        .route("/api/attachments", post(attachments::upload))
+        .route("/api/attachments/{id}", get(attachments::download))
         .route("/api/canned", get(canned::list).post(canned::create))
         .route("/api/canned/{id}", put(canned::update).delete(canned::delete))
         .route("/api/conversations", get(history::conversations))

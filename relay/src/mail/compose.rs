@@ -88,7 +88,9 @@ pub async fn compose(
         }
         MailJob::Missed { conversation, minutes } => {
             let Some(messages) = open_conversation_messages(store, site, conversation).await? else { return Ok(None) };
-            let replied = messages.iter().any(|m| matches!((m.author, &m.body), (Author::Agent(_), Body::Text(_))));
+            let replied = messages
+                .iter()
+                .any(|m| matches!((m.author, &m.body), (Author::Agent(_), Body::Text(_) | Body::Files(_))));
             if replied {
                 return Ok(None);
             }
@@ -180,10 +182,10 @@ async fn open_conversation_messages(
 /// The text and HTML of an agent notification: the intro, what the
 /// visitor wrote so far, a link to the console.
 fn notification(texts: &Texts, intro: &str, messages: &[Message], context: &Context) -> (String, String) {
-    let quoted: Vec<&str> = messages
+    let quoted: Vec<String> = messages
         .iter()
-        .filter_map(|message| match (&message.author, &message.body) {
-            (Author::Visitor(_), Body::Text(text)) => Some(text.as_str()),
+        .filter_map(|message| match (&message.author, &*kefu_protocol::compat::body_for(&message.body, 1)) {
+            (Author::Visitor(_), Body::Text(text)) => Some(text.clone()),
             _ => None,
         })
         .take(QUOTED_MESSAGES)

@@ -86,6 +86,8 @@ pub struct Metrics {
     commit_seconds: Histogram,
     batch_messages: Histogram,
     too_slow: Counter,
+    attachments_stored: Counter,
+    attachment_bytes_stored: Counter,
     redis_link_up: Gauge,
     redis_publish_seconds: Histogram,
     http_requests: Family<RequestLabels, Counter>,
@@ -106,6 +108,8 @@ impl Metrics {
             // 1 to 256: `MAX_BATCH` of the writer.
             batch_messages: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
             too_slow: Counter::default(),
+            attachments_stored: Counter::default(),
+            attachment_bytes_stored: Counter::default(),
             redis_link_up: Gauge::default(),
             redis_publish_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             http_requests: Family::default(),
@@ -138,6 +142,16 @@ impl Metrics {
             "too_slow_disconnects",
             "Connections closed because their outbound queue overflowed",
             metrics.too_slow.clone(),
+        );
+        registry.register(
+            "attachments_stored",
+            "Uploads kept (their bytes stored and their row written)",
+            metrics.attachments_stored.clone(),
+        );
+        registry.register(
+            "attachment_bytes_stored",
+            "Bytes of the uploads kept",
+            metrics.attachment_bytes_stored.clone(),
         );
         registry.register(
             "http_requests",
@@ -175,6 +189,12 @@ impl Metrics {
     /// A connection was closed because it could not keep up.
     pub fn too_slow_disconnect(&self) {
         self.too_slow.inc();
+    }
+
+    /// An upload of `bytes` was kept.
+    pub fn attachment_stored(&self, bytes: u64) {
+        self.attachments_stored.inc();
+        self.attachment_bytes_stored.inc_by(bytes);
     }
 
     /// The Redis link went up or down.

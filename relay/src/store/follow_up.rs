@@ -108,7 +108,9 @@ impl Store {
         let messages: Vec<Message> = rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?;
         Ok(messages
             .into_iter()
-            .filter(|message| matches!((&message.author, &message.body), (Author::Agent(_), Body::Text(_))))
+            .filter(|message| {
+                matches!((&message.author, &message.body), (Author::Agent(_), Body::Text(_) | Body::Files(_)))
+            })
             .collect())
     }
 

@@ -1,6 +1,6 @@
 //! Appending and reading messages, and how a message maps to a row.
 
-use kefu_protocol::frame::{Author, Body, Message};
+use kefu_protocol::frame::{Author, Body, Files, Message};
 use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, SiteId, Timestamp, VisitorId};
 
 use super::{AppendTicket, Appended, Error, NewMessage, Store, Unsigned, int, undecodable};
@@ -16,6 +16,8 @@ pub(super) struct MessageRow {
     client_id: Option<Vec<u8>>,
     body_kind: String,
     body: String,
+    /// For a message with files: them, as JSON.
+    files: Option<String>,
     created_at: Unsigned,
 }
 
@@ -23,7 +25,7 @@ pub(super) struct MessageRow {
 /// it into a `&'static str`.
 macro_rules! message_columns {
     () => {
-        "id, conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at"
+        "id, conversation_id, seq, author_kind, author_id, client_id, body_kind, body, files, created_at"
     };
 }
 pub(super) use message_columns;
@@ -46,11 +48,15 @@ impl TryFrom<MessageRow> for Message {
                 Ok::<_, sqlx::Error>(ClientMessageId(u128::from_be_bytes(bytes)))
             })
             .transpose()?;
-        let body = match row.body_kind.as_str() {
-            "text" => Body::Text(row.body),
-            "note" => Body::Note(row.body),
-            "event" => Body::Event(serde_json::from_str(&row.body).map_err(|e| undecodable("system line", e))?),
-            other => return Err(undecodable("body kind", other)),
+        let body = match (row.body_kind.as_str(), row.files) {
+            ("text", Some(files)) => Body::Files(Files {
+                caption: row.body,
+                files: serde_json::from_str(&files).map_err(|e| undecodable("files", e))?,
+            }),
+            ("text", None) => Body::Text(row.body),
+            ("note", _) => Body::Note(row.body),
+            ("event", _) => Body::Event(serde_json::from_str(&row.body).map_err(|e| undecodable("system line", e))?),
+            (other, _) => return Err(undecodable("body kind", other)),
         };
         Ok(Message {
             conversation: ConversationId(row.conversation_id.0),
@@ -81,13 +87,17 @@ pub(super) fn client_id_column(client_id: Option<ClientMessageId>) -> Option<Vec
     client_id.map(|id| id.0.to_be_bytes().to_vec())
 }
 
-/// The `body_kind` and `body` columns: text as it is, a system line as JSON.
-pub(super) fn body_columns(body: &Body) -> (&'static str, std::borrow::Cow<'_, str>) {
+/// The `body_kind`, `body` and `files` columns: text as it is, a system
+/// line as JSON, files as a text (the caption) with the files as JSON.
+pub(super) fn body_columns(body: &Body) -> (&'static str, std::borrow::Cow<'_, str>, Option<String>) {
     match body {
-        Body::Text(text) => ("text", text.into()),
-        Body::Note(text) => ("note", text.into()),
-        // Serializing a plain enum of strings and numbers cannot fail.
-        Body::Event(event) => ("event", serde_json::to_string(event).unwrap_or_default().into()),
+        Body::Text(text) => ("text", text.into(), None),
+        Body::Note(text) => ("note", text.into(), None),
+        // Serializing plain structs of strings and numbers cannot fail.
+        Body::Event(event) => ("event", serde_json::to_string(event).unwrap_or_default().into(), None),
+        Body::Files(files) => {
+            ("text", files.caption.as_str().into(), Some(serde_json::to_string(&files.files).unwrap_or_default()))
+        }
     }
 }
 

@@ -67,6 +67,7 @@
 //! their condition on the row they lock, which makes them compare-and-set
 //! on both backends.
 
+mod attachments;
 mod backup;
 mod canned;
 mod console;
@@ -106,6 +107,7 @@ use sqlx::{ConnectOptions, Decode, Executor, Transaction, Type};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+pub use attachments::{Attachment, NewAttachment, Unusable};
 pub use backup::{BackupError, Contents, restore};
 pub use canned::{CannedReply, CannedReplyId};
 pub use console::{ConversationPage, ConversationSummary, PastConversation, VisitorClient};

@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use kefu_protocol::frame::{Author, Message};
+use kefu_protocol::frame::{Author, Body, Message};
 use kefu_protocol::ids::{AgentId, ClientMessageId, ConversationId, MessageId, Seq, SiteId, Timestamp, VisitorId};
 use sqlx::AnyConnection;
 use sqlx::any::AnyConnectOptions;
@@ -355,6 +355,7 @@ async fn store_batch(
     }
 
     let ids = insert_messages(&mut tx, batch, &plan, now).await?;
+    attach_files(&mut tx, batch, &plan, &ids).await?;
     let mut outcomes: Vec<Option<Appended>> = Vec::with_capacity(batch.len());
     for (pending, planned) in batch.iter().zip(&plan) {
         let message = &pending.message;
@@ -581,28 +582,29 @@ async fn insert_messages(
     }
     let mut sql = String::from(
         "INSERT INTO messages \
-         (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at) VALUES ",
+         (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, files, created_at) VALUES ",
     );
     for i in 0..new.len() {
         let comma = if i == 0 { "" } else { ", " };
-        let n = 7 * i;
+        let n = 8 * i;
         // Every row shares the batch's time, bound once as $1.
         let _ = write!(
             sql,
-            "{comma}(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
+            "{comma}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
             n + 2,
             n + 3,
             n + 4,
             n + 5,
             n + 6,
             n + 7,
-            n + 8
+            n + 8,
+            n + 9
         );
     }
     sql.push_str(" RETURNING id, conversation_id, seq");
     let bodies: Vec<_> = new.iter().map(|(message, _)| body_columns(&message.body)).collect();
     let mut query = sqlx::query_as::<_, (Unsigned, Unsigned, Unsigned)>(&sql).persistent(false).bind(int(now.0));
-    for ((message, seq), (body_kind, body)) in new.iter().zip(&bodies) {
+    for ((message, seq), (body_kind, body, files)) in new.iter().zip(&bodies) {
         let (author_kind, author_id) = author_columns(message.author);
         query = query
             .bind(int(message.conversation.0))
@@ -611,13 +613,47 @@ async fn insert_messages(
             .bind(author_id)
             .bind(client_id_column(message.client_id))
             .bind(*body_kind)
-            .bind(&**body);
+            .bind(&**body)
+            .bind(files.as_deref());
     }
     let rows = query.fetch_all(&mut *tx).await?;
     Ok(rows
         .into_iter()
         .map(|(id, conversation, seq)| ((ConversationId(conversation.0), Seq(seq.0)), MessageId(id.0)))
         .collect())
+}
+
+/// Ties the uploads the batch's new messages name to them, in their
+/// transaction: a file is attached once, to the first message naming it
+/// (`Store::check_files` let only its uploader name it).
+async fn attach_files(
+    tx: &mut AnyConnection,
+    batch: &[Pending],
+    plan: &[Planned],
+    ids: &HashMap<(ConversationId, Seq), MessageId>,
+) -> Result<(), sqlx::Error> {
+    for (pending, planned) in batch.iter().zip(plan) {
+        let (Planned::Insert(seq), Body::Files(files)) = (planned, &pending.message.body) else {
+            continue;
+        };
+        let message = &pending.message;
+        let Some(id) = ids.get(&(message.conversation, *seq)) else {
+            continue;
+        };
+        for file in &files.files {
+            sqlx::query(
+                "UPDATE attachments SET conversation_id = $1, message_id = $2 \
+                 WHERE id = $3 AND site_id = $4 AND message_id IS NULL",
+            )
+            .bind(int(message.conversation.0))
+            .bind(int(id.0))
+            .bind(file.id.to_string())
+            .bind(int(message.site.0))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Gives every fresh message the state its conversation is left in, read

@@ -9,7 +9,7 @@ use kefu_protocol::frame::{
     ReturningVisitor, Visit, Welcome,
 };
 use kefu_protocol::ids::{ConversationId, SessionId, SiteId, VisitorId, VisitorToken};
-use kefu_protocol::{ClientFrame, PROTOCOL_VERSION, codec, frame::Author};
+use kefu_protocol::{ClientFrame, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, codec, frame::Author};
 
 use super::socket::{self, Incoming};
 use crate::auth::{self, SignedIn, visitor_token};
@@ -63,6 +63,8 @@ impl Peer {
 #[derive(Debug)]
 pub(crate) struct Established {
     pub(crate) peer: Peer,
+    /// The protocol version the peer said: what it can decode.
+    pub(crate) version: u16,
     pub(crate) resume: Vec<Cursor>,
     /// For a visitor that has not written yet: its rows are made with its
     /// first message, and hold this.
@@ -142,15 +144,15 @@ pub(crate) async fn handshake(
                 DecodeError::FrameTooLarge { .. } | DecodeError::BodyTooLarge { .. } => None,
             };
             return Err(match version {
-                Some(version) if version != PROTOCOL_VERSION => unsupported(version),
+                Some(version) if !spoken(version) => unsupported(version),
                 _ => refuse(error.code(), error.to_string()),
             });
         }
     };
-    if hello.version != PROTOCOL_VERSION {
+    if !spoken(hello.version) {
         return Err(unsupported(hello.version));
     }
-    let Hello { credentials, resume, .. } = hello;
+    let Hello { version, credentials, resume } = hello;
     let (peer, identity, unsaved) = authenticate(state, credentials, upgrade).await?;
     let config = &state.config;
     let welcome = Welcome {
@@ -164,7 +166,7 @@ pub(crate) async fn handshake(
     socket::write_frame(socket, &kefu_protocol::ServerFrame::Welcome(welcome), write_timeout)
         .await
         .map_err(|_| Refused(None))?;
-    Ok(Established { peer, resume, unsaved })
+    Ok(Established { peer, version, resume, unsaved })
 }
 
 fn agent_peer(SignedIn { agent, token_hash }: SignedIn) -> Authenticated {
@@ -174,10 +176,18 @@ fn agent_peer(SignedIn { agent, token_hash }: SignedIn) -> Authenticated {
 
 type Authenticated = (Peer, Identity, Option<Box<Unsaved>>);
 
+/// Whether this relay talks to a peer of `version`: each one from the
+/// oldest it still downgrades frames for to its own.
+fn spoken(version: u16) -> bool {
+    (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
+}
+
 fn unsupported(version: u16) -> Refused {
     refuse(
         ErrorCode::UnsupportedVersion,
-        format!("protocol version {version} is not supported; this relay speaks {PROTOCOL_VERSION}"),
+        format!(
+            "protocol version {version} is not supported; this relay speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+        ),
     )
 }
 

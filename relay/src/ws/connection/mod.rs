@@ -146,7 +146,7 @@ async fn open(
             return None;
         }
     };
-    let Established { peer, resume, unsaved } = established;
+    let Established { peer, version, resume, unsaved } = established;
     let mut mailbox = state.hub.mailbox(session, state.config.outbound_queue);
     if let Peer::Agent { agent, token_hash } = &peer {
         mailbox.sign_in(Login { agent: agent.id, token_hash: token_hash.clone() });
@@ -161,6 +161,7 @@ async fn open(
         write_timeout,
         frame_limit,
         peer,
+        version,
         mailbox,
         positions: HashMap::new(),
         conversations: HashMap::new(),
@@ -269,6 +270,9 @@ struct Connection {
     write_timeout: Duration,
     frame_limit: FrameLimit,
     peer: Peer,
+    /// The peer's protocol version: messages it could not decode are
+    /// sent as it can read them (`kefu_protocol::compat`).
+    version: u16,
     mailbox: Mailbox,
     /// Per followed conversation, how far this connection has got.
     positions: HashMap<ConversationId, Position>,

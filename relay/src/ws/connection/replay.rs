@@ -2,9 +2,11 @@
 //! up from the store, and passing on what the hub publishes, once and in
 //! order (see the parent module).
 
-use kefu_protocol::ServerFrame;
+use std::borrow::Cow;
+
 use kefu_protocol::frame::{Join, Message, ReplayComplete, TypingNotice};
 use kefu_protocol::ids::{ConversationId, Seq};
+use kefu_protocol::{ServerFrame, compat};
 
 use super::{Connection, End, Peer, Position};
 use crate::hub::Published;
@@ -96,19 +98,30 @@ impl Connection {
             None => Ok(()),
             // As published, a message says `prev: seq - 1`: what every
             // agent is sent, and a visitor with no note just before it.
-            // Those share the published bytes.
-            Some(prev) if prev == message.prev => self.write_published(published).await,
-            Some(prev) => self.write(&ServerFrame::Message(Message { prev, ..message.clone() })).await,
+            // Those of the current version share the published bytes.
+            Some(prev) if prev == message.prev && compat::is_current(&message.body, self.version) => {
+                self.write_published(published).await
+            }
+            Some(prev) => self.pass_on_as(message.clone(), prev).await,
         }
     }
 
     /// Sends the next message of a conversation, or skips it if this peer
     /// is not shown it.
-    async fn pass_on(&mut self, mut message: Message) -> Result<(), End> {
+    async fn pass_on(&mut self, message: Message) -> Result<(), End> {
         let Some(prev) = self.advance(&message) else {
             return Ok(());
         };
+        self.pass_on_as(message, prev).await
+    }
+
+    /// Sends a message with this peer's `prev`, in a shape its protocol
+    /// version can decode.
+    async fn pass_on_as(&mut self, mut message: Message, prev: Seq) -> Result<(), End> {
         message.prev = prev;
+        if let Cow::Owned(body) = compat::body_for(&message.body, self.version) {
+            message.body = body;
+        }
         self.write(&ServerFrame::Message(message)).await
     }
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use kefu_protocol::frame::{
-    Accepted, Ack, Author, Body, ConversationStatus, Deferred, ErrorCode, ErrorFrame, Receipt, Rejected, Send, Typing,
-    TypingNotice,
+    Accepted, Ack, Author, Body, ConversationStatus, Deferred, ErrorCode, ErrorFrame, Files, MAX_FILES_PER_MESSAGE,
+    Receipt, Rejected, Send, Typing, TypingNotice,
 };
+use kefu_protocol::ids::ConversationId;
 use kefu_protocol::{ClientFrame, DEFAULT_LIMITS, ServerFrame};
 
 use super::{Connection, End, Peer};
-use crate::store::{self, AppendTicket, NewMessage, WrittenWith};
+use crate::store::{self, AppendTicket, NewMessage, Unusable, WrittenWith};
 use crate::team;
 
 /// The refusal of a first message out of hours without an address.
@@ -101,14 +102,24 @@ impl Connection {
         if let Some((code, text)) = refusal {
             return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
         }
+        let (site, author) = (self.peer.site(), self.peer.author());
+        let body = match body {
+            Body::Files(files) => match self.files_to_send(conversation, files).await? {
+                Ok(files) => Body::Files(files),
+                Err(text) => {
+                    let code = ErrorCode::Forbidden;
+                    return self.write(&ServerFrame::Rejected(Rejected { conversation, client_id, code, text })).await;
+                }
+            },
+            body => body,
+        };
         if self.unsaved.is_some() {
             self.save_visitor().await?;
         }
-        let (site, author) = (self.peer.site(), self.peer.author());
         // An agent's reply may need mailing to a visitor who left: queued
         // with it, composed (or skipped) when the site's delay is over.
         let mail = match (author, &body) {
-            (Author::Agent(_), Body::Text(_)) => self
+            (Author::Agent(_), Body::Text(_) | Body::Files(_)) => self
                 .state
                 .mail
                 .visitor_replies_mail(&self.state.store, site, conversation)
@@ -121,6 +132,26 @@ impl Connection {
         let ticket = self.state.store.submit(message).await.map_err(|e| End::store(&e))?;
         self.appends.get_or_insert_with(FuturesOrdered::new).push_back(ticket);
         Ok(())
+    }
+
+    /// The files a send names, as the store has them (a sender's own
+    /// claims about them are dropped), or why it may not send them.
+    async fn files_to_send(
+        &mut self,
+        conversation: ConversationId,
+        files: Files,
+    ) -> Result<Result<Files, String>, End> {
+        if files.files.is_empty() || files.files.len() > MAX_FILES_PER_MESSAGE {
+            return Ok(Err(format!("a message carries 1 to {MAX_FILES_PER_MESSAGE} files")));
+        }
+        let store = &self.state.store;
+        let (site, author) = (self.peer.site(), self.peer.author());
+        let found = store.files_to_send(site, author, conversation, &files.files).await.map_err(|e| End::store(&e))?;
+        Ok(match found {
+            Ok(found) => Ok(Files { caption: files.caption, files: found }),
+            Err(Unusable::Unknown(id)) => Err(format!("file {id} was not uploaded here, or was removed")),
+            Err(Unusable::NotYours(id)) => Err(format!("file {id} was uploaded by someone else or for another chat")),
+        })
     }
 
     /// Whether this send would open a visitor's conversation out of the
@@ -141,7 +172,7 @@ impl Connection {
     /// Why this peer may not send a body of this kind, if it may not.
     fn may_not_send(&self, body: &Body) -> Option<&'static str> {
         match (body, &self.peer) {
-            (Body::Text(_), _) | (Body::Note(_), Peer::Agent { .. }) => None,
+            (Body::Text(_) | Body::Files(_), _) | (Body::Note(_), Peer::Agent { .. }) => None,
             (Body::Note(_), Peer::Visitor { .. }) => Some("private notes are for agents"),
             (Body::Event(_), _) => Some("system lines are written by the relay"),
         }
@@ -239,6 +270,6 @@ pub(super) async fn next_append(
 fn is_blank(body: &Body) -> bool {
     match body {
         Body::Text(text) | Body::Note(text) => text.trim().is_empty(),
-        Body::Event(_) => false,
+        Body::Event(_) | Body::Files(_) => false,
     }
 }
