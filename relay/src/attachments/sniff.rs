@@ -7,11 +7,11 @@ pub enum Kind {
     /// An image browsers show and the relay can read: PNG, JPEG, GIF, WebP.
     Image(&'static str),
     /// Something recognised that is not a program: a PDF, an archive, a
-    /// document, audio or video. Served as a download.
+    /// document, a page (HTML, XML, SVG), audio or video. Served as a
+    /// download, `application/octet-stream`, so a browser never runs it.
     Document(&'static str),
-    /// Nothing recognised: text, HTML, SVG, CSV, a log. Served as
-    /// `application/octet-stream`, as a download, so a browser never
-    /// runs it.
+    /// Nothing recognised: plain text, CSV, a log. Kept as
+    /// `application/octet-stream`.
     Unknown,
     /// A program or a library: refused.
     Program(&'static str),
@@ -70,9 +70,14 @@ mod tests {
     fn the_bytes_decide_not_the_name() {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Kind::Image("image/png"));
         assert_eq!(sniff(b"%PDF-1.7\n"), Kind::Document("application/pdf"));
-        assert_eq!(sniff(b"<!doctype html><script>alert(1)</script>"), Kind::Unknown);
-        assert_eq!(sniff(b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>"), Kind::Unknown);
-        assert!(matches!(sniff(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0"), Kind::Program(_)));
+        // Pages and drawings are documents: kept, never shown inline.
+        assert_eq!(sniff(b"<!doctype html><script>alert(1)</script>"), Kind::Document("text/html"));
+        let svg = sniff(b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>");
+        assert!(!svg.is_image() && svg.accepted().is_some(), "{svg:?}");
+        assert_eq!(sniff(b"just some words"), Kind::Unknown);
+        let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+        elf.resize(64, 0);
+        assert!(matches!(sniff(&elf), Kind::Program(_)), "{:?}", sniff(&elf));
         assert!(matches!(sniff(b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff"), Kind::Program(_)));
         assert_eq!(Kind::Unknown.accepted(), Some("application/octet-stream"));
         assert!(!is_plain_image("image/svg+xml"));
