@@ -93,7 +93,7 @@ async fn screenshot(backend: Backend) -> Result<()> {
     let got = collect(&mut agent_events, 1, |event| message(event).filter(|m| m.conversation == conversation)).await?;
     let sent = files_of(&got[0]).context("a message with files")?;
     assert_eq!(sent.caption, "this is what I see");
-    assert_eq!(sent.files, [shot.clone()], "as stored, not as claimed");
+    assert_eq!(sent.files, std::slice::from_ref(&shot), "as stored, not as claimed");
     assert_eq!(got[0].seq, accepted.seq);
     let echoed = collect(&mut visitor_events, 1, |event| message(event).filter(|m| m.seq == accepted.seq)).await?;
     assert_eq!(files_of(&echoed[0]).map(|f| f.files.clone()), Some(vec![shot.clone()]), "the visitor's own copy");
@@ -158,7 +158,7 @@ async fn only_the_conversation_s_parties_and_the_site_s_agents_get_a_file() -> R
     // Nothing of either refusal reached the stranger's conversation: the
     // marker is the first message there.
     stranger.send(strangers_conversation, Body::Text("marker".into())).await?;
-    let seen = collect(&mut stranger_events, 1, |event| message(event)).await?;
+    let seen = collect(&mut stranger_events, 1, message).await?;
     assert_eq!(kefu_tests::text(&seen[0]), "marker");
 
     // An agent of another site: not found.
