@@ -245,6 +245,19 @@ async fn a_file_over_the_limit_is_refused_with_the_limit_and_nothing_is_kept() -
     let fits = upload(&relay.http_url(), &as_agent, "fits.log", vec![b'y'; 1_000_000]).await?;
     assert_eq!(fits.size, 1_000_000);
     assert_eq!(kept_files(&relay)?, 1);
+
+    // The site's admin sets a lower limit, never one over the ceiling.
+    let site = |change: serde_json::Value| {
+        reqwest::Client::new().put(format!("{}/api/site", relay.http_url())).bearer_auth(&token).json(&change).send()
+    };
+    let over = site(json!({ "max_file_bytes": 1_000_001 })).await?;
+    assert_eq!(over.status(), StatusCode::BAD_REQUEST);
+    let set = site(json!({ "max_file_bytes": 100 })).await?.error_for_status()?.json::<serde_json::Value>().await?;
+    assert_eq!((set["max_file_bytes"].as_u64(), set["max_file_bytes_ceiling"].as_u64()), (Some(100), Some(1_000_000)));
+    let refused = upload(&relay.http_url(), &as_agent, "small.log", vec![b'z'; 101]).await;
+    let Err(Error::Upload(413, why)) = refused else { bail!("over the site's limit must be refused: {refused:?}") };
+    assert_eq!(why, "files are limited to 100 B here");
+    upload(&relay.http_url(), &as_agent, "small.log", vec![b'z'; 100]).await?;
     Ok(())
 }
 

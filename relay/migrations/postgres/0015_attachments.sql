@@ -26,3 +26,7 @@ CREATE INDEX attachments_by_conversation ON attachments (conversation_id);
 -- A message with files is a text (its caption) with the files it names,
 -- as the JSON list the wire carries (`FileRef`s).
 ALTER TABLE messages ADD COLUMN files TEXT;
+
+-- The largest file a site takes, in bytes (its admin sets it, under the
+-- operator's `--attachment-limit-mb`).
+ALTER TABLE sites ADD COLUMN max_file_bytes BIGINT NOT NULL DEFAULT 20000000 CHECK (max_file_bytes > 0);

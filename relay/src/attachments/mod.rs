@@ -31,9 +31,6 @@ pub use storage::Storage;
 use crate::state::AppState;
 use crate::store::{self, NewAttachment};
 
-/// A file's limit when its site sets none, in bytes.
-pub const DEFAULT_FILE_LIMIT: u64 = 20 * 1_000_000;
-
 /// How long an upload may wait for a message to name it.
 pub const UNATTACHED_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -58,10 +55,11 @@ pub enum Refused {
     Store(#[from] store::Error),
 }
 
-/// The largest file `site` takes: its own limit under the operator's
-/// ceiling (`--attachment-limit-mb`).
-pub fn file_limit(state: &AppState, _site: SiteId) -> u64 {
-    DEFAULT_FILE_LIMIT.min(state.config.attachment_limit_mb.saturating_mul(1_000_000))
+/// The largest file `site` takes: its own limit (20 MB unless its admin
+/// set another) under the operator's ceiling (`--attachment-limit-mb`).
+pub async fn file_limit(state: &AppState, site: SiteId) -> Result<u64, store::Error> {
+    let own = state.store.site_settings(site).await?.max_file_bytes;
+    Ok(own.min(state.config.attachment_limit_mb.saturating_mul(1_000_000)))
 }
 
 /// Takes an upload of `uploader` to `site` named `name`: streams `body`
@@ -79,7 +77,7 @@ where
 {
     let storage = state.storage();
     let id = AttachmentId(rand::random());
-    let limit = file_limit(state, site);
+    let limit = file_limit(state, site).await?;
     let partial = storage.partial_path(id).await?;
     let taken = take(&partial, body, limit).await;
     let (size, head) = match taken {

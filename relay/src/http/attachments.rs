@@ -90,7 +90,7 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, axum::Json<FileRef>), Response> {
     // Refused before a byte is read when the client says how many.
-    let limit = attachments::file_limit(&state, party.site);
+    let limit = attachments::file_limit(&state, party.site).await.map_err(|e| Error::Store(e).into_response())?;
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(refusal(&Refused::TooLarge { limit }));

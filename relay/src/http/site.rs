@@ -32,6 +32,10 @@ pub struct SiteView {
     /// `"right"` or `"left"`.
     pub position: String,
     pub allowed_origins: Vec<String>,
+    /// The largest file the site takes, in bytes, and the operator's
+    /// ceiling over it.
+    pub max_file_bytes: u64,
+    pub max_file_bytes_ceiling: u64,
 }
 
 /// `PUT /api/site` body: what to change; other fields are ignored.
@@ -43,6 +47,7 @@ pub struct SiteChange {
     pub greeting: Option<String>,
     pub position: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
+    pub max_file_bytes: Option<u64>,
 }
 
 /// `GET /api/widget/{site_key}` answer: what the widget needs before it
@@ -80,7 +85,7 @@ pub async fn show(State(state): State<AppState>, current: CurrentAgent) -> Resul
         Role::Admin => Some(state.store.identity_secret(site.id).await?),
         Role::Agent => None,
     };
-    Ok(axum::Json(view(site, settings, identity_secret)))
+    Ok(axum::Json(view(site, settings, identity_secret, ceiling(&state))))
 }
 
 /// `PUT /api/site`: an admin changes their site.
@@ -89,10 +94,10 @@ pub async fn update(
     Admin(admin): Admin,
     Json(change): Json<SiteChange>,
 ) -> Result<axum::Json<SiteView>, Error> {
-    let update = validate(change)?;
+    let update = validate(change, ceiling(&state))?;
     let (site, settings) = state.store.update_site(admin.site, &update).await?;
     let identity_secret = state.store.identity_secret(site.id).await?;
-    Ok(axum::Json(view(site, settings, Some(identity_secret))))
+    Ok(axum::Json(view(site, settings, Some(identity_secret), ceiling(&state))))
 }
 
 /// `POST /api/site/identity-secret`: an admin replaces the site's identity
@@ -107,7 +112,7 @@ pub async fn rotate_identity_secret(
     let settings = state.store.site_settings(site.id).await?;
     let identity_secret = state.store.rotate_identity_secret(site.id).await?;
     tracing::info!(site = ?site.id, admin = ?admin.id, "identity secret rotated");
-    Ok(axum::Json(view(site, settings, Some(identity_secret))))
+    Ok(axum::Json(view(site, settings, Some(identity_secret), ceiling(&state))))
 }
 
 /// `GET /api/widget/{site_key}`: a site's widget colour, greeting and
@@ -141,7 +146,12 @@ pub async fn look(state: &AppState, site: SiteId) -> Result<WidgetLook, crate::s
     })
 }
 
-fn view(site: Site, settings: SiteSettings, identity_secret: Option<String>) -> SiteView {
+/// The operator's ceiling over every site's file limit, in bytes.
+fn ceiling(state: &AppState) -> u64 {
+    state.config.attachment_limit_mb.saturating_mul(1_000_000)
+}
+
+fn view(site: Site, settings: SiteSettings, identity_secret: Option<String>, ceiling: u64) -> SiteView {
     SiteView {
         id: site.id,
         key: site.key.as_str().to_owned(),
@@ -152,12 +162,19 @@ fn view(site: Site, settings: SiteSettings, identity_secret: Option<String>) -> 
         greeting: settings.greeting,
         position: settings.position.as_str().to_owned(),
         allowed_origins: settings.allowed_origins,
+        max_file_bytes: settings.max_file_bytes,
+        max_file_bytes_ceiling: ceiling,
     }
 }
 
 /// Checks every given field and normalises it: trimmed name, lowercase
 /// colour, origins lowercased without duplicates.
-fn validate(change: SiteChange) -> Result<SiteUpdate, Error> {
+fn validate(change: SiteChange, ceiling: u64) -> Result<SiteUpdate, Error> {
+    if let Some(bytes) = change.max_file_bytes
+        && !(1..=ceiling).contains(&bytes)
+    {
+        return Err(Error::BadRequest(format!("max_file_bytes must be 1 to {ceiling} (this relay's ceiling)")));
+    }
     let name = change.name.map(|name| name.trim().to_owned());
     if let Some(name) = &name
         && (name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control))
@@ -190,6 +207,7 @@ fn validate(change: SiteChange) -> Result<SiteUpdate, Error> {
         greeting: change.greeting,
         position,
         allowed_origins,
+        max_file_bytes: change.max_file_bytes,
     })
 }
 
@@ -289,14 +307,14 @@ mod tests {
             allowed_origins: Some(vec!["https://A.example".into(), "https://a.example".into()]),
             ..SiteChange::default()
         };
-        let update = validate(change).unwrap();
+        let update = validate(change, 100_000_000).unwrap();
         assert_eq!(update.name.as_deref(), Some("Shop"));
         assert_eq!(update.color.as_deref(), Some("#aabbcc"));
         assert_eq!(update.position, Some(WidgetPosition::Left));
         assert_eq!(update.allowed_origins, Some(vec!["https://a.example".to_owned()]));
         assert_eq!(update.greeting, None);
 
-        let bad = |change: SiteChange| matches!(validate(change), Err(Error::BadRequest(_)));
+        let bad = |change: SiteChange| matches!(validate(change, 100_000_000), Err(Error::BadRequest(_)));
         assert!(bad(SiteChange { color: Some("red".into()), ..SiteChange::default() }));
         assert!(bad(SiteChange { color: Some("#abcdeg".into()), ..SiteChange::default() }));
         assert!(bad(SiteChange { color: Some("#abc".into()), ..SiteChange::default() }));
@@ -304,5 +322,8 @@ mod tests {
         assert!(bad(SiteChange { greeting: Some("x".repeat(501)), ..SiteChange::default() }));
         assert!(bad(SiteChange { name: Some(" ".into()), ..SiteChange::default() }));
         assert!(!bad(SiteChange { greeting: Some("é".repeat(500)), ..SiteChange::default() }));
+        assert!(bad(SiteChange { max_file_bytes: Some(0), ..SiteChange::default() }));
+        assert!(bad(SiteChange { max_file_bytes: Some(100_000_001), ..SiteChange::default() }), "over the ceiling");
+        assert!(!bad(SiteChange { max_file_bytes: Some(100_000_000), ..SiteChange::default() }));
     }
 }

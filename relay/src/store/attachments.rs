@@ -179,7 +179,79 @@ impl Store {
     /// How many uploads the store holds, and their bytes: for `/metrics`.
     pub async fn attachment_totals(&self) -> Result<(u64, u64), Error> {
         let (count, bytes): (Unsigned, Unsigned) =
-            sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM attachments").fetch_one(self.pool()).await?;
+            sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM attachments")
+                .fetch_one(self.pool())
+                .await?;
         Ok((count.0, bytes.0))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use kefu_protocol::frame::{Body, Files};
+    use kefu_protocol::ids::{ClientMessageId, SiteKey};
+
+    use super::*;
+    use crate::store::tests::{TestDb, on_both_backends};
+    use crate::store::{NewMessage, Role};
+
+    fn upload(id: u128, uploader: Author) -> NewAttachment {
+        NewAttachment {
+            id: AttachmentId(id),
+            uploader,
+            name: format!("file {id}.png"),
+            mime: "image/png".into(),
+            size: 73,
+            image: Some(ImageSize { width: 3, height: 2 }),
+        }
+    }
+
+    async fn a_file_is_named_by_its_uploader_in_one_conversation_and_swept_if_never_sent(db: TestDb) {
+        let store = db.open().await;
+        let site = store.create_site(&SiteKey::new("a").unwrap(), "A").await.unwrap().id;
+        let other = store.create_site(&SiteKey::new("b").unwrap(), "B").await.unwrap().id;
+        let visitor = store.create_visitor(site, "hash").await.unwrap();
+        let conversation = store.open_conversation(site, visitor).await.unwrap().id;
+        let stranger = store.create_visitor(site, "hash").await.unwrap();
+        let strangers = store.open_conversation(site, stranger).await.unwrap().id;
+        let agent = store.create_agent(site, "ann@example.com", "Ann", "hash", Role::Agent).await.unwrap().id;
+        let (me, them) = (Author::Visitor(visitor), Author::Visitor(stranger));
+        store.add_attachment(site, &upload(1, me)).await.unwrap();
+        store.add_attachment(site, &upload(2, me)).await.unwrap();
+        let named = [FileRef::by_id(AttachmentId(1))];
+
+        assert_eq!(store.attachment(other, AttachmentId(1)).await.unwrap(), None, "another site's");
+        let found = store.files_to_send(site, me, conversation, &named).await.unwrap().unwrap();
+        assert_eq!((found[0].name.as_str(), found[0].size), ("file 1.png", 73), "as stored");
+        let theirs = store.files_to_send(site, them, strangers, &named).await.unwrap();
+        assert_eq!(theirs, Err(Unusable::NotYours(AttachmentId(1))));
+        let agents = store.files_to_send(site, Author::Agent(agent), conversation, &named).await.unwrap();
+        assert_eq!(agents, Err(Unusable::NotYours(AttachmentId(1))), "not even an agent names a visitor's upload");
+        let unknown = store.files_to_send(other, me, conversation, &named).await.unwrap();
+        assert_eq!(unknown, Err(Unusable::Unknown(AttachmentId(1))));
+
+        let body = Body::Files(Files { caption: "look".into(), files: found });
+        let message =
+            NewMessage { site, conversation, client_id: Some(ClientMessageId(9)), author: me, body, with: None };
+        store.append(message).await.unwrap();
+        let sent = store.attachment(site, AttachmentId(1)).await.unwrap().unwrap();
+        assert_eq!((sent.conversation, sent.visitor), (Some(conversation), Some(visitor)), "tied to its message");
+        // A resend names the file in its own conversation: still fine.
+        assert!(store.files_to_send(site, me, conversation, &named).await.unwrap().is_ok());
+        // The same visitor's next conversation may not take it along.
+        assert_eq!(
+            store.files_to_send(site, me, strangers, &named).await.unwrap(),
+            Err(Unusable::NotYours(AttachmentId(1)))
+        );
+
+        let later = Timestamp(now().0 + 1_000);
+        assert_eq!(store.unattached_before(later, 10).await.unwrap(), [(site, AttachmentId(2))], "only the unsent");
+        assert!(!store.remove_unattached(site, AttachmentId(1)).await.unwrap(), "a sent file stays");
+        assert!(!store.remove_unattached(other, AttachmentId(2)).await.unwrap(), "another site removes nothing");
+        assert!(store.remove_unattached(site, AttachmentId(2)).await.unwrap());
+        assert!(store.unattached_before(later, 10).await.unwrap().is_empty());
+        assert_eq!(store.attachment_totals().await.unwrap(), (1, 73));
+    }
+
+    on_both_backends![a_file_is_named_by_its_uploader_in_one_conversation_and_swept_if_never_sent];
 }

@@ -246,6 +246,13 @@ struct SiteRow {
     greeting: String,
     position: String,
     allowed_origins: String,
+    /// Absent in files written before sites had a file limit.
+    #[serde(default = "default_max_file_bytes")]
+    max_file_bytes: Unsigned,
+}
+
+fn default_max_file_bytes() -> Unsigned {
+    Unsigned(20_000_000)
 }
 
 #[derive(Debug, Serialize, Deserialize, FromRow)]
@@ -389,6 +396,12 @@ struct MessageRow {
     client_id: Option<Vec<u8>>,
     body_kind: String,
     body: String,
+    /// A message's files (JSON), absent for most messages and in files
+    /// written before files existed. The files' rows and bytes are not
+    /// in the export yet: on the new server their names show, and a
+    /// download answers 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    files: Option<String>,
     created_at: Unsigned,
 }
 
@@ -412,7 +425,8 @@ mod hex_bytes {
 
 /// Each table's rows of one site ($1), in the file's order. Ordered by
 /// id so a file is the same for the same rows, and messages by seq.
-const SITE_SQL: &str = "SELECT id, key, name, created_at, draft_preview, color, greeting, position, allowed_origins FROM sites WHERE id = $1";
+const SITE_SQL: &str = "SELECT id, key, name, created_at, draft_preview, color, greeting, position, allowed_origins, \
+     max_file_bytes FROM sites WHERE id = $1";
 const SITE_SECRETS_SQL: &str =
     "SELECT identity_secret, previous_secret, previous_until FROM site_secrets WHERE site_id = $1";
 const VISITOR_TOKEN_KEYS_SQL: &str = "SELECT key FROM visitor_token_keys WHERE site_id = $1";
@@ -444,7 +458,7 @@ const CONVERSATIONS_SQL: &str = "SELECT id, visitor_id, status, last_seq, visito
      agent_delivered, agent_read, created_at, updated_at, agent_marks_by, assignee_id, waiting_since \
      FROM conversations WHERE site_id = $1 ORDER BY id";
 const MESSAGES_SQL: &str = "SELECT m.conversation_id, m.seq, m.author_kind, m.author_id, m.client_id, m.body_kind, \
-     m.body, m.created_at FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+     m.body, m.files, m.created_at FROM messages m JOIN conversations c ON c.id = m.conversation_id \
      WHERE c.site_id = $1 ORDER BY m.conversation_id, m.seq";
 
 /// The file being written: gzip over a buffer, and how many row lines.
@@ -984,8 +998,9 @@ impl Import {
             return Err(Refusal::Corrupt("a second site".into()));
         }
         let id: Unsigned = sqlx::query_scalar(
-            "INSERT INTO sites (key, name, created_at, draft_preview, color, greeting, position, allowed_origins) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO sites \
+             (key, name, created_at, draft_preview, color, greeting, position, allowed_origins, max_file_bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(self.key.as_str())
         .bind(&row.name)
@@ -995,6 +1010,7 @@ impl Import {
         .bind(row.greeting)
         .bind(row.position)
         .bind(row.allowed_origins)
+        .bind(int(row.max_file_bytes.0))
         .fetch_one(&mut *tx)
         .await
         .map_err(|error| match constraint(error, "site key") {
@@ -1054,8 +1070,9 @@ impl Import {
             row.body
         };
         sqlx::query(
-            "INSERT INTO messages (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO messages \
+             (conversation_id, seq, author_kind, author_id, client_id, body_kind, body, files, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(int(conversation))
         .bind(int(row.seq.0))
@@ -1064,6 +1081,7 @@ impl Import {
         .bind(row.client_id)
         .bind(row.body_kind)
         .bind(body)
+        .bind(row.files)
         .bind(int(row.created_at.0))
         .execute(&mut *tx)
         .await

@@ -48,6 +48,9 @@ pub struct SiteSettings {
     pub greeting: String,
     /// Where the widget's button sits.
     pub position: WidgetPosition,
+    /// The largest file the site takes, in bytes; the operator's
+    /// ceiling (`--attachment-limit-mb`) still applies over it.
+    pub max_file_bytes: u64,
 }
 
 /// A partial change of a site: `None` keeps the stored value. Values are
@@ -60,6 +63,7 @@ pub struct SiteUpdate {
     pub greeting: Option<String>,
     pub position: Option<WidgetPosition>,
     pub allowed_origins: Option<Vec<String>>,
+    pub max_file_bytes: Option<u64>,
 }
 
 /// A partial change of an agent: `None` keeps the stored value.
@@ -102,6 +106,7 @@ struct SettingsRow {
     color: String,
     greeting: String,
     position: String,
+    max_file_bytes: Unsigned,
 }
 
 impl TryFrom<SettingsRow> for SiteSettings {
@@ -117,6 +122,7 @@ impl TryFrom<SettingsRow> for SiteSettings {
             color: row.color,
             greeting: row.greeting,
             position,
+            max_file_bytes: row.max_file_bytes.0,
         })
     }
 }
@@ -287,11 +293,12 @@ impl Store {
 
     /// The settings of `site`. [`Error::NotFound`] if it does not exist.
     pub async fn site_settings(&self, site: SiteId) -> Result<SiteSettings, Error> {
-        let row: Option<SettingsRow> =
-            sqlx::query_as("SELECT draft_preview, allowed_origins, color, greeting, position FROM sites WHERE id = $1")
-                .bind(int(site.0))
-                .fetch_optional(self.pool())
-                .await?;
+        let row: Option<SettingsRow> = sqlx::query_as(
+            "SELECT draft_preview, allowed_origins, color, greeting, position, max_file_bytes FROM sites WHERE id = $1",
+        )
+        .bind(int(site.0))
+        .fetch_optional(self.pool())
+        .await?;
         Ok(SiteSettings::try_from(row.ok_or(Error::NotFound)?)?)
     }
 
@@ -303,7 +310,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE sites SET name = coalesce($1, name), draft_preview = coalesce($2, draft_preview), \
              color = coalesce($3, color), greeting = coalesce($4, greeting), position = coalesce($5, position), \
-             allowed_origins = coalesce($6, allowed_origins) WHERE id = $7",
+             allowed_origins = coalesce($6, allowed_origins), max_file_bytes = coalesce($7, max_file_bytes) \
+             WHERE id = $8",
         )
         .bind(update.name.as_deref())
         .bind(update.draft_preview)
@@ -311,6 +319,7 @@ impl Store {
         .bind(update.greeting.as_deref())
         .bind(update.position.map(WidgetPosition::as_str))
         .bind(origins)
+        .bind(update.max_file_bytes.map(int))
         .bind(int(site.0))
         .execute(self.pool())
         .await?;
@@ -557,12 +566,14 @@ mod tests {
                 color: "#2563eb".into(),
                 greeting: String::new(),
                 position: WidgetPosition::Right,
+                max_file_bytes: 20_000_000,
             }
         );
         let update = SiteUpdate {
             draft_preview: Some(false),
             position: Some(WidgetPosition::Left),
             allowed_origins: Some(vec!["https://shop.example".into()]),
+            max_file_bytes: Some(5_000_000),
             ..SiteUpdate::default()
         };
         let (site, settings) = store.update_site(a.id, &update).await.unwrap();
@@ -570,6 +581,7 @@ mod tests {
         assert!(!settings.draft_preview);
         assert_eq!((settings.position, settings.color.as_str()), (WidgetPosition::Left, "#2563eb"));
         assert_eq!(settings.allowed_origins, ["https://shop.example"]);
+        assert_eq!(settings.max_file_bytes, 5_000_000);
         let renamed = SiteUpdate { name: Some("Shop".into()), greeting: Some("Hi!".into()), ..SiteUpdate::default() };
         let (site, settings) = store.update_site(a.id, &renamed).await.unwrap();
         assert_eq!((site.name.as_str(), settings.greeting.as_str()), ("Shop", "Hi!"));
