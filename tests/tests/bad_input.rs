@@ -79,15 +79,20 @@ async fn bad_input_is_refused_clearly_and_breaks_nothing() -> Result<()> {
     assert_eq!(error.code, ErrorCode::UnsupportedVersion);
     assert!(error.text.contains("99"), "{}", error.text);
 
-    // A well-formed hello with a wrong version.
-    let mut raw = Raw::connect(&url).await?;
-    let ClientFrame::Hello(mut wrong) = hello(Credentials::Visitor { site: SiteKey::new("demo")?, returning: None })
-    else {
-        unreachable!()
-    };
-    wrong.version = 2;
-    raw.send(&ClientFrame::Hello(wrong)).await?;
-    assert_eq!(refused(&mut raw).await?.0.code, ErrorCode::UnsupportedVersion);
+    // Well-formed hellos of a version after this relay's, and of none.
+    for version in [kefu_protocol::PROTOCOL_VERSION + 1, 0] {
+        let mut raw = Raw::connect(&url).await?;
+        let ClientFrame::Hello(mut wrong) =
+            hello(Credentials::Visitor { site: SiteKey::new("demo")?, returning: None })
+        else {
+            unreachable!()
+        };
+        wrong.version = version;
+        raw.send(&ClientFrame::Hello(wrong)).await?;
+        let (error, _) = refused(&mut raw).await?;
+        assert_eq!(error.code, ErrorCode::UnsupportedVersion, "version {version}");
+        assert!(error.text.contains("speaks 1 to 2"), "{}", error.text);
+    }
 
     // Something other than a hello first.
     let mut raw = Raw::connect(&url).await?;
